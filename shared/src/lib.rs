@@ -1,0 +1,29 @@
+//! Everything the ringwatch agent and console must agree on, and the pure
+//! logic both sides run: the wire protocol and its codec, the phi-accrual
+//! failure detector, reconnect backoff, join tokens and the status model.
+//!
+//! Nothing here does I/O or reads the clock: time is always passed in (the
+//! quinn-proto way), so every function is deterministic under test.
+//!
+//! # Layout
+//! - [`protocol`]: the versioned messages exchanged on the control stream and
+//!   as datagrams.
+//! - [`codec`]: length-prefixed, size-limited frames that never panic on input.
+//! - [`metrics`]: the resource sample an agent reports.
+//! - [`detector`]: the phi-accrual failure detector.
+//! - [`backoff`]: capped exponential backoff with jitter.
+//! - [`token`]: the join token that pins the cluster CA and proves the right
+//!   to join.
+//! - [`status`]: node states and the cluster status an admin client reads.
+//! - [`limits`]: resource limits that mark a node degraded.
+//! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines.
+
+pub mod backoff;
+pub mod codec;
+pub mod detector;
+pub mod duration;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+pub mod status;
+pub mod token;

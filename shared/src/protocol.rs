@@ -1,0 +1,231 @@
+//! The messages agents and the console exchange.
+//!
+//! A connection carries one bidirectional control stream, opened by the
+//! agent: its first frame is [`AgentFrame::Hello`] (an agent with a client
+//! certificate), [`AgentFrame::Join`] (an agent without one, proving a join
+//! token) or, for admin clients, an [`AdminRequest`]. Heartbeats travel as
+//! unreliable QUIC datagrams ([`Datagram`]): their loss is exactly what the
+//! failure detector measures.
+//!
+//! Every frame carries [`PROTOCOL_VERSION`] in its header (see
+//! [`crate::codec`]), so a peer of another version is recognised before its
+//! payload is decoded and refused with both versions named.
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::MetricsSample;
+use crate::status::ClusterStatus;
+
+/// The wire protocol version. Bump on any change to a message's layout.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The QUIC application protocol (ALPN) both sides require.
+pub const ALPN: &[u8] = b"ringwatch/1";
+
+/// The name the console's certificate is issued for and agents verify. Agents
+/// pin the cluster CA, so one fixed name serves every console address.
+pub const CONSOLE_SERVER_NAME: &str = "console.ringwatch";
+
+/// Frames an agent sends on its control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AgentFrame {
+    /// First frame of an authenticated agent.
+    Hello(Hello),
+    /// First and only frame of an agent without credentials.
+    Join(JoinRequest),
+    /// A full resource sample, at least once a second.
+    Metrics(MetricsSample),
+    /// The agent is leaving on purpose: mark it `left`, fail nothing over.
+    Goodbye {
+        /// Why it leaves, for the event log.
+        reason: String,
+    },
+}
+
+/// An authenticated agent introduces itself. Its name comes from its
+/// certificate, not from here, so it cannot be claimed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The agent's build, for the operator.
+    pub agent_version: String,
+    /// How often it sends heartbeats, seeding the failure detector.
+    pub heartbeat_interval_ms: u32,
+    /// Its share of the ring, relative to other nodes.
+    pub weight: u32,
+}
+
+/// A request to join the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The join token, as printed by `ringwatch join-token`.
+    pub token: String,
+    /// The node name the agent asks for.
+    pub name: String,
+    /// A PKCS#10 certificate signing request (DER) for the agent's own key:
+    /// the private key never leaves the agent.
+    pub csr_der: Vec<u8>,
+}
+
+/// Frames the console sends on a control stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ConsoleFrame {
+    /// The agent is registered and may send heartbeats.
+    Welcome(Welcome),
+    /// The join succeeded: here is the agent's certificate.
+    JoinGranted(JoinGrant),
+    /// The console refuses the agent; the connection closes after this.
+    Refused(Refusal),
+}
+
+/// Acceptance of an authenticated agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The node name the console knows the agent by.
+    pub node: String,
+    /// The console's build, for the agent's log.
+    pub console_version: String,
+}
+
+/// Credentials for a newly joined agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinGrant {
+    /// The agent's client certificate (DER), signed by the cluster CA.
+    pub cert_der: Vec<u8>,
+    /// The cluster CA certificate (DER), to verify the console from now on.
+    pub ca_der: Vec<u8>,
+}
+
+/// Why the console refuses an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The kind, which tells the agent whether trying again can help.
+    pub kind: RefusalKind,
+    /// A sentence for both sides' logs.
+    pub reason: String,
+}
+
+/// The kinds of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The join token is malformed, forged or of another cluster.
+    BadToken,
+    /// The join token has expired.
+    TokenExpired,
+    /// The client certificate is not one the console issued, or was revoked.
+    UnknownCredential,
+    /// Another agent with a different key is connected under this name.
+    NameInUse,
+    /// The requested name is not a valid node name.
+    BadName,
+    /// The peer broke the protocol (wrong first frame, garbage).
+    ProtocolViolation,
+}
+
+impl RefusalKind {
+    /// The QUIC application close code that carries this refusal, so that a
+    /// peer of any version can read it from the close alone.
+    pub fn close_code(self) -> u32 {
+        0x100
+            + match self {
+                Self::VersionMismatch => 1,
+                Self::BadToken => 2,
+                Self::TokenExpired => 3,
+                Self::UnknownCredential => 4,
+                Self::NameInUse => 5,
+                Self::BadName => 6,
+                Self::ProtocolViolation => 7,
+            }
+    }
+
+    /// The refusal a close code carries, if it carries one.
+    pub fn from_close_code(code: u64) -> Option<Self> {
+        [
+            Self::VersionMismatch,
+            Self::BadToken,
+            Self::TokenExpired,
+            Self::UnknownCredential,
+            Self::NameInUse,
+            Self::BadName,
+            Self::ProtocolViolation,
+        ]
+        .into_iter()
+        .find(|kind| u64::from(kind.close_code()) == code)
+    }
+
+    /// Whether trying again later, unchanged, may succeed. A name in use
+    /// frees itself when the other connection ends (often our own previous
+    /// connection, not yet timed out).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::NameInUse)
+    }
+}
+
+/// QUIC application close codes that are not refusals.
+pub mod close_code {
+    /// An ordinary close.
+    pub const NORMAL: u32 = 0;
+    /// The agent said goodbye.
+    pub const GOODBYE: u32 = 1;
+    /// The console is shutting down; agents reconnect.
+    pub const SHUTDOWN: u32 = 2;
+    /// Another connection of the same agent replaced this one.
+    pub const REPLACED: u32 = 3;
+}
+
+/// Unreliable messages, sent as QUIC datagrams.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Datagram {
+    /// An agent is alive.
+    Heartbeat(Heartbeat),
+}
+
+/// One heartbeat, with the two figures the console shows between samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Increases by one per heartbeat sent on this connection: gaps count loss.
+    pub seq: u64,
+    /// Total CPU use, per mille.
+    pub cpu_permille: u16,
+    /// Memory in use, per mille of installed memory.
+    pub mem_permille: u16,
+}
+
+/// Requests of an admin client (`ringwatch status`, a remote UI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AdminRequest {
+    /// The nodes and tasks as the console sees them now.
+    Status,
+}
+
+/// Answers to [`AdminRequest`]s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AdminResponse {
+    /// The cluster now.
+    Status(ClusterStatus),
+    /// The request failed; the sentence says why.
+    Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes_round_trip_and_are_distinct() {
+        let kinds = [
+            RefusalKind::VersionMismatch,
+            RefusalKind::BadToken,
+            RefusalKind::TokenExpired,
+            RefusalKind::UnknownCredential,
+            RefusalKind::NameInUse,
+            RefusalKind::BadName,
+            RefusalKind::ProtocolViolation,
+        ];
+        for kind in kinds {
+            assert_eq!(RefusalKind::from_close_code(u64::from(kind.close_code())), Some(kind));
+        }
+        assert_eq!(RefusalKind::from_close_code(u64::from(close_code::GOODBYE)), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! The cluster as an admin client sees it: node and instance states and the
+//! `ringwatch status --json` document (DESIGN §2). Field names are a public
+//! contract: fields may be added, never renamed.
+
+use serde::{Deserialize, Serialize};
+
+/// A node's liveness, as the console judges it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Known, but not heard from since the console started: it is given a
+    /// grace period to reconnect before anything is concluded.
+    Unknown,
+    /// Heartbeats arrive as expected.
+    Alive,
+    /// Over a resource limit: keeps its work, gets no new placements.
+    Degraded,
+    /// Heartbeats are late (phi ≥ the suspect threshold).
+    Suspect,
+    /// Taken for dead (phi ≥ the failed threshold, or silent too long).
+    Failed,
+    /// Said goodbye: gone on purpose.
+    Left,
+}
+
+impl NodeState {
+    /// The lowercase name used in JSON, logs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Alive => "alive",
+            Self::Degraded => "degraded",
+            Self::Suspect => "suspect",
+            Self::Failed => "failed",
+            Self::Left => "left",
+        }
+    }
+
+    /// Whether the node is up (it may take or keep work).
+    pub fn is_up(self) -> bool {
+        matches!(self, Self::Alive | Self::Degraded)
+    }
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One node in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's name (from its certificate).
+    pub name: String,
+    /// Its liveness.
+    pub state: NodeState,
+    /// Cordoned by an operator: receives nothing new.
+    pub cordoned: bool,
+    /// Current suspicion level.
+    pub phi: f64,
+    /// Milliseconds since its last heartbeat.
+    pub last_seen_ms: u64,
+    /// Total CPU use, percent.
+    pub cpu_percent: f64,
+    /// Memory in use.
+    pub mem_used_bytes: u64,
+    /// Memory installed.
+    pub mem_total_bytes: u64,
+    /// Load averages (1, 5, 15 minutes).
+    pub load: [f64; 3],
+    /// Bytes received per second.
+    pub net_rx_bytes_per_sec: u64,
+    /// Bytes sent per second.
+    pub net_tx_bytes_per_sec: u64,
+    /// Ring weight.
+    pub weight: u32,
+    /// Heartbeats lost on the current connection (sequence gaps).
+    pub heartbeats_lost: u64,
+    /// The address its connection comes from, empty when disconnected.
+    pub address: String,
+    /// Why it is in its state, as the event log said.
+    pub reason: String,
+    /// Instances placed on it (`task/index`).
+    pub instances: Vec<String>,
+}
+
+/// One task in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatus {
+    /// The task's name.
+    pub name: String,
+    /// How many instances it wants.
+    pub replicas: u32,
+    /// Its instances.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// One instance of a task in `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// `task/index`.
+    pub id: String,
+    /// The node it is placed on, if any.
+    pub node: Option<String>,
+    /// `pending`, `starting`, `running`, `restarting`, `stopping`, `stopped`
+    /// or `failed`.
+    pub state: String,
+    /// Restarts so far.
+    pub restarts: u32,
+}
+
+/// The whole `status` document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Every node the console knows, by name.
+    pub nodes: Vec<NodeStatus>,
+    /// Every task of the desired state, by name.
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_have_stable_lowercase_names() {
+        for state in [
+            NodeState::Unknown,
+            NodeState::Alive,
+            NodeState::Degraded,
+            NodeState::Suspect,
+            NodeState::Failed,
+            NodeState::Left,
+        ] {
+            assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(state.as_str(), state.as_str().to_lowercase());
+        }
+    }
+}
