@@ -1,1 +1,191 @@
-fn main() {}
+//! `ringwatch-agent`: the command line over the agent library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ringwatch_agent::LinkConfig;
+use ringwatch_agent::swarm::SwarmConfig;
+use ringwatch_shared::duration::parse_duration;
+use ringwatch_shared::protocol::PROTOCOL_VERSION;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// The ringwatch agent: joins a console, reports this host's health, and
+/// keeps the link alive.
+///
+/// First run: `ringwatch-agent --console HOST:7443 --token TOKEN` (the token
+/// comes from `ringwatch join-token` on the console). Later runs need only
+/// `--console`: the credentials are kept in the data dir.
+#[derive(Debug, Parser)]
+#[command(name = "ringwatch-agent", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs N simulated agents in this process, each a real QUIC connection
+    /// with synthetic metrics, for load tests.
+    Swarm(SwarmArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The console's address, HOST:PORT.
+    #[arg(long, value_name = "ADDR", required = true)]
+    console: Option<String>,
+    /// Join token from `ringwatch join-token`; needed on the first run only.
+    #[arg(long, value_name = "TOKEN", env = "RINGWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Node name to join under [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Where credentials are kept [default: the platform data dir + ringwatch-agent].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Heartbeat period, like 500ms or 1s.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Ring capacity weight [default: the number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    weight: Option<u32>,
+    /// Claim this protocol version (testing the console's refusal).
+    #[arg(long, hide = true, default_value_t = PROTOCOL_VERSION)]
+    protocol_version: u16,
+    /// After connecting, send this many random bytes on a stream (testing
+    /// the console's robustness).
+    #[arg(long, hide = true, default_value_t = 0)]
+    send_garbage: usize,
+}
+
+#[derive(Debug, Args)]
+struct SwarmArgs {
+    /// The console's address, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    console: String,
+    /// Join token from `ringwatch join-token`.
+    #[arg(long, value_name = "TOKEN", env = "RINGWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// How many agents to simulate.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    agents: usize,
+    /// Where the agents keep credentials (one subdirectory each).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Agents are named PREFIX-0, PREFIX-1, …
+    #[arg(long, value_name = "PREFIX", default_value = "swarm")]
+    name_prefix: String,
+    /// Heartbeat period of every agent.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
+    heartbeat: Duration,
+    /// Pause between starting two agents.
+    #[arg(long, value_name = "DUR", default_value = "5ms", value_parser = parse_duration)]
+    stagger: Duration,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn")),
+        )
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            error!("{err:#}");
+            eprintln!("ringwatch-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    // One thread: an agent sends a few small messages a second, and a
+    // current-thread runtime keeps its footprint small.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        match cli.command {
+            Some(Command::Swarm(args)) => run_swarm(args, shutdown).await,
+            None => run_single(cli.run, shutdown).await,
+        }
+    })
+}
+
+async fn run_single(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
+    let Some(console) = args.console else { bail!("--console ADDR is required") };
+    let console = resolve(&console).await?;
+    let data_dir = args.data_dir.map_or_else(default_data_dir, Ok)?;
+    let mut config = LinkConfig::new(console, data_dir);
+    config.name = args.name;
+    config.token = args.token;
+    config.heartbeat = args.heartbeat;
+    if let Some(weight) = args.weight {
+        config.weight = weight;
+    }
+    config.protocol_version = args.protocol_version;
+    config.send_garbage = args.send_garbage;
+    info!(console = %console, data_dir = %config.data_dir.display(), "ringwatch-agent starting");
+    ringwatch_agent::run_agent(config, shutdown).await?;
+    Ok(())
+}
+
+async fn run_swarm(args: SwarmArgs, shutdown: CancellationToken) -> Result<()> {
+    let console = resolve(&args.console).await?;
+    let data_dir = args.data_dir.map_or_else(|| default_data_dir().map(|dir| dir.join("swarm")), Ok)?;
+    let config = SwarmConfig {
+        console,
+        token: args.token,
+        agents: args.agents,
+        data_dir,
+        name_prefix: args.name_prefix,
+        heartbeat: args.heartbeat,
+        stagger: args.stagger,
+    };
+    ringwatch_agent::swarm::run(config, shutdown).await?;
+    Ok(())
+}
+
+async fn resolve(console: &str) -> Result<SocketAddr> {
+    if let Ok(addr) = console.parse() {
+        return Ok(addr);
+    }
+    tokio::net::lookup_host(console)
+        .await
+        .with_context(|| format!("failed to resolve the console address \"{console}\" (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("the console address \"{console}\" resolves to nothing"))
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    dirs::data_dir()
+        .map(|dir| dir.join("ringwatch-agent"))
+        .context("no platform data dir (is $HOME set?): pass --data-dir")
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
+        _ = terminate.recv() => info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}

@@ -121,6 +121,8 @@ pub enum RefusalKind {
     BadName,
     /// The peer broke the protocol (wrong first frame, garbage).
     ProtocolViolation,
+    /// The console cannot serve the request now (e.g. its storage failed).
+    Unavailable,
 }
 
 impl RefusalKind {
@@ -136,6 +138,7 @@ impl RefusalKind {
                 Self::NameInUse => 5,
                 Self::BadName => 6,
                 Self::ProtocolViolation => 7,
+                Self::Unavailable => 8,
             }
     }
 
@@ -149,6 +152,7 @@ impl RefusalKind {
             Self::NameInUse,
             Self::BadName,
             Self::ProtocolViolation,
+            Self::Unavailable,
         ]
         .into_iter()
         .find(|kind| u64::from(kind.close_code()) == code)
@@ -158,7 +162,7 @@ impl RefusalKind {
     /// frees itself when the other connection ends (often our own previous
     /// connection, not yet timed out).
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::NameInUse)
+        matches!(self, Self::NameInUse | Self::Unavailable)
     }
 }
 
@@ -222,6 +226,7 @@ mod tests {
             RefusalKind::NameInUse,
             RefusalKind::BadName,
             RefusalKind::ProtocolViolation,
+            RefusalKind::Unavailable,
         ];
         for kind in kinds {
             assert_eq!(RefusalKind::from_close_code(u64::from(kind.close_code())), Some(kind));

@@ -119,9 +119,46 @@ pub struct ClusterStatus {
     pub tasks: Vec<TaskStatus>,
 }
 
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterEvent {
+    /// Position in the log, increasing from 1.
+    pub seq: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The node concerned, if one is.
+    pub node: Option<String>,
+    /// The node's state before and after, for state changes.
+    pub change: Option<(NodeState, NodeState)>,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+impl std::fmt::Display for ClusterEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.node, self.change) {
+            (Some(node), Some((from, to))) => write!(f, "node \"{node}\" {from} → {to}: {}", self.reason),
+            (Some(node), None) => write!(f, "node \"{node}\": {}", self.reason),
+            (None, _) => f.write_str(&self.reason),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_read_as_one_line() {
+        let event = ClusterEvent {
+            seq: 1,
+            at_unix_ms: 0,
+            node: Some("a".into()),
+            change: Some((NodeState::Alive, NodeState::Failed)),
+            reason: "phi 8.1 ≥ 8".into(),
+        };
+        assert_eq!(event.to_string(), "node \"a\" alive → failed: phi 8.1 ≥ 8");
+    }
 
     #[test]
     fn states_have_stable_lowercase_names() {

@@ -1,1 +1,15 @@
+//! The ringwatch console: a control plane that accepts agents over QUIC,
+//! detects failed nodes with phi-accrual heartbeats and keeps the event log,
+//! plus the command line that drives it headless or from a terminal UI.
+//!
+//! # Layout
+//! - [`control`]: the control plane (server, node table, detector loop,
+//!   store, PKI, admin channel).
+//! - [`config`]: the optional TOML config file.
+//! - [`local`]: agents run in-process (the embedded local agent, the demo).
+//! - [`report`]: human renderings of status for the command line.
 
+pub mod config;
+pub mod control;
+pub mod local;
+pub mod report;

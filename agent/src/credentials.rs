@@ -1,0 +1,178 @@
+//! The agent's identity in its data dir: a private key that never leaves the
+//! host, the client certificate the console issued for it, the cluster CA,
+//! and the node name.
+//!
+//! | file        | content                                  | mode |
+//! |-------------|------------------------------------------|------|
+//! | `agent.key` | PKCS#8 private key (PEM)                 | 0600 |
+//! | `agent.crt` | client certificate from the console (PEM) | 0644 |
+//! | `ca.crt`    | cluster CA certificate (PEM)             | 0644 |
+//! | `agent.name`| the node name                            | 0644 |
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::error::AgentError;
+use crate::files::{self, PRIVATE, PUBLIC};
+
+const KEY_FILE: &str = "agent.key";
+const CERT_FILE: &str = "agent.crt";
+const CA_FILE: &str = "ca.crt";
+const NAME_FILE: &str = "agent.name";
+
+/// Everything an agent needs for a mutually authenticated connection.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The node name its certificate was issued for.
+    pub name: String,
+    /// The cluster CA certificate.
+    pub ca: CertificateDer<'static>,
+    /// The agent's client certificate.
+    pub cert: CertificateDer<'static>,
+    /// The agent's private key (PKCS#8 DER).
+    pub key_pkcs8: Vec<u8>,
+}
+
+impl Credentials {
+    /// Loads the credentials from `dir`, or `None` if the agent never joined.
+    ///
+    /// # Errors
+    /// When the files exist but cannot be read or parsed.
+    pub fn load(dir: &Path) -> Result<Option<Self>, AgentError> {
+        let Some(cert_pem) = read(dir, CERT_FILE)? else {
+            return Ok(None);
+        };
+        let broken = |problem: String| AgentError::Credentials { dir: dir.to_path_buf(), problem };
+        let cert = CertificateDer::from_pem_slice(&cert_pem)
+            .map_err(|err| broken(format!("{CERT_FILE} is not a PEM certificate ({err})")))?;
+        let ca_pem =
+            read(dir, CA_FILE)?.ok_or_else(|| broken(format!("{CERT_FILE} exists but {CA_FILE} is missing")))?;
+        let ca = CertificateDer::from_pem_slice(&ca_pem)
+            .map_err(|err| broken(format!("{CA_FILE} is not a PEM certificate ({err})")))?;
+        let key = load_key(dir)?.ok_or_else(|| broken(format!("{CERT_FILE} exists but {KEY_FILE} is missing")))?;
+        let name = read(dir, NAME_FILE)?.ok_or_else(|| broken(format!("{NAME_FILE} is missing")))?;
+        let name = String::from_utf8_lossy(&name).trim().to_string();
+        Ok(Some(Self { name, ca, cert, key_pkcs8: key.serialize_der() }))
+    }
+
+    /// Stores the certificate, CA and name granted by a join (the key was
+    /// stored before joining).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn store_grant(dir: &Path, name: &str, cert_der: &[u8], ca_der: &[u8]) -> Result<(), AgentError> {
+        write(dir, CA_FILE, to_pem("CERTIFICATE", ca_der).as_bytes(), PUBLIC)?;
+        write(dir, NAME_FILE, format!("{name}\n").as_bytes(), PUBLIC)?;
+        // The certificate last: its presence marks a completed join.
+        write(dir, CERT_FILE, to_pem("CERTIFICATE", cert_der).as_bytes(), PUBLIC)
+    }
+
+    /// The private key in the form rustls takes.
+    pub fn private_key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
+    }
+}
+
+/// The agent's key pair: loaded if a previous run made one, otherwise made
+/// and stored (mode 0600) before it is used, so a re-join keeps the key.
+///
+/// # Errors
+/// When the key cannot be read, parsed, made or stored.
+pub fn load_or_create_key(dir: &Path) -> Result<KeyPair, AgentError> {
+    if let Some(key) = load_key(dir)? {
+        return Ok(key);
+    }
+    files::create_private_dir(dir).map_err(AgentError::io(dir))?;
+    let key = KeyPair::generate().map_err(|err| AgentError::Setup(format!("failed to generate a key: {err}")))?;
+    write(dir, KEY_FILE, key.serialize_pem().as_bytes(), PRIVATE)?;
+    Ok(key)
+}
+
+/// A certificate signing request for `name` with `key`.
+///
+/// # Errors
+/// When rcgen cannot build the request.
+pub fn signing_request(name: &str, key: &KeyPair) -> Result<Vec<u8>, AgentError> {
+    let mut params = CertificateParams::default();
+    let mut subject = DistinguishedName::new();
+    subject.push(DnType::CommonName, name);
+    params.distinguished_name = subject;
+    let csr = params
+        .serialize_request(key)
+        .map_err(|err| AgentError::Setup(format!("failed to build a certificate request: {err}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// The name stored by a previous join, if any.
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn stored_name(dir: &Path) -> Result<Option<String>, AgentError> {
+    Ok(read(dir, NAME_FILE)?.map(|bytes| String::from_utf8_lossy(&bytes).trim().to_string()))
+}
+
+fn load_key(dir: &Path) -> Result<Option<KeyPair>, AgentError> {
+    let Some(pem) = read(dir, KEY_FILE)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(&pem);
+    KeyPair::from_pem(&text).map(Some).map_err(|err| AgentError::Credentials {
+        dir: dir.to_path_buf(),
+        problem: format!("{KEY_FILE} is not a PEM private key ({err})"),
+    })
+}
+
+fn read(dir: &Path, file: &str) -> Result<Option<Vec<u8>>, AgentError> {
+    let path: PathBuf = dir.join(file);
+    files::read_optional(&path).map_err(AgentError::io(path))
+}
+
+fn write(dir: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
+    let path = dir.join(file);
+    files::write_atomic(&path, bytes, mode).map_err(AgentError::io(path))
+}
+
+/// PEM armour for DER bytes.
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = format!("-----BEGIN {label}-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str(&format!("-----END {label}-----\n"));
+    pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_made_once_and_kept_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_key(dir.path()).unwrap();
+        let second = load_or_create_key(dir.path()).unwrap();
+        assert_eq!(first.public_key_raw(), second.public_key_raw());
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn no_certificate_means_not_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Credentials::load(dir.path()).unwrap().is_none());
+    }
+
+    #[test]
+    fn pem_armour_round_trips() {
+        let der = vec![7u8; 200];
+        let pem = to_pem("CERTIFICATE", &der);
+        assert_eq!(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().as_ref(), der.as_slice());
+    }
+}

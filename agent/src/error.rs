@@ -1,0 +1,56 @@
+//! The agent library's errors: one variant per way the agent can fail, each
+//! with a message an operator can act on.
+
+use std::path::PathBuf;
+
+use ringwatch_shared::protocol::RefusalKind;
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A file in the data dir could not be read or written.
+    #[error("failed to access \"{path}\": {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Stored credentials are unusable.
+    #[error("credentials in \"{dir}\" are unusable: {problem}")]
+    Credentials {
+        /// The data dir.
+        dir: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The agent has no credentials and no token to join with.
+    #[error(
+        "no credentials in \"{0}\" and no --token to join with: run `ringwatch join-token` on the console and pass its output as --token"
+    )]
+    NotJoined(PathBuf),
+    /// The configuration contradicts the stored identity.
+    #[error("{0}")]
+    Config(String),
+    /// The console refused this agent for good.
+    #[error("the console refused this agent: {reason}")]
+    Refused {
+        /// What kind of refusal.
+        kind: RefusalKind,
+        /// The console's sentence.
+        reason: String,
+    },
+    /// The TLS handshake failed: wrong CA, wrong certificate, wrong token.
+    #[error("TLS handshake with the console failed: {0}")]
+    Handshake(String),
+    /// Setting up TLS or QUIC failed.
+    #[error("failed to set up the QUIC endpoint: {0}")]
+    Setup(String),
+}
+
+impl AgentError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { path, source }
+    }
+}

@@ -1,0 +1,446 @@
+//! The agent's link to the console: join once, then connect with mutual TLS,
+//! say hello, send heartbeats as datagrams and metrics on the control
+//! stream, and reconnect with capped, jittered backoff whenever the
+//! connection is lost. Permanent refusals end the link with an error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use ringwatch_shared::backoff::Backoff;
+use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
+use ringwatch_shared::metrics::MetricsSample;
+use ringwatch_shared::protocol::{
+    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, Heartbeat, Hello, JoinRequest, PROTOCOL_VERSION, Refusal,
+    RefusalKind, close_code,
+};
+use ringwatch_shared::token::JoinToken;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{MissedTickBehavior, timeout};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, info, warn};
+
+use crate::credentials::{self, Credentials};
+use crate::error::AgentError;
+use crate::tls;
+
+/// First reconnect delay ceiling.
+const BACKOFF_BASE: Duration = Duration::from_millis(250);
+/// No reconnect delay exceeds this.
+const BACKOFF_CAP: Duration = Duration::from_secs(15);
+/// Consecutive "name in use" refusals after which the agent gives up.
+const NAME_IN_USE_ATTEMPTS: u32 = 6;
+/// A session that lasted this long was healthy: the next failure starts the
+/// backoff over.
+const HEALTHY_SESSION: Duration = Duration::from_secs(10);
+/// How long the console has to answer a hello or a join.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a goodbye waits for the console to close the connection.
+const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What one agent's link needs to know.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The console's address.
+    pub console: SocketAddr,
+    /// Where the agent keeps its credentials.
+    pub data_dir: PathBuf,
+    /// The name to join under; `None` keeps the stored one (or the host name
+    /// on a first join).
+    pub name: Option<String>,
+    /// The join token, needed only until the agent has credentials.
+    pub token: Option<String>,
+    /// Heartbeat period.
+    pub heartbeat: Duration,
+    /// Ring weight announced in the hello.
+    pub weight: u32,
+    /// Full metrics samples go at this period.
+    pub metrics_every: Duration,
+    /// The protocol version claimed in frame headers; tests set another to
+    /// see the console refuse it.
+    pub protocol_version: u16,
+    /// After the hello, send this many random bytes on a stream of their
+    /// own; tests use it to show the console survives garbage.
+    pub send_garbage: usize,
+}
+
+impl LinkConfig {
+    /// Defaults for everything but the console and the data dir.
+    pub fn new(console: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            console,
+            data_dir,
+            name: None,
+            token: None,
+            heartbeat: Duration::from_millis(500),
+            weight: default_weight(),
+            metrics_every: Duration::from_secs(1),
+            protocol_version: PROTOCOL_VERSION,
+            send_garbage: 0,
+        }
+    }
+}
+
+/// The default ring weight: the number of CPUs.
+pub fn default_weight() -> u32 {
+    std::thread::available_parallelism().map_or(1, |count| u32::try_from(count.get()).unwrap_or(u32::MAX))
+}
+
+/// How a connection attempt or session ended, when it did not end in a
+/// clean shutdown.
+#[derive(Debug)]
+enum LinkFailure {
+    /// Trying again cannot help.
+    Fatal(AgentError),
+    /// The console may be back later.
+    Retry(String),
+    /// Another connection holds our name; often our own previous one, not
+    /// yet timed out, so it is retried a few times.
+    NameInUse(String),
+}
+
+impl From<AgentError> for LinkFailure {
+    fn from(err: AgentError) -> Self {
+        Self::Fatal(err)
+    }
+}
+
+/// Runs the link until `shutdown` (after saying goodbye) or a permanent
+/// refusal.
+///
+/// # Errors
+/// When the console refuses the agent for good, or the credentials are
+/// unusable.
+pub async fn run(
+    config: &LinkConfig,
+    endpoint: &Endpoint,
+    metrics: watch::Receiver<MetricsSample>,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError> {
+    let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
+    let mut rng = StdRng::from_os_rng();
+    let mut name_in_use = 0;
+    loop {
+        let started = Instant::now();
+        let attempt = match credentials_for(config)? {
+            Some(credentials) => session(config, endpoint, &credentials, metrics.clone(), shutdown).await,
+            None => join(config, endpoint).await,
+        };
+        let reason = match attempt {
+            Ok(SessionEnd::Shutdown) => return Ok(()),
+            Ok(SessionEnd::Joined) => {
+                backoff.reset();
+                continue;
+            }
+            Err(LinkFailure::Fatal(err)) => return Err(err),
+            Err(LinkFailure::NameInUse(reason)) => {
+                name_in_use += 1;
+                if name_in_use >= NAME_IN_USE_ATTEMPTS {
+                    return Err(AgentError::Refused { kind: RefusalKind::NameInUse, reason });
+                }
+                format!("refused: {reason}")
+            }
+            Err(LinkFailure::Retry(reason)) => {
+                name_in_use = 0;
+                reason
+            }
+        };
+        if started.elapsed() >= HEALTHY_SESSION {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(&mut rng);
+        warn!(console = %config.console, %reason, retry_in = ?delay, "no connection to the console");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shutdown.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// How a session ended well.
+enum SessionEnd {
+    /// Shut down on request, goodbye said.
+    Shutdown,
+    /// Joined: connect again with the new credentials.
+    Joined,
+}
+
+fn credentials_for(config: &LinkConfig) -> Result<Option<Credentials>, AgentError> {
+    let Some(credentials) = Credentials::load(&config.data_dir)? else {
+        return Ok(None);
+    };
+    if let Some(name) = &config.name
+        && *name != credentials.name
+    {
+        return Err(AgentError::Config(format!(
+            "the data dir \"{}\" belongs to node \"{}\", not \"{name}\": use another --data-dir for another node",
+            config.data_dir.display(),
+            credentials.name
+        )));
+    }
+    Ok(Some(credentials))
+}
+
+async fn join(config: &LinkConfig, endpoint: &Endpoint) -> Result<SessionEnd, LinkFailure> {
+    let token_text = config.token.as_deref().ok_or_else(|| AgentError::NotJoined(config.data_dir.clone()))?;
+    let token: JoinToken = token_text
+        .parse()
+        .map_err(|err| AgentError::Refused { kind: RefusalKind::BadToken, reason: format!("--token: {err}") })?;
+    let name = match &config.name {
+        Some(name) => name.clone(),
+        None => credentials::stored_name(&config.data_dir)?.unwrap_or_else(host_name),
+    };
+    let key = credentials::load_or_create_key(&config.data_dir)?;
+    let csr_der = credentials::signing_request(&name, &key)?;
+    info!(console = %config.console, node = %name, "joining the cluster");
+    let connection = connect(endpoint, tls::join_client(token.ca_pin)?, config.console).await?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(classify)?;
+    let request = AgentFrame::Join(JoinRequest { token: token_text.trim().to_string(), name: name.clone(), csr_der });
+    send_frame(&mut send, &request, config.protocol_version).await?;
+    let answer = timeout(ANSWER_TIMEOUT, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+        .await
+        .map_err(|_| LinkFailure::Retry("the console did not answer the join request".into()))?;
+    let grant = match answer {
+        Ok(Some(ConsoleFrame::JoinGranted(grant))) => grant,
+        Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+        Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a join: {other:?}"))),
+        Ok(None) => return Err(closed_early(&connection).await),
+        Err(err) => return Err(frame_error(&connection, err).await),
+    };
+    if !token.pins(&grant.ca_der) {
+        return Err(AgentError::Handshake("the console sent a CA that the token does not pin".into()).into());
+    }
+    Credentials::store_grant(&config.data_dir, &name, &grant.cert_der, &grant.ca_der)?;
+    connection.close(close_code::NORMAL.into(), b"joined");
+    info!(node = %name, data_dir = %config.data_dir.display(), "joined the cluster; credentials stored");
+    Ok(SessionEnd::Joined)
+}
+
+async fn session(
+    config: &LinkConfig,
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    mut metrics: watch::Receiver<MetricsSample>,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, LinkFailure> {
+    let connection = connect(endpoint, tls::mutual_client(credentials)?, config.console).await?;
+    let (mut send, mut recv) = connection.open_bi().await.map_err(classify)?;
+    let hello = AgentFrame::Hello(Hello {
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        heartbeat_interval_ms: u32::try_from(config.heartbeat.as_millis()).unwrap_or(u32::MAX),
+        weight: config.weight,
+    });
+    send_frame(&mut send, &hello, config.protocol_version).await?;
+    let answer = timeout(ANSWER_TIMEOUT, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+        .await
+        .map_err(|_| LinkFailure::Retry("the console did not answer the hello".into()))?;
+    match answer {
+        Ok(Some(ConsoleFrame::Welcome(welcome))) => {
+            info!(node = %welcome.node, console = %config.console, console_version = %welcome.console_version, "connected to the console");
+        }
+        Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+        Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),
+        Ok(None) => return Err(closed_early(&connection).await),
+        Err(err) => return Err(frame_error(&connection, err).await),
+    }
+    if config.send_garbage > 0 {
+        send_garbage(&connection, config.send_garbage).await;
+    }
+
+    let (frames_tx, mut frames_rx) = mpsc::channel(16);
+    // Reading is not cancel-safe inside select!, so a task of its own reads.
+    let _reader = AbortOnDropHandle::new(tokio::spawn(read_console_frames(recv, frames_tx)));
+    let mut heartbeat = tokio::time::interval(config.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut metrics_tick = tokio::time::interval(config.metrics_every);
+    metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                say_goodbye(&connection, &mut send, "agent shutting down").await;
+                return Ok(SessionEnd::Shutdown);
+            }
+            _ = heartbeat.tick() => {
+                seq += 1;
+                let sample = metrics.borrow_and_update();
+                let beat = Datagram::Heartbeat(Heartbeat {
+                    seq,
+                    cpu_permille: sample.cpu_permille,
+                    mem_permille: ringwatch_shared::metrics::to_permille(sample.mem_percent() / 100.0),
+                });
+                drop(sample);
+                let datagram = codec::encode_datagram(&beat).map_err(|err| LinkFailure::Retry(err.to_string()))?;
+                if let Err(err) = connection.send_datagram(Bytes::from(datagram)) {
+                    return Err(LinkFailure::Retry(format!("failed to send a heartbeat: {err}")));
+                }
+            }
+            _ = metrics_tick.tick() => {
+                let sample = metrics.borrow().clone();
+                send_frame(&mut send, &AgentFrame::Metrics(sample), config.protocol_version).await?;
+            }
+            frame = frames_rx.recv() => match frame {
+                Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+                Some(Ok(other)) => debug!(?other, "frame from the console"),
+                Some(Err(err)) => return Err(frame_error(&connection, err).await),
+                None => return Err(closed_early(&connection).await),
+            },
+            err = connection.closed() => return Err(classify(err)),
+        }
+    }
+}
+
+async fn read_console_frames(mut recv: RecvStream, frames: mpsc::Sender<Result<ConsoleFrame, CodecError>>) {
+    loop {
+        match codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(frame)) => {
+                if frames.send(Ok(frame)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(err) => {
+                let _ = frames.send(Err(err)).await;
+                return;
+            }
+        }
+    }
+}
+
+async fn connect(
+    endpoint: &Endpoint,
+    client: quinn::ClientConfig,
+    console: SocketAddr,
+) -> Result<Connection, LinkFailure> {
+    let connecting = endpoint
+        .connect_with(client, console, CONSOLE_SERVER_NAME)
+        .map_err(|err| LinkFailure::Retry(format!("cannot connect to {console}: {err}")))?;
+    connecting.await.map_err(classify)
+}
+
+async fn send_frame(send: &mut SendStream, frame: &AgentFrame, version: u16) -> Result<(), LinkFailure> {
+    let bytes = codec::encode_frame_as(frame, version).map_err(|err| LinkFailure::Retry(err.to_string()))?;
+    match send.write_all(&bytes).await {
+        Ok(()) => Ok(()),
+        Err(quinn::WriteError::ConnectionLost(err)) => Err(classify(err)),
+        Err(err) => Err(LinkFailure::Retry(format!("control stream failed: {err}"))),
+    }
+}
+
+async fn say_goodbye(connection: &Connection, send: &mut SendStream, reason: &str) {
+    let goodbye = AgentFrame::Goodbye { reason: reason.to_string() };
+    if let Ok(bytes) = codec::encode_frame(&goodbye)
+        && send.write_all(&bytes).await.is_ok()
+    {
+        let _ = send.finish();
+        // The console closes the connection once it has read the goodbye;
+        // closing first could discard the frame still in flight.
+        let _ = timeout(GOODBYE_TIMEOUT, connection.closed()).await;
+    }
+    connection.close(close_code::GOODBYE.into(), b"goodbye");
+    info!("said goodbye to the console");
+}
+
+async fn send_garbage(connection: &Connection, len: usize) {
+    use rand::RngCore;
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill_bytes(&mut bytes);
+    match connection.open_bi().await {
+        Ok((mut send, _recv)) => {
+            let _ = send.write_all(&bytes).await;
+            let _ = send.finish();
+            warn!(bytes = len, "sent garbage to the console (--send-garbage)");
+        }
+        Err(err) => warn!(%err, "could not open a stream for garbage"),
+    }
+}
+
+fn refused(refusal: Refusal) -> LinkFailure {
+    if refusal.kind == RefusalKind::NameInUse {
+        LinkFailure::NameInUse(refusal.reason)
+    } else if refusal.kind.is_retryable() {
+        LinkFailure::Retry(format!("refused for now: {}", refusal.reason))
+    } else {
+        LinkFailure::Fatal(AgentError::Refused { kind: refusal.kind, reason: refusal.reason })
+    }
+}
+
+/// The stream ended without an answer: the reason is in the connection's
+/// close, which may take a moment to arrive.
+async fn closed_early(connection: &Connection) -> LinkFailure {
+    let err = timeout(Duration::from_secs(2), connection.closed()).await.unwrap_or(ConnectionError::TimedOut);
+    classify(err)
+}
+
+async fn frame_error(connection: &Connection, err: CodecError) -> LinkFailure {
+    match err {
+        CodecError::VersionMismatch { theirs, ours } => LinkFailure::Fatal(AgentError::Refused {
+            kind: RefusalKind::VersionMismatch,
+            reason: format!("protocol version mismatch: the console speaks v{theirs}, this agent speaks v{ours}"),
+        }),
+        CodecError::Io(_) | CodecError::Truncated => closed_early(connection).await,
+        other => LinkFailure::Retry(format!("bad frame from the console: {other}")),
+    }
+}
+
+/// Sorts a connection error into fatal (refused, wrong certificates) and
+/// worth retrying (timeouts, resets, a console shutting down).
+fn classify(err: ConnectionError) -> LinkFailure {
+    match err {
+        ConnectionError::ApplicationClosed(close) => {
+            let reason = String::from_utf8_lossy(&close.reason).into_owned();
+            match RefusalKind::from_close_code(close.error_code.into_inner()) {
+                Some(kind) => refused(Refusal { kind, reason }),
+                None => LinkFailure::Retry(format!("the console closed the connection ({reason})")),
+            }
+        }
+        ConnectionError::TransportError(error) if is_crypto(u64::from(error.code)) => {
+            LinkFailure::Fatal(AgentError::Handshake(error.reason))
+        }
+        ConnectionError::ConnectionClosed(close) if is_crypto(u64::from(close.error_code)) => {
+            LinkFailure::Fatal(AgentError::Handshake(format!(
+                "the console rejected this agent's certificate ({close}); if it belongs to another cluster, re-join with a token and a fresh --data-dir"
+            )))
+        }
+        ConnectionError::VersionMismatch => {
+            LinkFailure::Fatal(AgentError::Handshake("the console speaks another QUIC version".into()))
+        }
+        ConnectionError::TimedOut => LinkFailure::Retry("the console did not answer (timed out)".into()),
+        other => LinkFailure::Retry(other.to_string()),
+    }
+}
+
+/// QUIC carries TLS alerts as transport error codes 0x100–0x1ff.
+fn is_crypto(code: u64) -> bool {
+    (0x100..=0x1ff).contains(&code)
+}
+
+fn host_name() -> String {
+    let name = gethostname::gethostname().to_string_lossy().to_lowercase();
+    if name.is_empty() { "agent".to_string() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_codes_are_the_tls_alert_range() {
+        assert!(is_crypto(0x100 + 42));
+        assert!(!is_crypto(0x0a));
+        assert!(!is_crypto(0x200));
+    }
+
+    #[test]
+    fn refusals_sort_into_fatal_and_retryable() {
+        let name_in_use = refused(Refusal { kind: RefusalKind::NameInUse, reason: "x".into() });
+        assert!(matches!(name_in_use, LinkFailure::NameInUse(_)));
+        let expired = refused(Refusal { kind: RefusalKind::TokenExpired, reason: "x".into() });
+        assert!(matches!(expired, LinkFailure::Fatal(AgentError::Refused { .. })));
+    }
+}

@@ -1,0 +1,137 @@
+//! The console's optional config file (`--config FILE`, TOML). Every key is
+//! optional; unknown keys are refused with their line, so a typo never
+//! silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ringwatch_shared::detector::DetectorConfig;
+use ringwatch_shared::limits::ResourceLimits;
+use serde::Deserialize;
+
+use crate::control::ConsoleConfig;
+
+/// The file's content.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Data dir.
+    pub data_dir: Option<PathBuf>,
+    /// Reconnect grace after a console start, like `15s`.
+    #[serde(default, with = "optional_duration")]
+    pub reconnect_grace: Option<Duration>,
+    /// Failure-detector thresholds.
+    #[serde(default)]
+    pub detector: Option<DetectorConfig>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Option<ResourceLimits>,
+}
+
+/// Why the config file is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// It cannot be read.
+    #[error("cannot read config file \"{path}\": {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// It is not valid.
+    #[error("config file \"{path}\" is invalid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+}
+
+impl ConfigFile {
+    /// Reads and checks `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] with the line of the first problem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
+    }
+
+    /// Parses the file's text.
+    ///
+    /// # Errors
+    /// toml's message, with line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|err| err.to_string().trim_end().to_string())
+    }
+
+    /// Applies the file to `config`.
+    pub fn apply(self, config: &mut ConsoleConfig) {
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(grace) = self.reconnect_grace {
+            config.reconnect_grace = grace;
+        }
+        if let Some(detector) = self.detector {
+            config.detector = detector;
+        }
+        if let Some(limits) = self.limits {
+            config.limits = limits;
+        }
+    }
+}
+
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(deserializer)?;
+        text.map(|text| ringwatch_shared::duration::parse_duration(&text).map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_applies() {
+        let file = ConfigFile::parse(
+            r#"
+listen = "127.0.0.1:9000"
+reconnect_grace = "30s"
+[detector]
+failed_phi = 10.0
+max_silence = "8s"
+[limits]
+mem_percent = 90.0
+"#,
+        )
+        .unwrap();
+        let mut config = ConsoleConfig::new("/tmp/x".into());
+        file.apply(&mut config);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.reconnect_grace, Duration::from_secs(30));
+        assert_eq!(config.detector.failed_phi, 10.0);
+        assert_eq!(config.detector.max_silence, Duration::from_secs(8));
+        assert_eq!(config.detector.suspect_phi, 5.0, "unset keys keep their defaults");
+        assert_eq!(config.limits.mem_percent, 90.0);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_their_line() {
+        let err = ConfigFile::parse("listen = \"127.0.0.1:1\"\nlisten_addr = 3\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("listen_addr"), "{err}");
+        let err = ConfigFile::parse("[detector]\nmax_silence = \"soon\"\n").unwrap_err();
+        assert!(err.contains("soon"), "{err}");
+    }
+}

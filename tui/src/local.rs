@@ -1,0 +1,81 @@
+//! Agents run inside the console's process through the agent crate's public
+//! API: the embedded local agent of a bare `ringwatch`, and the demo's.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ringwatch_agent::LinkConfig;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::error;
+
+use crate::control::ControlPlane;
+
+/// How long the token handed to in-process agents lives: they join at once.
+const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// Starts an agent named `name` in this process, joined to `control`, with
+/// its credentials under `data_dir`. It stops (saying goodbye) on `shutdown`.
+pub fn spawn_local_agent(
+    control: &ControlPlane,
+    name: &str,
+    data_dir: &Path,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let mut config = LinkConfig::new(loopback(control.local_addr()), data_dir.to_path_buf());
+    config.name = Some(name.to_string());
+    config.token = Some(control.join_token(LOCAL_TOKEN_TTL));
+    let name = name.to_string();
+    tokio::spawn(async move {
+        if let Err(err) = ringwatch_agent::run_agent(config, shutdown).await {
+            error!(agent = %name, "local agent stopped: {err}");
+        }
+    })
+}
+
+/// The address to reach a console bound to `addr` from this host.
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        let ip: std::net::IpAddr =
+            if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() };
+        SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    }
+}
+
+/// A node name for the local agent: the host name, made valid.
+pub fn local_node_name() -> String {
+    let host = gethostname_lossy();
+    let cleaned: String = host
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '-' })
+        .take(63)
+        .collect();
+    let trimmed = cleaned.trim_start_matches(['.', '_', '-']);
+    if trimmed.is_empty() { "local".to_string() } else { trimmed.to_string() }
+}
+
+fn gethostname_lossy() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unspecified_addresses_are_reached_on_loopback() {
+        assert_eq!(loopback("0.0.0.0:7443".parse().unwrap()), "127.0.0.1:7443".parse().unwrap());
+        assert_eq!(loopback("10.0.0.1:7443".parse().unwrap()), "10.0.0.1:7443".parse().unwrap());
+    }
+
+    #[test]
+    fn the_local_name_is_a_valid_node_name() {
+        let name = local_node_name();
+        assert!(!name.is_empty() && name.len() <= 63);
+        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_".contains(c)));
+    }
+}

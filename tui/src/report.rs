@@ -1,0 +1,137 @@
+//! Human renderings of the cluster for the command line.
+
+use std::fmt::Write as _;
+
+use ringwatch_shared::status::{ClusterStatus, NodeState};
+
+/// Bytes as a short human figure (`1.2G`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "K", "M", "G", "T", "P"];
+    #[allow(clippy::cast_precision_loss)] // a display figure
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
+}
+
+/// Milliseconds as a short age (`120ms`, `3.2s`, `4m`).
+pub fn human_age(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..3_600_000 => format!("{}m", ms / 60_000),
+        _ => format!("{}h", ms / 3_600_000),
+    }
+}
+
+/// The node table and a summary line, as `ringwatch status` prints them.
+pub fn status_table(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    let header = ["NODE", "STATE", "PHI", "LAST SEEN", "CPU", "MEMORY", "LOAD", "WEIGHT", "INSTANCES"];
+    let rows: Vec<[String; 9]> = status
+        .nodes
+        .iter()
+        .map(|node| {
+            let state = if node.cordoned { format!("{},cordoned", node.state) } else { node.state.to_string() };
+            [
+                node.name.clone(),
+                state,
+                format!("{:.1}", node.phi),
+                if node.last_seen_ms == 0 && node.state == NodeState::Unknown {
+                    "-".into()
+                } else {
+                    human_age(node.last_seen_ms)
+                },
+                format!("{:.1}%", node.cpu_percent),
+                format!("{}/{}", human_bytes(node.mem_used_bytes), human_bytes(node.mem_total_bytes)),
+                format!("{:.2}", node.load[0]),
+                node.weight.to_string(),
+                node.instances.len().to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &[String]| {
+        let text: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&header.map(String::from));
+    for row in &rows {
+        line(row);
+    }
+    let mut counts: Vec<(NodeState, usize)> = Vec::new();
+    for node in &status.nodes {
+        match counts.iter_mut().find(|(state, _)| *state == node.state) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((node.state, 1)),
+        }
+    }
+    counts.sort();
+    let summary: Vec<String> = counts.iter().map(|(state, count)| format!("{count} {state}")).collect();
+    let _ = writeln!(
+        out,
+        "{} node(s){}{}",
+        status.nodes.len(),
+        if summary.is_empty() { "" } else { ": " },
+        summary.join(", ")
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use ringwatch_shared::status::NodeStatus;
+
+    use super::*;
+
+    fn node(name: &str, state: NodeState) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            state,
+            cordoned: false,
+            phi: 0.25,
+            last_seen_ms: 120,
+            cpu_percent: 3.1,
+            mem_used_bytes: 1 << 30,
+            mem_total_bytes: 8 << 30,
+            load: [0.5, 0.4, 0.3],
+            net_rx_bytes_per_sec: 0,
+            net_tx_bytes_per_sec: 0,
+            weight: 2,
+            heartbeats_lost: 0,
+            address: String::new(),
+            reason: String::new(),
+            instances: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_node_and_a_summary() {
+        let status = ClusterStatus {
+            nodes: vec![node("a", NodeState::Alive), node("b", NodeState::Failed), node("c", NodeState::Alive)],
+            tasks: Vec::new(),
+        };
+        let table = status_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("NODE  STATE"));
+        assert!(lines[2].starts_with("b     failed  0.2"), "{}", lines[2]);
+        assert_eq!(lines[4], "3 node(s): 2 alive, 1 failed");
+    }
+
+    #[test]
+    fn figures_read_short() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(3 << 30), "3.0G");
+        assert_eq!(human_age(120), "120ms");
+        assert_eq!(human_age(3_200), "3.2s");
+        assert_eq!(human_age(240_000), "4m");
+    }
+}
