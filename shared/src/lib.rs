@@ -15,6 +15,7 @@
 //! - [`token`]: the join token that pins the cluster CA and proves the right
 //!   to join.
 //! - [`status`]: node states and the cluster status an admin client reads.
+//! - [`ring`]: the weighted consistent-hash ring.
 //! - [`limits`]: resource limits that mark a node degraded.
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines.
 
@@ -25,5 +26,6 @@ pub mod duration;
 pub mod limits;
 pub mod metrics;
 pub mod protocol;
+pub mod ring;
 pub mod status;
 pub mod token;

@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`control`]: the control plane (server, node table, detector loop,
 //!   store, PKI, admin channel).
+//! - [`handle`]: the boundary the UI reads snapshots from and sends commands to.
 //! - [`config`]: the optional TOML config file.
 //! - [`local`]: agents run in-process (the embedded local agent, the demo).
 //! - [`report`]: human renderings of status for the command line.
 
 pub mod config;
 pub mod control;
+pub mod handle;
 pub mod local;
 pub mod report;

@@ -1,0 +1,71 @@
+//! The one narrow boundary between the UI and the control plane: the UI
+//! reads [`Snapshot`]s and sends [`Command`]s through [`ConsoleHandle`],
+//! never touching control-plane internals, so the same UI can later attach
+//! to a remote console over the admin channel.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use ringwatch_shared::metrics::MetricsSample;
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
+use tokio::sync::broadcast;
+
+/// Everything a view may show, as of one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Nodes (and, later, tasks), as `ringwatch status` reports them.
+    pub status: ClusterStatus,
+    /// The latest full metrics sample of each node that sent one, by name
+    /// (per-core CPU, disks, network).
+    pub samples: BTreeMap<String, MetricsSample>,
+    /// The newest events, oldest first.
+    pub events: Vec<ClusterEvent>,
+    /// Events the console could not persist because its writer fell behind.
+    pub dropped_events: u64,
+    /// Where the console listens.
+    pub listen: Option<SocketAddr>,
+    /// Whether demo commands are available (the `ringwatch demo` console).
+    pub demo: bool,
+}
+
+/// A fault the demo can inject into one of its local agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoAction {
+    /// Kill the agent abruptly: no goodbye, its traffic stops.
+    Crash,
+    /// Drop the agent's traffic both ways until healed.
+    Partition,
+    /// The agent stops sending heartbeats but stays connected.
+    Stall,
+    /// Undo a partition or stall; restart a crashed agent.
+    Heal,
+}
+
+/// Something the operator asks the console to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Inject a demo fault into `node`.
+    Demo {
+        /// The node.
+        node: String,
+        /// The fault.
+        action: DemoAction,
+    },
+}
+
+/// The console as the UI sees it.
+pub trait ConsoleHandle: Send + Sync + 'static {
+    /// The current state. Cheap enough to call on every redraw tick.
+    fn snapshot(&self) -> Snapshot;
+
+    /// Wakes on every new event (the UI redraws on change, not only on a
+    /// tick). Lagging receivers just redraw.
+    fn subscribe(&self) -> broadcast::Receiver<ClusterEvent>;
+
+    /// Carries out `command`; the `Ok` text or the error goes to the status
+    /// line.
+    ///
+    /// # Errors
+    /// A sentence saying why the command cannot be done.
+    fn command(&self, command: Command) -> Result<String, String>;
+}
