@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -64,9 +66,12 @@ pub struct LinkConfig {
     /// The protocol version claimed in frame headers; tests set another to
     /// see the console refuse it.
     pub protocol_version: u16,
-    /// After the hello, send this many random bytes on a stream of their
-    /// own; tests use it to show the console survives garbage.
+    /// After the hello, send this many random bytes on the control stream;
+    /// tests use it to show the console survives garbage.
     pub send_garbage: usize,
+    /// While set, the agent sends nothing, as a hung process would (the
+    /// demo's "stall"); the connection stays open.
+    pub stalled: Option<Arc<AtomicBool>>,
 }
 
 impl LinkConfig {
@@ -82,6 +87,7 @@ impl LinkConfig {
             metrics_every: Duration::from_secs(1),
             protocol_version: PROTOCOL_VERSION,
             send_garbage: 0,
+            stalled: None,
         }
     }
 }
@@ -249,8 +255,9 @@ async fn session(
         Err(err) => return Err(frame_error(&connection, err).await),
     }
     if config.send_garbage > 0 {
-        send_garbage(&connection, config.send_garbage).await;
+        send_garbage(&mut send, config.send_garbage).await;
     }
+    let stalled = || config.stalled.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed));
 
     let (frames_tx, mut frames_rx) = mpsc::channel(16);
     // Reading is not cancel-safe inside select!, so a task of its own reads.
@@ -267,6 +274,9 @@ async fn session(
                 return Ok(SessionEnd::Shutdown);
             }
             _ = heartbeat.tick() => {
+                if stalled() {
+                    continue;
+                }
                 seq += 1;
                 let sample = metrics.borrow_and_update();
                 let beat = Datagram::Heartbeat(Heartbeat {
@@ -281,6 +291,9 @@ async fn session(
                 }
             }
             _ = metrics_tick.tick() => {
+                if stalled() {
+                    continue;
+                }
                 let sample = metrics.borrow().clone();
                 send_frame(&mut send, &AgentFrame::Metrics(sample), config.protocol_version).await?;
             }
@@ -346,17 +359,13 @@ async fn say_goodbye(connection: &Connection, send: &mut SendStream, reason: &st
     info!("said goodbye to the console");
 }
 
-async fn send_garbage(connection: &Connection, len: usize) {
+async fn send_garbage(send: &mut SendStream, len: usize) {
     use rand::RngCore;
     let mut bytes = vec![0u8; len];
     rand::rng().fill_bytes(&mut bytes);
-    match connection.open_bi().await {
-        Ok((mut send, _recv)) => {
-            let _ = send.write_all(&bytes).await;
-            let _ = send.finish();
-            warn!(bytes = len, "sent garbage to the console (--send-garbage)");
-        }
-        Err(err) => warn!(%err, "could not open a stream for garbage"),
+    match send.write_all(&bytes).await {
+        Ok(()) => warn!(bytes = len, "sent garbage on the control stream (--send-garbage)"),
+        Err(err) => warn!(%err, "could not send garbage"),
     }
 }
 

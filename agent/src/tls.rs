@@ -12,7 +12,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
 use crate::credentials::Credentials;
 use crate::error::AgentError;
@@ -81,6 +81,20 @@ fn setup(err: impl std::fmt::Display) -> AgentError {
     AgentError::Setup(err.to_string())
 }
 
+/// The console presented a chain without the pinned CA.
+#[derive(Debug)]
+struct ForeignCa;
+
+impl std::fmt::Display for ForeignCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the console's CA does not match the CA pinned in the join token: the token belongs to another cluster",
+        )
+    }
+}
+
+impl std::error::Error for ForeignCa {}
+
 /// Trusts a server whose chain includes the CA with the pinned hash, and
 /// verifies the chain against that CA as an ordinary root.
 #[derive(Debug)]
@@ -101,10 +115,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let ca = intermediates.iter().find(|cert| fingerprint(cert) == self.pin).ok_or_else(|| {
-            rustls::Error::General(
-                "the console's CA does not match the CA pinned in the join token: the token belongs to another cluster"
-                    .into(),
-            )
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(ForeignCa))))
         })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;

@@ -7,11 +7,13 @@
 //!   store, PKI, admin channel).
 //! - [`handle`]: the boundary the UI reads snapshots from and sends commands to.
 //! - [`config`]: the optional TOML config file.
+//! - [`demo`]: the demo's local agents and their fault-injecting relays.
 //! - [`local`]: agents run in-process (the embedded local agent, the demo).
 //! - [`report`]: human renderings of status for the command line.
 
 pub mod config;
 pub mod control;
+pub mod demo;
 pub mod handle;
 pub mod local;
 pub mod report;

@@ -3,14 +3,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringwatch_agent::LinkConfig;
+use ringwatch_shared::status::ClusterEvent;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
-use crate::control::ControlPlane;
+use crate::control::{ControlPlane, ControlView};
+use crate::demo::DemoFleet;
+use crate::handle::{Command, ConsoleHandle, Snapshot};
 
 /// How long the token handed to in-process agents lives: they join at once.
 const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -32,6 +37,51 @@ pub fn spawn_local_agent(
             error!(agent = %name, "local agent stopped: {err}");
         }
     })
+}
+
+/// How many events a snapshot carries.
+const SNAPSHOT_EVENTS: usize = 1_000;
+
+/// The console of this process, as the UI sees it.
+#[derive(Debug, Clone)]
+pub struct LocalConsole {
+    /// The control plane's read side.
+    view: ControlView,
+    /// The demo's agents, when running `ringwatch demo`.
+    demo: Option<Arc<DemoFleet>>,
+}
+
+impl LocalConsole {
+    /// A handle on `view`, with demo commands if `demo` is given.
+    pub fn new(view: ControlView, demo: Option<Arc<DemoFleet>>) -> Self {
+        Self { view, demo }
+    }
+}
+
+impl ConsoleHandle for LocalConsole {
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            status: self.view.status(),
+            samples: self.view.samples(),
+            events: self.view.recent_events(SNAPSHOT_EVENTS),
+            dropped_events: self.view.dropped_events(),
+            listen: Some(self.view.listen()),
+            demo: self.demo.is_some(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.view.subscribe()
+    }
+
+    fn command(&self, command: Command) -> Result<String, String> {
+        match command {
+            Command::Demo { node, action } => match &self.demo {
+                Some(demo) => demo.act(&node, action),
+                None => Err("demo keys work in `ringwatch demo` only".into()),
+            },
+        }
+    }
 }
 
 /// The address to reach a console bound to `addr` from this host.

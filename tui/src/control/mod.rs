@@ -155,6 +155,47 @@ impl Shared {
     }
 }
 
+/// What may be read of a running control plane, cheaply cloned.
+#[derive(Debug, Clone)]
+pub struct ControlView {
+    /// Shared state.
+    shared: Arc<Shared>,
+    /// The bound address.
+    listen: SocketAddr,
+}
+
+impl ControlView {
+    /// The cluster now.
+    pub fn status(&self) -> ClusterStatus {
+        self.shared.status()
+    }
+
+    /// The latest full metrics sample of each node.
+    pub fn samples(&self) -> std::collections::BTreeMap<String, ringwatch_shared::metrics::MetricsSample> {
+        lock(&self.shared.table).samples()
+    }
+
+    /// The newest `limit` events, oldest first.
+    pub fn recent_events(&self, limit: usize) -> Vec<ClusterEvent> {
+        self.shared.events.recent(limit)
+    }
+
+    /// Every event from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Events not persisted because the writer fell behind.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.events.dropped()
+    }
+
+    /// Where the console listens.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+}
+
 /// Locks a mutex; a panic elsewhere while holding it leaves the data usable
 /// (every update here is a single assignment), so poisoning is ignored.
 pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -250,19 +291,9 @@ impl ControlPlane {
         self.local_addr
     }
 
-    /// The cluster now.
-    pub fn status(&self) -> ClusterStatus {
-        self.shared.status()
-    }
-
-    /// The newest `limit` events, oldest first.
-    pub fn recent_events(&self, limit: usize) -> Vec<ClusterEvent> {
-        self.shared.events.recent(limit)
-    }
-
-    /// Every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
-        self.shared.events.subscribe()
+    /// A read-only view for the UI and the admin channel.
+    pub fn view(&self) -> ControlView {
+        ControlView { shared: self.shared.clone(), listen: self.local_addr }
     }
 
     /// A join token valid for `ttl`.

@@ -313,9 +313,12 @@ impl NodeTable {
         self.nodes.get(name).map(|record| record.state)
     }
 
-    /// Latest full sample of `name`, if any.
-    pub fn metrics_of(&self, name: &str) -> Option<&MetricsSample> {
-        self.nodes.get(name).and_then(|record| record.metrics.as_ref())
+    /// The latest full sample of every node that sent one.
+    pub fn samples(&self) -> BTreeMap<String, MetricsSample> {
+        self.nodes
+            .iter()
+            .filter_map(|(name, record)| record.metrics.clone().map(|sample| (name.clone(), sample)))
+            .collect()
     }
 
     /// Every node's status at `now`, sorted by name.

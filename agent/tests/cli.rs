@@ -1,0 +1,56 @@
+//! The `ringwatch-agent` command line: help, and bad input refused with a
+//! clear message. (Building this test also makes cargo build the
+//! `ringwatch-agent` binary the end-to-end suite drives.)
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test helpers fail the test by panicking
+
+use std::process::{Command, Output};
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ringwatch-agent")).args(args).output().expect("ringwatch-agent runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_explains_joining() {
+    let output = agent(&["--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in ["--console", "--token", "--name", "--data-dir", "--heartbeat", "--weight", "swarm"] {
+        assert!(help.contains(flag), "help lacks {flag}:\n{help}");
+    }
+}
+
+#[test]
+fn console_is_required() {
+    let output = agent(&[]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--console"), "{}", stderr(&output));
+}
+
+#[test]
+fn no_credentials_and_no_token_says_how_to_join() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent(&["--console", "127.0.0.1:9", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("join-token"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_malformed_token_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        agent(&["--console", "127.0.0.1:9", "--token", "nonsense", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("not a ringwatch join token"), "{}", stderr(&output));
+}
+
+#[test]
+fn a_zero_heartbeat_is_refused() {
+    let output = agent(&["--console", "127.0.0.1:9", "--heartbeat", "0s"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("longer than zero"), "{}", stderr(&output));
+}

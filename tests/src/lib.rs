@@ -1,0 +1,68 @@
+//! Support library for ringwatch's end-to-end tests and bench drivers: start
+//! the real `ringwatch` and `ringwatch-agent` binaries on loopback, poke them
+//! with signals and bad input, and read the cluster back through
+//! `ringwatch status --json`.
+//!
+//! Everything here is black-box on purpose: processes, files in data dirs,
+//! UDP. The only ringwatch code linked is the UDP relay the demo shares, so
+//! the tests pin the command-line and JSON contract of DESIGN.md §2 rather
+//! than internal types.
+//!
+//! `cargo test --workspace` builds the binaries first; they are found next
+//! to the test executable, or through `RINGWATCH_BIN` and
+//! `RINGWATCH_AGENT_BIN`.
+//!
+//! Helpers panic with a descriptive message (and the tail of the relevant
+//! process log) instead of returning errors where a failure can only mean a
+//! failed test; the few that a caller may want to retry return
+//! `anyhow::Result`.
+//!
+//! # Layout
+//! - [`bins`]: where the `ringwatch` and `ringwatch-agent` executables are.
+//! - [`process`]: [`Proc`], a child process that is killed and reaped on
+//!   drop, with its output in a log file; signals; one-shot commands with a
+//!   timeout.
+//! - [`sandbox`]: [`Sandbox`], the per-test temporary directory (kept when
+//!   the test fails) and step logging.
+//! - [`poll`]: deadline-bounded polling, the only way tests wait.
+//! - [`status`]: the `ringwatch status --json` model.
+//! - [`console`]: [`Console`], a headless `ringwatch serve`, and the admin
+//!   commands run against its data dir.
+//! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
+//! - [`udp`]: [`UdpRelay`], a switchable pass/partition/jitter relay, and a
+//!   random-datagram flood.
+
+pub mod agent;
+pub mod bins;
+pub mod console;
+pub mod poll;
+pub mod process;
+pub mod sandbox;
+pub mod status;
+pub mod udp;
+
+pub use agent::Agent;
+pub use console::Console;
+pub use process::{Proc, Signal};
+pub use sandbox::Sandbox;
+pub use status::{NodeState, NodeStatus, Status};
+pub use udp::{RelayMode, UdpRelay, send_random_datagrams};
+
+use std::time::Duration;
+
+/// How long a test waits for something that should happen "soon" (a node
+/// turning alive, failed, left): a liveness bound, not a speed assertion. The
+/// detector flags a dead agent within about 2 s; the rest is slack for a
+/// loaded 2-core CI machine.
+pub const LIVENESS: Duration = Duration::from_secs(20);
+
+/// How long a test waits for a process to exit (after SIGTERM, or after a
+/// refusal the agent may retry a few times before giving up).
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a console gets to bind and write `console.addr`.
+pub const STARTUP: Duration = Duration::from_secs(30);
+
+/// How long a one-shot admin command (`status`, `join-token`) may run before
+/// it is killed and the test fails: these must never hang a test run.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,0 +1,59 @@
+//! End-to-end tests of ringwatch: the real `ringwatch` and `ringwatch-agent`
+//! binaries on loopback, driven like an operator would.
+//!
+//! Build the binaries first (`cargo build --workspace`), then
+//! `cargo test -p ringwatch-tests --test e2e`.
+//!
+//! Every test has its own [`Sandbox`](ringwatch_tests::Sandbox) with the
+//! console's and each agent's data dir, binds only `127.0.0.1:0`, and waits
+//! through deadlines, never sleeps, so the tests can run in parallel.
+//!
+//! # Layout
+//! - `membership`: joining, crash (`kill -9`), goodbye (SIGTERM), stall
+//!   (SIGSTOP/SIGCONT).
+//! - `refusals`: the console turns bad agents away and keeps serving the
+//!   others.
+//! - `hostile_input`: random datagrams and random stream bytes.
+//! - `cli`: the admin commands without a console.
+
+// Test code: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod hostile_input;
+mod membership;
+mod refusals;
+
+use ringwatch_tests::{Agent, Console, NodeState, Sandbox};
+
+/// A console and agents joined with one token, all alive.
+struct Cluster {
+    console: Console,
+    token: String,
+    agents: Vec<Agent>,
+}
+
+impl Cluster {
+    /// Starts a console in `sandbox/console` and one agent per name (data
+    /// dir `sandbox/agent-NAME`), and waits until all are alive.
+    fn start(sandbox: &Sandbox, names: &[&str]) -> Self {
+        let mut console = Console::start(&sandbox.dir("console"));
+        sandbox.step(format!("console up on {}", console.addr()));
+        let token = console.join_token();
+        let agents = names.iter().map(|name| start_agent(sandbox, &console, &token, name, &[])).collect();
+        let expected: Vec<(&str, NodeState)> = names.iter().map(|name| (*name, NodeState::Alive)).collect();
+        let status = console.wait_for_states(&expected);
+        sandbox.step(format!("all alive: {status}"));
+        Self { console, token, agents }
+    }
+
+    fn agent(&mut self, name: &str) -> &mut Agent {
+        self.agents.iter_mut().find(|a| a.name() == name).unwrap_or_else(|| panic!("no agent {name} in this cluster"))
+    }
+}
+
+/// Starts an agent called `name` joining `console` with `token`, data dir
+/// `sandbox/agent-NAME`.
+fn start_agent(sandbox: &Sandbox, console: &Console, token: &str, name: &str, extra_args: &[&str]) -> Agent {
+    Agent::start(console.addr(), token, name, &sandbox.dir(&format!("agent-{name}")), extra_args)
+}
