@@ -94,5 +94,6 @@ fn synthetic_sample(rng: &mut impl Rng) -> MetricsSample {
         disks: vec![DiskUsage { mount: "/".into(), used_bytes: 40 << 30, total_bytes: 100 << 30 }],
         net_rx_bytes_per_sec: rng.random_range(0..1_000_000),
         net_tx_bytes_per_sec: rng.random_range(0..1_000_000),
+        instances: Vec::new(),
     }
 }

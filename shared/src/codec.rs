@@ -219,6 +219,7 @@ mod tests {
             disks: vec![DiskUsage { mount: "/".into(), used_bytes: 11 << 30, total_bytes: 252 << 30 }],
             net_rx_bytes_per_sec: 12_345,
             net_tx_bytes_per_sec: 6_789,
+            instances: Vec::new(),
         }
     }
 

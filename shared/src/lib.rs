@@ -17,6 +17,7 @@
 //! - [`status`]: node states and the cluster status an admin client reads.
 //! - [`ring`]: the weighted consistent-hash ring.
 //! - [`limits`]: resource limits that mark a node degraded.
+//! - [`task`]: task files, the desired state.
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines.
 
 pub mod backoff;
@@ -28,4 +29,5 @@ pub mod metrics;
 pub mod protocol;
 pub mod ring;
 pub mod status;
+pub mod task;
 pub mod token;

@@ -30,6 +30,19 @@ pub struct MetricsSample {
     pub net_rx_bytes_per_sec: u64,
     /// Bytes sent per second over all interfaces but loopback.
     pub net_tx_bytes_per_sec: u64,
+    /// Resource use of each instance the agent runs.
+    pub instances: Vec<InstanceUsage>,
+}
+
+/// Resource use of one instance (its process).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceUsage {
+    /// `task/index`.
+    pub instance: String,
+    /// CPU use, per mille of one core.
+    pub cpu_permille: u16,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
 }
 
 /// Space used on one mounted file system.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricsSample;
 use crate::status::ClusterStatus;
+use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -35,6 +36,11 @@ pub enum AgentFrame {
     Join(JoinRequest),
     /// A full resource sample, at least once a second.
     Metrics(MetricsSample),
+    /// Every instance the agent runs, sent after each welcome so a
+    /// restarted console adopts them instead of starting duplicates.
+    Inventory(Vec<InstanceReport>),
+    /// One instance changed state.
+    Instance(InstanceReport),
     /// The agent is leaving on purpose: mark it `left`, fail nothing over.
     Goodbye {
         /// Why it leaves, for the event log.
@@ -75,6 +81,84 @@ pub enum ConsoleFrame {
     JoinGranted(JoinGrant),
     /// The console refuses the agent; the connection closes after this.
     Refused(Refusal),
+    /// Run this instance (idempotent: an instance already running under the
+    /// same epoch is left alone).
+    Assign(Assignment),
+    /// Stop this instance and forget it.
+    Stop {
+        /// `task/index`.
+        instance: String,
+        /// Why, for the agent's log.
+        reason: String,
+    },
+    /// Restart this instance in place.
+    Restart {
+        /// `task/index`.
+        instance: String,
+    },
+}
+
+/// An instance the console places on an agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// `task/index`.
+    pub instance: String,
+    /// What to run and how.
+    pub spec: TaskSpec,
+    /// Increases every time the console places this instance anew: reports
+    /// carry it, so a stale copy (the other side of a partition) is told
+    /// apart from the current one.
+    pub epoch: u64,
+}
+
+/// An instance's state as its agent reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    /// `task/index`.
+    pub instance: String,
+    /// The assignment's epoch.
+    pub epoch: u64,
+    /// Its state.
+    pub state: InstanceState,
+    /// Restarts in place so far.
+    pub restarts: u32,
+    /// The process id, while it runs.
+    pub pid: Option<u32>,
+    /// The last exit: code, or the signal that ended it.
+    pub last_exit: Option<String>,
+    /// What happened last, for the event log.
+    pub message: String,
+}
+
+/// States an agent reports (`pending` exists only at the console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstanceState {
+    /// Being started.
+    Starting,
+    /// Running.
+    Running,
+    /// Exited; a restart is scheduled.
+    Restarting,
+    /// Being stopped.
+    Stopping,
+    /// Stopped on request (or fenced).
+    Stopped,
+    /// Gave up: it crashed more than the policy allows, or could not start.
+    Failed,
+}
+
+impl InstanceState {
+    /// The lowercase name used in status and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// Acceptance of an authenticated agent.
@@ -183,6 +267,12 @@ pub mod close_code {
 pub enum Datagram {
     /// An agent is alive.
     Heartbeat(Heartbeat),
+    /// The console is alive: an agent that stops hearing these fences the
+    /// instances that ask for it (`on_disconnect.stop_after`).
+    ConsoleBeat {
+        /// Increases by one per beat.
+        seq: u64,
+    },
 }
 
 /// One heartbeat, with the two figures the console shows between samples.

@@ -29,6 +29,7 @@
 //! - [`console`]: [`Console`], a headless `ringwatch serve`, and the admin
 //!   commands run against its data dir.
 //! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
+//! - [`procfs`]: CPU time and RSS of a process, for the bench drivers.
 //! - [`udp`]: [`UdpRelay`], a switchable pass/partition/jitter relay, and a
 //!   random-datagram flood.
 
@@ -37,6 +38,7 @@ pub mod bins;
 pub mod console;
 pub mod poll;
 pub mod process;
+pub mod procfs;
 pub mod sandbox;
 pub mod status;
 pub mod udp;

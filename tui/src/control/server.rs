@@ -225,6 +225,10 @@ async fn agent_session(connection: &Connection, shared: &Shared, name: &str, rec
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
                     Ok(Datagram::Heartbeat(beat)) => lock(&shared.table).heartbeat(name, id, &beat, Instant::now()),
+                    Ok(Datagram::ConsoleBeat { .. }) => {
+                        shared.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
+                        debug!("ignored a console beat sent by an agent");
+                    }
                     Err(err) => {
                         shared.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
                         debug!(%err, "ignored a malformed datagram");
@@ -315,6 +319,8 @@ pub(crate) fn frame_name(frame: &AgentFrame) -> &'static str {
         AgentFrame::Hello(_) => "a hello",
         AgentFrame::Join(_) => "a join request",
         AgentFrame::Metrics(_) => "a metrics sample",
+        AgentFrame::Inventory(_) => "an inventory",
+        AgentFrame::Instance(_) => "an instance report",
         AgentFrame::Goodbye { .. } => "a goodbye",
     }
 }
