@@ -5,8 +5,10 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ringwatch_shared::metrics::{DiskUsage, MetricsSample, to_permille};
-use sysinfo::{Disks, Networks, System};
+use std::sync::Arc;
+
+use ringwatch_shared::metrics::{DiskUsage, InstanceUsage, MetricsSample, to_permille};
+use sysinfo::{Disks, Networks, Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -16,19 +18,27 @@ pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// and interfaces come and go, but rarely).
 const RELIST_EVERY: Duration = Duration::from_secs(30);
 
+/// Lists the instances to sample: `(task/index, pid)`.
+pub type InstancePids = Arc<dyn Fn() -> Vec<(String, u32)> + Send + Sync>;
+
 /// Starts the sampling thread; it stops when `shutdown` is cancelled or every
-/// receiver is gone.
+/// receiver is gone. With `instances`, each sample also carries the CPU and
+/// memory of those processes.
 ///
 /// # Errors
 /// When the thread cannot be spawned.
-pub fn spawn(shutdown: CancellationToken) -> std::io::Result<watch::Receiver<MetricsSample>> {
+pub fn spawn(
+    shutdown: CancellationToken,
+    instances: Option<InstancePids>,
+) -> std::io::Result<watch::Receiver<MetricsSample>> {
     let (sender, receiver) = watch::channel(MetricsSample::default());
-    thread::Builder::new().name("metrics".into()).spawn(move || sample_loop(&sender, &shutdown))?;
+    thread::Builder::new().name("metrics".into()).spawn(move || sample_loop(&sender, &shutdown, instances))?;
     Ok(receiver)
 }
 
-fn sample_loop(sender: &watch::Sender<MetricsSample>, shutdown: &CancellationToken) {
+fn sample_loop(sender: &watch::Sender<MetricsSample>, shutdown: &CancellationToken, instances: Option<InstancePids>) {
     let mut sampler = Sampler::new();
+    sampler.instances = instances;
     // CPU use is a difference between two reads: prime the first one.
     thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL);
     while !shutdown.is_cancelled() && !sender.is_closed() {
@@ -50,6 +60,8 @@ struct Sampler {
     last_network_read: Instant,
     /// When the disk and interface lists were last re-read.
     last_relist: Instant,
+    /// The instances whose processes are sampled.
+    instances: Option<InstancePids>,
 }
 
 impl Sampler {
@@ -64,6 +76,7 @@ impl Sampler {
             networks: Networks::new_with_refreshed_list().ok(),
             last_network_read: Instant::now(),
             last_relist: Instant::now(),
+            instances: None,
         }
     }
 
@@ -89,6 +102,9 @@ impl Sampler {
             sample.mem_used_bytes = system.used_memory();
             sample.swap_total_bytes = system.total_swap();
             sample.swap_used_bytes = system.used_swap();
+            if let Some(instances) = &self.instances {
+                sample.instances = instance_usage(system, &instances());
+            }
         }
         if let Some(disks) = self.disks.as_mut() {
             disks.refresh(relist);
@@ -117,6 +133,31 @@ impl Sampler {
     }
 }
 
+/// CPU (per mille of one core) and RSS of each instance's process. CPU use
+/// is a difference between two refreshes, so an instance's first sample
+/// shows 0.
+fn instance_usage(system: &mut System, instances: &[(String, u32)]) -> Vec<InstanceUsage> {
+    let pids: Vec<Pid> = instances.iter().map(|(_, pid)| Pid::from_u32(*pid)).collect();
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&pids),
+        true,
+        ProcessRefreshKind::nothing().with_cpu().with_memory(),
+    );
+    instances
+        .iter()
+        .filter_map(|(instance, pid)| {
+            let process = system.process(Pid::from_u32(*pid))?;
+            Some(InstanceUsage {
+                instance: instance.clone(),
+                // Per mille of one core; a process on many cores exceeds 1000,
+                // clamped to what the field holds.
+                cpu_permille: u16::try_from((f64::from(process.cpu_usage()) * 10.0).round() as u64).unwrap_or(u16::MAX),
+                rss_bytes: process.memory(),
+            })
+        })
+        .collect()
+}
+
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped first
 fn hundredths(value: f64) -> u32 {
     (value.clamp(0.0, f64::from(u32::MAX) / 100.0) * 100.0).round() as u32
@@ -141,6 +182,18 @@ mod tests {
         assert!(!sample.core_permille.is_empty());
         assert!(sample.cpu_permille <= 1000);
         assert!(sample.uptime_secs > 0);
+    }
+
+    #[test]
+    fn instance_usage_reads_a_child_process() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut system = System::new().unwrap();
+        let usage = instance_usage(&mut system, &[("web/0".into(), child.id())]);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(usage.len(), 1);
+        assert_eq!(usage[0].instance, "web/0");
+        assert!(usage[0].rss_bytes > 0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!
 //! # Layout
 //! - [`collector`]: host sampling on a thread of its own.
+//! - [`supervisor`]: assigned instances as child processes: restart, stop, fencing.
 //! - [`link`]: join, connect, heartbeat, reconnect.
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
 //! - [`tls`]: rustls/quinn client configs, including the CA-pinning verifier.
@@ -21,13 +22,18 @@ pub mod credentials;
 pub mod error;
 pub mod files;
 pub mod link;
+pub mod supervisor;
 pub mod swarm;
 pub mod tls;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use error::AgentError;
 pub use link::LinkConfig;
+use link::Workers;
+pub use supervisor::{Supervisor, SupervisorConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Runs one agent — sampler and link — until `shutdown`, then says goodbye.
@@ -35,14 +41,48 @@ use tokio_util::sync::CancellationToken;
 /// # Errors
 /// When the console refuses the agent for good or its credentials are
 /// unusable.
-pub async fn run_agent(config: LinkConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
+pub async fn run_agent(
+    config: LinkConfig,
+    tasks: SupervisorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    tasks.validate().map_err(|err| AgentError::Config(err.to_string()))?;
+    let (reports_tx, reports) = tokio::sync::mpsc::channel(REPORT_QUEUE);
+    let supervisor = Supervisor::new(tasks, reports_tx);
     let sampler_stop = shutdown.child_token();
-    let metrics = collector::spawn(sampler_stop.clone()).map_err(AgentError::io("metrics thread"))?;
+    let pids = supervisor.clone();
+    let metrics = collector::spawn(sampler_stop.clone(), Some(Arc::new(move || pids.pids())))
+        .map_err(AgentError::io("metrics thread"))?;
     let endpoint = client_endpoint(config.console)?;
-    let result = link::run(&config, &endpoint, metrics, &shutdown).await;
+    let mut workers =
+        Workers { supervisor: supervisor.clone(), reports, last_word: Arc::new(Mutex::new(Instant::now())) };
+    // Fencing runs whether or not a connection is up.
+    let fencing = tokio::spawn(fence(supervisor.clone(), workers.last_word.clone(), sampler_stop.clone()));
+    let result = link::run(&config, &endpoint, metrics, Some(&mut workers), &shutdown).await;
+    supervisor.shutdown().await;
     sampler_stop.cancel();
+    let _ = fencing.await;
     endpoint.wait_idle().await;
     result
+}
+
+/// Reports queued while the console is away (the inventory sent on
+/// reconnection supersedes them).
+const REPORT_QUEUE: usize = 1024;
+/// How often fencing looks at the console's silence.
+const FENCE_CHECK: Duration = Duration::from_millis(100);
+
+/// Stops fenced instances once the console has been silent long enough.
+async fn fence(supervisor: Supervisor, last_word: Arc<Mutex<Instant>>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(FENCE_CHECK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let silence = last_word.lock().unwrap_or_else(PoisonError::into_inner).elapsed();
+        supervisor.console_silent_for(silence);
+    }
 }
 
 /// A client-only QUIC endpoint on an ephemeral port of the console's

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,8 +17,8 @@ use ringwatch_shared::backoff::Backoff;
 use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::protocol::{
-    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, Heartbeat, Hello, JoinRequest, PROTOCOL_VERSION, Refusal,
-    RefusalKind, close_code,
+    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, Heartbeat, Hello, InstanceReport, InstanceState,
+    JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
 };
 use ringwatch_shared::token::JoinToken;
 use tokio::sync::{mpsc, watch};
@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::credentials::{self, Credentials};
 use crate::error::AgentError;
+use crate::supervisor::Supervisor;
 use crate::tls;
 
 /// First reconnect delay ceiling.
@@ -97,6 +98,24 @@ pub fn default_weight() -> u32 {
     std::thread::available_parallelism().map_or(1, |count| u32::try_from(count.get()).unwrap_or(u32::MAX))
 }
 
+/// The agent's task side, living across connections: the supervisor, its
+/// reports waiting to be sent, and when the console last said anything (for
+/// fencing).
+pub struct Workers {
+    /// Runs the instances.
+    pub supervisor: Supervisor,
+    /// State changes of instances, forwarded to the console.
+    pub reports: mpsc::Receiver<InstanceReport>,
+    /// When the console was last heard from (frame or beat).
+    pub last_word: Arc<Mutex<Instant>>,
+}
+
+impl Workers {
+    fn heard_console(&self) {
+        *self.last_word.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+    }
+}
+
 /// How a connection attempt or session ended, when it did not end in a
 /// clean shutdown.
 #[derive(Debug)]
@@ -126,6 +145,7 @@ pub async fn run(
     config: &LinkConfig,
     endpoint: &Endpoint,
     metrics: watch::Receiver<MetricsSample>,
+    mut workers: Option<&mut Workers>,
     shutdown: &CancellationToken,
 ) -> Result<(), AgentError> {
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
@@ -134,7 +154,9 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let attempt = match credentials_for(config)? {
-            Some(credentials) => session(config, endpoint, &credentials, metrics.clone(), shutdown).await,
+            Some(credentials) => {
+                session(config, endpoint, &credentials, metrics.clone(), workers.as_deref_mut(), shutdown).await
+            }
             None => join(config, endpoint).await,
         };
         let reason = match attempt {
@@ -232,6 +254,7 @@ async fn session(
     endpoint: &Endpoint,
     credentials: &Credentials,
     mut metrics: watch::Receiver<MetricsSample>,
+    mut workers: Option<&mut Workers>,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, LinkFailure> {
     let connection = connect(endpoint, tls::mutual_client(credentials)?, config.console).await?;
@@ -254,6 +277,15 @@ async fn session(
         Ok(None) => return Err(closed_early(&connection).await),
         Err(err) => return Err(frame_error(&connection, err).await),
     }
+    if let Some(workers) = workers.as_deref_mut() {
+        workers.heard_console();
+        // The inventory supersedes whatever reports queued while away.
+        while workers.reports.try_recv().is_ok() {}
+        let inventory = AgentFrame::Inventory(workers.supervisor.inventory());
+        send_frame(&mut send, &inventory, config.protocol_version).await?;
+    } else {
+        send_frame(&mut send, &AgentFrame::Inventory(Vec::new()), config.protocol_version).await?;
+    }
     if config.send_garbage > 0 {
         send_garbage(&mut send, config.send_garbage).await;
     }
@@ -268,11 +300,35 @@ async fn session(
     metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut seq = 0u64;
     loop {
+        let next_report = async {
+            match workers.as_deref_mut() {
+                Some(workers) => workers.reports.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => {
+                // Instances stop before the goodbye: the console moves them at
+                // once, and two copies never overlap.
+                if let Some(workers) = workers.as_deref() {
+                    workers.supervisor.shutdown().await;
+                }
                 say_goodbye(&connection, &mut send, "agent shutting down").await;
                 return Ok(SessionEnd::Shutdown);
             }
+            Some(report) = next_report => {
+                send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
+            }
+            datagram = connection.read_datagram() => match datagram {
+                Ok(bytes) => {
+                    if let (Ok(Datagram::ConsoleBeat { .. }), Some(workers)) =
+                        (codec::decode_datagram::<Datagram>(&bytes), workers.as_deref())
+                    {
+                        workers.heard_console();
+                    }
+                }
+                Err(err) => return Err(classify(err)),
+            },
             _ = heartbeat.tick() => {
                 if stalled() {
                     continue;
@@ -299,13 +355,53 @@ async fn session(
             }
             frame = frames_rx.recv() => match frame {
                 Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
-                Some(Ok(other)) => debug!(?other, "frame from the console"),
+                Some(Ok(frame)) => {
+                    if let Some(report) = carry_out(frame, workers.as_deref()) {
+                        send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
+                    }
+                }
                 Some(Err(err)) => return Err(frame_error(&connection, err).await),
                 None => return Err(closed_early(&connection).await),
             },
             err = connection.closed() => return Err(classify(err)),
         }
     }
+}
+
+/// Carries out a command of the console; returns a report to send at once
+/// when there is no supervisor to do it (a simulated agent).
+fn carry_out(frame: ConsoleFrame, workers: Option<&Workers>) -> Option<InstanceReport> {
+    let Some(workers) = workers else {
+        return match frame {
+            ConsoleFrame::Assign(assignment) => Some(InstanceReport {
+                instance: assignment.instance,
+                epoch: assignment.epoch,
+                state: InstanceState::Failed,
+                restarts: 0,
+                pid: None,
+                last_exit: None,
+                message: "this simulated agent runs no tasks".into(),
+            }),
+            _ => None,
+        };
+    };
+    workers.heard_console();
+    match frame {
+        ConsoleFrame::Assign(assignment) => {
+            info!(instance = %assignment.instance, epoch = assignment.epoch, "assigned");
+            workers.supervisor.assign(assignment);
+        }
+        ConsoleFrame::Stop { instance, reason } => {
+            info!(%instance, %reason, "asked to stop");
+            workers.supervisor.stop(&instance, &reason);
+        }
+        ConsoleFrame::Restart { instance } => {
+            info!(%instance, "asked to restart");
+            workers.supervisor.restart(&instance);
+        }
+        other => debug!(?other, "frame from the console"),
+    }
+    None
 }
 
 async fn read_console_frames(mut recv: RecvStream, frames: mpsc::Sender<Result<ConsoleFrame, CodecError>>) {

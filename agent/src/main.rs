@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use ringwatch_agent::LinkConfig;
 use ringwatch_agent::swarm::SwarmConfig;
+use ringwatch_agent::{LinkConfig, SupervisorConfig};
 use ringwatch_shared::duration::parse_duration;
 use ringwatch_shared::protocol::PROTOCOL_VERSION;
 use tokio_util::sync::CancellationToken;
@@ -56,6 +56,14 @@ struct RunArgs {
     /// Ring capacity weight [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     weight: Option<u32>,
+    /// Only run tasks whose program (the command's first word) matches one
+    /// of these glob patterns, like `/usr/bin/*` or `python3`; others are
+    /// refused and reported to the console. Repeat for several.
+    #[arg(long, value_name = "PATTERN", num_args = 1..)]
+    allow_exec: Vec<String>,
+    /// How long a stopping task has between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
+    stop_grace: Duration,
     /// Claim this protocol version (testing the console's refusal).
     #[arg(long, hide = true, default_value_t = PROTOCOL_VERSION)]
     protocol_version: u16,
@@ -140,8 +148,11 @@ async fn run_single(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     }
     config.protocol_version = args.protocol_version;
     config.send_garbage = args.send_garbage;
+    let mut tasks = SupervisorConfig::new(config.data_dir.clone());
+    tasks.allow_exec = args.allow_exec;
+    tasks.stop_grace = args.stop_grace;
     info!(console = %console, data_dir = %config.data_dir.display(), "ringwatch-agent starting");
-    ringwatch_agent::run_agent(config, shutdown).await?;
+    ringwatch_agent::run_agent(config, tasks, shutdown).await?;
     Ok(())
 }
 

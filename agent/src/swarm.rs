@@ -68,7 +68,7 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
         let metrics = metrics_rx.clone();
         let shutdown = shutdown.clone();
         agents.spawn(async move {
-            if let Err(err) = link::run(&link_config, &endpoint, metrics, &shutdown).await {
+            if let Err(err) = link::run(&link_config, &endpoint, metrics, None, &shutdown).await {
                 error!(agent = %name, %err, "swarm agent stopped");
             }
         });

@@ -15,9 +15,12 @@
 //! - [`token`]: the join token that pins the cluster CA and proves the right
 //!   to join.
 //! - [`status`]: node states and the cluster status an admin client reads.
+//! - [`placement`]: choosing a node for an instance; headroom.
+//! - [`plan`]: plans of operator actions.
 //! - [`ring`]: the weighted consistent-hash ring.
 //! - [`limits`]: resource limits that mark a node degraded.
 //! - [`task`]: task files, the desired state.
+//! - [`policy`]: restarting a crashed instance in place, or giving up.
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines.
 
 pub mod backoff;
@@ -26,6 +29,9 @@ pub mod detector;
 pub mod duration;
 pub mod limits;
 pub mod metrics;
+pub mod placement;
+pub mod plan;
+pub mod policy;
 pub mod protocol;
 pub mod ring;
 pub mod status;

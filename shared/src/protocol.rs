@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricsSample;
+use crate::plan::{OperatorAction, Plan};
 use crate::status::ClusterStatus;
 use crate::task::TaskSpec;
 
@@ -291,6 +292,19 @@ pub struct Heartbeat {
 pub enum AdminRequest {
     /// The nodes and tasks as the console sees them now.
     Status,
+    /// Add or replace tasks (tasks not named are kept).
+    ApplyTasks(Vec<TaskSpec>),
+    /// Remove a task and stop its instances.
+    RemoveTask(String),
+    /// The desired tasks.
+    ListTasks,
+    /// Plan an operator action, and carry it out unless `dry_run`.
+    Act {
+        /// The action.
+        action: OperatorAction,
+        /// Only print the plan.
+        dry_run: bool,
+    },
 }
 
 /// Answers to [`AdminRequest`]s.
@@ -298,6 +312,17 @@ pub enum AdminRequest {
 pub enum AdminResponse {
     /// The cluster now.
     Status(ClusterStatus),
+    /// The desired tasks.
+    Tasks(Vec<TaskSpec>),
+    /// Done; the sentence says what happened.
+    Done(String),
+    /// An action's plan, and whether it was carried out.
+    Plan {
+        /// The plan.
+        plan: Plan,
+        /// False for a dry run.
+        executed: bool,
+    },
     /// The request failed; the sentence says why.
     Error(String),
 }

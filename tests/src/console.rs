@@ -52,13 +52,25 @@ impl Console {
     /// When it does not come up within [`STARTUP`], with its log tail.
     #[track_caller]
     pub fn start_with(data_dir: &Path, extra_args: &[&str]) -> Self {
+        Self::start_listening(data_dir, "127.0.0.1:0", extra_args)
+    }
+
+    /// As [`Console::start_with`], listening on `listen` instead of port 0:
+    /// a console restarted on its data dir comes back on the port its agents
+    /// know (`--listen` may be given only once, so it is not an extra
+    /// argument).
+    ///
+    /// # Panics
+    /// When it does not come up within [`STARTUP`], with its log tail.
+    #[track_caller]
+    pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Self {
         fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
         let addr_file = data_dir.join(ADDR_FILE);
         // A file left by an earlier run in this dir would point at a dead
         // port: only the one this process writes counts.
         let _ = fs::remove_file(&addr_file);
         let mut command = Command::new(bins::ringwatch());
-        command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]).args(extra_args);
+        command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", listen]).args(extra_args);
         let mut proc = Proc::spawn("console", command, &data_dir.join(LOG_FILE));
         let addr = wait_for_addr(&mut proc, &addr_file);
         Self { proc, data_dir: data_dir.to_path_buf(), addr }

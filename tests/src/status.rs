@@ -7,6 +7,7 @@
 //! absent or `null` (phi is infinite for a node never heard from) are
 //! optional.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -53,6 +54,10 @@ pub struct NodeStatus {
     /// Ids of the task instances placed on it (`web/0`).
     #[serde(default)]
     pub instances: Vec<String>,
+    /// Whether an operator cordoned it (it keeps its work, takes nothing
+    /// new); shown beside any state.
+    #[serde(default)]
+    pub cordoned: bool,
 }
 
 /// A node state. Deserialized from the lowercase string; a state this crate
@@ -163,6 +168,80 @@ impl Status {
     pub fn all(&self, expected: &[(&str, NodeState)]) -> bool {
         expected.iter().all(|(name, state)| self.is(name, state))
     }
+
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskStatus> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+
+    /// The instance `task/index`, wherever it is listed.
+    pub fn instance(&self, id: &str) -> Option<&InstanceStatus> {
+        self.tasks.iter().flat_map(|task| &task.instances).find(|instance| instance.id == id)
+    }
+
+    /// The node `task/index` is placed on, if it is placed.
+    pub fn node_of(&self, id: &str) -> Option<&str> {
+        self.instance(id).and_then(|instance| instance.node.as_deref())
+    }
+
+    /// Where each instance of `task` runs, by id — only when the task has
+    /// exactly `replicas` instances, every one `running` on a node, and no
+    /// two on the same node: the steady state of DESIGN.md §5.
+    pub fn running_on_distinct_nodes(&self, task: &str, replicas: usize) -> Option<BTreeMap<String, String>> {
+        let task = self.task(task)?;
+        if task.instances.len() != replicas {
+            return None;
+        }
+        let mut placed = BTreeMap::new();
+        for instance in &task.instances {
+            if !instance.is_running() {
+                return None;
+            }
+            placed.insert(instance.id.clone(), instance.node.clone()?);
+        }
+        let nodes: BTreeSet<&String> = placed.values().collect();
+        (nodes.len() == replicas).then_some(placed)
+    }
+
+    /// One compact line per task, e.g. `web: web/0=running@a(0) web/1=pending`,
+    /// for step and failure messages.
+    pub fn tasks_summary(&self) -> String {
+        if self.tasks.is_empty() {
+            return "no tasks".to_owned();
+        }
+        self.tasks.iter().map(TaskStatus::to_string).collect::<Vec<_>>().join("; ")
+    }
+}
+
+impl InstanceStatus {
+    /// Whether its state is `running`.
+    pub fn is_running(&self) -> bool {
+        self.state == INSTANCE_RUNNING
+    }
+}
+
+/// The instance state of a process that runs (DESIGN.md §2).
+pub const INSTANCE_RUNNING: &str = "running";
+/// The instance state of one waiting for a node.
+pub const INSTANCE_PENDING: &str = "pending";
+/// The instance state of one its node gave up on.
+pub const INSTANCE_FAILED: &str = "failed";
+
+impl fmt::Display for TaskStatus {
+    /// `web: web/0=running@a(0) web/1=pending`: state, node, restarts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.name)?;
+        for instance in &self.instances {
+            write!(f, " {}={}", instance.id, instance.state)?;
+            if let Some(node) = &instance.node {
+                write!(f, "@{node}")?;
+            }
+            if let Some(restarts) = instance.restarts {
+                write!(f, "({restarts})")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Display for Status {
@@ -208,6 +287,30 @@ mod tests {
         assert_eq!(a.instances, ["web/0"]);
         assert_eq!(status.tasks[0].instances[0].node.as_deref(), Some("a"));
         assert_eq!(status.to_string(), "a=alive(phi 0.4, 120ms)");
+        assert!(!a.cordoned, "absent means not cordoned");
+        assert_eq!(status.node_of("web/0"), Some("a"));
+        // Two replicas wanted, one listed: not the steady state yet.
+        assert_eq!(status.running_on_distinct_nodes("web", 2), None);
+        assert_eq!(status.running_on_distinct_nodes("web", 1).unwrap()["web/0"], "a");
+        assert_eq!(status.tasks_summary(), "web: web/0=running@a(0)");
+    }
+
+    #[test]
+    fn reads_the_tasks_section() {
+        let json = r#"
+        { "nodes": [ { "name": "a", "state": "alive", "instances": ["web/0", "web/1"], "cordoned": true },
+                     { "name": "b", "state": "alive", "instances": [] } ],
+          "tasks": [ { "name": "web", "replicas": 3,
+                       "instances": [ { "id": "web/0", "node": "a", "state": "running", "restarts": 2 },
+                                      { "id": "web/1", "node": "a", "state": "running", "restarts": 0 },
+                                      { "id": "web/2", "node": null, "state": "pending", "restarts": 0 } ] } ] }"#;
+        let status = Status::parse(json).unwrap();
+        assert!(status.node("a").unwrap().cordoned);
+        assert_eq!(status.node_of("web/2"), None);
+        assert_eq!(status.instance("web/2").unwrap().state, INSTANCE_PENDING);
+        assert_eq!(status.instance("web/0").unwrap().restarts, Some(2));
+        assert_eq!(status.running_on_distinct_nodes("web", 3), None, "one is pending");
+        assert_eq!(status.tasks_summary(), "web: web/0=running@a(2) web/1=running@a(0) web/2=pending(0)");
     }
 
     #[test]

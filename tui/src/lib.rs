@@ -10,6 +10,7 @@
 //! - [`demo`]: the demo's local agents and their fault-injecting relays.
 //! - [`local`]: agents run in-process (the embedded local agent, the demo).
 //! - [`report`]: human renderings of status for the command line.
+//! - [`ui`]: the terminal UI, drawn from snapshots read through [`handle`].
 
 pub mod config;
 pub mod control;
@@ -17,3 +18,4 @@ pub mod demo;
 pub mod handle;
 pub mod local;
 pub mod report;
+pub mod ui;

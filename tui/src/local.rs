@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringwatch_agent::LinkConfig;
+use ringwatch_agent::{LinkConfig, SupervisorConfig};
 use ringwatch_shared::status::ClusterEvent;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -29,11 +29,12 @@ pub fn spawn_local_agent(
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let mut config = LinkConfig::new(loopback(control.local_addr()), data_dir.to_path_buf());
+    let tasks = SupervisorConfig::new(data_dir.to_path_buf());
     config.name = Some(name.to_string());
     config.token = Some(control.join_token(LOCAL_TOKEN_TTL));
     let name = name.to_string();
     tokio::spawn(async move {
-        if let Err(err) = ringwatch_agent::run_agent(config, shutdown).await {
+        if let Err(err) = ringwatch_agent::run_agent(config, tasks, shutdown).await {
             error!(agent = %name, "local agent stopped: {err}");
         }
     })

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,17 +14,23 @@ use ringwatch::config::ConfigFile;
 use ringwatch::control::admin::{self, AdminError};
 use ringwatch::control::pki::ClusterPki;
 use ringwatch::control::{ConsoleConfig, ControlPlane};
-use ringwatch::local;
+use ringwatch::demo::DemoFleet;
+use ringwatch::handle::ConsoleHandle;
+use ringwatch::local::{self, LocalConsole};
+use ringwatch::ui::UiOptions;
 use ringwatch_shared::duration::parse_duration;
+use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 /// ringwatch keeps work running on a fleet of hosts when hosts fail.
 ///
-/// Run with no command for a live one-node cluster: the console with an
-/// embedded local agent, certificates made on first run. Join more hosts
-/// with `ringwatch join-token` and `ringwatch-agent --console ADDR --token TOKEN`.
+/// Run with no command for a live one-node cluster in the terminal UI: the
+/// console with an embedded local agent, certificates made on first run.
+/// Join more hosts with `ringwatch join-token` and
+/// `ringwatch-agent --console ADDR --token TOKEN`; `ringwatch demo` shows
+/// failover with five local agents.
 #[derive(Debug, Parser)]
 #[command(name = "ringwatch", version)]
 struct Cli {
@@ -52,6 +59,15 @@ enum Command {
     /// Runs the control plane without a terminal UI; logs every event; stops
     /// cleanly on SIGINT or SIGTERM.
     Serve,
+    /// The console with N local agents and keys to crash, partition, stall
+    /// and heal a node: watch a node die and its work move. Uses its own
+    /// data dir (the platform data dir + ringwatch-demo) and any free port
+    /// unless --data-dir or --listen say otherwise.
+    Demo {
+        /// How many local agents.
+        #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=200))]
+        nodes: u16,
+    },
     /// Prints one line: a token agents use to join (it pins the cluster CA).
     /// Any number of agents may use it until it expires.
     JoinToken {
@@ -65,6 +81,87 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Desired state: add, remove and list tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Restarts a task's instances (TASK) or one instance (TASK/INDEX) in place.
+    Restart {
+        /// `task` or `task/index`.
+        target: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Moves one instance to NODE, make-before-break: the new copy starts and
+    /// runs `min_healthy` before the old one stops.
+    Migrate {
+        /// `task/index`.
+        instance: String,
+        /// The target node.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Cordons NODE and moves all its instances away, make-before-break.
+    Drain {
+        /// The node.
+        node: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// NODE keeps its work but receives nothing new.
+    Cordon {
+        /// The node.
+        node: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// NODE receives work again.
+    Uncordon {
+        /// The node.
+        node: String,
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+    /// Prints the plan if NODE failed now (nothing is done).
+    WhatIf {
+        /// The node.
+        node: String,
+    },
+    /// Resumes automatic failover after the console paused it (a large share
+    /// of the nodes failed at once).
+    Resume {
+        #[command(flatten)]
+        plan: PlanArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskCommand {
+    /// Adds or replaces the tasks of a TOML task file (others are kept). A
+    /// bad file is refused whole, with its line.
+    Apply {
+        /// The task file.
+        file: PathBuf,
+    },
+    /// Removes a task and stops its instances.
+    Rm {
+        /// The task's name.
+        name: String,
+    },
+    /// Lists the desired tasks.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+struct PlanArgs {
+    /// Print the plan only; change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() -> ExitCode {
@@ -83,16 +180,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("failed to start the async runtime")?;
-    let config = console_config(&cli.common)?;
+    let demo = matches!(cli.command, Some(Command::Demo { .. }));
+    let config = console_config(&cli.common, demo)?;
     runtime.block_on(async {
         match cli.command {
-            None => {
-                init_logging();
-                run_console(config, true).await
-            }
+            None => run_ui(config, None).await,
+            Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes))).await,
             Some(Command::Serve) => {
                 init_logging();
-                run_console(config, false).await
+                run_console(config).await
             }
             Some(Command::JoinToken { ttl }) => {
                 let pki = ClusterPki::load_or_create(&config.data_dir)
@@ -101,19 +197,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Some(Command::Status { json }) => status(&config, json).await,
+            Some(Command::Task(command)) => task(&config, command).await,
+            Some(Command::Restart { target, plan }) => {
+                act(&config, OperatorAction::Restart { target }, plan.dry_run).await
+            }
+            Some(Command::Migrate { instance, to, plan }) => {
+                act(&config, OperatorAction::Migrate { instance, to }, plan.dry_run).await
+            }
+            Some(Command::Drain { node, plan }) => act(&config, OperatorAction::Drain { node }, plan.dry_run).await,
+            Some(Command::Cordon { node, plan }) => act(&config, OperatorAction::Cordon { node }, plan.dry_run).await,
+            Some(Command::Uncordon { node, plan }) => {
+                act(&config, OperatorAction::Uncordon { node }, plan.dry_run).await
+            }
+            Some(Command::WhatIf { node }) => act(&config, OperatorAction::WhatIf { node }, true).await,
+            Some(Command::Resume { plan }) => act(&config, OperatorAction::Resume, plan.dry_run).await,
         }
     })
 }
 
-fn console_config(common: &CommonArgs) -> Result<ConsoleConfig> {
+/// The console's settings: defaults, then the config file, then flags. The
+/// demo defaults to a data dir of its own and any free port, so it never
+/// disturbs a real console.
+fn console_config(common: &CommonArgs, demo: bool) -> Result<ConsoleConfig> {
     let file = common.config.as_deref().map(ConfigFile::load).transpose()?;
     let data_dir = match common.data_dir.clone().or_else(|| file.as_ref().and_then(|file| file.data_dir.clone())) {
         Some(dir) => dir,
         None => dirs::data_dir()
-            .map(|dir| dir.join("ringwatch"))
+            .map(|dir| dir.join(if demo { "ringwatch-demo" } else { "ringwatch" }))
             .context("no platform data dir (is $HOME set?): pass --data-dir")?,
     };
     let mut config = ConsoleConfig::new(data_dir);
+    if demo {
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    }
     if let Some(file) = file {
         file.apply(&mut config);
     }
@@ -134,33 +250,152 @@ fn init_logging() {
         .init();
 }
 
-async fn run_console(config: ConsoleConfig, with_local_agent: bool) -> Result<ExitCode> {
+/// Logs to `console.log` in the data dir: the terminal belongs to the UI.
+fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
+    ringwatch_agent::files::create_private_dir(data_dir)
+        .with_context(|| format!("failed to create the data dir \"{}\"", data_dir.display()))?;
+    let path = data_dir.join("console.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("failed to open the log file \"{}\"", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn")),
+        )
+        .init();
+    Ok(path)
+}
+
+/// The terminal UI over a control plane of this process, with the embedded
+/// local agent (`demo_nodes = None`) or the demo's agents.
+async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<ExitCode> {
+    let log = init_file_logging(&config.data_dir)?;
     let shutdown = CancellationToken::new();
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
-    let agent = with_local_agent.then(|| {
-        local::spawn_local_agent(
-            &control,
-            &local::local_node_name(),
-            &config.data_dir.join("local-agent"),
-            shutdown.child_token(),
-        )
-    });
+    // Agents stop first (saying goodbye) while the console still listens.
+    let agents_stop = CancellationToken::new();
+    let (demo, local_agent, title) = match demo_nodes {
+        Some(count) => {
+            let fleet = DemoFleet::start(&control, count, config.data_dir.join("demo-agents"), agents_stop.clone())
+                .context("failed to start the demo's agents")?;
+            (Some(Arc::new(fleet)), None, format!("ringwatch demo · {count} nodes"))
+        }
+        None => {
+            let agent = local::spawn_local_agent(
+                &control,
+                &local::local_node_name(),
+                &config.data_dir.join("local-agent"),
+                agents_stop.clone(),
+            );
+            (None, Some(agent), "ringwatch".to_string())
+        }
+    };
+    info!(log = %log.display(), listen = %control.local_addr(), "console with terminal UI");
+    let handle: Arc<dyn ConsoleHandle> = Arc::new(LocalConsole::new(control.view(), demo.clone()));
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    control.run_until_stopped().await;
-    if let Some(agent) = agent {
-        let _ = agent.await;
+    let options = UiOptions { title, ..UiOptions::default() };
+    let outcome = tokio::select! {
+        outcome = ringwatch::ui::run(handle, options) => outcome,
+        () = shutdown.cancelled() => Ok(()),
+    };
+    agents_stop.cancel();
+    let agents = async {
+        if let Some(demo) = &demo {
+            demo.stop().await;
+        }
+        if let Some(agent) = local_agent {
+            let _ = agent.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), agents).await.is_err() {
+        tracing::warn!("local agents did not stop within 5s");
     }
+    shutdown.cancel();
+    control.run_until_stopped().await;
+    outcome.context("the terminal UI failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
-    let response = match admin::request(&config.data_dir, &AdminRequest::Status).await {
-        Ok(response) => response,
+async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    control.run_until_stopped().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code when no console runs on the data dir.
+const NOT_RUNNING: u8 = 3;
+
+/// Sends `request`; `Err(code)` when the console is not running (the
+/// message is printed).
+async fn ask(config: &ConsoleConfig, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
+    match admin::request(&config.data_dir, request).await {
+        Ok(response) => Ok(Ok(response)),
         Err(err @ AdminError::NotRunning(_)) => {
             eprintln!("ringwatch: {err}");
-            return Ok(ExitCode::from(3));
+            Ok(Err(ExitCode::from(NOT_RUNNING)))
         }
-        Err(err) => return Err(err.into()),
+        Err(AdminError::Refused(reason)) => anyhow::bail!("{reason}"),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> {
+    let request = match command {
+        TaskCommand::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("failed to read the task file \"{}\"", file.display()))?;
+            let specs = ringwatch_shared::task::parse_task_file(&text)
+                .map_err(|err| anyhow::anyhow!("\"{}\" {err}; nothing was changed", file.display()))?;
+            AdminRequest::ApplyTasks(specs)
+        }
+        TaskCommand::Rm { name } => AdminRequest::RemoveTask(name),
+        TaskCommand::List { json } => {
+            let response = match ask(config, &AdminRequest::ListTasks).await? {
+                Ok(response) => response,
+                Err(code) => return Ok(code),
+            };
+            let AdminResponse::Tasks(tasks) = response else { anyhow::bail!("the console sent an unexpected answer") };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&tasks).context("failed to encode the tasks")?);
+            } else {
+                print!("{}", ringwatch::report::task_table(&tasks));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    match ask(config, &request).await? {
+        Ok(AdminResponse::Done(text)) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
+        Err(code) => Ok(code),
+    }
+}
+
+async fn act(config: &ConsoleConfig, action: OperatorAction, dry_run: bool) -> Result<ExitCode> {
+    match ask(config, &AdminRequest::Act { action, dry_run }).await? {
+        Ok(AdminResponse::Plan { plan, executed }) => {
+            println!("{plan}");
+            println!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
+        Err(code) => Ok(code),
+    }
+}
+
+async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
+    let response = match ask(config, &AdminRequest::Status).await? {
+        Ok(response) => response,
+        Err(code) => return Ok(code),
     };
     let AdminResponse::Status(status) = response else {
         anyhow::bail!("the console sent an unexpected answer");
@@ -169,6 +404,10 @@ async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status).context("failed to encode the status")?);
     } else {
         print!("{}", ringwatch::report::status_table(&status));
+        if !status.tasks.is_empty() {
+            println!();
+            print!("{}", ringwatch::report::instance_table(&status));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use ringwatch_shared::status::{ClusterStatus, NodeState};
+use ringwatch_shared::task::TaskSpec;
 
 /// Bytes as a short human figure (`1.2G`).
 pub fn human_bytes(bytes: u64) -> String {
@@ -84,6 +85,59 @@ pub fn status_table(status: &ClusterStatus) -> String {
         summary.join(", ")
     );
     out
+}
+
+/// Left-aligned columns, two spaces apart.
+fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|cell| (*cell).to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// The desired tasks, as `ringwatch task list` prints them.
+pub fn task_table(tasks: &[TaskSpec]) -> String {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|task| {
+            vec![
+                task.name.clone(),
+                task.replicas.to_string(),
+                format!("{:?}", task.placement).to_lowercase(),
+                format!("{:?}", task.restart.mode).to_lowercase(),
+                format!("{:?}", task.migrate.mode).to_lowercase(),
+                task.command.join(" "),
+            ]
+        })
+        .collect();
+    columns(&["TASK", "REPLICAS", "PLACEMENT", "RESTART", "MIGRATE", "COMMAND"], &rows)
+}
+
+/// Instances, as `ringwatch status` prints them after the nodes.
+pub fn instance_table(status: &ClusterStatus) -> String {
+    let rows: Vec<Vec<String>> = status
+        .tasks
+        .iter()
+        .flat_map(|task| task.instances.iter())
+        .map(|instance| {
+            vec![
+                instance.id.clone(),
+                instance.node.clone().unwrap_or_else(|| "-".into()),
+                instance.state.clone(),
+                instance.restarts.to_string(),
+            ]
+        })
+        .collect();
+    columns(&["INSTANCE", "NODE", "STATE", "RESTARTS"], &rows)
 }
 
 #[cfg(test)]

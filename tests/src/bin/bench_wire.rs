@@ -27,7 +27,7 @@ fn main() {
 
     // One sample of this machine, from the agent's own collector.
     let stop = CancellationToken::new();
-    let metrics = ringwatch_agent::collector::spawn(stop.clone()).unwrap();
+    let metrics = ringwatch_agent::collector::spawn(stop.clone(), None).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let sample = metrics.borrow().clone();
     stop.cancel();

@@ -10,6 +10,7 @@
 //! - [`store`]: the embedded database.
 //! - [`pki`]: CA and certificates.
 //! - [`tls`]: the QUIC server config.
+//! - [`workload`]: tasks, placements and reconciliation (pure).
 //! - [`admin`]: the client side of the admin channel (`ringwatch status`).
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod pki;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod workload;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,9 +35,10 @@ use std::time::{Duration, Instant};
 use ringwatch_agent::files::{self, PUBLIC};
 use ringwatch_shared::detector::DetectorConfig;
 use ringwatch_shared::limits::ResourceLimits;
-use ringwatch_shared::protocol::close_code;
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
-use tokio::sync::broadcast;
+use ringwatch_shared::plan::{OperatorAction, Plan};
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse, ConsoleFrame, close_code};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeStatus};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -44,6 +47,7 @@ use self::events::EventLog;
 use self::nodes::{ConnectionId, NodeTable, TableConfig, Transition};
 use self::pki::ClusterPki;
 use self::store::Store;
+use self::workload::{Effects, WorkloadConfig, Workloads};
 
 /// The file the running console writes its address to.
 pub const ADDRESS_FILE: &str = "console.addr";
@@ -70,6 +74,12 @@ pub struct ConsoleConfig {
     /// A gap between two ticks longer than this means our own process was
     /// paused: nobody is convicted for it.
     pub pause_threshold: Duration,
+    /// Scheduler settings.
+    pub workloads: WorkloadConfig,
+    /// How often the scheduler reconciles.
+    pub reconcile_tick: Duration,
+    /// How often the console sends each agent a beat (fencing).
+    pub console_beat: Duration,
 }
 
 impl ConsoleConfig {
@@ -83,6 +93,9 @@ impl ConsoleConfig {
             reconnect_grace: Duration::from_secs(15),
             detection_tick: Duration::from_millis(100),
             pause_threshold: Duration::from_secs(1),
+            workloads: WorkloadConfig::default(),
+            reconcile_tick: Duration::from_millis(100),
+            console_beat: Duration::from_millis(500),
         }
     }
 }
@@ -141,17 +154,132 @@ pub struct Shared {
     pub events: EventLog,
     /// What was refused or dropped.
     pub counters: Counters,
+    /// Tasks and placements.
+    pub workloads: Mutex<Workloads>,
+    /// Each connected agent's queue of frames to send, by node name, with
+    /// the id of the connection that owns it.
+    pub outboxes: Mutex<HashMap<String, (ConnectionId, mpsc::Sender<ConsoleFrame>)>>,
+    /// How often the console beats to agents.
+    pub console_beat: Duration,
 }
 
 impl Shared {
-    /// Logs a node's state change.
+    /// Logs a node's state change and lets the scheduler react to it.
     pub fn emit(&self, transition: Transition) {
+        let now = Instant::now();
+        let (last_heard, total) = {
+            let table = lock(&self.table);
+            (table.last_heard(&transition.node), table.len())
+        };
+        let effects = lock(&self.workloads).node_changed(&transition.node, transition.to, last_heard, now, total);
         self.events.emit(Some(&transition.node), Some((transition.from, transition.to)), transition.reason);
+        self.dispatch(effects);
+    }
+
+    /// Sends the scheduler's frames and logs its events. A frame for an
+    /// agent that is not connected is dropped: the agent's inventory at its
+    /// next connection brings it up to date.
+    pub fn dispatch(&self, effects: Effects) {
+        if !effects.outgoing.is_empty() {
+            let outboxes = lock(&self.outboxes);
+            for outgoing in effects.outgoing {
+                if let Some((_, outbox)) = outboxes.get(&outgoing.node)
+                    && outbox.try_send(outgoing.frame).is_err()
+                {
+                    warn!(node = %outgoing.node, "agent outbox full or closed; the frame waits for its next inventory");
+                }
+            }
+        }
+        for (node, text) in effects.events {
+            self.events.emit(node.as_deref(), None, text);
+        }
+    }
+
+    /// Every node's status, with its instances and cordon.
+    pub fn nodes(&self) -> Vec<NodeStatus> {
+        let mut nodes = lock(&self.table).status(Instant::now());
+        let workloads = lock(&self.workloads);
+        let mut by_node = workloads.instances_by_node();
+        for node in &mut nodes {
+            node.cordoned = workloads.is_cordoned(&node.name);
+            node.instances = by_node.remove(&node.name).unwrap_or_default();
+        }
+        nodes
     }
 
     /// The cluster now.
     pub fn status(&self) -> ClusterStatus {
-        ClusterStatus { nodes: lock(&self.table).status(Instant::now()), tasks: Vec::new() }
+        let nodes = self.nodes();
+        let tasks = lock(&self.workloads).task_status();
+        ClusterStatus { nodes, tasks }
+    }
+
+    /// The plan of `action`, carried out unless `dry_run`.
+    ///
+    /// # Errors
+    /// A sentence when the action cannot be planned or done.
+    pub fn act(&self, action: &OperatorAction, dry_run: bool) -> Result<Plan, String> {
+        let nodes = self.nodes();
+        let mut workloads = lock(&self.workloads);
+        if dry_run || matches!(action, OperatorAction::WhatIf { .. }) {
+            return workloads.plan(action, &nodes);
+        }
+        let (plan, effects) = workloads.execute(action, &nodes, Instant::now())?;
+        let state = workloads.take_dirty();
+        drop(workloads);
+        if let Some(state) = state
+            && let Err(err) = self.store.save_workloads(&state)
+        {
+            warn!(%err, "failed to persist the desired state");
+        }
+        self.dispatch(effects);
+        Ok(plan)
+    }
+
+    /// Answers an admin request.
+    pub fn admin(&self, request: AdminRequest) -> AdminResponse {
+        match request {
+            AdminRequest::Status => AdminResponse::Status(self.status()),
+            AdminRequest::ListTasks => AdminResponse::Tasks(lock(&self.workloads).tasks()),
+            AdminRequest::ApplyTasks(specs) => {
+                let count = specs.len();
+                let mut workloads = lock(&self.workloads);
+                let effects = workloads.apply(specs);
+                let state = workloads.take_dirty();
+                drop(workloads);
+                // Durable before the answer: an applied task is never lost.
+                if let Some(state) = state
+                    && let Err(err) = self.store.save_workloads(&state)
+                {
+                    return AdminResponse::Error(format!("failed to persist the tasks: {err}"));
+                }
+                self.dispatch(effects);
+                AdminResponse::Done(format!("applied {count} task(s)"))
+            }
+            AdminRequest::RemoveTask(name) => {
+                let mut workloads = lock(&self.workloads);
+                match workloads.remove(&name) {
+                    Ok(effects) => {
+                        let state = workloads.take_dirty();
+                        drop(workloads);
+                        if let Some(state) = state
+                            && let Err(err) = self.store.save_workloads(&state)
+                        {
+                            return AdminResponse::Error(format!("failed to persist the tasks: {err}"));
+                        }
+                        self.dispatch(effects);
+                        AdminResponse::Done(format!("removed task \"{name}\""))
+                    }
+                    Err(err) => AdminResponse::Error(err),
+                }
+            }
+            AdminRequest::Act { action, dry_run } => match self.act(&action, dry_run) {
+                Ok(plan) => {
+                    AdminResponse::Plan { plan, executed: !dry_run && !matches!(action, OperatorAction::WhatIf { .. }) }
+                }
+                Err(err) => AdminResponse::Error(err),
+            },
+        }
     }
 }
 
@@ -188,6 +316,21 @@ impl ControlView {
     /// Events not persisted because the writer fell behind.
     pub fn dropped_events(&self) -> u64 {
         self.shared.events.dropped()
+    }
+
+    /// The plan of `action`, carried out unless `dry_run`.
+    ///
+    /// # Errors
+    /// A sentence when the action cannot be planned or done.
+    pub fn act(&self, action: &OperatorAction, dry_run: bool) -> Result<Plan, String> {
+        self.shared.act(action, dry_run)
+    }
+
+    /// Headroom in words, and why failover is paused, if it is.
+    pub fn headroom(&self) -> (ringwatch_shared::placement::Headroom, Option<String>) {
+        let nodes = self.shared.nodes();
+        let workloads = lock(&self.shared.workloads);
+        (workloads.headroom(&nodes, None), workloads.failover_paused().map(str::to_string))
     }
 
     /// Where the console listens.
@@ -248,6 +391,7 @@ impl ControlPlane {
         });
         table.remember(store.nodes()?, Instant::now());
         let recent = store.recent_events(1_000)?;
+        let workloads = Workloads::new(config.workloads.clone(), store.workloads()?);
         let (events, writer) = EventLog::start(store.clone(), recent).map_err(io(dir))?;
 
         let server_config =
@@ -268,11 +412,15 @@ impl ControlPlane {
             connections: Mutex::new(HashMap::new()),
             events,
             counters: Counters::default(),
+            workloads: Mutex::new(workloads),
+            outboxes: Mutex::new(HashMap::new()),
+            console_beat: config.console_beat,
         });
         shared.events.emit(None, None, format!("console listening on {local_addr}; {known} known node(s)"));
         let tracker = TaskTracker::new();
         tracker.spawn(server::accept_loop(endpoint.clone(), shared.clone(), tracker.clone(), shutdown.clone()));
         tracker.spawn(detection_loop(shared.clone(), config.clone(), shutdown.clone()));
+        tracker.spawn(reconcile_loop(shared.clone(), config.reconcile_tick, shutdown.clone()));
         info!(listen = %local_addr, data_dir = %dir.display(), "control plane started");
         Ok(Self {
             shared,
@@ -360,6 +508,45 @@ async fn detection_loop(shared: Arc<Shared>, config: ConsoleConfig, shutdown: Ca
         for transition in transitions {
             shared.emit(transition);
         }
+    }
+}
+
+/// Drives actual placement toward desired: due failovers, pending
+/// instances, finished migrations; persists the scheduler's state when it
+/// changed (off the async workers: redb commits fsync).
+async fn reconcile_loop(shared: Arc<Shared>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => break,
+        }
+        let nodes = shared.nodes();
+        let now = Instant::now();
+        let (effects, drains, state) = {
+            let mut workloads = lock(&shared.workloads);
+            let effects = workloads.tick(now, &nodes);
+            let drains = workloads.continue_drains(&nodes, now);
+            (effects, drains, workloads.take_dirty())
+        };
+        if let Some(state) = state {
+            let store = shared.store.clone();
+            match tokio::task::spawn_blocking(move || store.save_workloads(&state)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => warn!(%err, "failed to persist the desired state"),
+                Err(err) => warn!(%err, "the persisting task failed"),
+            }
+        }
+        shared.dispatch(effects);
+        shared.dispatch(drains);
+    }
+    // Whatever changed last is written before the console stops.
+    let state = lock(&shared.workloads).take_dirty();
+    if let Some(state) = state
+        && let Err(err) = shared.store.save_workloads(&state)
+    {
+        warn!(%err, "failed to persist the desired state at shutdown");
     }
 }
 

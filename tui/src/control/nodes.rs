@@ -313,6 +313,11 @@ impl NodeTable {
         self.nodes.get(name).map(|record| record.state)
     }
 
+    /// When `name` was last heard from.
+    pub fn last_heard(&self, name: &str) -> Option<Instant> {
+        self.nodes.get(name).and_then(|record| record.last_heard)
+    }
+
     /// The latest full sample of every node that sent one.
     pub fn samples(&self) -> BTreeMap<String, MetricsSample> {
         self.nodes

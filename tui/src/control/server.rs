@@ -31,6 +31,9 @@ use crate::control::{Shared, lock};
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a refused peer has to read the refusal before the close.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
+/// Frames queued for one agent before the scheduler's sends are dropped
+/// (the agent's next inventory repairs what was lost).
+const OUTBOX_CAPACITY: usize = 1024;
 
 /// Accepts connections until `shutdown`.
 pub async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) {
@@ -207,21 +210,49 @@ async fn serve_agent(connection: Connection, shared: Arc<Shared>, name: String, 
         debug!(%err, "failed to welcome the agent");
     } else {
         info!(weight = hello.weight, agent_version = %hello.agent_version, "agent connected");
-        let end = agent_session(&connection, &shared, &name, recv).await;
+        let (outbox_tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+        lock(&shared.outboxes).insert(name.clone(), (id, outbox_tx));
+        let end = agent_session(&connection, &shared, &name, send, recv, outbox).await;
         info!("agent connection ended: {end}");
     }
     lock(&shared.table).disconnected(&name, id);
     lock(&shared.connections).remove(&id);
+    let mut outboxes = lock(&shared.outboxes);
+    if outboxes.get(&name).is_some_and(|(owner, _)| *owner == id) {
+        outboxes.remove(&name);
+    }
 }
 
 /// Runs a welcomed agent's session; returns why it ended.
-async fn agent_session(connection: &Connection, shared: &Shared, name: &str, recv: RecvStream) -> String {
+async fn agent_session(
+    connection: &Connection,
+    shared: &Shared,
+    name: &str,
+    mut send: SendStream,
+    recv: RecvStream,
+    mut outbox: mpsc::Receiver<ConsoleFrame>,
+) -> String {
     let id = connection.stable_id();
     let (frames_tx, mut frames) = mpsc::channel(16);
     // Reading frames is not cancel-safe inside select!: a task of its own reads.
     let _reader = AbortOnDropHandle::new(tokio::spawn(read_agent_frames(recv, frames_tx)));
+    let mut beat = tokio::time::interval(shared.console_beat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut beat_seq = 0u64;
     loop {
         tokio::select! {
+            _ = beat.tick() => {
+                beat_seq += 1;
+                if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq: beat_seq }) {
+                    let _ = connection.send_datagram(datagram.into());
+                }
+            }
+            frame = outbox.recv() => {
+                let Some(frame) = frame else { return "replaced by a newer connection".into() };
+                if let Err(err) = codec::write_frame(&mut send, &frame).await {
+                    return format!("failed to send to the agent: {err}");
+                }
+            }
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
                     Ok(Datagram::Heartbeat(beat)) => lock(&shared.table).heartbeat(name, id, &beat, Instant::now()),
@@ -238,6 +269,14 @@ async fn agent_session(connection: &Connection, shared: &Shared, name: &str, rec
             },
             frame = frames.recv() => match frame {
                 Some(Ok(AgentFrame::Metrics(sample))) => lock(&shared.table).metrics(name, id, sample, Instant::now()),
+                Some(Ok(AgentFrame::Inventory(reports))) => {
+                    let effects = lock(&shared.workloads).inventory(name, &reports, Instant::now());
+                    shared.dispatch(effects);
+                }
+                Some(Ok(AgentFrame::Instance(report))) => {
+                    let effects = lock(&shared.workloads).report(name, &report, Instant::now());
+                    shared.dispatch(effects);
+                }
                 Some(Ok(AgentFrame::Goodbye { reason })) => {
                     let transition = lock(&shared.table).goodbye(name, id, &reason);
                     if let Some(transition) = transition {
@@ -304,7 +343,13 @@ async fn serve_admin(connection: Connection, shared: Arc<Shared>) {
             }
         };
         let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(AdminRequest::Status)) => AdminResponse::Status(shared.status()),
+            Ok(Some(request)) => {
+                // Requests may commit to the database: off the async workers.
+                let shared = shared.clone();
+                tokio::task::spawn_blocking(move || shared.admin(request))
+                    .await
+                    .unwrap_or_else(|err| AdminResponse::Error(format!("the request failed: {err}")))
+            }
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
         };

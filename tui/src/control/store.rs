@@ -8,12 +8,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use ringwatch_shared::status::{ClusterEvent, NodeState};
 use serde::{Deserialize, Serialize};
 
+use crate::control::workload::PersistedWorkloads;
+
 /// Certificate fingerprint (hex) → [`CredentialRecord`].
 const CREDENTIALS: TableDefinition<&str, &str> = TableDefinition::new("credentials");
 /// Node name → last [`NodeState`].
 const NODES: TableDefinition<&str, &str> = TableDefinition::new("nodes");
 /// Event sequence number → [`ClusterEvent`].
 const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+/// `"state"` → the scheduler's [`PersistedWorkloads`], written whole (and
+/// atomically) on each change.
+const WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 
 /// How many events the log keeps; older ones are dropped.
 pub const EVENT_LOG_LIMIT: u64 = 100_000;
@@ -76,6 +81,7 @@ impl Store {
             txn.open_table(CREDENTIALS).map_err(db_error)?;
             txn.open_table(NODES).map_err(db_error)?;
             txn.open_table(EVENTS).map_err(db_error)?;
+            txn.open_table(WORKLOADS).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
         Ok(Self { db })
@@ -148,6 +154,33 @@ impl Store {
         txn.commit().map_err(db_error)
     }
 
+    /// The scheduler's state, empty on a first start.
+    ///
+    /// # Errors
+    /// A database or decoding error.
+    pub fn workloads(&self) -> Result<PersistedWorkloads, StoreError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let table = txn.open_table(WORKLOADS).map_err(db_error)?;
+        match table.get("state").map_err(db_error)? {
+            Some(json) => Ok(serde_json::from_str(json.value())?),
+            None => Ok(PersistedWorkloads::default()),
+        }
+    }
+
+    /// Replaces the scheduler's state, durably.
+    ///
+    /// # Errors
+    /// A database error.
+    pub fn save_workloads(&self, state: &PersistedWorkloads) -> Result<(), StoreError> {
+        let json = serde_json::to_string(state)?;
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut table = txn.open_table(WORKLOADS).map_err(db_error)?;
+            table.insert("state", json.as_str()).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
     /// The newest `limit` events, oldest first.
     ///
     /// # Errors
@@ -201,6 +234,19 @@ mod tests {
         assert_eq!(nodes, vec![("a".into(), NodeState::Alive), ("b".into(), NodeState::Left)]);
         let recent = store.recent_events(2).unwrap();
         assert_eq!(recent.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    #[test]
+    fn workloads_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        assert!(Store::open(&path).unwrap().workloads().unwrap().tasks.is_empty());
+        let mut state = PersistedWorkloads::default();
+        state.cordoned.insert("a".into());
+        state.next_epoch = 9;
+        Store::open(&path).unwrap().save_workloads(&state).unwrap();
+        let loaded = Store::open(&path).unwrap().workloads().unwrap();
+        assert_eq!((loaded.next_epoch, loaded.cordoned.len()), (9, 1));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ringwatch_agent::LinkConfig;
+use ringwatch_agent::{LinkConfig, SupervisorConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -94,6 +94,7 @@ impl DemoFleet {
         let stalled = Arc::new(AtomicBool::new(false));
         let stop = self.shutdown.child_token();
         let mut config = LinkConfig::new(relay.addr(), self.data_dir.join(name));
+        let tasks = SupervisorConfig::new(self.data_dir.join(name));
         config.name = Some(name.to_string());
         config.token = Some(self.token.clone());
         config.weight = 1 + u32::try_from(name.len() % 3).unwrap_or(0);
@@ -101,7 +102,7 @@ impl DemoFleet {
         let agent_stop = stop.clone();
         let agent_name = name.to_string();
         let task = tokio::spawn(async move {
-            if let Err(err) = ringwatch_agent::run_agent(config, agent_stop).await {
+            if let Err(err) = ringwatch_agent::run_agent(config, tasks, agent_stop).await {
                 error!(agent = %agent_name, "demo agent stopped: {err}");
             }
         });

@@ -1,0 +1,142 @@
+//! The terminal UI: ratatui views over [`Snapshot`]s of the console, read
+//! through the [`ConsoleHandle`] boundary, with [`Command`]s sent back.
+//!
+//! The loop is one `tokio::select!` over terminal input, the console's event
+//! notifications and a tick. Snapshots are cheap synchronous calls, so the UI
+//! never waits on the network; input and events mark the screen dirty, and
+//! a frame is drawn at most every [`MIN_FRAME`].
+//!
+//! # Layout
+//! - [`state`]: the app state built from snapshots (selection, sort,
+//!   filter, history, the cached ring, the status line).
+//! - [`keys`]: keys and mouse → state changes and [`keys::Action`]s.
+//! - [`views`]: drawing, which only reads state.
+//! - [`ring`]: the ring's geometry and drawing cache.
+//! - [`theme`]: colours.
+//! - [`format`]: compact number formatting.
+//!
+//! [`Snapshot`]: crate::handle::Snapshot
+//! [`Command`]: crate::handle::Command
+
+pub mod format;
+pub mod keys;
+pub mod ring;
+pub mod state;
+pub mod theme;
+pub mod views;
+
+mod terminal;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossterm::event::EventStream;
+use futures_util::StreamExt;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::MissedTickBehavior;
+
+use crate::handle::ConsoleHandle;
+use crate::ui::keys::Action;
+use crate::ui::state::App;
+use crate::ui::terminal::TerminalGuard;
+
+/// The shortest time between two frames: bursts of events or keys are
+/// coalesced into one redraw.
+pub const MIN_FRAME: Duration = Duration::from_millis(16);
+
+/// How the UI runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiOptions {
+    /// Shown at the top left.
+    pub title: String,
+    /// How often a fresh snapshot is taken and drawn even without events
+    /// (metrics and phi change continuously). History keeps one sample a
+    /// second whatever this is.
+    pub tick: Duration,
+}
+
+impl Default for UiOptions {
+    fn default() -> Self {
+        Self { title: "ringwatch".to_string(), tick: Duration::from_millis(250) }
+    }
+}
+
+/// Runs the UI on this terminal until the operator quits (`q`, `Ctrl-C`)
+/// or input ends. The terminal is restored however it ends, panics
+/// included.
+///
+/// # Errors
+/// When stdout is not a terminal, or reading input or drawing fails.
+pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<()> {
+    let mut guard = TerminalGuard::enter()?;
+    let start = Instant::now();
+    let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut app = App::new(options.title);
+    app.apply_snapshot(handle.snapshot(), now_ms());
+
+    let mut input = EventStream::new();
+    let mut notifications = handle.subscribe();
+    let mut listening = true;
+    let mut tick = tokio::time::interval(options.tick.max(MIN_FRAME));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    // `stale`: the console changed since the last snapshot; `dirty`: the
+    // screen no longer shows the state.
+    let (mut stale, mut dirty) = (false, true);
+    let mut last_frame: Option<Instant> = None;
+
+    loop {
+        if dirty && last_frame.is_none_or(|at| at.elapsed() >= MIN_FRAME) {
+            if stale {
+                app.apply_snapshot(handle.snapshot(), now_ms());
+                stale = false;
+            }
+            let mut hits = None;
+            guard
+                .terminal
+                .draw(|frame| hits = Some(views::draw(frame, &app)))
+                .context("failed to draw the terminal UI")?;
+            if let Some(hits) = hits {
+                app.remember(hits);
+            }
+            dirty = false;
+            last_frame = Some(Instant::now());
+        }
+        let next_frame = last_frame.map_or_else(Instant::now, |at| at + MIN_FRAME);
+        tokio::select! {
+            event = input.next() => match event {
+                Some(Ok(event)) => {
+                    dirty = true;
+                    match keys::handle_event(&mut app, &event) {
+                        Action::None => {}
+                        Action::Quit => break,
+                        Action::Command(command) => {
+                            app.command_result(handle.command(command));
+                            stale = true;
+                        }
+                    }
+                }
+                Some(Err(err)) => return Err(err).context("failed to read terminal input"),
+                None => break,
+            },
+            note = notifications.recv(), if listening => match note {
+                Ok(_) | Err(RecvError::Lagged(_)) => {
+                    // Drain a burst now: one snapshot covers all of it.
+                    while notifications.try_recv().is_ok() {}
+                    stale = true;
+                    dirty = true;
+                }
+                Err(RecvError::Closed) => listening = false,
+            },
+            _ = tick.tick() => {
+                stale = true;
+                dirty = true;
+            }
+            () = tokio::time::sleep_until(next_frame.into()), if dirty => {}
+        }
+    }
+    drop(guard);
+    Ok(())
+}

@@ -1,0 +1,816 @@
+//! Tests of the UI as a whole: snapshot tests of every view on a
+//! `TestBackend` from a deterministic fake console, key handling, and the
+//! state's bounds. Nothing here reads the clock or draws at random.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeState, NodeStatus};
+use tokio::sync::broadcast;
+
+use crate::handle::{Command, ConsoleHandle, DemoAction, Snapshot};
+use crate::ui::keys::{self, Action, NEEDS_TASKS};
+use crate::ui::ring::angle_at;
+use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, SortKey, View};
+use crate::ui::views;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
+/// 2023-11-14 22:13:20 UTC.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+fn node(name: &str, state: NodeState) -> NodeStatus {
+    NodeStatus {
+        name: name.to_string(),
+        state,
+        cordoned: false,
+        phi: 0.42,
+        last_seen_ms: 120,
+        cpu_percent: 23.5,
+        mem_used_bytes: 6 * GIB,
+        mem_total_bytes: 16 * GIB,
+        load: [0.52, 0.48, 0.40],
+        net_rx_bytes_per_sec: 1_200_000,
+        net_tx_bytes_per_sec: 340_000,
+        weight: 2,
+        heartbeats_lost: 0,
+        address: format!("10.0.0.{}:41000", name.len()),
+        reason: "heartbeats arrive".to_string(),
+        instances: Vec::new(),
+    }
+}
+
+/// Six nodes, one in each interesting state, with fixed numbers.
+fn nodes() -> Vec<NodeStatus> {
+    let alpha = node("alpha", NodeState::Alive);
+    let bravo = NodeStatus {
+        cpu_percent: 91.2,
+        mem_used_bytes: 30 * GIB,
+        mem_total_bytes: 32 * GIB,
+        load: [7.9, 6.1, 4.0],
+        net_rx_bytes_per_sec: 48 * MIB,
+        net_tx_bytes_per_sec: 52 * MIB,
+        weight: 4,
+        address: "10.0.0.2:41000".into(),
+        ..node("bravo", NodeState::Alive)
+    };
+    let charlie = NodeStatus {
+        phi: 5.7,
+        last_seen_ms: 2_400,
+        heartbeats_lost: 3,
+        reason: "phi 5.7 ≥ 5".into(),
+        ..node("charlie", NodeState::Suspect)
+    };
+    let delta = NodeStatus {
+        phi: 9.3,
+        last_seen_ms: 12_500,
+        cpu_percent: 0.0,
+        net_rx_bytes_per_sec: 0,
+        net_tx_bytes_per_sec: 0,
+        address: String::new(),
+        reason: "phi 9.3 ≥ 8".into(),
+        ..node("delta", NodeState::Failed)
+    };
+    let echo = NodeStatus {
+        last_seen_ms: 300_000,
+        address: String::new(),
+        reason: "said goodbye".into(),
+        weight: 1,
+        ..node("echo", NodeState::Left)
+    };
+    let foxtrot = NodeStatus {
+        cordoned: true,
+        cpu_percent: 55.0,
+        mem_used_bytes: 31 * GIB,
+        mem_total_bytes: 32 * GIB,
+        reason: "memory 97% ≥ 95%".into(),
+        ..node("foxtrot-with-a-long-name", NodeState::Degraded)
+    };
+    vec![alpha, bravo, charlie, delta, echo, foxtrot]
+}
+
+fn sample() -> MetricsSample {
+    MetricsSample {
+        uptime_secs: 3 * 86_400 + 4 * 3_600 + 5 * 60,
+        cpu_permille: 235,
+        core_permille: vec![120, 340, 980, 50, 0, 610, 775, 233],
+        load_centi: [52, 48, 40],
+        mem_used_bytes: 6 * GIB,
+        mem_total_bytes: 16 * GIB,
+        swap_used_bytes: 256 * MIB,
+        swap_total_bytes: 2 * GIB,
+        disks: vec![
+            DiskUsage { mount: "/".into(), used_bytes: 120 * GIB, total_bytes: 500 * GIB },
+            DiskUsage { mount: "/var/lib/ringwatch".into(), used_bytes: 460 * GIB, total_bytes: 500 * GIB },
+        ],
+        net_rx_bytes_per_sec: 1_200_000,
+        net_tx_bytes_per_sec: 340_000,
+        instances: Vec::new(),
+    }
+}
+
+fn event(seq: u64, node: Option<&str>, change: Option<(NodeState, NodeState)>, reason: &str) -> ClusterEvent {
+    ClusterEvent {
+        seq,
+        at_unix_ms: EPOCH_MS + seq * 1_500,
+        node: node.map(str::to_string),
+        change,
+        reason: reason.to_string(),
+    }
+}
+
+fn events() -> Vec<ClusterEvent> {
+    use NodeState::{Alive, Degraded, Failed, Left, Suspect, Unknown};
+    vec![
+        event(1, None, None, "console started on 127.0.0.1:7443"),
+        event(2, Some("alpha"), Some((Unknown, Alive)), "joined from 10.0.0.5:41000"),
+        event(3, Some("bravo"), Some((Unknown, Alive)), "joined from 10.0.0.2:41000"),
+        event(4, Some("charlie"), Some((Unknown, Alive)), "joined from 10.0.0.7:41000"),
+        event(5, Some("delta"), Some((Unknown, Alive)), "joined from 10.0.0.5:41000"),
+        event(6, Some("echo"), Some((Unknown, Alive)), "joined from 10.0.0.4:41000"),
+        event(7, Some("foxtrot-with-a-long-name"), Some((Unknown, Alive)), "joined"),
+        event(8, Some("echo"), Some((Alive, Left)), "said goodbye"),
+        event(9, Some("delta"), Some((Alive, Suspect)), "phi 5.2 ≥ 5"),
+        event(10, Some("delta"), Some((Suspect, Failed)), "phi 9.3 ≥ 8"),
+        event(11, Some("foxtrot-with-a-long-name"), Some((Alive, Degraded)), "memory 97% ≥ 95%"),
+        event(12, Some("foxtrot-with-a-long-name"), None, "cordoned by the operator"),
+        event(13, Some("charlie"), Some((Alive, Suspect)), "phi 5.7 ≥ 5"),
+    ]
+}
+
+fn snapshot() -> Snapshot {
+    let mut samples = BTreeMap::new();
+    samples.insert("alpha".to_string(), sample());
+    Snapshot {
+        status: ClusterStatus { nodes: nodes(), tasks: Vec::new() },
+        samples,
+        events: events(),
+        dropped_events: 0,
+        listen: Some("127.0.0.1:7443".parse().unwrap()),
+        demo: true,
+    }
+}
+
+/// A triangle wave between `low` and `high` with period `period`: moving
+/// chart lines without floating-point functions that differ by platform.
+fn wave(step: u64, period: u64, low: f64, high: f64) -> f64 {
+    let phase = step % period;
+    let half = period / 2;
+    let rising = if phase < half { phase } else { period - phase };
+    #[allow(clippy::cast_precision_loss)]
+    let fraction = rising as f64 / half as f64;
+    low + (high - low) * fraction
+}
+
+/// An app that has seen two minutes of snapshots, one a second.
+fn app() -> App {
+    let mut app = App::new("ringwatch");
+    for second in 0..120 {
+        let mut snapshot = snapshot();
+        for node in &mut snapshot.status.nodes {
+            if node.name == "alpha" {
+                node.cpu_percent = wave(second, 40, 5.0, 85.0);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let used = (wave(second, 90, 5.0, 9.0) * GIB as f64) as u64;
+                node.mem_used_bytes = used;
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let rx = (wave(second, 30, 0.2, 2.0) * MIB as f64) as u64;
+                node.net_rx_bytes_per_sec = rx;
+                node.net_tx_bytes_per_sec = rx / 3;
+            }
+        }
+        app.apply_snapshot(snapshot, second * 1_000);
+    }
+    app
+}
+
+fn draw(app: &mut App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let mut hits = None;
+    terminal.draw(|frame| hits = Some(views::draw(frame, app))).unwrap();
+    app.remember(hits.unwrap());
+    terminal
+}
+
+fn key(app: &mut App, code: KeyCode) -> Action {
+    keys::handle_key(app, KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+fn chars(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn click(app: &mut App, column: u16, row: u16) -> Action {
+    let mouse =
+        MouseEvent { kind: MouseEventKind::Down(MouseButton::Left), column, row, modifiers: KeyModifiers::NONE };
+    keys::handle_mouse(app, mouse)
+}
+
+/// The cells of the row of `buffer` that contains `text`.
+fn row_with<'a>(buffer: &'a Buffer, text: &str) -> Option<(u16, &'a [ratatui::buffer::Cell])> {
+    let width = usize::from(buffer.area.width);
+    (0..buffer.area.height).find_map(|y| {
+        let cells = &buffer.content[usize::from(y) * width..usize::from(y + 1) * width];
+        let line: String = cells.iter().map(|cell| cell.symbol()).collect();
+        line.contains(text).then_some((y, cells))
+    })
+}
+
+// ---- snapshot tests ----
+
+#[test]
+fn overview_80x24() {
+    let mut app = app();
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn overview_160x48() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn detail_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.view(), View::Detail);
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn detail_160x48() {
+    let mut app = app();
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn detail_without_a_sample_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected(), Some("delta"));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn events_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('3'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn events_filtered_160x48() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "delta");
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn nodes_160x48() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Char('s'));
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn tasks_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('4'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+/// The fixture once workloads run: tasks, instances and their usage.
+fn with_tasks(mut snapshot: Snapshot) -> Snapshot {
+    use ringwatch_shared::metrics::InstanceUsage;
+    use ringwatch_shared::status::{InstanceStatus, TaskStatus};
+    let instance = |id: &str, node: Option<&str>, state: &str, restarts| InstanceStatus {
+        id: id.to_string(),
+        node: node.map(str::to_string),
+        state: state.to_string(),
+        restarts,
+    };
+    snapshot.status.tasks = vec![
+        TaskStatus {
+            name: "web".into(),
+            replicas: 2,
+            instances: vec![
+                instance("web/0", Some("alpha"), "running", 0),
+                instance("web/1", Some("bravo"), "running", 1),
+            ],
+        },
+        TaskStatus {
+            name: "cache".into(),
+            replicas: 2,
+            instances: vec![instance("cache/0", Some("alpha"), "running", 0), instance("cache/1", None, "pending", 3)],
+        },
+    ];
+    for node in &mut snapshot.status.nodes {
+        match node.name.as_str() {
+            "alpha" => node.instances = vec!["web/0".into(), "cache/0".into()],
+            "bravo" => node.instances = vec!["web/1".into()],
+            _ => {}
+        }
+    }
+    if let Some(sample) = snapshot.samples.get_mut("alpha") {
+        sample.instances = vec![
+            InstanceUsage { instance: "web/0".into(), cpu_permille: 125, rss_bytes: 48 * MIB },
+            InstanceUsage { instance: "cache/0".into(), cpu_permille: 30, rss_bytes: 310 * MIB },
+        ];
+    }
+    snapshot
+}
+
+#[test]
+fn with_tasks_80x24() {
+    let mut app = app();
+    app.apply_snapshot(with_tasks(snapshot()), 200_000);
+    assert_eq!(app.instances, 4);
+    assert_eq!(app.headroom, Some(0), "cache runs on one live node only");
+    key(&mut app, KeyCode::Char('4'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn detail_with_instances_160x48() {
+    let mut app = app();
+    app.apply_snapshot(with_tasks(snapshot()), 200_000);
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn help_80x24() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn help_160x48() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn too_small_79x24() {
+    let mut app = app();
+    insta::assert_snapshot!(draw(&mut app, 79, 24).backend());
+}
+
+#[test]
+fn too_small_30x8() {
+    let mut app = app();
+    insta::assert_snapshot!(draw(&mut app, 30, 8).backend());
+}
+
+#[test]
+fn empty_cluster_80x24() {
+    let mut app = App::new("ringwatch");
+    app.apply_snapshot(Snapshot::default(), 0);
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn every_view_survives_every_size() {
+    let mut app = app();
+    for view in ['1', '2', '3', '4'] {
+        key(&mut app, KeyCode::Char(view));
+        for help in [false, true] {
+            app.help = help;
+            for (width, height) in [(0, 0), (1, 1), (10, 3), (79, 23), (80, 24), (81, 25), (120, 30), (300, 100)] {
+                draw(&mut app, width, height);
+            }
+        }
+    }
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    for (width, height) in [(80, 24), (200, 60), (80, 60), (250, 24)] {
+        draw(&mut app, width, height);
+    }
+}
+
+// ---- colours ----
+
+#[test]
+fn a_failed_node_is_red_in_the_table_and_on_the_ring_at_the_next_redraw() {
+    let mut app = app();
+    let terminal = draw(&mut app, 120, 40);
+    let buffer = terminal.backend().buffer();
+    let (_, row) = row_with(buffer, "delta ").unwrap();
+    assert!(row.iter().any(|cell| cell.symbol() == "f" && cell.fg == Color::Red), "delta's state is red");
+    let ring = app.hits.ring.unwrap().area;
+    let red_on_ring = |buffer: &Buffer, color: Color| {
+        (ring.y..ring.bottom())
+            .flat_map(|y| (ring.x..ring.right()).map(move |x| (x, y)))
+            .filter(|&(x, y)| buffer[(x, y)].fg == color)
+            .count()
+    };
+    let red_before = red_on_ring(buffer, Color::Red);
+    assert!(red_before > 0, "delta's arcs are red");
+
+    // bravo fails: red at once, in the table and on the ring.
+    let mut next = snapshot();
+    for node in &mut next.status.nodes {
+        if node.name == "bravo" {
+            node.state = NodeState::Failed;
+        }
+    }
+    app.apply_snapshot(next, 200_000);
+    let terminal = draw(&mut app, 120, 40);
+    let buffer = terminal.backend().buffer();
+    let (_, row) = row_with(buffer, "bravo ").unwrap();
+    assert!(row.iter().any(|cell| cell.symbol() == "f" && cell.fg == Color::Red));
+    assert!(red_on_ring(buffer, Color::Red) > red_before, "bravo's arcs turned red");
+}
+
+#[test]
+fn states_have_their_colours_on_the_ring() {
+    let mut app = app();
+    let terminal = draw(&mut app, 160, 48);
+    let buffer = terminal.backend().buffer();
+    let ring = app.hits.ring.unwrap().area;
+    let mut seen = std::collections::HashSet::new();
+    for y in ring.y..ring.bottom() {
+        for x in ring.x..ring.right() {
+            seen.insert(buffer[(x, y)].fg);
+        }
+    }
+    for color in [Color::Green, Color::Yellow, Color::Red, Color::DarkGray, Color::Magenta, Color::White] {
+        assert!(seen.contains(&color), "{color:?} missing from the ring: {seen:?}");
+    }
+}
+
+// ---- keys ----
+
+#[test]
+fn q_and_ctrl_c_quit() {
+    let mut app = app();
+    assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(keys::handle_key(&mut app, ctrl_c), Action::Quit);
+    key(&mut app, KeyCode::Char('/'));
+    assert_eq!(key(&mut app, KeyCode::Char('q')), Action::None, "q types into the filter");
+    assert_eq!(app.filter, "q");
+    assert_eq!(keys::handle_key(&mut app, ctrl_c), Action::Quit, "Ctrl-C always quits");
+}
+
+#[test]
+fn the_selection_stays_in_bounds() {
+    let mut app = app();
+    assert_eq!(app.selected(), Some("alpha"), "the first node is selected at start");
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.cursor, 0);
+    for _ in 0..20 {
+        key(&mut app, KeyCode::Char('j'));
+    }
+    assert_eq!(app.cursor, 5);
+    assert_eq!(app.selected(), Some("foxtrot-with-a-long-name"));
+    key(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.selected(), Some("echo"));
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.selected(), Some("alpha"));
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.cursor, 5);
+    key(&mut app, KeyCode::PageUp);
+    assert_eq!(app.cursor, 0);
+}
+
+#[test]
+fn the_selection_follows_its_node_through_sorting_and_snapshots() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected(), Some("charlie"));
+    key(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.sort, SortKey::State);
+    assert_eq!(app.node_at(0).unwrap().name, "delta", "failed first");
+    assert_eq!(app.selected(), Some("charlie"));
+    assert_eq!(app.node_at(app.cursor).unwrap().name, "charlie");
+    app.apply_snapshot(snapshot(), 500_000);
+    assert_eq!(app.selected(), Some("charlie"));
+    for expected in [SortKey::Phi, SortKey::Cpu, SortKey::Memory, SortKey::Name] {
+        key(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.sort, expected);
+    }
+    key(&mut app, KeyCode::Char('S'));
+    assert_eq!(app.node_at(0).unwrap().name, "foxtrot-with-a-long-name", "reversed");
+}
+
+#[test]
+fn views_switch_with_digits_tab_enter_and_esc() {
+    let mut app = app();
+    assert_eq!(app.view(), View::Overview);
+    for (digit, view) in [('2', View::Nodes), ('3', View::Events), ('4', View::Tasks), ('1', View::Overview)] {
+        key(&mut app, KeyCode::Char(digit));
+        assert_eq!(app.view(), view);
+    }
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.view(), View::Nodes);
+    key(&mut app, KeyCode::BackTab);
+    key(&mut app, KeyCode::BackTab);
+    assert_eq!(app.view(), View::Tasks);
+    key(&mut app, KeyCode::Char('2'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.view(), View::Detail);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected(), Some("bravo"), "arrows browse nodes in the detail view");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.view(), View::Nodes, "Esc goes back where Enter came from");
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.view(), View::Events, "no detail from the event view");
+}
+
+#[test]
+fn help_opens_closes_and_swallows_keys() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    assert!(app.help);
+    key(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.view(), View::Overview, "keys do not act under the help");
+    key(&mut app, KeyCode::Esc);
+    assert!(!app.help);
+    key(&mut app, KeyCode::Char('?'));
+    key(&mut app, KeyCode::Char('?'));
+    assert!(!app.help);
+    key(&mut app, KeyCode::Char('?'));
+    assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);
+}
+
+#[test]
+fn the_filter_edits_and_narrows_nodes_and_events() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('/'));
+    assert!(app.filter_editing);
+    chars(&mut app, "DELX");
+    key(&mut app, KeyCode::Backspace);
+    assert_eq!(app.filter, "DEL");
+    assert_eq!(app.order.len(), 1, "case-insensitive");
+    assert_eq!(app.selected(), Some("delta"));
+    assert!(app.filtered_events().all(|event| event.text.contains("delta")));
+    assert_eq!(app.filtered_events().count(), 3);
+    key(&mut app, KeyCode::Enter);
+    assert!(!app.filter_editing);
+    assert_eq!(app.filter, "DEL", "Enter keeps the filter");
+    key(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.selected(), Some("delta"), "keys act again");
+    key(&mut app, KeyCode::Esc);
+    assert!(app.filter.is_empty(), "Esc clears a kept filter");
+    assert_eq!(app.order.len(), 6);
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "zzz");
+    assert!(app.order.is_empty());
+    assert_eq!(app.selected(), None);
+    draw(&mut app, 80, 24);
+    key(&mut app, KeyCode::Esc);
+    assert!(!app.filter_editing && app.filter.is_empty(), "Esc while typing ends and clears");
+    assert_eq!(app.order.len(), 6);
+    assert!(app.selected().is_some());
+}
+
+#[test]
+fn action_keys_say_they_need_tasks() {
+    let mut app = app();
+    for c in ['r', 'm', 'd', 'c', 'w'] {
+        app.message = None;
+        assert_eq!(key(&mut app, KeyCode::Char(c)), Action::None);
+        let message = app.message.as_ref().unwrap();
+        assert_eq!((message.text.as_str(), message.kind), (NEEDS_TASKS, MessageKind::Info));
+    }
+}
+
+#[test]
+fn demo_keys_act_on_the_selected_node_only_in_the_demo() {
+    let mut app = app();
+    key(&mut app, KeyCode::Down);
+    for (c, action) in
+        [('x', DemoAction::Crash), ('p', DemoAction::Partition), ('t', DemoAction::Stall), ('h', DemoAction::Heal)]
+    {
+        assert_eq!(key(&mut app, KeyCode::Char(c)), Action::Command(Command::Demo { node: "bravo".into(), action }));
+    }
+    let mut plain = snapshot();
+    plain.demo = false;
+    app.apply_snapshot(plain, 200_000);
+    assert_eq!(key(&mut app, KeyCode::Char('x')), Action::None);
+    assert!(app.message.as_ref().unwrap().text.contains("ringwatch demo"));
+}
+
+#[test]
+fn command_results_reach_the_status_line_and_expire() {
+    let mut app = app();
+    app.command_result(Ok("crashed \"bravo\"".into()));
+    assert_eq!(app.message.as_ref().unwrap().kind, MessageKind::Ok);
+    let terminal = draw(&mut app, 80, 24);
+    assert!(row_with(terminal.backend().buffer(), "crashed \"bravo\"").is_some());
+    app.command_result(Err("no such node".into()));
+    assert_eq!(app.message.as_ref().unwrap().kind, MessageKind::Error);
+    app.apply_snapshot(snapshot(), app.now_ms + 60_000);
+    assert!(app.message.is_none(), "messages expire");
+}
+
+#[test]
+fn the_fake_console_round_trip() {
+    let console = FakeConsole::new(snapshot());
+    let mut app = App::new("ringwatch");
+    app.apply_snapshot(console.snapshot(), 0);
+    key(&mut app, KeyCode::Down);
+    if let Action::Command(command) = key(&mut app, KeyCode::Char('x')) {
+        app.command_result(console.command(command));
+    }
+    assert_eq!(
+        console.commands.lock().unwrap().as_slice(),
+        [Command::Demo { node: "bravo".into(), action: DemoAction::Crash }]
+    );
+    assert_eq!(app.message.as_ref().unwrap().text, "crash \"bravo\"");
+}
+
+// ---- mouse ----
+
+#[test]
+fn a_click_selects_a_table_row_and_a_tab() {
+    let mut app = app();
+    draw(&mut app, 80, 24);
+    let table = app.hits.table.unwrap();
+    click(&mut app, table.rows.x + 3, table.rows.y + 2);
+    assert_eq!(app.selected(), Some("charlie"));
+    click(&mut app, table.rows.x + 3, table.rows.bottom() - 1);
+    assert_eq!(app.selected(), Some("charlie"), "below the last row: nothing");
+    let (tab, view) = app.hits.tabs[2];
+    click(&mut app, tab.x + 1, tab.y);
+    assert_eq!((app.view(), view), (View::Events, View::Events));
+}
+
+#[test]
+fn a_click_on_the_ring_selects_the_node_owning_that_angle() {
+    let mut app = app();
+    draw(&mut app, 160, 48);
+    let ring = app.hits.ring.unwrap();
+    let radius = ring.bounds.radius();
+    let mut selected = std::collections::HashSet::new();
+    // Walk round the ring cell by cell.
+    for y in ring.area.y..ring.area.bottom() {
+        for x in ring.area.x..ring.area.right() {
+            let (cx, cy) = ring.bounds.cell_center(ring.area, x, y).unwrap();
+            let distance = cx.hypot(cy);
+            if (distance - radius).abs() > 0.5 {
+                continue;
+            }
+            let owner = app.ring.owner_at(angle_at(cx, cy)).unwrap().to_string();
+            click(&mut app, x, y);
+            assert_eq!(app.selected(), Some(owner.as_str()), "cell ({x}, {y})");
+            selected.insert(owner);
+        }
+    }
+    assert_eq!(selected.len(), 6, "every node can be clicked: {selected:?}");
+    // The middle shows a label, not a node.
+    let before = app.selected().map(str::to_string);
+    let (middle_x, middle_y) = (ring.area.x + ring.area.width / 2, ring.area.y + ring.area.height / 2);
+    click(&mut app, middle_x, middle_y);
+    assert_eq!(app.selected().map(str::to_string), before);
+}
+
+#[test]
+fn the_wheel_scrolls_and_a_click_closes_help() {
+    let mut app = app();
+    let wheel = |kind| MouseEvent { kind, column: 0, row: 0, modifiers: KeyModifiers::NONE };
+    keys::handle_mouse(&mut app, wheel(MouseEventKind::ScrollDown));
+    assert_eq!(app.selected(), Some("bravo"));
+    keys::handle_mouse(&mut app, wheel(MouseEventKind::ScrollUp));
+    assert_eq!(app.selected(), Some("alpha"));
+    app.help = true;
+    click(&mut app, 1, 1);
+    assert!(!app.help);
+}
+
+// ---- state ----
+
+#[test]
+fn history_is_sampled_once_a_second_and_bounded() {
+    let mut app = App::new("t");
+    for now in [0, 250, 500, 750, 1_000, 1_100, 2_000] {
+        app.apply_snapshot(snapshot(), now);
+    }
+    assert_eq!(app.history("alpha").unwrap().len(), 3);
+    for second in 3..1_000 {
+        app.apply_snapshot(snapshot(), second * 1_000);
+    }
+    assert_eq!(app.history("alpha").unwrap().len(), HISTORY_LEN);
+    // A node that leaves the snapshot takes its history with it.
+    let mut fewer = snapshot();
+    fewer.status.nodes.retain(|node| node.name != "echo");
+    app.apply_snapshot(fewer, 2_000_000);
+    assert!(app.history("echo").is_none());
+    assert_eq!(app.history.len(), 5);
+}
+
+#[test]
+fn the_ring_is_rebuilt_only_when_names_or_weights_change() {
+    let mut app = app();
+    assert_eq!(app.ring_builds, 1, "120 snapshots, one ring");
+    let mut next = snapshot();
+    next.status.nodes[0].state = NodeState::Failed;
+    next.status.nodes[0].cpu_percent = 99.0;
+    app.apply_snapshot(next, 130_000);
+    assert_eq!(app.ring_builds, 1, "state and metrics do not move the ring");
+    let mut heavier = snapshot();
+    heavier.status.nodes[0].weight = 8;
+    app.apply_snapshot(heavier, 131_000);
+    assert_eq!(app.ring_builds, 2);
+    let shares: f64 = app.nodes.iter().map(|node| node.share).sum();
+    assert!((shares - 1.0).abs() < 1e-6, "{shares}");
+}
+
+#[test]
+fn bursts_of_events_stay_bounded_and_gaps_are_counted() {
+    let mut app = App::new("t");
+    let mut seq = 0;
+    for round in 0..12 {
+        let burst: Vec<ClusterEvent> = (0..1_000)
+            .map(|_| {
+                seq += 1;
+                event(seq, Some("alpha"), None, "flap")
+            })
+            .collect();
+        let mut snapshot = snapshot();
+        // Every other burst is only seen in part: the console kept the
+        // newest 600.
+        snapshot.events = if round % 2 == 1 { burst[400..].to_vec() } else { burst };
+        app.apply_snapshot(snapshot, round * 250);
+    }
+    assert_eq!(app.events.len(), MAX_EVENTS);
+    assert_eq!(app.events.back().unwrap().seq, 12_000);
+    assert_eq!(app.events_missed, 6 * 400);
+    // A console that starts over starts the log over.
+    let mut restarted = snapshot();
+    restarted.events = events();
+    app.apply_snapshot(restarted, 10_000);
+    assert_eq!(app.events.len(), 13);
+    draw(&mut app, 80, 24);
+}
+
+#[test]
+fn scrolled_back_events_stay_put_when_new_ones_arrive() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('3'));
+    key(&mut app, KeyCode::Up);
+    key(&mut app, KeyCode::Up);
+    assert_eq!(app.event_scroll, 2);
+    let mut next = snapshot();
+    next.events.push(event(14, Some("alpha"), None, "new"));
+    next.events.push(event(15, Some("alpha"), None, "newer"));
+    app.apply_snapshot(next, 200_000);
+    assert_eq!(app.event_scroll, 4);
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.event_scroll, 0, "End follows the log again");
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.event_scroll, 14, "Home shows the oldest");
+}
+
+/// A console that serves a fixed snapshot and records commands.
+struct FakeConsole {
+    snapshot: Snapshot,
+    commands: Mutex<Vec<Command>>,
+    events: broadcast::Sender<ClusterEvent>,
+}
+
+impl FakeConsole {
+    fn new(snapshot: Snapshot) -> Self {
+        Self { snapshot, commands: Mutex::new(Vec::new()), events: broadcast::channel(16).0 }
+    }
+}
+
+impl ConsoleHandle for FakeConsole {
+    fn snapshot(&self) -> Snapshot {
+        self.snapshot.clone()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.events.subscribe()
+    }
+
+    fn command(&self, command: Command) -> Result<String, String> {
+        let Command::Demo { node, action } = &command;
+        let text = format!("{} \"{node}\"", format!("{action:?}").to_lowercase());
+        self.commands.lock().unwrap().push(command);
+        Ok(text)
+    }
+}

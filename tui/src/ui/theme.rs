@@ -1,0 +1,102 @@
+//! Colours and styles, in one place so views agree: a node's state has one
+//! colour everywhere (table, ring, events, detail).
+
+use ratatui::style::{Color, Modifier, Style};
+use ringwatch_shared::status::NodeState;
+
+/// The colour of a node state.
+pub fn state_color(state: NodeState) -> Color {
+    match state {
+        NodeState::Alive => Color::Green,
+        NodeState::Suspect => Color::Yellow,
+        NodeState::Failed => Color::Red,
+        NodeState::Degraded => Color::Magenta,
+        NodeState::Left => Color::DarkGray,
+        NodeState::Unknown => Color::Gray,
+    }
+}
+
+/// The style of a node state's name in tables and text.
+pub fn state_style(state: NodeState) -> Style {
+    let style = Style::new().fg(state_color(state));
+    if state == NodeState::Failed { style.add_modifier(Modifier::BOLD) } else { style }
+}
+
+/// The selected table row: one solid bar (as in k9s and bottom), legible
+/// over any state colour or dimmed row.
+pub fn selected_row() -> Style {
+    Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD)
+}
+
+/// Table headers.
+pub fn header() -> Style {
+    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+}
+
+/// Block borders.
+pub fn border() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+
+/// Block titles.
+pub fn title() -> Style {
+    Style::new().fg(Color::White).add_modifier(Modifier::BOLD)
+}
+
+/// Secondary text: hints, units, empty states.
+pub fn dim() -> Style {
+    Style::new().fg(Color::DarkGray)
+}
+
+/// A key name in hints and help.
+pub fn key() -> Style {
+    Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD)
+}
+
+/// The active tab.
+pub fn tab_active() -> Style {
+    Style::new().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD)
+}
+
+/// An inactive tab.
+pub fn tab() -> Style {
+    Style::new().fg(Color::Gray)
+}
+
+/// A status-line message that reports success.
+pub fn ok() -> Style {
+    Style::new().fg(Color::Green)
+}
+
+/// A status-line message that reports a failure or refusal.
+pub fn error() -> Style {
+    Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+}
+
+/// A status-line message that only informs.
+pub fn info() -> Style {
+    Style::new().fg(Color::Yellow)
+}
+
+/// The highlight drawn outside the selected node's arcs on the ring.
+pub const RING_HIGHLIGHT: Color = Color::White;
+
+/// Chart series: CPU, memory, received, sent.
+pub const CPU: Color = Color::Cyan;
+/// Memory series.
+pub const MEMORY: Color = Color::Magenta;
+/// Received bytes series.
+pub const NET_RX: Color = Color::Green;
+/// Sent bytes series.
+pub const NET_TX: Color = Color::Blue;
+
+/// A usage bar's colour by how full it is.
+pub fn usage_color(percent: f64) -> Color {
+    if percent >= 90.0 {
+        Color::Red
+    } else if percent >= 70.0 {
+        Color::Yellow
+    } else {
+        Color::Green
+    }
+}

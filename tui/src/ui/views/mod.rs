@@ -1,0 +1,250 @@
+//! Drawing. Every function here only reads the [`App`]; the one thing it
+//! hands back is where it drew clickable things ([`Hits`]), for the mouse.
+//!
+//! # Layout
+//! - [`overview`]: cluster ring, node table and event log together.
+//! - [`ring`]: the ring canvas.
+//! - [`nodes`]: the node table (in the overview, and full screen).
+//! - [`detail`]: one node's charts, cores, disks and facts.
+//! - [`events`]: the event log (in the overview, and full screen).
+//! - [`tasks`]: tasks and instances.
+//! - [`help`]: the key overlay.
+//! - [`too_small`]: the polite refusal below 80×24.
+
+pub mod detail;
+pub mod events;
+pub mod help;
+pub mod nodes;
+pub mod overview;
+pub mod ring;
+pub mod tasks;
+pub mod too_small;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+
+use crate::ui::format;
+use crate::ui::state::{App, Hits, MIN_SIZE, MessageKind, STATES, View};
+use crate::ui::theme;
+
+/// Draws the whole screen for `app` and says where the clickable parts went.
+pub fn draw(frame: &mut Frame<'_>, app: &App) -> Hits {
+    let area = frame.area();
+    let mut hits = Hits::default();
+    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
+        too_small::draw(frame, area);
+        return hits;
+    }
+    let [header, cluster, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)])
+            .areas(area);
+    draw_header(frame, header, app, &mut hits);
+    draw_cluster_bar(frame, cluster, app);
+    match app.view {
+        View::Overview => overview::draw(frame, body, app, &mut hits),
+        View::Nodes => nodes::draw(frame, body, app, &mut hits, true),
+        View::Events => events::draw(frame, body, app, &mut hits, true),
+        View::Tasks => tasks::draw(frame, body, app),
+        View::Detail => detail::draw(frame, body, app),
+    }
+    draw_footer(frame, footer, app);
+    if app.help {
+        help::draw(frame, body, app);
+    }
+    hits
+}
+
+/// A bordered block with a title, in the house style.
+pub(crate) fn block(title: Line<'_>) -> Block<'_> {
+    Block::default().borders(Borders::ALL).border_style(theme::border()).title(title)
+}
+
+/// A title line: ` name ` in the title style, then extra dim parts.
+pub(crate) fn title<'a>(name: &'a str, extra: Vec<Span<'a>>) -> Line<'a> {
+    let mut spans = vec![Span::styled(format!(" {name} "), theme::title())];
+    spans.extend(extra);
+    Line::from(spans)
+}
+
+/// `area` shrunk to at most `width` × `height`, centred.
+pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect::new(area.x + (area.width - width) / 2, area.y + (area.height - height) / 2, width, height)
+}
+
+fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
+    let mut spans = vec![Span::styled(format!(" {} ", app.title), theme::title().add_modifier(Modifier::REVERSED))];
+    spans.push(Span::raw(" "));
+    let mut x = area.x.saturating_add(span_width(&spans));
+    let current = if app.view == View::Detail { app.back } else { app.view };
+    for (index, view) in View::TABS.into_iter().enumerate() {
+        let label = format!(" {} {} ", index + 1, view.title());
+        let width = u16::try_from(label.chars().count()).unwrap_or(u16::MAX);
+        hits.tabs.push((Rect::new(x, area.y, width.min(area.right().saturating_sub(x)), 1), view));
+        x = x.saturating_add(width);
+        spans.push(Span::styled(label, if view == current { theme::tab_active() } else { theme::tab() }));
+    }
+    if app.view == View::Detail {
+        let name = app.selected.as_deref().unwrap_or("-");
+        spans.push(Span::styled(format!(" › {} ", format::truncate(name, 24)), theme::title()));
+    }
+    let used = span_width_usize(&spans) + 1;
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+
+    // The right side as far as it fits: the demo badge, then the address.
+    let demo = app.demo.then(|| Span::styled(" demo ", Style::new().fg(Color::Black).bg(Color::Yellow)));
+    let listen = app.listen.map(|listen| Span::styled(format!(" {listen} "), theme::dim()));
+    for candidate in [vec![demo.clone(), listen], vec![demo]] {
+        let right: Vec<Span<'_>> = candidate.into_iter().flatten().collect();
+        let width = span_width_usize(&right);
+        if width > 0 && used + width <= usize::from(area.width) {
+            frame.render_widget(Paragraph::new(Line::from(right).right_aligned()), area);
+            break;
+        }
+    }
+}
+
+fn draw_cluster_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    // The roomy form, or a compact one that keeps headroom on 80 columns.
+    for compact in [false, true] {
+        let line = cluster_line(app, compact);
+        if line.width() <= usize::from(area.width) || compact {
+            frame.render_widget(Paragraph::new(line), area);
+            return;
+        }
+    }
+}
+
+fn cluster_line(app: &App, compact: bool) -> Line<'static> {
+    let (dot, bar) = if compact { (" ", " │ ") } else { (" · ", "  │  ") };
+    let total: usize = app.counts.iter().sum();
+    let mut spans = vec![Span::styled(
+        format!(" {} node{}", format::count(total), if total == 1 { "" } else { "s" }),
+        theme::title(),
+    )];
+    spans.push(Span::styled(if compact { " │" } else { "" }, theme::dim()));
+    for (index, (state, count)) in STATES.iter().zip(app.counts).enumerate() {
+        if count > 0 || index == 0 {
+            spans.push(Span::styled(dot, theme::dim()));
+            spans.push(Span::styled(format!("{} {state}", format::count(count)), theme::state_style(*state)));
+        }
+    }
+    spans.push(Span::styled(bar, theme::dim()));
+    spans.push(Span::raw(format!("{} {}", if compact { "inst" } else { "instances" }, format::count(app.instances))));
+    spans.push(Span::styled(bar, theme::dim()));
+    match app.headroom {
+        Some(headroom) => {
+            let style = if headroom == 0 { theme::error() } else { theme::ok() };
+            spans.push(Span::raw("headroom "));
+            spans.push(Span::styled(headroom.to_string(), style));
+        }
+        None => spans.push(Span::styled(if compact { "headroom —" } else { "headroom — (no tasks)" }, theme::dim())),
+    }
+    if app.dropped_events > 0 {
+        spans.push(Span::styled(bar, theme::dim()));
+        let dropped = format::count(count_u64(app.dropped_events));
+        spans.push(Span::styled(format!("{dropped} events not persisted"), theme::error()));
+    }
+    Line::from(spans)
+}
+
+fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    if app.filter_editing {
+        let line = Line::from(vec![
+            Span::styled(" /", theme::key()),
+            Span::raw(app.filter.as_str()),
+            Span::styled("█", theme::key()),
+            Span::styled("   Enter keep · Esc clear", theme::dim()),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
+    let mut spans = Vec::new();
+    if let Some(message) = &app.message {
+        let style = match message.kind {
+            MessageKind::Info => theme::info(),
+            MessageKind::Ok => theme::ok(),
+            MessageKind::Error => theme::error(),
+        };
+        spans.push(Span::styled(format!(" {} ", message.text), style));
+        spans.push(Span::styled("│", theme::dim()));
+    }
+    // (key, what, priority): lower numbers stay longest when narrow.
+    let hints: &[(&str, &str, u8)] = match app.view {
+        View::Overview | View::Nodes => &[
+            ("↑↓", "select", 2),
+            ("Enter", "detail", 1),
+            ("/", "filter", 2),
+            ("s", "sort", 3),
+            ("Tab", "view", 4),
+            ("?", "help", 0),
+            ("q", "quit", 0),
+        ],
+        View::Detail => &[("Esc", "back", 1), ("↑↓", "next node", 2), ("?", "help", 0), ("q", "quit", 0)],
+        View::Events => &[
+            ("↑↓", "scroll", 2),
+            ("End", "follow", 3),
+            ("/", "filter", 2),
+            ("Tab", "view", 4),
+            ("?", "help", 0),
+            ("q", "quit", 0),
+        ],
+        View::Tasks => &[("Tab", "view", 4), ("?", "help", 0), ("q", "quit", 0)],
+    };
+    let demo: &[(&str, &str, u8)] =
+        if app.demo { &[("x", "crash", 1), ("p", "partition", 1), ("t", "stall", 1), ("h", "heal", 1)] } else { &[] };
+    let filter_room = if app.filter.is_empty() || app.message.is_some() { 0 } else { filter_width(app) };
+    let demo_label = if demo.is_empty() { 0 } else { "  demo".len() };
+    let room = usize::from(area.width).saturating_sub(span_width_usize(&spans) + filter_room + demo_label);
+    let width_of = |(key, what, _): &(&str, &str, u8)| key.chars().count() + what.chars().count() + 2;
+    let all: Vec<&(&str, &str, u8)> = hints.iter().chain(demo).collect();
+    let mut max_priority = 4;
+    while max_priority > 0
+        && all.iter().filter(|hint| hint.2 <= max_priority).map(|hint| width_of(hint)).sum::<usize>() > room
+    {
+        max_priority -= 1;
+    }
+    for (index, hint) in all.iter().enumerate() {
+        if hint.2 > max_priority {
+            continue;
+        }
+        if index == hints.len() {
+            spans.push(Span::styled("  demo", theme::info()));
+        }
+        let (key, what, _) = hint;
+        spans.push(Span::styled(format!(" {key}"), theme::key()));
+        spans.push(Span::styled(format!(" {what}"), theme::dim()));
+    }
+    if !app.filter.is_empty() && app.message.is_none() {
+        let filter = Line::from(vec![
+            Span::styled(" filter ", theme::dim()),
+            Span::styled(format!("{} ", app.filter), theme::key()),
+        ]);
+        frame.render_widget(Paragraph::new(filter.right_aligned()), area);
+        let used = u16::try_from(filter_width(app)).unwrap_or(u16::MAX);
+        let left = Rect { width: area.width.saturating_sub(used), ..area };
+        frame.render_widget(Paragraph::new(Line::from(spans)), left);
+        return;
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn filter_width(app: &App) -> usize {
+    " filter ".len() + app.filter.chars().count() + 1
+}
+
+fn span_width_usize(spans: &[Span<'_>]) -> usize {
+    spans.iter().map(Span::width).sum()
+}
+
+fn span_width(spans: &[Span<'_>]) -> u16 {
+    u16::try_from(spans.iter().map(Span::width).sum::<usize>()).unwrap_or(u16::MAX)
+}
+
+fn count_u64(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}

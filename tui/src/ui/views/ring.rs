@@ -1,0 +1,189 @@
+//! The ring on a braille [`Canvas`]: each node's arcs in its state's
+//! colour, instances as dots just inside where their keys hash, the
+//! selected node's arcs traced again just outside the ring, and the
+//! selected node's name and share in the middle.
+//!
+//! The drawing samples the cached owner of each angle slice (see
+//! [`crate::ui::ring`]), so its cost depends on the canvas size, not on the
+//! number of nodes or virtual points.
+
+use std::f64::consts::TAU;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::canvas::{Canvas, Painter, Shape};
+use ringwatch_shared::status::NodeState;
+
+use crate::ui::format;
+use crate::ui::ring::{BUCKETS, Bounds, bucket_of, point_at};
+use crate::ui::state::{App, Hits, RingHit};
+use crate::ui::theme;
+use crate::ui::views::{block, title};
+
+/// Braille dots are half a unit apart on both axes.
+const DOT: f64 = 0.5;
+
+/// The ring band: its colour per slice.
+struct Band<'a> {
+    /// The owner of each slice of the circle.
+    buckets: &'a [u32],
+    /// Each owner's colour.
+    colors: &'a [Color],
+    /// Inner and outer radius.
+    radii: (f64, f64),
+}
+
+impl Shape for Band<'_> {
+    fn draw(&self, painter: &mut Painter<'_, '_>) {
+        if self.buckets.len() != BUCKETS {
+            return;
+        }
+        let mut radius = self.radii.0;
+        while radius <= self.radii.1 + 1e-9 {
+            let steps = steps_for(radius);
+            for step in 0..steps {
+                let angle = step_angle(step, steps);
+                let owner = self.buckets[bucket_of(angle)] as usize;
+                let color = self.colors.get(owner).copied().unwrap_or(Color::Gray);
+                paint(painter, angle, radius, color);
+            }
+            radius += DOT;
+        }
+    }
+}
+
+/// Arcs traced in one colour: the selected node's highlight.
+struct Arcs<'a> {
+    /// `(start, sweep)` pairs.
+    arcs: &'a [(f64, f64)],
+    /// Radii to trace them at.
+    radii: (f64, f64),
+    /// Their colour.
+    color: Color,
+}
+
+impl Shape for Arcs<'_> {
+    fn draw(&self, painter: &mut Painter<'_, '_>) {
+        let mut radius = self.radii.0;
+        while radius <= self.radii.1 + 1e-9 {
+            let per_radian = f64::from(steps_for(radius)) / TAU;
+            for &(start, sweep) in self.arcs {
+                // At least one dot per arc, however thin: with thousands of
+                // nodes an arc is far narrower than a dot.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let steps = (sweep * per_radian).ceil().max(1.0) as u32;
+                for step in 0..=steps {
+                    let angle = start + sweep * f64::from(step) / f64::from(steps.max(1));
+                    paint(painter, angle, radius, self.color);
+                }
+            }
+            radius += DOT;
+        }
+    }
+}
+
+/// Instances: one dot each where their key hashes, in their node's colour.
+struct Dots<'a> {
+    /// `(angle, state of the node running it)`.
+    dots: &'a [(f64, NodeState)],
+    /// Where to draw them.
+    radius: f64,
+}
+
+impl Shape for Dots<'_> {
+    fn draw(&self, painter: &mut Painter<'_, '_>) {
+        for &(angle, state) in self.dots {
+            paint(painter, angle, self.radius, theme::state_color(state));
+        }
+    }
+}
+
+/// Dots to sample around a circle of `radius`: two per dot of
+/// circumference, so no gaps.
+fn steps_for(radius: f64) -> u32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let steps = (TAU * radius / DOT * 2.0).ceil().clamp(8.0, 100_000.0) as u32;
+    steps
+}
+
+fn step_angle(step: u32, steps: u32) -> f64 {
+    TAU * (f64::from(step) + 0.5) / f64::from(steps)
+}
+
+fn paint(painter: &mut Painter<'_, '_>, angle: f64, radius: f64, color: Color) {
+    let (x, y) = point_at(angle, radius);
+    if let Some((column, row)) = painter.get_point(x, y) {
+        painter.paint(column, row, color);
+    }
+}
+
+/// Draws the ring panel in `area`.
+pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
+    let extra = vec![Span::styled(format!("{} points ", format::count(app.ring.points())), theme::dim())];
+    let outer = block(title("ring", extra));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    if inner.width < 4 || inner.height < 2 {
+        return;
+    }
+    let bounds = Bounds::for_cells(inner.width, inner.height);
+    hits.ring = Some(RingHit { area: inner, bounds });
+    let radius = bounds.radius();
+    let band = (radius - 2.0 * DOT).max(0.0);
+    let colors: Vec<Color> = app.ring_states.iter().map(|&state| theme::state_color(state)).collect();
+    let selected = app.selected_node();
+    // The label must fit inside the band: its chord at the middle rows.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let label_width = (band * 1.6).floor().max(0.0) as usize;
+    let center_lines =
+        center_label(app, selected.map(|node| (node.name.as_str(), node.state, node.share)), label_width);
+    let canvas = Canvas::default().marker(Marker::Braille).x_bounds(bounds.x).y_bounds(bounds.y).paint(|ctx| {
+        if app.ring.is_empty() {
+            ctx.draw(&Band { buckets: &[0; BUCKETS], colors: &[Color::DarkGray], radii: (radius, radius) });
+        } else {
+            ctx.draw(&Band { buckets: app.ring.buckets(), colors: &colors, radii: (band, radius) });
+        }
+        if !app.instance_dots.is_empty() {
+            ctx.draw(&Dots { dots: &app.instance_dots, radius: (band - 3.0 * DOT).max(0.0) });
+        }
+        if !app.selected_arcs.is_empty() {
+            let outside = (radius + 2.0 * DOT, radius + 3.0 * DOT);
+            ctx.draw(&Arcs { arcs: &app.selected_arcs, radii: outside, color: theme::RING_HIGHLIGHT });
+        }
+        // Labels land on rows by ratatui's own rounding: aim at the
+        // middle of the wanted row so each line gets its own.
+        let first_row = (inner.height / 2).saturating_sub(u16::try_from(center_lines.len() / 2).unwrap_or(0));
+        let row_height = (bounds.y[1] - bounds.y[0]) / f64::from(inner.height.saturating_sub(1).max(1));
+        for (index, line) in center_lines.iter().enumerate() {
+            // One unit is one cell across.
+            #[allow(clippy::cast_precision_loss)]
+            let x = -(line.width() as f64) / 2.0;
+            let row = f64::from(first_row) + f64::from(u16::try_from(index).unwrap_or(0));
+            let y = bounds.y[1] - (row + 0.5) * row_height;
+            ctx.print(x, y, line.clone());
+        }
+    });
+    frame.render_widget(canvas, inner);
+}
+
+/// The text in the ring's middle: the selected node and its share, when
+/// it fits inside the circle.
+fn center_label(app: &App, selected: Option<(&str, NodeState, f64)>, width: usize) -> Vec<Line<'static>> {
+    if width < 6 {
+        return Vec::new();
+    }
+    match selected {
+        Some((name, state, share)) => {
+            let facts = format!("{state} {}", format::percent(share * 100.0));
+            vec![
+                Line::styled(format::truncate(name, width), theme::state_style(state)),
+                Line::styled(format::truncate(&facts, width), Style::new().fg(theme::state_color(state))),
+            ]
+        }
+        None if app.ring.is_empty() => vec![Line::styled("no nodes", theme::dim())],
+        None => Vec::new(),
+    }
+}
