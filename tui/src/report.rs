@@ -40,7 +40,7 @@ pub fn status_table(status: &ClusterStatus) -> String {
             [
                 node.name.clone(),
                 state,
-                format!("{:.1}", node.phi),
+                if node.phi >= 100.0 { "≥100".to_string() } else { format!("{:.1}", node.phi) },
                 if node.last_seen_ms == 0 && node.state == NodeState::Unknown {
                     "-".into()
                 } else {

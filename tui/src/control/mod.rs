@@ -326,6 +326,11 @@ impl ControlView {
         self.shared.act(action, dry_run)
     }
 
+    /// Answers an admin request (the same as the admin channel does).
+    pub fn admin(&self, request: AdminRequest) -> AdminResponse {
+        self.shared.admin(request)
+    }
+
     /// Headroom in words, and why failover is paused, if it is.
     pub fn headroom(&self) -> (ringwatch_shared::placement::Headroom, Option<String>) {
         let nodes = self.shared.nodes();

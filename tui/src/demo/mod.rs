@@ -8,6 +8,8 @@
 //! - partition: the relay drops both directions until healed;
 //! - stall: the agent stops sending (a hung process) but stays connected;
 //! - heal: undoes the fault; a crashed agent is started again.
+//!
+//! On first start it applies [`SAMPLE_TASKS`], so there is work to move.
 
 pub mod relay;
 
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ringwatch_agent::{LinkConfig, SupervisorConfig};
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
@@ -27,6 +30,33 @@ use self::relay::{RelayMode, UdpRelay};
 use crate::control::{ControlPlane, lock};
 use crate::handle::DemoAction;
 use crate::local::loopback;
+
+/// The demo's sample tasks: a little of each placement strategy and policy,
+/// so a crashed node visibly moves work. Every command is a shell loop that
+/// any Linux host can run.
+pub const SAMPLE_TASKS: &str = r#"
+[[task]]
+name = "web"
+command = ["sh", "-c", "while true; do sleep 1; done"]
+replicas = 3
+placement = "ring"
+restart = { mode = "immediate" }
+
+[[task]]
+name = "cache"
+command = ["sh", "-c", "while true; do sleep 1; done"]
+replicas = 2
+placement = "least-loaded"
+restart = { mode = "delayed", delay = "3s" }
+
+[[task]]
+name = "batch"
+command = ["sh", "-c", "while true; do sleep 1; done"]
+replicas = 1
+placement = "round-robin"
+migrate = { mode = "gradual", max_parallel = 1, min_healthy = "2s" }
+on_disconnect = { stop_after = "4s" }
+"#;
 
 /// How long the demo's join token lives: its agents join at start and after
 /// a heal.
@@ -85,6 +115,16 @@ impl DemoFleet {
             let name = format!("node-{index}");
             let agent = fleet.launch(&name)?;
             lock(&fleet.agents).insert(name, agent);
+        }
+        let view = control.view();
+        let has_tasks = matches!(view.admin(AdminRequest::ListTasks), AdminResponse::Tasks(tasks) if !tasks.is_empty());
+        if !has_tasks {
+            match ringwatch_shared::task::parse_task_file(SAMPLE_TASKS) {
+                Ok(tasks) => {
+                    view.admin(AdminRequest::ApplyTasks(tasks));
+                }
+                Err(err) => error!("the demo's sample tasks do not parse: {err}"),
+            }
         }
         Ok(fleet)
     }
@@ -174,5 +214,16 @@ impl DemoFleet {
         for task in tasks {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_tasks_parse() {
+        let tasks = ringwatch_shared::task::parse_task_file(SAMPLE_TASKS).unwrap();
+        assert_eq!(tasks.len(), 3);
     }
 }
