@@ -32,22 +32,35 @@
 //! - [`procfs`]: CPU time and RSS of a process, for the bench drivers.
 //! - [`udp`]: [`UdpRelay`], a switchable pass/partition/jitter relay, and a
 //!   random-datagram flood.
+//! - [`tasks`]: task files, the no-limits console config, and the admin
+//!   commands that change desired state (`task apply`, `drain`, `cordon`…).
+//! - [`instances`]: the processes behind task instances: pid files,
+//!   liveness, a [`LifeLog`] of every copy's start and stop, and the
+//!   [`Reaper`] that kills what agents leave behind.
+//! - [`fleet`]: [`Fleet`], a console with agents (optionally relayed) for
+//!   workload tests and benches.
 
 pub mod agent;
 pub mod bins;
 pub mod console;
+pub mod fleet;
+pub mod instances;
 pub mod poll;
 pub mod process;
 pub mod procfs;
 pub mod sandbox;
 pub mod status;
+pub mod tasks;
 pub mod udp;
 
 pub use agent::Agent;
 pub use console::Console;
+pub use fleet::{AgentSpec, Fleet};
+pub use instances::{LifeLog, Reaper};
 pub use process::{Proc, Signal};
 pub use sandbox::Sandbox;
-pub use status::{NodeState, NodeStatus, Status};
+pub use status::{InstanceStatus, NodeState, NodeStatus, Status, TaskStatus};
+pub use tasks::TaskDef;
 pub use udp::{RelayMode, UdpRelay, send_random_datagrams};
 
 use std::time::Duration;

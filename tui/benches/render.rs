@@ -130,5 +130,18 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, render);
+fn ring(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring_rebuild");
+    group.sample_size(10);
+    for count in [1_000, 5_000] {
+        let nodes: Vec<(String, u32)> =
+            fleet(count).status.nodes.into_iter().map(|node| (node.name, node.weight)).collect();
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |bench, _| {
+            bench.iter_batched(|| nodes.clone(), ringwatch::ui::ring::RingCache::build, BatchSize::LargeInput);
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, render, ring);
 criterion_main!(benches);

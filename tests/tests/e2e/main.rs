@@ -15,6 +15,9 @@
 //!   others.
 //! - `hostile_input`: random datagrams and random stream bytes.
 //! - `cli`: the admin commands without a console.
+//! - `workloads`: tasks — placement, failover, delayed failover, drains,
+//!   crash loops, fencing, adoption after a console restart, bad task files
+//!   and allowlists — checked against the task processes themselves.
 
 // Test code: a failed unwrap is a failed test, which is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +26,7 @@ mod cli;
 mod hostile_input;
 mod membership;
 mod refusals;
+mod workloads;
 
 use ringwatch_tests::{Agent, Console, NodeState, Sandbox};
 

@@ -2,9 +2,13 @@
 //! through the [`ConsoleHandle`] boundary, with [`Command`]s sent back.
 //!
 //! The loop is one `tokio::select!` over terminal input, the console's event
-//! notifications and a tick. Snapshots are cheap synchronous calls, so the UI
-//! never waits on the network; input and events mark the screen dirty, and
-//! a frame is drawn at most every [`MIN_FRAME`].
+//! notifications, a tick and a background ring build. Snapshots are cheap
+//! synchronous calls, so the UI never waits on the network: events and ticks
+//! mark the state stale (a fresh snapshot at most every [`MIN_SNAPSHOT`]),
+//! input marks the screen dirty, and a frame is drawn at most every
+//! [`MIN_FRAME`]. Rebuilding the ring for thousands of nodes takes a few
+//! hundred milliseconds, so it runs on a blocking thread while the old ring
+//! stays on screen.
 //!
 //! # Layout
 //! - [`state`]: the app state built from snapshots (selection, sort,
@@ -12,7 +16,7 @@
 //! - [`keys`]: keys and mouse → state changes and [`keys::Action`]s.
 //! - [`views`]: drawing, which only reads state.
 //! - [`ring`]: the ring's geometry and drawing cache.
-//! - [`theme`]: colours.
+//! - [`theme`]: colours of node states and widgets.
 //! - [`format`]: compact number formatting.
 //!
 //! [`Snapshot`]: crate::handle::Snapshot
@@ -36,16 +40,22 @@ use anyhow::{Context, Result};
 use crossterm::event::EventStream;
 use futures_util::StreamExt;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use crate::handle::ConsoleHandle;
 use crate::ui::keys::Action;
-use crate::ui::state::App;
+use crate::ui::ring::RingCache;
+use crate::ui::state::{App, MessageKind};
 use crate::ui::terminal::TerminalGuard;
 
 /// The shortest time between two frames: bursts of events or keys are
 /// coalesced into one redraw.
 pub const MIN_FRAME: Duration = Duration::from_millis(16);
+
+/// The shortest time between two snapshots: a burst of events costs one
+/// snapshot per this interval, however many events it has.
+pub const MIN_SNAPSHOT: Duration = Duration::from_millis(100);
 
 /// How the UI runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +85,10 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
     let start = Instant::now();
     let now_ms = || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut app = App::new(options.title);
+    app.defer_ring_builds();
     app.apply_snapshot(handle.snapshot(), now_ms());
+    // At most one ring build at a time, off the async workers.
+    let mut ring_job: Option<JoinHandle<RingCache>> = None;
 
     let mut input = EventStream::new();
     let mut notifications = handle.subscribe();
@@ -85,14 +98,17 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
     // `stale`: the console changed since the last snapshot; `dirty`: the
     // screen no longer shows the state.
     let (mut stale, mut dirty) = (false, true);
+    let mut last_snapshot = Instant::now();
     let mut last_frame: Option<Instant> = None;
 
     loop {
+        if stale && last_snapshot.elapsed() >= MIN_SNAPSHOT {
+            app.apply_snapshot(handle.snapshot(), now_ms());
+            last_snapshot = Instant::now();
+            stale = false;
+            dirty = true;
+        }
         if dirty && last_frame.is_none_or(|at| at.elapsed() >= MIN_FRAME) {
-            if stale {
-                app.apply_snapshot(handle.snapshot(), now_ms());
-                stale = false;
-            }
             let mut hits = None;
             guard
                 .terminal
@@ -104,8 +120,28 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
             dirty = false;
             last_frame = Some(Instant::now());
         }
+        if ring_job.is_none()
+            && let Some(key) = app.take_ring_request()
+        {
+            ring_job = Some(tokio::task::spawn_blocking(move || RingCache::build(key)));
+        }
         let next_frame = last_frame.map_or_else(Instant::now, |at| at + MIN_FRAME);
+        let next_snapshot = last_snapshot + MIN_SNAPSHOT;
+        let ring_built = async {
+            match ring_job.as_mut() {
+                Some(job) => job.await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            built = ring_built => {
+                ring_job = None;
+                match built {
+                    Ok(ring) => app.install_ring(ring),
+                    Err(err) => app.set_message(format!("failed to build the ring: {err}"), MessageKind::Error),
+                }
+                dirty = true;
+            }
             event = input.next() => match event {
                 Some(Ok(event)) => {
                     dirty = true;
@@ -126,15 +162,12 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
                     // Drain a burst now: one snapshot covers all of it.
                     while notifications.try_recv().is_ok() {}
                     stale = true;
-                    dirty = true;
                 }
                 Err(RecvError::Closed) => listening = false,
             },
-            _ = tick.tick() => {
-                stale = true;
-                dirty = true;
-            }
+            _ = tick.tick() => stale = true,
             () = tokio::time::sleep_until(next_frame.into()), if dirty => {}
+            () = tokio::time::sleep_until(next_snapshot.into()), if stale => {}
         }
     }
     drop(guard);

@@ -128,15 +128,17 @@ impl RingCache {
     /// Whether the cache was built from exactly these `(name, weight)`
     /// pairs (in any order).
     pub fn is_current(&self, nodes: &[(&str, u32)]) -> bool {
-        if nodes.len() != self.key.len() {
-            return false;
-        }
-        let mut sorted = nodes.to_vec();
-        sorted.sort_unstable();
-        sorted
-            .iter()
-            .zip(&self.key)
-            .all(|((name, weight), (key_name, key_weight))| name == key_name && weight == key_weight)
+        self.is_built_from(&ring_key(nodes.iter().copied()))
+    }
+
+    /// Whether the cache was built from `key` (as [`ring_key`] makes it).
+    pub fn is_built_from(&self, key: &[(&str, u32)]) -> bool {
+        same_key(key, &self.key)
+    }
+
+    /// The `(name, weight)` pairs it was built from, sorted by name.
+    pub fn key(&self) -> &[(String, u32)] {
+        &self.key
     }
 
     /// Builds the ring over `nodes` and its drawing cache.
@@ -234,6 +236,24 @@ impl RingCache {
         }
         arcs
     }
+}
+
+/// `(name, weight)` pairs sorted and without repeated names: what the
+/// cache is keyed by.
+pub fn ring_key<'a>(nodes: impl Iterator<Item = (&'a str, u32)>) -> Vec<(&'a str, u32)> {
+    let mut key: Vec<(&str, u32)> = nodes.collect();
+    key.sort_unstable();
+    key.dedup_by(|a, b| a.0 == b.0);
+    key
+}
+
+/// Whether a borrowed and an owned key are the same.
+pub fn same_key(key: &[(&str, u32)], owned: &[(String, u32)]) -> bool {
+    key.len() == owned.len()
+        && key
+            .iter()
+            .zip(owned)
+            .all(|(&(name, weight), (other, other_weight))| name == other && weight == *other_weight)
 }
 
 /// The ring position in the middle of bucket `bucket`.

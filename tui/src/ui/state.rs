@@ -14,7 +14,7 @@ use ringwatch_shared::status::{ClusterEvent, NodeState, NodeStatus, TaskStatus};
 
 use crate::handle::Snapshot;
 use crate::ui::format::contains_ignore_case;
-use crate::ui::ring::{Bounds, RingCache, angle_of};
+use crate::ui::ring::{Bounds, RingCache, angle_of, ring_key, same_key};
 
 /// Samples of history kept per node: six minutes at one a second.
 pub const HISTORY_LEN: usize = 360;
@@ -462,6 +462,14 @@ pub struct App {
     pub(crate) ring: RingCache,
     /// How many times the ring was built (it should be rare).
     pub(crate) ring_builds: u64,
+    /// Whether ring builds are left to the caller ([`App::take_ring_request`])
+    /// instead of done inline: building a ring of thousands of nodes takes
+    /// long enough to stall the UI, so the loop builds it on a blocking
+    /// thread while the old one stays on screen.
+    pub(crate) defer_ring: bool,
+    /// The ring the latest snapshot calls for, when it is not the one
+    /// cached, and whether the caller already took the request.
+    pub(crate) ring_request: Option<(Vec<(String, u32)>, bool)>,
     /// The state of each ring node, by ring index.
     pub(crate) ring_states: Vec<NodeState>,
     /// Instances as dots on the ring: the angle of their key's hash and the
@@ -523,6 +531,8 @@ impl App {
             last_history_ms: None,
             ring: RingCache::default(),
             ring_builds: 0,
+            defer_ring: false,
+            ring_request: None,
             ring_states: Vec::new(),
             instance_dots: Vec::new(),
             selected_arcs: Vec::new(),
@@ -699,21 +709,64 @@ impl App {
     }
 
     fn refresh_ring(&mut self) {
-        let key: Vec<(&str, u32)> = self.nodes.iter().map(|node| (node.name.as_str(), node.weight)).collect();
-        if !self.ring.is_current(&key) {
+        let key = ring_key(self.nodes.iter().map(|node| (node.name.as_str(), node.weight)));
+        if self.ring.is_built_from(&key) {
+            self.ring_request = None;
+        } else if self.defer_ring {
+            let requested = self.ring_request.as_ref().is_some_and(|(wanted, _)| same_key(&key, wanted));
+            if !requested {
+                let owned = key.iter().map(|&(name, weight)| (name.to_string(), weight)).collect();
+                self.ring_request = Some((owned, false));
+            }
+        } else {
             let owned = key.iter().map(|&(name, weight)| (name.to_string(), weight)).collect();
             self.ring = RingCache::build(owned);
             self.ring_builds += 1;
-            self.selected_arcs = match &self.selected {
-                Some(name) => self.ring.arcs_of(name),
-                None => Vec::new(),
-            };
+            self.selected_arcs = self.selected.as_deref().map(|name| self.ring.arcs_of(name)).unwrap_or_default();
         }
+        self.map_ring();
+    }
+
+    /// Builds rings on the caller's request ([`App::take_ring_request`])
+    /// rather than inline.
+    pub fn defer_ring_builds(&mut self) {
+        self.defer_ring = true;
+    }
+
+    /// The `(name, weight)` pairs of a ring to build, once per change, when
+    /// builds are deferred. Hand the result of [`RingCache::build`] to
+    /// [`App::install_ring`].
+    pub fn take_ring_request(&mut self) -> Option<Vec<(String, u32)>> {
+        match &mut self.ring_request {
+            Some((key, taken)) if !*taken => {
+                *taken = true;
+                Some(key.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Puts a ring built on request in place.
+    pub fn install_ring(&mut self, ring: RingCache) {
+        if self.ring_request.as_ref().is_some_and(|(wanted, _)| wanted.as_slice() == ring.key()) {
+            self.ring_request = None;
+        }
+        self.ring = ring;
+        self.ring_builds += 1;
+        self.selected_arcs = self.selected.as_deref().map(|name| self.ring.arcs_of(name)).unwrap_or_default();
+        self.map_ring();
+    }
+
+    /// Maps nodes onto the cached ring: indices, shares, colours, dots.
+    fn map_ring(&mut self) {
         self.ring_states.clear();
+        // Nodes the ring has but the snapshot no longer does (while a new
+        // ring is being built) show as unknown.
         self.ring_states.resize(self.ring.len(), NodeState::Unknown);
         self.instance_dots.clear();
         for node in &mut self.nodes {
             node.ring_index = self.ring.index_of(&node.name);
+            node.share = 0.0;
             if let Some(index) = node.ring_index {
                 node.share = self.ring.share(index);
                 self.ring_states[index] = node.state;

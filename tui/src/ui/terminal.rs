@@ -9,7 +9,9 @@ use anyhow::{Context, Result};
 use crossterm::cursor::Show;
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use crossterm::execute;
-use crossterm::terminal::{EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode};
+use crossterm::terminal::{
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 
@@ -43,12 +45,11 @@ impl TerminalGuard {
         let guard_hook = Arc::clone(&previous_hook);
         let result = (|| -> Result<Terminal<CrosstermBackend<Stdout>>> {
             enable_raw_mode().context("failed to put the terminal in raw mode (is stdout a terminal?)")?;
-            execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture)
+            // Cleared with a plain escape: `Terminal::clear` asks the terminal
+            // for the cursor position, which not every terminal answers.
+            execute!(io::stdout(), EnterAlternateScreen, EnableMouseCapture, Clear(ClearType::All))
                 .context("failed to switch to the alternate screen")?;
-            let mut terminal =
-                Terminal::new(CrosstermBackend::new(io::stdout())).context("failed to set up the terminal")?;
-            terminal.clear().context("failed to clear the terminal")?;
-            Ok(terminal)
+            Terminal::new(CrosstermBackend::new(io::stdout())).context("failed to set up the terminal")
         })();
         match result {
             Ok(terminal) => Ok(Self { terminal, previous_hook: guard_hook }),
@@ -64,7 +65,11 @@ impl TerminalGuard {
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();
-        reinstate(Arc::clone(&self.previous_hook));
+        // The hook cannot be changed while unwinding (std panics, which
+        // aborts); ours stays, harmless, for the rest of that panic.
+        if !std::thread::panicking() {
+            reinstate(Arc::clone(&self.previous_hook));
+        }
     }
 }
 

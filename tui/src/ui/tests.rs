@@ -344,6 +344,7 @@ fn with_tasks_80x24() {
     app.apply_snapshot(with_tasks(snapshot()), 200_000);
     assert_eq!(app.instances, 4);
     assert_eq!(app.headroom, Some(0), "cache runs on one live node only");
+    assert_eq!(app.instance_dots.len(), 3, "placed instances are dots on the ring");
     key(&mut app, KeyCode::Char('4'));
     insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
 }
@@ -740,6 +741,33 @@ fn the_ring_is_rebuilt_only_when_names_or_weights_change() {
 }
 
 #[test]
+fn deferred_ring_builds_keep_the_old_ring_until_the_new_one_arrives() {
+    let mut app = App::new("t");
+    app.defer_ring_builds();
+    app.apply_snapshot(snapshot(), 0);
+    assert!(app.ring.is_empty() && app.ring_builds == 0, "nothing built inline");
+    draw(&mut app, 80, 24);
+    let key = app.take_ring_request().unwrap();
+    assert_eq!(app.take_ring_request(), None, "one request per change");
+    app.apply_snapshot(snapshot(), 250);
+    assert_eq!(app.take_ring_request(), None, "the same ring is not asked for twice");
+    app.install_ring(crate::ui::ring::RingCache::build(key));
+    assert_eq!(app.ring_builds, 1);
+    assert!(app.nodes.iter().all(|node| node.ring_index.is_some() && node.share > 0.0));
+    // A newcomer: the old ring stays until the new one is installed.
+    let mut bigger = snapshot();
+    bigger.status.nodes.push(node("golf", NodeState::Alive));
+    app.apply_snapshot(bigger, 500);
+    assert_eq!(app.ring.len(), 6);
+    assert_eq!(app.nodes.last().unwrap().ring_index, None);
+    draw(&mut app, 80, 24);
+    let key = app.take_ring_request().unwrap();
+    app.install_ring(crate::ui::ring::RingCache::build(key));
+    assert_eq!(app.ring.len(), 7);
+    assert!(app.ring_request.is_none());
+}
+
+#[test]
 fn bursts_of_events_stay_bounded_and_gaps_are_counted() {
     let mut app = App::new("t");
     let mut seq = 0;
@@ -807,9 +835,13 @@ impl ConsoleHandle for FakeConsole {
         self.events.subscribe()
     }
 
+    // Commands beyond the demo's may be added to the boundary.
+    #[allow(unreachable_patterns)]
     fn command(&self, command: Command) -> Result<String, String> {
-        let Command::Demo { node, action } = &command;
-        let text = format!("{} \"{node}\"", format!("{action:?}").to_lowercase());
+        let text = match &command {
+            Command::Demo { node, action } => format!("{} \"{node}\"", format!("{action:?}").to_lowercase()),
+            _ => return Err("not in the fake console".to_string()),
+        };
         self.commands.lock().unwrap().push(command);
         Ok(text)
     }

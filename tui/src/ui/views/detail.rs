@@ -309,7 +309,7 @@ pub fn bar(percent: f64, width: usize) -> String {
     let filled = (percent.clamp(0.0, 100.0) / 100.0 * (width * 8) as f64).round() as usize;
     let mut out = "█".repeat(filled / 8);
     if filled / 8 < width {
-        out.push(if filled % 8 == 0 { '·' } else { EIGHTHS[filled % 8] });
+        out.push(if filled.is_multiple_of(8) { '·' } else { EIGHTHS[filled % 8] });
         out.push_str(&"·".repeat(width - filled / 8 - 1));
     }
     out

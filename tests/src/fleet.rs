@@ -1,0 +1,338 @@
+//! A console and its agents for workload tests: [`Fleet`] starts a console
+//! with [`NO_LIMITS_CONFIG`](crate::tasks::NO_LIMITS_CONFIG), joins agents
+//! (directly, or each behind a [`UdpRelay`] to cut its link), waits until
+//! all are alive, and on drop kills the agents and then every task process
+//! they left (a [`Reaper`]).
+//!
+//! Layout inside the test's sandbox: `console/` (the console's data dir,
+//! with `console.toml`), `agent-NAME/` (each agent's data dir; its
+//! instances run in `agent-NAME/instances/<task>-<index>/`), and whatever
+//! the test writes at the top (task files, a life log).
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::instances::{self, Reaper};
+use crate::process::Output;
+use crate::status::{NodeState, Status};
+use crate::tasks::{self, TaskDef};
+use crate::{Agent, Console, LIVENESS, Sandbox, UdpRelay};
+
+/// The prefix of an agent's data dir in the sandbox: `agent-NAME`.
+pub const AGENT_DIR_PREFIX: &str = "agent-";
+
+/// How long agents get to come back after a console restart: their
+/// reconnect backoff reaches 15 s, plus the handshake on a busy machine.
+pub const RECONNECT: Duration = Duration::from_secs(40);
+
+/// How one agent of a [`Fleet`] is started.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    /// The node name.
+    pub name: String,
+    /// Extra `ringwatch-agent` arguments (`--allow-exec PATTERN`).
+    pub extra_args: Vec<String>,
+    /// Connect through a [`UdpRelay`] of its own, which the test can switch
+    /// to drop everything (a partition of this one link).
+    pub relayed: bool,
+}
+
+impl AgentSpec {
+    /// A plain agent called `name`.
+    pub fn new(name: &str) -> Self {
+        Self { name: name.to_owned(), extra_args: Vec::new(), relayed: false }
+    }
+
+    /// With extra arguments.
+    #[must_use]
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.extra_args.extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// Behind a relay of its own.
+    #[must_use]
+    pub fn relayed(mut self) -> Self {
+        self.relayed = true;
+        self
+    }
+}
+
+/// A console and agents; everything is killed on drop (the agents first,
+/// then their task processes).
+#[derive(Debug)]
+pub struct Fleet {
+    /// The console (replaced by [`Fleet::restart_console`]).
+    pub console: Console,
+    /// The join token.
+    pub token: String,
+    /// The agents, in the order given.
+    agents: Vec<Agent>,
+    /// How each agent was started, in the same order.
+    specs: Vec<AgentSpec>,
+    /// The relays of relayed agents, by name.
+    relays: Vec<(String, UdpRelay)>,
+    /// The sandbox root: agent dirs and the test's files.
+    root: PathBuf,
+    /// The console config file.
+    config: PathBuf,
+    /// Declared last so it drops last, when no agent is left to start
+    /// anything: kills the task processes left in the sandbox.
+    _reaper: Reaper,
+}
+
+impl Fleet {
+    /// A console and one plain agent per name, all alive.
+    ///
+    /// # Panics
+    /// When a process does not come up.
+    #[track_caller]
+    pub fn start(sandbox: &Sandbox, names: &[&str]) -> Self {
+        let specs: Vec<AgentSpec> = names.iter().map(|name| AgentSpec::new(name)).collect();
+        Self::start_with(sandbox, &specs)
+    }
+
+    /// A console and one agent per spec, all alive.
+    ///
+    /// # Panics
+    /// When a process or relay does not come up.
+    #[track_caller]
+    pub fn start_with(sandbox: &Sandbox, specs: &[AgentSpec]) -> Self {
+        let reaper = Reaper::new(sandbox.path());
+        let console_dir = sandbox.dir("console");
+        let config = tasks::write_no_limits_config(sandbox.path());
+        let config_arg = config.to_string_lossy().into_owned();
+        let console = Console::start_with(&console_dir, &["--config", &config_arg]);
+        sandbox.step(format!("console up on {}", console.addr()));
+        let token = console.join_token();
+        let mut fleet = Self {
+            console,
+            token,
+            agents: Vec::new(),
+            specs: Vec::new(),
+            relays: Vec::new(),
+            root: sandbox.path().to_path_buf(),
+            config,
+            _reaper: reaper,
+        };
+        for spec in specs {
+            let target = if spec.relayed {
+                let relay = UdpRelay::start(fleet.console.addr())
+                    .unwrap_or_else(|err| panic!("cannot start a relay for {}: {err}", spec.name));
+                let addr = relay.addr();
+                fleet.relays.push((spec.name.clone(), relay));
+                addr
+            } else {
+                fleet.console.addr()
+            };
+            let agent = fleet.spawn_agent(spec, target);
+            fleet.agents.push(agent);
+            fleet.specs.push(spec.clone());
+        }
+        if !specs.is_empty() {
+            let status = fleet.wait_all_alive(LIVENESS);
+            sandbox.step(format!("all alive: {status}"));
+        }
+        fleet
+    }
+
+    fn spawn_agent(&self, spec: &AgentSpec, console: SocketAddr) -> Agent {
+        let args: Vec<&str> = spec.extra_args.iter().map(String::as_str).collect();
+        Agent::start(console, &self.token, &spec.name, &self.agent_dir(&spec.name), &args)
+    }
+
+    /// The console's data dir (where admin commands find it).
+    pub fn data_dir(&self) -> &Path {
+        self.console.data_dir()
+    }
+
+    /// The sandbox root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The node names, in the order given.
+    pub fn names(&self) -> Vec<String> {
+        self.specs.iter().map(|spec| spec.name.clone()).collect()
+    }
+
+    /// The agent called `name`.
+    ///
+    /// # Panics
+    /// When there is none.
+    #[track_caller]
+    pub fn agent(&mut self, name: &str) -> &mut Agent {
+        self.agents.iter_mut().find(|a| a.name() == name).unwrap_or_else(|| panic!("no agent {name} in this fleet"))
+    }
+
+    /// The data dir of agent `name`.
+    pub fn agent_dir(&self, name: &str) -> PathBuf {
+        self.root.join(format!("{AGENT_DIR_PREFIX}{name}"))
+    }
+
+    /// The working directory of instance `id` on node `name`.
+    pub fn instance_dir(&self, name: &str, id: &str) -> PathBuf {
+        instances::instance_dir(&self.agent_dir(name), id)
+    }
+
+    /// The node whose data dir holds `path` (an instance's working
+    /// directory, as a [`LifeLog`](crate::instances::LifeLog) records it).
+    pub fn node_of_dir(&self, path: &Path) -> Option<String> {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        self.names().into_iter().find(|name| {
+            let dir = self.agent_dir(name);
+            let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+            path.starts_with(dir)
+        })
+    }
+
+    /// The relay in front of agent `name`.
+    ///
+    /// # Panics
+    /// When that agent was not started relayed.
+    #[track_caller]
+    pub fn relay(&self, name: &str) -> &UdpRelay {
+        self.relays
+            .iter()
+            .find(|(relayed, _)| relayed == name)
+            .map(|(_, relay)| relay)
+            .unwrap_or_else(|| panic!("agent {name} has no relay"))
+    }
+
+    /// Waits until every agent of the fleet is `alive`.
+    ///
+    /// # Panics
+    /// On timeout, with the last status.
+    #[track_caller]
+    pub fn wait_all_alive(&mut self, timeout: Duration) -> Status {
+        let names = self.names();
+        self.console.wait_for_within(timeout, &format!("{} alive", names.join(", ")), |status| {
+            names.iter().all(|name| status.is(name, &NodeState::Alive))
+        })
+    }
+
+    /// Writes `tasks` to a new file in the sandbox and applies it
+    /// (`ringwatch task apply FILE`), asserting `applied N task(s)`.
+    ///
+    /// # Panics
+    /// When the command fails.
+    #[track_caller]
+    pub fn apply(&self, tasks: &[TaskDef]) -> Output {
+        let file = self.new_file("tasks", "toml");
+        tasks::write_task_file(&file, tasks);
+        tasks::apply_file(self.data_dir(), &file, tasks.len())
+    }
+
+    /// A path `root/STEM-N.EXT` that does not exist yet.
+    pub fn new_file(&self, stem: &str, ext: &str) -> PathBuf {
+        (1..)
+            .map(|n| self.root.join(format!("{stem}-{n}.{ext}")))
+            .find(|path| !path.exists())
+            .unwrap_or_else(|| self.root.join(format!("{stem}.{ext}")))
+    }
+
+    /// `ringwatch ARGS…` against this console; the caller judges it.
+    ///
+    /// # Panics
+    /// When the command cannot be run or hangs.
+    #[track_caller]
+    pub fn admin(&self, args: &[&str]) -> Output {
+        tasks::admin(self.data_dir(), args.iter().copied()).unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    /// An operator action, asserted carried out (see [`tasks::act`]).
+    ///
+    /// # Panics
+    /// When it fails.
+    #[track_caller]
+    pub fn act(&self, args: &[&str]) -> Output {
+        tasks::act(self.data_dir(), args)
+    }
+
+    /// `task list --json`.
+    ///
+    /// # Panics
+    /// When it fails.
+    #[track_caller]
+    pub fn task_list(&self) -> Vec<serde_json::Value> {
+        tasks::task_list(self.data_dir())
+    }
+
+    /// Waits until `task` has `replicas` instances running on distinct nodes;
+    /// returns where each runs, by id, and the status.
+    ///
+    /// # Panics
+    /// On timeout.
+    #[track_caller]
+    pub fn wait_running(
+        &mut self,
+        task: &str,
+        replicas: usize,
+    ) -> (std::collections::BTreeMap<String, String>, Status) {
+        let status = self.console.wait_for(&format!("{task}: {replicas} instance(s) running on distinct nodes"), |s| {
+            s.running_on_distinct_nodes(task, replicas).is_some()
+        });
+        let placed = status.running_on_distinct_nodes(task, replicas).unwrap_or_default();
+        (placed, status)
+    }
+
+    /// Waits for the pid file of instance `id` on node `name` to name a live
+    /// process that runs in that agent's instance dir.
+    ///
+    /// # Panics
+    /// On timeout.
+    #[track_caller]
+    pub fn wait_pid(&self, name: &str, id: &str) -> u32 {
+        let dir = self.instance_dir(name, id);
+        let pid = instances::wait_for_pid(&dir, LIVENESS);
+        let under = instances::processes_under(&dir);
+        assert!(under.contains(&pid), "pid {pid} of {id} does not run in {} (there: {under:?})", dir.display());
+        pid
+    }
+
+    /// A host dies: SIGKILL to agent `name` and to every task process it
+    /// ran (they live in process groups of their own, so they would outlive
+    /// the agent; a dead host loses them). Returns the task pids killed.
+    pub fn kill_host(&mut self, name: &str) -> Vec<u32> {
+        self.agent(name).kill9();
+        instances::kill_processes_under(&self.agent_dir(name), Duration::from_secs(5))
+    }
+
+    /// Starts agent `name` again with its stored credentials (after a kill
+    /// or an exit), through its relay if it had one.
+    ///
+    /// # Panics
+    /// When there is no such agent.
+    #[track_caller]
+    pub fn restart_agent(&mut self, name: &str) {
+        let index = self
+            .specs
+            .iter()
+            .position(|spec| spec.name == name)
+            .unwrap_or_else(|| panic!("no agent {name} in this fleet"));
+        let spec = self.specs[index].clone();
+        let target = if spec.relayed { self.relay(name).addr() } else { self.console.addr() };
+        self.agents[index].kill9();
+        let args: Vec<&str> = spec.extra_args.iter().map(String::as_str).collect();
+        self.agents[index] = Agent::start_stored(target, name, &self.agent_dir(name), &args);
+    }
+
+    /// kill -9 of the console, then a new `serve` on the same data dir and
+    /// port (agents reconnect to the address they know). Relays keep
+    /// pointing at it.
+    ///
+    /// # Panics
+    /// When the new console does not come up.
+    #[track_caller]
+    pub fn restart_console(&mut self) {
+        let addr = self.console.addr();
+        let data_dir = self.data_dir().to_path_buf();
+        self.console.kill();
+        let config: OsString = self.config.clone().into_os_string();
+        let config = config.to_string_lossy().into_owned();
+        self.console = Console::start_listening(&data_dir, &addr.to_string(), &["--config", &config]);
+        assert_eq!(self.console.addr(), addr, "the restarted console must listen where its agents look");
+    }
+}
