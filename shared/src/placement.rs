@@ -119,6 +119,7 @@ fn under_bound(candidate: &Candidate, input: &PlacementInput<'_>, total_weight: 
 /// How many more node failures every task survives with an instance left,
 /// and whether the remaining nodes could host all displaced work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Headroom {
     /// min over tasks of (distinct up nodes hosting it − 1); `None` with no
     /// tasks. Negative when some task has no instance up.
@@ -126,6 +127,13 @@ pub struct Headroom {
     /// Whether, after losing any one node, every task could still place all
     /// its replicas on distinct eligible nodes.
     pub capacity_ok: bool,
+}
+
+impl Default for Headroom {
+    /// No tasks: nothing to survive, nothing short.
+    fn default() -> Self {
+        Self { failures_survived: None, capacity_ok: true }
+    }
 }
 
 /// Computes the headroom from each task's hosts and replica count.

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::placement::Headroom;
+
 /// A node's liveness, as the console judges it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -117,6 +119,10 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// Every task of the desired state, by name.
     pub tasks: Vec<TaskStatus>,
+    /// How many more node failures every task survives.
+    pub headroom: Headroom,
+    /// Why automatic failover is paused, if it is.
+    pub failover_paused: Option<String>,
 }
 
 /// One entry of the event log.

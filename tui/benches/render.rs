@@ -77,12 +77,13 @@ fn fleet(count: usize) -> Snapshot {
         })
         .collect();
     Snapshot {
-        status: ClusterStatus { nodes, tasks: Vec::new() },
+        status: ClusterStatus { nodes, tasks: Vec::new(), ..ClusterStatus::default() },
         samples,
         events,
         dropped_events: 0,
         listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7443))),
         demo: true,
+        at_unix_ms: 0,
     }
 }
 

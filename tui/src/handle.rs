@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use ringwatch_shared::metrics::MetricsSample;
+use ringwatch_shared::plan::{OperatorAction, Plan};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
 use tokio::sync::broadcast;
 
@@ -26,6 +27,8 @@ pub struct Snapshot {
     pub listen: Option<SocketAddr>,
     /// Whether demo commands are available (the `ringwatch demo` console).
     pub demo: bool,
+    /// When the snapshot was taken, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
 }
 
 /// A fault the demo can inject into one of its local agents.
@@ -51,6 +54,8 @@ pub enum Command {
         /// The fault.
         action: DemoAction,
     },
+    /// Carry out an operator action (after the operator confirmed its plan).
+    Act(OperatorAction),
 }
 
 /// The console as the UI sees it.
@@ -68,4 +73,13 @@ pub trait ConsoleHandle: Send + Sync + 'static {
     /// # Errors
     /// A sentence saying why the command cannot be done.
     fn command(&self, command: Command) -> Result<String, String>;
+
+    /// The plan of `action`, for the confirmation dialog (nothing is done).
+    ///
+    /// # Errors
+    /// A sentence saying why the action cannot be planned.
+    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
+        let _ = action;
+        Err("this console cannot plan actions".into())
+    }
 }

@@ -15,6 +15,8 @@ use tracing::error;
 
 use crate::control::{ControlPlane, ControlView};
 use crate::demo::DemoFleet;
+use ringwatch_shared::plan::{OperatorAction, Plan};
+
 use crate::handle::{Command, ConsoleHandle, Snapshot};
 
 /// How long the token handed to in-process agents lives: they join at once.
@@ -68,6 +70,9 @@ impl ConsoleHandle for LocalConsole {
             dropped_events: self.view.dropped_events(),
             listen: Some(self.view.listen()),
             demo: self.demo.is_some(),
+            at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -81,7 +86,15 @@ impl ConsoleHandle for LocalConsole {
                 Some(demo) => demo.act(&node, action),
                 None => Err("demo keys work in `ringwatch demo` only".into()),
             },
+            Command::Act(action) => self
+                .view
+                .act(&action, false)
+                .map(|plan| format!("{}: under way ({} move(s))", plan.action, plan.moves.len())),
         }
+    }
+
+    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
+        self.view.act(action, true)
     }
 }
 

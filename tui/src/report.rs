@@ -172,6 +172,7 @@ mod tests {
         let status = ClusterStatus {
             nodes: vec![node("a", NodeState::Alive), node("b", NodeState::Failed), node("c", NodeState::Alive)],
             tasks: Vec::new(),
+            ..ClusterStatus::default()
         };
         let table = status_table(&status);
         let lines: Vec<&str> = table.lines().collect();

@@ -210,8 +210,13 @@ impl Shared {
     /// The cluster now.
     pub fn status(&self) -> ClusterStatus {
         let nodes = self.nodes();
-        let tasks = lock(&self.workloads).task_status();
-        ClusterStatus { nodes, tasks }
+        let workloads = lock(&self.workloads);
+        ClusterStatus {
+            tasks: workloads.task_status(),
+            headroom: workloads.headroom(&nodes, None),
+            failover_paused: workloads.failover_paused().map(str::to_string),
+            nodes,
+        }
     }
 
     /// The plan of `action`, carried out unless `dry_run`.

@@ -556,7 +556,7 @@ impl App {
     /// Takes in a snapshot taken at `now_ms`.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        let Snapshot { status, mut samples, events, dropped_events, listen, demo } = snapshot;
+        let Snapshot { status, mut samples, events, dropped_events, listen, demo, at_unix_ms: _ } = snapshot;
         self.demo = demo;
         self.listen = listen;
         self.dropped_events = dropped_events;

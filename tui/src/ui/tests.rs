@@ -148,12 +148,13 @@ fn snapshot() -> Snapshot {
     let mut samples = BTreeMap::new();
     samples.insert("alpha".to_string(), sample());
     Snapshot {
-        status: ClusterStatus { nodes: nodes(), tasks: Vec::new() },
+        status: ClusterStatus { nodes: nodes(), tasks: Vec::new(), ..ClusterStatus::default() },
         samples,
         events: events(),
         dropped_events: 0,
         listen: Some("127.0.0.1:7443".parse().unwrap()),
         demo: true,
+        at_unix_ms: 1_795_000_000_000,
     }
 }
 
