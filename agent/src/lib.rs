@@ -47,6 +47,10 @@ pub async fn run_agent(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     tasks.validate().map_err(|err| AgentError::Config(err.to_string()))?;
+    let orphans = supervisor::reap_orphans(&tasks.data_dir);
+    if !orphans.is_empty() {
+        tracing::warn!(?orphans, "killed instance processes left by a previous run of this agent");
+    }
     let (reports_tx, reports) = tokio::sync::mpsc::channel(REPORT_QUEUE);
     let supervisor = Supervisor::new(tasks, reports_tx);
     let sampler_stop = shutdown.child_token();

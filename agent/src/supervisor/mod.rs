@@ -50,6 +50,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
 pub use error::SupervisorError;
+pub use process::reap_orphans;
 
 /// Default time between SIGTERM and SIGKILL.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(5);

@@ -116,6 +116,8 @@ pub(crate) async fn spawn(
         let _ = child.start_kill();
         return Err(spawn_error(io::Error::other("the process has no pid")));
     };
+    // Recorded so that a restarted agent can find what a killed one left.
+    let _ = tokio::fs::write(dir.join(PGID_FILE), pid.to_string()).await;
     let mut pumps = Vec::with_capacity(2);
     if let Some(stdout) = child.stdout.take() {
         pumps.push(logs::pump(stdout, stdout_log));
@@ -124,6 +126,37 @@ pub(crate) async fn spawn(
         pumps.push(logs::pump(stderr, stderr_log));
     }
     Ok(Spawned { child, pid, logs: pumps })
+}
+
+/// Holds the process group id of an instance's latest process.
+const PGID_FILE: &str = ".ringwatch.pgid";
+
+/// Kills instance processes a previous run of this agent left behind (it was
+/// killed, so nobody stopped them): every process group recorded in
+/// `data_dir/instances/*/.ringwatch.pgid` whose leader still runs in that
+/// directory. The directory check keeps a recycled pid safe. Returns the
+/// instance directories cleaned.
+pub fn reap_orphans(data_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("instances")) else {
+        return Vec::new();
+    };
+    let mut reaped = Vec::new();
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Some(pid) =
+            std::fs::read_to_string(dir.join(PGID_FILE)).ok().and_then(|text| text.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let runs_here = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            .is_ok_and(|cwd| std::fs::canonicalize(&dir).is_ok_and(|dir| dir == cwd));
+        if runs_here {
+            signal_group(pid, Signal::SIGKILL);
+            reaped.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        let _ = std::fs::remove_file(dir.join(PGID_FILE));
+    }
+    reaped
 }
 
 async fn set_mode(path: &Path, mode: u32) -> io::Result<()> {

@@ -468,3 +468,56 @@ fn assign_outside_a_runtime_reports_failed_instead_of_panicking() {
     assert_eq!(reports.try_recv().unwrap().state, InstanceState::Failed);
     assert!(supervisor.inventory().is_empty());
 }
+
+#[test]
+fn a_restarted_agent_kills_what_a_killed_one_left() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "killed agent": its runtime dies with it, without stopping anything.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pid = runtime.block_on(async {
+        let (reports_tx, mut reports) = tokio::sync::mpsc::channel(64);
+        let supervisor = Supervisor::new(SupervisorConfig::new(dir.path().to_path_buf()), reports_tx);
+        supervisor.assign(orphan_assignment());
+        let pid = loop {
+            let report = tokio::time::timeout(Duration::from_secs(20), reports.recv()).await.unwrap().unwrap();
+            if report.state == InstanceState::Running {
+                break report.pid.unwrap();
+            }
+        };
+        // No drop: a killed agent runs no destructors.
+        std::mem::forget(supervisor);
+        pid
+    });
+    runtime.shutdown_background();
+    assert!(process_alive(pid), "the orphan outlived its agent");
+    let reaped = reap_orphans(dir.path());
+    assert_eq!(reaped, vec!["orphan-0".to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!process_alive(pid), "the orphan is gone");
+    assert!(reap_orphans(dir.path()).is_empty(), "nothing left the second time");
+}
+
+fn orphan_assignment() -> Assignment {
+    Assignment {
+        instance: "orphan/0".into(),
+        spec: ringwatch_shared::task::TaskSpec {
+            name: "orphan".into(),
+            command: vec!["sleep".into(), "1000".into()],
+            replicas: 1,
+            placement: ringwatch_shared::task::Placement::Ring,
+            restart: ringwatch_shared::task::RestartPolicy::default(),
+            migrate: ringwatch_shared::task::MigratePolicy::default(),
+            on_disconnect: ringwatch_shared::task::OnDisconnect::Keep,
+        },
+        epoch: 1,
+    }
+}
+
+/// Alive and not a zombie (PID 1 here may not reap orphans).
+fn process_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+}

@@ -15,6 +15,7 @@
 //!   others.
 //! - `hostile_input`: random datagrams and random stream bytes.
 //! - `cli`: the admin commands without a console.
+//! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `workloads`: tasks — placement, failover, delayed failover, drains,
 //!   crash loops, fencing, adoption after a console restart, bad task files
 //!   and allowlists — checked against the task processes themselves.
@@ -26,6 +27,7 @@ mod cli;
 mod hostile_input;
 mod membership;
 mod refusals;
+mod tui;
 mod workloads;
 
 use ringwatch_tests::{Agent, Console, NodeState, Sandbox};
