@@ -66,3 +66,31 @@ fn sigstop_is_failed_and_sigcont_brings_it_back_alive() {
         cluster.agent("a").log_tail()
     );
 }
+
+/// The console distrusts itself first: when its own process was frozen, the
+/// silence of that gap convicts nobody.
+#[test]
+fn a_frozen_console_convicts_nobody_for_its_own_gap() {
+    let sandbox = Sandbox::new("console-pause");
+    let mut cluster = Cluster::start(&sandbox, &["a", "b"]);
+
+    cluster.console.proc().signal(ringwatch_tests::Signal::Stop);
+    sandbox.step("console stopped");
+    // The pause itself is the subject: 3 s is twice the silence that fails a
+    // node, well under the connections' 10 s idle timeout.
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.console.proc().signal(ringwatch_tests::Signal::Cont);
+    sandbox.step("console continued");
+
+    cluster.console.hold(Duration::from_secs(3), "a and b never failed", |status| {
+        for name in ["a", "b"] {
+            if status.node(name).is_some_and(|node| node.state == Failed) {
+                return Err(format!("{name} was convicted for the console's own pause"));
+            }
+        }
+        Ok(())
+    });
+    let log = cluster.console.log();
+    assert!(log.contains("the console itself was paused"), "the event log says why nobody failed");
+    assert!(!log.contains("→ failed"), "no node failed:\n{}", cluster.console.log_tail());
+}
