@@ -84,6 +84,12 @@ pub fn status_table(status: &ClusterStatus) -> String {
         if summary.is_empty() { "" } else { ": " },
         summary.join(", ")
     );
+    if !status.tasks.is_empty() {
+        let _ = writeln!(out, "headroom: {}", ringwatch_shared::plan::describe(status.headroom));
+    }
+    if let Some(reason) = &status.failover_paused {
+        let _ = writeln!(out, "AUTOMATIC FAILOVER PAUSED: {reason}");
+    }
     out
 }
 
