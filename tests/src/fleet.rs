@@ -9,12 +9,12 @@
 //! instances run in `agent-NAME/instances/<task>-<index>/`), and whatever
 //! the test writes at the top (task files, a life log).
 
-use std::ffi::OsString;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::instances::{self, Reaper};
+use crate::instances::{self, Life, Reaper};
 use crate::process::Output;
 use crate::status::{NodeState, Status};
 use crate::tasks::{self, TaskDef};
@@ -178,7 +178,8 @@ impl Fleet {
     }
 
     /// The node whose data dir holds `path` (an instance's working
-    /// directory, as a [`LifeLog`](crate::instances::LifeLog) records it).
+    /// directory, as a [`LifeLog`](crate::instances::LifeLog) records it:
+    /// the shell's `$PWD`, which may be the canonical form of the path).
     pub fn node_of_dir(&self, path: &Path) -> Option<String> {
         let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         self.names().into_iter().find(|name| {
@@ -199,6 +200,11 @@ impl Fleet {
             .find(|(relayed, _)| relayed == name)
             .map(|(_, relay)| relay)
             .unwrap_or_else(|| panic!("agent {name} has no relay"))
+    }
+
+    /// Whether `copy` ran on node `name`.
+    pub fn ran_on(&self, copy: &Life, name: &str) -> bool {
+        self.node_of_dir(&copy.dir).is_some_and(|node| node == name)
     }
 
     /// Waits until every agent of the fleet is `alive`.
@@ -266,11 +272,7 @@ impl Fleet {
     /// # Panics
     /// On timeout.
     #[track_caller]
-    pub fn wait_running(
-        &mut self,
-        task: &str,
-        replicas: usize,
-    ) -> (std::collections::BTreeMap<String, String>, Status) {
+    pub fn wait_running(&mut self, task: &str, replicas: usize) -> (BTreeMap<String, String>, Status) {
         let status = self.console.wait_for(&format!("{task}: {replicas} instance(s) running on distinct nodes"), |s| {
             s.running_on_distinct_nodes(task, replicas).is_some()
         });
@@ -330,8 +332,7 @@ impl Fleet {
         let addr = self.console.addr();
         let data_dir = self.data_dir().to_path_buf();
         self.console.kill();
-        let config: OsString = self.config.clone().into_os_string();
-        let config = config.to_string_lossy().into_owned();
+        let config = self.config.to_string_lossy().into_owned();
         self.console = Console::start_listening(&data_dir, &addr.to_string(), &["--config", &config]);
         assert_eq!(self.console.addr(), addr, "the restarted console must listen where its agents look");
     }

@@ -14,14 +14,16 @@
 //!   the host for context.
 //!
 //! Then the task is removed and the killed agent restarted with its stored
-//! credentials, so every run sees the same fleet. One node in N fails per
-//! run, so with 5 or more agents two runs inside the 10 s mass-failure
-//! window never reach the half that pauses automatic failover.
+//! credentials, so every run sees the same fleet. The console pauses
+//! automatic failover when half the nodes fail within 10 s — counting
+//! failures, also of nodes that came back — so kills are spaced: with N
+//! agents, at most `ceil(N / 2) - 1` of them fall in any 10 s window.
 //!
 //! `cargo build --release --workspace && target/release/bench_failover_tasks [--runs N] [--agents K]`
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
@@ -37,9 +39,12 @@ const POLL: Duration = Duration::from_millis(50);
 /// How long the fleet runs undisturbed before a kill, so every detector has
 /// a few seconds of heartbeats (the restarted agent too).
 const SETTLE: Duration = Duration::from_secs(3);
-/// Fewer agents than this could trip the mass-failure guard (half the
-/// nodes failing within 10 s) across two quick runs.
-const MIN_AGENTS: usize = 5;
+/// The default fleet size.
+const DEFAULT_AGENTS: usize = 5;
+/// The host and somewhere for its instance to go.
+const MIN_AGENTS: usize = 2;
+/// The console's mass-failure window (DESIGN.md §4), plus a margin.
+const MASS_FAILURE_WINDOW: Duration = Duration::from_millis(10_500);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -47,8 +52,12 @@ fn main() {
         args.iter().position(|arg| arg == name).and_then(|i| args.get(i + 1)).map_or(default, |v| v.parse().unwrap())
     };
     let runs = flag("--runs", 20);
-    let agents = flag("--agents", MIN_AGENTS);
-    assert!(agents >= MIN_AGENTS, "--agents must be at least {MIN_AGENTS}: fewer could pause automatic failover");
+    let agents = flag("--agents", DEFAULT_AGENTS);
+    assert!(agents >= MIN_AGENTS, "--agents must be at least {MIN_AGENTS}");
+    // The most failures that stay under half the nodes (and the guard needs
+    // two at least).
+    let kills_per_window = agents.div_ceil(2).saturating_sub(1).max(1);
+    let mut recent_kills: VecDeque<Instant> = VecDeque::new();
 
     let sandbox = Sandbox::new("bench-failover-tasks");
     let names: Vec<String> = (0..agents).map(|i| format!("n{i}")).collect();
@@ -66,9 +75,17 @@ fn main() {
         fleet.wait_pid(&host, &id);
         // Steady state, then a random phase within the heartbeat period.
         std::thread::sleep(SETTLE + Duration::from_millis(rand::rng().random_range(0..500)));
+        // Stay under the mass-failure guard: the oldest kill of a full
+        // window must have left it.
+        if recent_kills.len() >= kills_per_window
+            && let Some(oldest) = recent_kills.pop_front()
+        {
+            std::thread::sleep(MASS_FAILURE_WINDOW.saturating_sub(oldest.elapsed()));
+        }
 
         let killed_wall = SystemTime::now();
         let killed = Instant::now();
+        recent_kills.push_back(killed);
         fleet.kill_host(&host);
         let data_dir = fleet.data_dir().to_path_buf();
         let seen = poll::until(RECONNECT, POLL, || match console::status_json(&data_dir) {

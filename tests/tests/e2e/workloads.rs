@@ -13,7 +13,8 @@
 use std::time::Duration;
 
 use ringwatch_tests::fleet::RECONNECT;
-use ringwatch_tests::instances::{self, LifeLog, describe_copies, fewest_running, first_overlap};
+use ringwatch_tests::instances::{self, Life, LifeLog, describe_copies, fewest_running, first_overlap};
+use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::status::{INSTANCE_FAILED, INSTANCE_PENDING};
 use ringwatch_tests::tasks::{self, TaskDef};
 use ringwatch_tests::{AgentSpec, Fleet, LIVENESS, NodeState, RelayMode, Sandbox, Status};
@@ -172,8 +173,7 @@ fn a_gradual_drain_never_runs_fewer_than_the_replicas() {
     assert!(status.node(&drained).is_some_and(|n| n.cordoned), "a drained node is cordoned: {}", status.raw);
 
     // The old copy stops only once the new one has been healthy.
-    let drained_dir = fleet.agent_dir(&drained);
-    let on_drained = |copy: &instances::Life| copy.dir.starts_with(&drained_dir);
+    let on_drained = |copy: &Life| fleet.ran_on(copy, &drained);
     let copies = life.wait_for(LIVENESS, "the drained copy's stop", |copies| {
         copies.len() >= 3 && copies.iter().filter(|c| on_drained(c)).all(|c| c.stopped.is_some())
     });
@@ -199,13 +199,11 @@ fn a_gradual_drain_never_runs_fewer_than_the_replicas() {
         "the old copy stopped {overlap:?} after the new one started, before min_healthy ({min_healthy:?})"
     );
 
-    let quiet =
-        ringwatch_tests::poll::until(LIVENESS, Duration::from_millis(100), || {
-            match instances::processes_under(&drained_dir) {
-                left if left.is_empty() => ringwatch_tests::poll::Step::Done(()),
-                left => ringwatch_tests::poll::Step::Pending(format!("still running on {drained}: {left:?}")),
-            }
-        });
+    let drained_dir = fleet.agent_dir(&drained);
+    let quiet = poll::until(LIVENESS, Duration::from_millis(100), || match instances::processes_under(&drained_dir) {
+        left if left.is_empty() => Step::Done(()),
+        left => Step::Pending(format!("still running on {drained}: {left:?}")),
+    });
     assert!(quiet.is_ok(), "nothing should run on the drained node: {quiet:?}");
     let status = fleet.console.status();
     assert!(status.node(&drained).is_some_and(|n| n.cordoned), "the drained node stays cordoned: {}", status.raw);
@@ -264,9 +262,8 @@ fn a_crash_loop_is_restarted_with_backoff_then_failed_and_placed_elsewhere() {
 
     // From the processes: 1 + max_restarts runs on the first node, each
     // restart at least half its backoff step later (equal jitter).
-    let first_dir = fleet.agent_dir(&first);
     let runs: Vec<Duration> =
-        life.copies().iter().filter(|copy| copy.dir.starts_with(&first_dir)).map(|copy| copy.started).collect();
+        life.copies().iter().filter(|copy| fleet.ran_on(copy, &first)).map(|copy| copy.started).collect();
     assert_eq!(runs.len(), max_restarts as usize + 1, "runs on {first}: {}", life.describe());
     for (step, pair) in runs.windows(2).enumerate() {
         let gap = pair[1].saturating_sub(pair[0]);
@@ -302,9 +299,8 @@ fn a_fenced_instance_never_runs_twice_across_a_partition() {
     });
     let new_node = status.node_of("web/0").unwrap_or_default().to_owned();
     sandbox.step(format!("moved: {}", status.tasks_summary()));
-    let host_dir = fleet.agent_dir(&host);
     let copies = life.wait_for(LIVENESS, "the fenced copy's stop and the new copy's start", |copies| {
-        copies.len() >= 2 && copies.iter().filter(|c| c.dir.starts_with(&host_dir)).all(|c| c.stopped.is_some())
+        copies.len() >= 2 && copies.iter().filter(|c| fleet.ran_on(c, &host)).all(|c| c.stopped.is_some())
     });
     sandbox.step(format!("copies: {}", describe_copies(&copies)));
 
@@ -313,6 +309,7 @@ fn a_fenced_instance_never_runs_twice_across_a_partition() {
     let status = fleet.console.wait_for_within(RECONNECT, &format!("{host} alive again"), |s| s.is(&host, &Alive));
     sandbox.step(format!("back: {status}"));
     // The stale copy stays stopped: the console placed web/0 elsewhere.
+    let host_dir = fleet.agent_dir(&host);
     fleet.console.hold(Duration::from_secs(3), "one copy of web/0, on the new node", |s| {
         stays_on(s, "web/0", &new_node)?;
         let alive = life.alive();

@@ -133,7 +133,10 @@ pub struct Instance {
     pub restarts: u32,
     /// The old copy of a make-before-break migration.
     pub source: Option<Source>,
-    /// Nodes it gave up on (crash loop, refused command): avoided next time.
+    /// Nodes it gave up on (crash loop, refused command): avoided until it
+    /// runs healthy somewhere, or its task's command changes. (A node that
+    /// merely failed is not avoided: it is ineligible while failed and
+    /// welcome again once back.)
     pub avoid: BTreeSet<String>,
     /// When the instance's node failed, the time it may move.
     #[serde(skip)]
@@ -209,8 +212,9 @@ pub struct Workloads {
     tokens: f64,
     /// When tokens were last added.
     last_refill: Option<Instant>,
-    /// Recent node failures, for the mass-failure guard.
-    recent_failures: VecDeque<Instant>,
+    /// Recent node failures `(node, when)` of nodes still down, for the
+    /// mass-failure guard.
+    recent_failures: VecDeque<(String, Instant)>,
     /// The ring over the nodes that may receive work, rebuilt when they change.
     ring: Ring,
     /// The `(name, weight)` set the ring was built from.
@@ -268,6 +272,12 @@ impl Workloads {
                 None => effects.event(None, format!("task \"{name}\" added with {} replica(s)", spec.replicas)),
                 Some(old) if old == &spec => continue,
                 Some(_) => effects.event(None, format!("task \"{name}\" updated")),
+            }
+            if changed_run {
+                // A new command deserves another chance on every node.
+                for instance in self.state.instances.values_mut().filter(|instance| instance.task == name) {
+                    instance.avoid.clear();
+                }
             }
             for index in 0..spec.replicas {
                 let id = instance_id(&name, index);
@@ -343,7 +353,7 @@ impl Workloads {
         let mut effects = Effects::default();
         match to {
             NodeState::Failed => {
-                self.note_failure(now, total_nodes, &mut effects);
+                self.note_failure(node, now, total_nodes, &mut effects);
                 for (id, instance) in &mut self.state.instances {
                     if instance.node.as_deref() != Some(node) {
                         continue;
@@ -384,6 +394,8 @@ impl Workloads {
                 }
             }
             NodeState::Alive | NodeState::Degraded => {
+                // Back: its failure no longer counts toward a mass failure.
+                self.recent_failures.retain(|(failed, _)| failed != node);
                 for (id, instance) in &mut self.state.instances {
                     if instance.node.as_deref() == Some(node) && instance.failover_due.take().is_some() {
                         effects.event(Some(node), format!("{id} stays: \"{node}\" returned in time"));
@@ -395,12 +407,15 @@ impl Workloads {
         effects
     }
 
-    fn note_failure(&mut self, now: Instant, total_nodes: usize, effects: &mut Effects) {
-        self.recent_failures.push_back(now);
+    /// Counts distinct nodes that failed within the window and are still
+    /// down; pauses automatic failover when they are a large share.
+    fn note_failure(&mut self, node: &str, now: Instant, total_nodes: usize, effects: &mut Effects) {
+        self.recent_failures.retain(|(failed, _)| failed != node);
+        self.recent_failures.push_back((node.to_string(), now));
         while self
             .recent_failures
             .front()
-            .is_some_and(|at| now.saturating_duration_since(*at) > self.config.mass_failure_window)
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > self.config.mass_failure_window)
         {
             self.recent_failures.pop_front();
         }
@@ -534,7 +549,6 @@ impl Workloads {
                             continue;
                         }
                         effects.event(Some(&node), format!("{id} leaves \"{node}\""));
-                        instance.avoid.insert(node);
                         instance.phase = Phase::Pending;
                         self.dirty = true;
                     }
@@ -551,6 +565,7 @@ impl Workloads {
                     .is_some_and(|since| now.saturating_duration_since(since) >= spec.migrate.min_healthy);
             if healthy {
                 instance.settling = false;
+                instance.avoid.clear();
             }
             if healthy && let Some(source) = instance.source.take() {
                 effects.send(&source.node, ConsoleFrame::Stop { instance: id.clone(), reason: "migrated".into() });
@@ -1264,6 +1279,54 @@ mod tests {
         let effects = workloads.report(other, &running("ghost/0", 1), now);
         assert_eq!(stopped(&effects), vec![(other.to_string(), "ghost/0".to_string())]);
         assert_eq!(where_is(&workloads, "web/0"), Some(node));
+    }
+
+    #[test]
+    fn regression_an_instance_may_return_to_a_node_it_failed_over_from() {
+        let mut workloads = Workloads::new(WorkloadConfig::default(), PersistedWorkloads::default());
+        let now = Instant::now();
+        let nodes = cluster(&[("a", NodeState::Alive), ("b", NodeState::Alive)]);
+        let placed = placed(&mut workloads, spec("web", 1), &nodes, now);
+        let (first, _) = placed["web/0"].clone();
+        let second = if first == "a" { "b" } else { "a" };
+        let failed = |down: &str| {
+            nodes
+                .iter()
+                .cloned()
+                .map(|mut n| {
+                    if n.name == down {
+                        n.state = NodeState::Failed;
+                    }
+                    n
+                })
+                .collect::<Vec<_>>()
+        };
+        // First failure: web/0 moves to the other node and runs there.
+        workloads.node_changed(&first, NodeState::Failed, Some(now), now, 2);
+        let moved = assigned(&workloads.tick(now, &failed(&first)));
+        assert_eq!(moved[0].0, second);
+        workloads.report(second, &running("web/0", moved[0].2), now);
+        // The first node comes back; later the second one fails.
+        let later = now + Duration::from_secs(30);
+        workloads.node_changed(&first, NodeState::Alive, Some(later), later, 2);
+        workloads.node_changed(second, NodeState::Failed, Some(later), later, 2);
+        let back = assigned(&workloads.tick(later, &failed(second)));
+        assert_eq!(back.len(), 1, "web/0 goes back to the node it once left");
+        assert_eq!(back[0].0, first);
+    }
+
+    #[test]
+    fn regression_one_flapping_node_does_not_pause_failover() {
+        let mut workloads = Workloads::new(WorkloadConfig::default(), PersistedWorkloads::default());
+        let now = Instant::now();
+        // a fails, comes back, fails again, comes back, fails again: one node.
+        for step in 0..3u64 {
+            let at = now + Duration::from_secs(step * 2);
+            workloads.node_changed("a", NodeState::Failed, Some(at), at, 4);
+            workloads.node_changed("a", NodeState::Alive, Some(at), at + Duration::from_secs(1), 4);
+        }
+        workloads.node_changed("b", NodeState::Failed, Some(now), now + Duration::from_secs(7), 4);
+        assert!(workloads.failover_paused().is_none(), "only b is down now: 1 of 4");
     }
 
     #[test]
