@@ -43,6 +43,11 @@ const NAME_IN_USE_ATTEMPTS: u32 = 6;
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// How long the console has to answer a hello or a join.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence of the console (no beat, no frame) after which the agent drops
+/// the connection and reconnects. The console beats every 500 ms.
+const CONSOLE_SILENCE: Duration = Duration::from_secs(4);
+/// How often that silence is checked.
+const CONSOLE_SILENCE_CHECK: Duration = Duration::from_millis(500);
 /// How long a goodbye waits for the console to close the connection.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -299,6 +304,11 @@ async fn session(
     let mut metrics_tick = tokio::time::interval(config.metrics_every);
     metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut seq = 0u64;
+    // The console beats every 500 ms: long silence means it is gone (killed,
+    // or its host is), and reconnecting beats waiting out QUIC's idle timeout.
+    let mut last_heard = Instant::now();
+    let mut silence_check = tokio::time::interval(CONSOLE_SILENCE_CHECK);
+    silence_check.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         let next_report = async {
             match workers.as_deref_mut() {
@@ -319,12 +329,22 @@ async fn session(
             Some(report) = next_report => {
                 send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
             }
+            _ = silence_check.tick() => {
+                if last_heard.elapsed() >= CONSOLE_SILENCE {
+                    connection.close(close_code::NORMAL.into(), b"the console went silent");
+                    return Err(LinkFailure::Retry(format!(
+                        "the console has been silent for {}s",
+                        last_heard.elapsed().as_secs()
+                    )));
+                }
+            }
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) => {
-                    if let (Ok(Datagram::ConsoleBeat { .. }), Some(workers)) =
-                        (codec::decode_datagram::<Datagram>(&bytes), workers.as_deref())
-                    {
-                        workers.heard_console();
+                    if let Ok(Datagram::ConsoleBeat { .. }) = codec::decode_datagram::<Datagram>(&bytes) {
+                        last_heard = Instant::now();
+                        if let Some(workers) = workers.as_deref() {
+                            workers.heard_console();
+                        }
                     }
                 }
                 Err(err) => return Err(classify(err)),
@@ -356,6 +376,7 @@ async fn session(
             frame = frames_rx.recv() => match frame {
                 Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
                 Some(Ok(frame)) => {
+                    last_heard = Instant::now();
                     if let Some(report) = carry_out(frame, workers.as_deref()) {
                         send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
                     }

@@ -1,6 +1,7 @@
-//! One overview frame of a large fleet, drawn into a 200×60 `TestBackend`
-//! (DESIGN §8: a frame with 1,000 nodes in ≤ 10 ms), and the cost of taking
-//! in one snapshot of that fleet.
+//! One overview frame and one tasks frame of a large fleet running
+//! workloads, drawn into a 200×60 `TestBackend` (DESIGN §8: a frame with
+//! 1,000 nodes in ≤ 10 ms), a frame with a drain's plan open, and the cost
+//! of taking in one snapshot of that fleet.
 //!
 //! `cargo bench -p ringwatch --bench render -- --warm-up-time 1 --measurement-time 3`
 
@@ -8,20 +9,28 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
+use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ringwatch::handle::Snapshot;
+use ringwatch::ui::keys::handle_key;
 use ringwatch::ui::state::App;
 use ringwatch::ui::views;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeState, NodeStatus};
+use ringwatch_shared::placement::Headroom;
+use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, InstanceStatus, NodeState, NodeStatus, TaskStatus};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
-/// A fleet of `count` nodes with a few in trouble, full samples and a
-/// thousand events. Deterministic.
+/// Replicas of each benchmark task.
+const REPLICAS: usize = 3;
+
+/// A fleet of `count` nodes with a few in trouble, full samples, a
+/// thousand events, and `count / 4` tasks of three instances spread over
+/// it (three quarters of an instance per node). Deterministic.
 fn fleet(count: usize) -> Snapshot {
-    let nodes: Vec<NodeStatus> = (0..count)
+    let mut nodes: Vec<NodeStatus> = (0..count)
         .map(|index| {
             let state = match index % 50 {
                 0 => NodeState::Failed,
@@ -51,6 +60,32 @@ fn fleet(count: usize) -> Snapshot {
             }
         })
         .collect();
+    let tasks: Vec<TaskStatus> = (0..count / 4)
+        .map(|task| {
+            let name = format!("task-{task:04}");
+            let instances = (0..REPLICAS)
+                .map(|index| {
+                    let id = format!("{name}/{index}");
+                    // Distinct nodes per task: strides of a third of the fleet.
+                    let node = (task * 7 + index * (count / REPLICAS)) % count;
+                    nodes[node].instances.push(id.clone());
+                    let state = match (task + index) % 40 {
+                        0 => "pending",
+                        1 => "restarting",
+                        2 => "failed",
+                        _ => "running",
+                    };
+                    InstanceStatus {
+                        id,
+                        node: Some(nodes[node].name.clone()),
+                        state: state.to_string(),
+                        restarts: u32::try_from((task + index) % 5).unwrap_or(0),
+                    }
+                })
+                .collect();
+            TaskStatus { name, replicas: REPLICAS as u32, instances }
+        })
+        .collect();
     let samples: BTreeMap<String, MetricsSample> = nodes
         .iter()
         .map(|node| {
@@ -77,7 +112,12 @@ fn fleet(count: usize) -> Snapshot {
         })
         .collect();
     Snapshot {
-        status: ClusterStatus { nodes, tasks: Vec::new(), ..ClusterStatus::default() },
+        status: ClusterStatus {
+            nodes,
+            tasks,
+            headroom: Headroom { failures_survived: Some(1), capacity_ok: true },
+            failover_paused: Some(format!("{} of {count} nodes failed within 10s: failover PAUSED", count / 40)),
+        },
         samples,
         events,
         dropped_events: 0,
@@ -87,27 +127,65 @@ fn fleet(count: usize) -> Snapshot {
     }
 }
 
+/// An app over `count` nodes, selection in the middle so tables scroll and
+/// the ring highlights arcs and instances, on view `view` (`'1'`–`'4'`).
+fn app(count: usize, view: char) -> App {
+    let mut app = App::new("ringwatch");
+    app.apply_snapshot(fleet(count), 0);
+    handle_key(&mut app, KeyEvent::from(KeyCode::Char(view)));
+    for _ in 0..count / 2 {
+        handle_key(&mut app, KeyEvent::from(KeyCode::Down));
+    }
+    app
+}
+
+/// A drain's plan: one move per instance of a busy node, and a note.
+fn drain_plan() -> Plan {
+    Plan {
+        action: "drain node \"node-00500\"".to_string(),
+        moves: (0..40)
+            .map(|index| Move {
+                instance: format!("task-{index:04}/0"),
+                kind: MoveKind::Migrate,
+                from: Some("node-00500".to_string()),
+                to: Some(format!("node-{:05}", index * 11)),
+            })
+            .collect(),
+        headroom_before: Headroom { failures_survived: Some(1), capacity_ok: true },
+        headroom_after: Headroom { failures_survived: Some(1), capacity_ok: false },
+        notes: vec!["task-0041/0 has nowhere to go: no eligible node without an instance of its task".to_string()],
+    }
+}
+
+fn frame(bench: &mut criterion::Bencher<'_>, app: &App) {
+    let Ok(mut terminal) = Terminal::new(TestBackend::new(200, 60));
+    bench.iter(|| {
+        let mut hits = None;
+        let Ok(_) = terminal.draw(|frame| hits = Some(views::draw(frame, app)));
+        black_box(hits)
+    });
+}
+
 fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("overview_frame_200x60");
     for count in [1_000, 5_000] {
-        let mut app = App::new("ringwatch");
-        app.apply_snapshot(fleet(count), 0);
-        let Ok(mut terminal) = Terminal::new(TestBackend::new(200, 60));
-        // Select a node in the middle so the table scrolls and the ring
-        // highlights arcs.
-        for _ in 0..count / 2 {
-            ringwatch::ui::keys::handle_key(
-                &mut app,
-                crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Down),
-            );
-        }
-        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |bench, _| {
-            bench.iter(|| {
-                let mut hits = None;
-                let Ok(_) = terminal.draw(|frame| hits = Some(views::draw(frame, &app)));
-                black_box(hits)
-            });
-        });
+        let app = app(count, '1');
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |bench, _| frame(bench, &app));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("tasks_frame_200x60");
+    for count in [1_000, 5_000] {
+        let app = app(count, '4');
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |bench, _| frame(bench, &app));
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("plan_dialog_frame_200x60");
+    for count in [1_000, 5_000] {
+        let mut app = app(count, '1');
+        app.show_plan(OperatorAction::Drain { node: "node-00500".to_string() }, Ok(drain_plan()));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &count, |bench, _| frame(bench, &app));
     }
     group.finish();
 

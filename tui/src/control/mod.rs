@@ -1,6 +1,6 @@
 //! The control plane: QUIC server, node table, failure-detection loop,
 //! event log and persistent store. Views never reach in here: they read
-//! [`ControlPlane::status`] and the event log, and send commands.
+//! [`ControlView`] (status, samples) and the event log, and send commands.
 //!
 //! # Layout
 //! - [`server`]: accepting connections and serving agents and admin clients.

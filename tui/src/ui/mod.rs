@@ -10,14 +10,21 @@
 //! hundred milliseconds, so it runs on a blocking thread while the old ring
 //! stays on screen.
 //!
+//! Operator actions are planned before they are done: a key asks for the
+//! plan ([`keys::Action::Plan`]), the loop gets it from the console
+//! ([`ConsoleHandle::plan`]) into a confirmation dialog, and only a confirmed
+//! plan is sent as [`Command::Act`](crate::handle::Command::Act) — see
+//! [`perform`].
+//!
 //! # Layout
 //! - [`state`]: the app state built from snapshots (selection, sort,
 //!   filter, history, the cached ring, the status line).
-//! - [`keys`]: keys and mouse → state changes and [`keys::Action`]s.
+//! - [`keys`]: keys and mouse → state changes and [`keys::Action`]s; the
+//!   `:` command line's parser.
 //! - [`views`]: drawing, which only reads state.
 //! - [`ring`]: the ring's geometry and drawing cache.
 //! - [`theme`]: colours of node states and widgets.
-//! - [`format`]: compact number formatting.
+//! - [`format`](mod@format): compact number formatting.
 //!
 //! [`Snapshot`]: crate::handle::Snapshot
 //! [`Command`]: crate::handle::Command
@@ -71,6 +78,36 @@ pub struct UiOptions {
 impl Default for UiOptions {
     fn default() -> Self {
         Self { title: "ringwatch".to_string(), tick: Duration::from_millis(250) }
+    }
+}
+
+/// What the loop does after [`perform`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Carry on.
+    Stay,
+    /// Carry on with a fresh snapshot: the console was asked to change.
+    Refresh,
+    /// Leave the UI.
+    Quit,
+}
+
+/// Carries out what an input asked for, against the console: a plan goes
+/// into the confirmation dialog (or its refusal into the status line), a
+/// command's outcome into the status line.
+pub fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) -> Flow {
+    match action {
+        Action::None => Flow::Stay,
+        Action::Quit => Flow::Quit,
+        Action::Plan(action) => {
+            let plan = handle.plan(&action);
+            app.show_plan(action, plan);
+            Flow::Stay
+        }
+        Action::Command(command) => {
+            app.command_result(handle.command(command));
+            Flow::Refresh
+        }
     }
 }
 
@@ -145,13 +182,11 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
             event = input.next() => match event {
                 Some(Ok(event)) => {
                     dirty = true;
-                    match keys::handle_event(&mut app, &event) {
-                        Action::None => {}
-                        Action::Quit => break,
-                        Action::Command(command) => {
-                            app.command_result(handle.command(command));
-                            stale = true;
-                        }
+                    let action = keys::handle_event(&mut app, &event);
+                    match perform(&mut app, handle.as_ref(), action) {
+                        Flow::Stay => {}
+                        Flow::Refresh => stale = true,
+                        Flow::Quit => break,
                     }
                 }
                 Some(Err(err)) => return Err(err).context("failed to read terminal input"),

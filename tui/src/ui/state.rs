@@ -3,14 +3,20 @@
 //!
 //! Nothing here reads the clock: the caller passes `now_ms` (milliseconds on
 //! any monotonic scale), so tests are deterministic.
+//!
+//! Besides what the console says, the state holds what the operator is in
+//! the middle of: a plan awaiting confirmation ([`PlanDialog`]), a list to
+//! pick from ([`Picker`]) and the `:` command line.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use ratatui::layout::Rect;
 use ringwatch_shared::metrics::MetricsSample;
+use ringwatch_shared::placement::Headroom;
+use ringwatch_shared::plan::{OperatorAction, Plan};
 use ringwatch_shared::ring::stable_hash;
-use ringwatch_shared::status::{ClusterEvent, NodeState, NodeStatus, TaskStatus};
+use ringwatch_shared::status::{ClusterEvent, InstanceStatus, NodeState, NodeStatus, TaskStatus};
 
 use crate::handle::Snapshot;
 use crate::ui::format::contains_ignore_case;
@@ -352,21 +358,183 @@ pub struct TaskRow {
     pub name: String,
     /// Instances wanted.
     pub replicas: u32,
-    /// Its instances: id, node, state, restarts.
-    pub instances: Vec<(String, Option<String>, String, u32)>,
+    /// Its instances.
+    pub instances: Vec<InstanceRow>,
+    /// How many of them run.
+    pub running: usize,
+    /// Restarts of all its instances.
+    pub restarts: u32,
 }
 
 impl From<TaskStatus> for TaskRow {
     fn from(task: TaskStatus) -> Self {
+        let instances: Vec<InstanceRow> = task.instances.into_iter().map(InstanceRow::from).collect();
         Self {
             name: task.name,
             replicas: task.replicas,
-            instances: task
-                .instances
-                .into_iter()
-                .map(|instance| (instance.id, instance.node, instance.state, instance.restarts))
-                .collect(),
+            running: instances.iter().filter(|instance| instance.state == "running").count(),
+            restarts: instances.iter().map(|instance| instance.restarts).sum(),
+            instances,
         }
+    }
+}
+
+impl TaskRow {
+    /// Whether the filter `needle` matches its name, an instance or a node
+    /// it runs on.
+    pub fn matches(&self, needle: &str) -> bool {
+        contains_ignore_case(&self.name, needle)
+            || self.instances.iter().any(|instance| {
+                contains_ignore_case(&instance.id, needle)
+                    || instance.node.as_deref().is_some_and(|node| contains_ignore_case(node, needle))
+            })
+    }
+}
+
+/// One instance of a task, as the views show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceRow {
+    /// `task/index`.
+    pub id: String,
+    /// The node it is placed on, if any.
+    pub node: Option<String>,
+    /// `pending`, `starting`, `running`, `restarting`, `stopping`,
+    /// `stopped` or `failed`.
+    pub state: String,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// The state of its node, when the node is known: an instance "running"
+    /// on a failed node is not running.
+    pub node_state: Option<NodeState>,
+}
+
+impl From<InstanceStatus> for InstanceRow {
+    fn from(instance: InstanceStatus) -> Self {
+        Self {
+            id: instance.id,
+            node: instance.node,
+            state: instance.state,
+            restarts: instance.restarts,
+            node_state: None,
+        }
+    }
+}
+
+/// The task of an instance id: what comes before its last `/`.
+pub fn task_of(instance: &str) -> &str {
+    instance.rsplit_once('/').map_or(instance, |(task, _)| task)
+}
+
+/// A row of the tasks view: a task, or one of its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskItem {
+    /// The task, as an index into the app's tasks.
+    pub task: usize,
+    /// The instance, as an index into the task's instances; `None` for the
+    /// task's own row.
+    pub instance: Option<usize>,
+}
+
+/// What the tasks view has selected, by name, so new snapshots keep it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskPick {
+    /// A task's own row.
+    Task(String),
+    /// An instance, by id.
+    Instance(String),
+}
+
+/// A plan on screen: confirmed with Enter, or only read (what-if).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanDialog {
+    /// The action the plan is for, sent as is when confirmed.
+    pub action: OperatorAction,
+    /// The console's plan.
+    pub plan: Plan,
+    /// How many lines of moves and notes are scrolled past.
+    pub scroll: usize,
+}
+
+impl PlanDialog {
+    /// Whether the plan is only shown, never carried out (what-if).
+    pub fn read_only(&self) -> bool {
+        matches!(self.action, OperatorAction::WhatIf { .. })
+    }
+}
+
+/// What a pick leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PickStep {
+    /// The picked instance is restarted (its plan is shown).
+    Restart,
+    /// The picked instance is migrated: a target is picked next.
+    MigrateInstance,
+    /// `instance` migrates to the picked node (its plan is shown).
+    MigrateTarget {
+        /// `task/index`.
+        instance: String,
+    },
+}
+
+/// What a picker row says beside its name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PickFacts {
+    /// An instance: its state and node.
+    Instance {
+        /// Its state.
+        state: String,
+        /// Its node.
+        node: Option<String>,
+    },
+    /// A node: its state, load and CPU.
+    Node {
+        /// Its liveness.
+        state: NodeState,
+        /// Instances placed on it.
+        instances: usize,
+        /// CPU use, percent.
+        cpu_percent: f64,
+    },
+}
+
+/// One row of a picker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickItem {
+    /// What is picked: an instance id or a node name.
+    pub value: String,
+    /// Shown beside it.
+    pub facts: PickFacts,
+}
+
+/// A list to pick one item from, narrowed by typing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Picker {
+    /// What the pick leads to.
+    pub step: PickStep,
+    /// The question, in the popup's title.
+    pub title: String,
+    /// Every item, in display order.
+    pub items: Vec<PickItem>,
+    /// What was typed: items containing it stay.
+    pub query: String,
+    /// The highlighted position among the matching items.
+    pub cursor: usize,
+}
+
+impl Picker {
+    /// A picker over `items` with the first one highlighted.
+    pub fn new(step: PickStep, title: impl Into<String>, items: Vec<PickItem>) -> Self {
+        Self { step, title: title.into(), items, query: String::new(), cursor: 0 }
+    }
+
+    /// The items the query lets through, in order.
+    pub fn matching(&self) -> impl Iterator<Item = &PickItem> {
+        self.items.iter().filter(|item| contains_ignore_case(&item.value, &self.query))
+    }
+
+    /// The highlighted item.
+    pub fn current(&self) -> Option<&PickItem> {
+        self.matching().nth(self.cursor)
     }
 }
 
@@ -404,6 +572,16 @@ pub struct Hits {
     pub ring: Option<RingHit>,
     /// The event list's body, and how many events it shows.
     pub events: Option<(Rect, usize)>,
+    /// The tasks table's body.
+    pub tasks: Option<TableHit>,
+    /// A picker's list: its rows, and the first matching item drawn.
+    pub picker: Option<TableHit>,
+    /// Lines of the help that fit, and how many there are: scrolling stops
+    /// at the end.
+    pub help_lines: Option<(usize, usize)>,
+    /// Lines of moves and notes the plan dialog shows, and how many there
+    /// are.
+    pub dialog_lines: Option<(usize, usize)>,
 }
 
 /// The node table as last drawn.
@@ -435,6 +613,8 @@ pub struct App {
     pub(crate) back: View,
     /// Whether the help overlay is open.
     pub(crate) help: bool,
+    /// How many lines of the help are scrolled past (it may not fit 80×24).
+    pub(crate) help_scroll: usize,
     /// The node table's order.
     pub(crate) sort: SortKey,
     /// Whether that order is reversed (`S`).
@@ -475,6 +655,8 @@ pub struct App {
     /// Instances as dots on the ring: the angle of their key's hash and the
     /// state of the node running them.
     pub(crate) instance_dots: Vec<(f64, NodeState)>,
+    /// The angles of the selected node's instances, highlighted on the ring.
+    pub(crate) selected_dots: Vec<f64>,
     /// The selected node's arcs `(start, sweep)`, recomputed when the
     /// selection or the ring changes.
     pub(crate) selected_arcs: Vec<(f64, f64)>,
@@ -492,12 +674,33 @@ pub struct App {
     pub(crate) event_scroll: usize,
     /// Tasks of the desired state.
     pub(crate) tasks: Vec<TaskRow>,
+    /// The rows of the tasks view the filter lets through: each task, then
+    /// its instances.
+    pub(crate) task_items: Vec<TaskItem>,
+    /// The tasks view's selection, by name.
+    pub(crate) task_selected: Option<TaskPick>,
+    /// The selected row's position in `task_items`.
+    pub(crate) task_cursor: usize,
+    /// The first tasks row drawn last time.
+    pub(crate) task_offset: usize,
     /// Nodes per state, in [`STATES`] order.
     pub(crate) counts: [usize; 6],
-    /// Instances placed in total.
+    /// Cordoned nodes.
+    pub(crate) cordoned: usize,
+    /// Instances of all tasks.
     pub(crate) instances: usize,
-    /// Further node failures every task survives, when there are tasks.
-    pub(crate) headroom: Option<usize>,
+    /// Further node failures every task survives, as the console computes
+    /// it.
+    pub(crate) headroom: Headroom,
+    /// Why automatic failover is paused, if it is: shown loudly on every
+    /// view until resumed.
+    pub(crate) failover_paused: Option<String>,
+    /// A plan awaiting confirmation (or, for what-if, reading).
+    pub(crate) dialog: Option<PlanDialog>,
+    /// A list to pick an instance or a node from, for `r` and `m`.
+    pub(crate) picker: Option<Picker>,
+    /// The `:` command line being typed, without the colon.
+    pub(crate) command_line: Option<String>,
     /// Whether demo commands are available.
     pub(crate) demo: bool,
     /// Where the console listens.
@@ -518,6 +721,7 @@ impl App {
             view: View::Overview,
             back: View::Overview,
             help: false,
+            help_scroll: 0,
             sort: SortKey::Name,
             reversed: false,
             filter: String::new(),
@@ -535,6 +739,7 @@ impl App {
             ring_request: None,
             ring_states: Vec::new(),
             instance_dots: Vec::new(),
+            selected_dots: Vec::new(),
             selected_arcs: Vec::new(),
             events: VecDeque::new(),
             last_seq: 0,
@@ -542,9 +747,18 @@ impl App {
             dropped_events: 0,
             event_scroll: 0,
             tasks: Vec::new(),
+            task_items: Vec::new(),
+            task_selected: None,
+            task_cursor: 0,
+            task_offset: 0,
             counts: [0; 6],
+            cordoned: 0,
             instances: 0,
-            headroom: None,
+            headroom: Headroom::default(),
+            failover_paused: None,
+            dialog: None,
+            picker: None,
+            command_line: None,
             demo: false,
             listen: None,
             message: None,
@@ -571,16 +785,21 @@ impl App {
             .collect();
         self.refresh_ring();
         self.counts = [0; 6];
+        self.cordoned = 0;
         for node in &self.nodes {
             if let Some(slot) = STATES.iter().position(|&state| state == node.state) {
                 self.counts[slot] += 1;
             }
+            self.cordoned += usize::from(node.cordoned);
         }
+        self.headroom = status.headroom;
+        self.failover_paused = status.failover_paused;
         self.tasks = status.tasks.into_iter().map(TaskRow::from).collect();
         self.refresh_tasks();
         self.record_history();
         self.ingest_events(events);
         self.refresh_order();
+        self.refresh_task_items();
         if self.message.as_ref().is_some_and(|message| self.now_ms.saturating_sub(message.since_ms) >= MESSAGE_TTL_MS) {
             self.message = None;
         }
@@ -591,7 +810,19 @@ impl App {
         if let Some(table) = hits.table {
             self.table_offset = table.offset;
         }
+        if let Some(table) = hits.tasks {
+            self.task_offset = table.offset;
+        }
         self.hits = hits;
+    }
+
+    /// Shows the console's plan for `action` in the confirmation dialog, or
+    /// why there is none in the status line.
+    pub fn show_plan(&mut self, action: OperatorAction, plan: Result<Plan, String>) {
+        match plan {
+            Ok(plan) => self.dialog = Some(PlanDialog { action, plan, scroll: 0 }),
+            Err(err) => self.set_message(format!("cannot {}: {err}", action_words(&action)), MessageKind::Error),
+        }
     }
 
     /// Shows a command's outcome in the status line.
@@ -705,6 +936,16 @@ impl App {
                 Some(name) => self.ring.arcs_of(name),
                 None => Vec::new(),
             };
+            self.map_selected_dots();
+        }
+    }
+
+    /// The angles of the selected node's instances.
+    fn map_selected_dots(&mut self) {
+        self.selected_dots.clear();
+        if let Some(node) = self.selected_node() {
+            let dots: Vec<f64> = node.instances.iter().map(|id| angle_of(stable_hash(id.as_bytes()))).collect();
+            self.selected_dots = dots;
         }
     }
 
@@ -775,31 +1016,135 @@ impl App {
                 self.instance_dots.push((angle_of(stable_hash(id.as_bytes())), node.state));
             }
         }
+        self.map_selected_dots();
     }
 
+    /// Counts instances and notes the state of each instance's node.
     fn refresh_tasks(&mut self) {
         self.instances = self.tasks.iter().map(|task| task.instances.len()).sum();
         if self.tasks.is_empty() {
-            self.headroom = None;
             return;
         }
-        let up: HashSet<&str> =
-            self.nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();
-        // DESIGN §5: the min over tasks of distinct live nodes − 1.
-        self.headroom = self
+        let states: HashMap<&str, NodeState> = self.nodes.iter().map(|node| (node.name.as_str(), node.state)).collect();
+        for task in &mut self.tasks {
+            for instance in &mut task.instances {
+                instance.node_state = instance.node.as_deref().and_then(|node| states.get(node).copied());
+            }
+        }
+    }
+
+    /// Re-filters the tasks view's rows, keeping the selected one.
+    pub(crate) fn refresh_task_items(&mut self) {
+        self.task_items.clear();
+        for (index, task) in self.tasks.iter().enumerate() {
+            if !task.matches(&self.filter) {
+                continue;
+            }
+            self.task_items.push(TaskItem { task: index, instance: None });
+            self.task_items
+                .extend((0..task.instances.len()).map(|instance| TaskItem { task: index, instance: Some(instance) }));
+        }
+        let position = self
+            .task_selected
+            .as_ref()
+            .and_then(|pick| self.task_items.iter().position(|&item| self.is_task_pick(item, pick)));
+        match position {
+            Some(position) => self.task_cursor = position,
+            None => self.select_task_position(self.task_cursor),
+        }
+    }
+
+    /// The task (and instance) of a tasks view row.
+    pub fn task_item(&self, item: TaskItem) -> Option<(&TaskRow, Option<&InstanceRow>)> {
+        let task = self.tasks.get(item.task)?;
+        match item.instance {
+            Some(index) => task.instances.get(index).map(|instance| (task, Some(instance))),
+            None => Some((task, None)),
+        }
+    }
+
+    /// The tasks view's selected row.
+    pub fn selected_task_item(&self) -> Option<(&TaskRow, Option<&InstanceRow>)> {
+        self.task_items.get(self.task_cursor).and_then(|&item| self.task_item(item))
+    }
+
+    fn is_task_pick(&self, item: TaskItem, pick: &TaskPick) -> bool {
+        match (self.task_item(item), pick) {
+            (Some((_, Some(instance))), TaskPick::Instance(id)) => instance.id == *id,
+            (Some((task, None)), TaskPick::Task(name)) => task.name == *name,
+            _ => false,
+        }
+    }
+
+    fn task_pick(&self, item: TaskItem) -> Option<TaskPick> {
+        self.task_item(item).map(|(task, instance)| match instance {
+            Some(instance) => TaskPick::Instance(instance.id.clone()),
+            None => TaskPick::Task(task.name.clone()),
+        })
+    }
+
+    /// Moves the tasks view's selection to row `position` (clamped).
+    pub(crate) fn select_task_position(&mut self, position: usize) {
+        if self.task_items.is_empty() {
+            self.task_cursor = 0;
+            self.task_selected = None;
+            return;
+        }
+        self.task_cursor = position.min(self.task_items.len() - 1);
+        self.task_selected = self.task_pick(self.task_items[self.task_cursor]);
+    }
+
+    /// Moves the tasks view's selection by `delta` rows.
+    pub(crate) fn move_task_selection(&mut self, delta: isize) {
+        self.select_task_position(self.task_cursor.saturating_add_signed(delta));
+    }
+
+    /// An instance by id.
+    pub fn instance(&self, id: &str) -> Option<&InstanceRow> {
+        let task = self.tasks.iter().find(|task| task.name == task_of(id))?;
+        task.instances.iter().find(|instance| instance.id == id)
+    }
+
+    /// The instances placed on node `name`, as picker rows.
+    pub fn instances_on(&self, name: &str) -> Vec<PickItem> {
+        let Some(node) = self.nodes.iter().find(|node| node.name == name) else {
+            return Vec::new();
+        };
+        node.instances
+            .iter()
+            .map(|id| {
+                let state = self.instance(id).map_or_else(|| "unknown".to_string(), |instance| instance.state.clone());
+                PickItem { value: id.clone(), facts: PickFacts::Instance { state, node: Some(node.name.clone()) } }
+            })
+            .collect()
+    }
+
+    /// The nodes `instance` may migrate to: alive, not cordoned, and not
+    /// running it or another instance of its task. Least loaded first.
+    pub fn migration_targets(&self, instance: &str) -> Vec<PickItem> {
+        let taken: HashSet<&str> = self
             .tasks
             .iter()
-            .map(|task| {
-                let live: HashSet<&str> = task
-                    .instances
-                    .iter()
-                    .filter(|(_, _, state, _)| state == "running")
-                    .filter_map(|(_, node, _, _)| node.as_deref())
-                    .filter(|node| up.contains(node))
-                    .collect();
-                live.len().saturating_sub(1)
+            .filter(|task| task.name == task_of(instance))
+            .flat_map(|task| task.instances.iter().filter_map(|sibling| sibling.node.as_deref()))
+            .collect();
+        let mut targets: Vec<&NodeRow> = self
+            .nodes
+            .iter()
+            .filter(|node| node.state == NodeState::Alive && !node.cordoned && !taken.contains(node.name.as_str()))
+            .collect();
+        targets.sort_by(|a, b| a.instances.len().cmp(&b.instances.len()).then_with(|| a.name.cmp(&b.name)));
+        targets
+            .into_iter()
+            .map(|node| PickItem {
+                value: node.name.clone(),
+                facts: PickFacts::Node {
+                    state: node.state,
+                    instances: node.instances.len(),
+                    cpu_percent: node.cpu_percent,
+                },
             })
-            .min();
+            .collect()
     }
 
     fn record_history(&mut self) {
@@ -859,6 +1204,19 @@ impl App {
             // Scrolled back: keep the same events on screen.
             self.event_scroll += new_matching;
         }
+    }
+}
+
+/// An action in a few words, for the status line: `drain "a"`.
+pub fn action_words(action: &OperatorAction) -> String {
+    match action {
+        OperatorAction::Restart { target } => format!("restart {target}"),
+        OperatorAction::Migrate { instance, to } => format!("migrate {instance} to \"{to}\""),
+        OperatorAction::Drain { node } => format!("drain \"{node}\""),
+        OperatorAction::Cordon { node } => format!("cordon \"{node}\""),
+        OperatorAction::Uncordon { node } => format!("uncordon \"{node}\""),
+        OperatorAction::Resume => "resume failover".to_string(),
+        OperatorAction::WhatIf { node } => format!("plan a failure of \"{node}\""),
     }
 }
 

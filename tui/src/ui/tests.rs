@@ -11,14 +11,16 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
+use ringwatch_shared::placement::Headroom;
+use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeState, NodeStatus};
 use tokio::sync::broadcast;
 
 use crate::handle::{Command, ConsoleHandle, DemoAction, Snapshot};
-use crate::ui::keys::{self, Action, NEEDS_TASKS};
+use crate::ui::keys::{self, Action, Parsed, parse_command};
 use crate::ui::ring::angle_at;
-use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, SortKey, View};
-use crate::ui::views;
+use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, PickStep, SortKey, View, action_words};
+use crate::ui::{Flow, perform, views};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
@@ -298,7 +300,9 @@ fn tasks_80x24() {
     insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
 }
 
-/// The fixture once workloads run: tasks, instances and their usage.
+/// The fixture once workloads run: tasks, instances and their usage, the
+/// console's headroom, and two more alive nodes — `golf` free, `hotel`
+/// cordoned — so migrations have somewhere (and somewhere not) to go.
 fn with_tasks(mut snapshot: Snapshot) -> Snapshot {
     use ringwatch_shared::metrics::InstanceUsage;
     use ringwatch_shared::status::{InstanceStatus, TaskStatus};
@@ -336,17 +340,139 @@ fn with_tasks(mut snapshot: Snapshot) -> Snapshot {
             InstanceUsage { instance: "cache/0".into(), cpu_permille: 30, rss_bytes: 310 * MIB },
         ];
     }
+    snapshot.status.nodes.push(NodeStatus { cpu_percent: 4.0, ..node("golf", NodeState::Alive) });
+    snapshot.status.nodes.push(NodeStatus { cordoned: true, ..node("hotel", NodeState::Alive) });
+    snapshot.status.headroom = Headroom { failures_survived: Some(0), capacity_ok: true };
+    snapshot
+}
+
+/// [`app`] once workloads run.
+fn app_with_tasks() -> App {
+    let mut app = app();
+    app.apply_snapshot(with_tasks(snapshot()), 200_000);
+    app
+}
+
+/// The fixture with automatic failover paused.
+fn paused(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.status.failover_paused = Some(
+        "3 of 6 nodes failed within 10s: automatic failover is PAUSED (a console-side network fault must not \
+         become a mass migration); resume with `ringwatch resume` or `:resume`"
+            .into(),
+    );
     snapshot
 }
 
 #[test]
-fn with_tasks_80x24() {
-    let mut app = app();
-    app.apply_snapshot(with_tasks(snapshot()), 200_000);
+fn tasks_with_instances_80x24() {
+    let mut app = app_with_tasks();
     assert_eq!(app.instances, 4);
-    assert_eq!(app.headroom, Some(0), "cache runs on one live node only");
+    assert_eq!(app.headroom.failures_survived, Some(0), "the console's figure");
     assert_eq!(app.instance_dots.len(), 3, "placed instances are dots on the ring");
     key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Down);
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn tasks_with_instances_160x48() {
+    let mut app = app_with_tasks();
+    // cache/0 runs on a node that just failed; cache/1 is crash-looping.
+    let mut next = with_tasks(snapshot());
+    for node in &mut next.status.nodes {
+        if node.name == "alpha" {
+            node.state = NodeState::Failed;
+        }
+    }
+    next.status.tasks[1].instances[1].state = "restarting".into();
+    next.status.tasks[1].instances[1].node = Some("golf".into());
+    next.status.tasks.push(ringwatch_shared::status::TaskStatus {
+        name: "batch".into(),
+        replicas: 1,
+        instances: vec![ringwatch_shared::status::InstanceStatus {
+            id: "batch/0".into(),
+            node: Some("bravo".into()),
+            state: "failed".into(),
+            restarts: 6,
+        }],
+    });
+    app.apply_snapshot(next, 201_000);
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::End);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn instance_states_have_their_colours_in_the_tasks_view() {
+    let mut app = app();
+    let mut next = with_tasks(snapshot());
+    let states = ["running", "starting", "restarting", "pending", "failed"];
+    next.status.tasks = vec![ringwatch_shared::status::TaskStatus {
+        name: "web".into(),
+        replicas: 5,
+        instances: states
+            .iter()
+            .enumerate()
+            .map(|(index, state)| ringwatch_shared::status::InstanceStatus {
+                id: format!("web/{index}"),
+                node: Some("golf".into()),
+                state: (*state).into(),
+                restarts: 0,
+            })
+            .collect(),
+    }];
+    app.apply_snapshot(next, 200_000);
+    key(&mut app, KeyCode::Char('4'));
+    let terminal = draw(&mut app, 120, 30);
+    let buffer = terminal.backend().buffer();
+    for (index, (state, color)) in
+        states.iter().zip([Color::Green, Color::Yellow, Color::Yellow, Color::Gray, Color::Red]).enumerate()
+    {
+        let (_, row) = row_with(buffer, &format!("web/{index} ")).unwrap();
+        let line: String = row.iter().map(ratatui::buffer::Cell::symbol).collect();
+        let column = line.find(state).map(|byte| line[..byte].chars().count()).unwrap();
+        assert_eq!(row[column].fg, color, "{state}");
+    }
+}
+
+#[test]
+fn overview_with_tasks_160x48() {
+    let mut app = app_with_tasks();
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn confirm_drain_80x24() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char('d'));
+    assert!(app.dialog.is_some());
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn what_if_160x48() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char('w'));
+    assert!(app.dialog.as_ref().unwrap().read_only());
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn migrate_picker_80x24() {
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::End);
+    assert_eq!(app.selected_task_item().unwrap().1.unwrap().id, "cache/1");
+    key(&mut app, KeyCode::Char('m'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn paused_banner_80x24() {
+    let mut app = app_with_tasks();
+    app.apply_snapshot(paused(with_tasks(snapshot())), 201_000);
     insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
 }
 
@@ -590,17 +716,6 @@ fn the_filter_edits_and_narrows_nodes_and_events() {
 }
 
 #[test]
-fn action_keys_say_they_need_tasks() {
-    let mut app = app();
-    for c in ['r', 'm', 'd', 'c', 'w'] {
-        app.message = None;
-        assert_eq!(key(&mut app, KeyCode::Char(c)), Action::None);
-        let message = app.message.as_ref().unwrap();
-        assert_eq!((message.text.as_str(), message.kind), (NEEDS_TASKS, MessageKind::Info));
-    }
-}
-
-#[test]
 fn demo_keys_act_on_the_selected_node_only_in_the_demo() {
     let mut app = app();
     key(&mut app, KeyCode::Down);
@@ -814,16 +929,55 @@ fn scrolled_back_events_stay_put_when_new_ones_arrive() {
     assert_eq!(app.event_scroll, 14, "Home shows the oldest");
 }
 
-/// A console that serves a fixed snapshot and records commands.
+/// A console that serves a fixed snapshot, plans every action with the
+/// same fixed plan (except on a node named `nowhere`), and records plans and
+/// commands.
 struct FakeConsole {
     snapshot: Snapshot,
     commands: Mutex<Vec<Command>>,
+    plans: Mutex<Vec<OperatorAction>>,
     events: broadcast::Sender<ClusterEvent>,
 }
 
 impl FakeConsole {
     fn new(snapshot: Snapshot) -> Self {
-        Self { snapshot, commands: Mutex::new(Vec::new()), events: broadcast::channel(16).0 }
+        Self {
+            snapshot,
+            commands: Mutex::new(Vec::new()),
+            plans: Mutex::new(Vec::new()),
+            events: broadcast::channel(16).0,
+        }
+    }
+
+    fn commands(&self) -> Vec<Command> {
+        self.commands.lock().unwrap().clone()
+    }
+
+    fn plans(&self) -> Vec<OperatorAction> {
+        self.plans.lock().unwrap().clone()
+    }
+}
+
+/// The plan the fake console gives for everything.
+fn fixed_plan() -> Plan {
+    let migrate = |instance: &str, from: &str, to: &str| Move {
+        instance: instance.into(),
+        kind: MoveKind::Migrate,
+        from: Some(from.into()),
+        to: Some(to.into()),
+    };
+    Plan {
+        action: "drain node \"alpha\"".into(),
+        moves: vec![
+            migrate("web/0", "alpha", "golf"),
+            migrate("cache/0", "alpha", "bravo"),
+            Move { instance: "cache/1".into(), kind: MoveKind::Start, from: None, to: Some("golf".into()) },
+            Move { instance: "web/1".into(), kind: MoveKind::Restart, from: Some("bravo".into()), to: None },
+            Move { instance: "batch/0".into(), kind: MoveKind::Stop, from: Some("alpha".into()), to: None },
+        ],
+        headroom_before: Headroom { failures_survived: Some(1), capacity_ok: true },
+        headroom_after: Headroom { failures_survived: Some(0), capacity_ok: false },
+        notes: vec!["cache/2 has nowhere to go: no eligible node without an instance of its task".into()],
     }
 }
 
@@ -836,14 +990,535 @@ impl ConsoleHandle for FakeConsole {
         self.events.subscribe()
     }
 
-    // Commands beyond the demo's may be added to the boundary.
-    #[allow(unreachable_patterns)]
     fn command(&self, command: Command) -> Result<String, String> {
         let text = match &command {
             Command::Demo { node, action } => format!("{} \"{node}\"", format!("{action:?}").to_lowercase()),
-            _ => return Err("not in the fake console".to_string()),
+            Command::Act(OperatorAction::WhatIf { .. }) => return Err("a what-if plan is never executed".into()),
+            Command::Act(action) => format!("{}: started", action_words(action)),
         };
         self.commands.lock().unwrap().push(command);
         Ok(text)
+    }
+
+    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
+        self.plans.lock().unwrap().push(action.clone());
+        match action {
+            OperatorAction::Drain { node } | OperatorAction::Cordon { node } if node == "nowhere" => {
+                Err("no node named \"nowhere\"".into())
+            }
+            _ => Ok(fixed_plan()),
+        }
+    }
+}
+
+/// A key, carried out against `console` as the loop does.
+fn press(app: &mut App, console: &FakeConsole, code: KeyCode) -> Flow {
+    let action = key(app, code);
+    perform(app, console, action)
+}
+
+/// Keys typed, carried out against `console`.
+fn type_keys(app: &mut App, console: &FakeConsole, text: &str) {
+    for c in text.chars() {
+        press(app, console, KeyCode::Char(c));
+    }
+}
+
+/// Every line of the screen, joined.
+fn screen(terminal: &Terminal<TestBackend>) -> String {
+    let buffer = terminal.backend().buffer();
+    let width = usize::from(buffer.area.width);
+    buffer
+        .content
+        .chunks(width)
+        .map(|row| row.iter().map(ratatui::buffer::Cell::symbol).collect::<String>())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---- operator actions ----
+
+#[test]
+fn d_plans_a_drain_and_enter_confirms_it() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    assert_eq!(app.selected(), Some("alpha"));
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::Plan(OperatorAction::Drain { node: "alpha".into() }));
+    assert!(app.dialog.is_none(), "the key only asks for the plan");
+    assert_eq!(press(&mut app, &console, KeyCode::Char('d')), Flow::Stay);
+    assert_eq!(console.plans(), [OperatorAction::Drain { node: "alpha".into() }]);
+    assert_eq!(app.dialog.as_ref().unwrap().plan, fixed_plan());
+    assert!(console.commands().is_empty(), "nothing done before confirmation");
+    // Keys other than the dialog's do nothing while it is open.
+    for c in ['q', 'j', '4', 'd', ':'] {
+        assert_eq!(key(&mut app, KeyCode::Char(c)), Action::None);
+    }
+    assert!(app.dialog.is_some() && app.view() == View::Overview && app.command_line.is_none());
+    assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Refresh);
+    assert!(app.dialog.is_none());
+    assert_eq!(console.commands(), [Command::Act(OperatorAction::Drain { node: "alpha".into() })]);
+    let message = app.message.as_ref().unwrap();
+    assert_eq!((message.text.as_str(), message.kind), ("drain \"alpha\": started", MessageKind::Ok));
+    // `y` confirms too.
+    press(&mut app, &console, KeyCode::Char('d'));
+    press(&mut app, &console, KeyCode::Char('y'));
+    assert_eq!(console.commands().len(), 2);
+}
+
+#[test]
+fn esc_and_n_cancel_a_plan() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    for cancel in [KeyCode::Esc, KeyCode::Char('n')] {
+        press(&mut app, &console, KeyCode::Char('d'));
+        assert!(app.dialog.is_some());
+        assert_eq!(press(&mut app, &console, cancel), Flow::Stay);
+        assert!(app.dialog.is_none());
+        assert_eq!(app.message.as_ref().unwrap().text, "cancelled: drain \"alpha\"");
+    }
+    assert_eq!(console.plans().len(), 2);
+    assert!(console.commands().is_empty());
+}
+
+#[test]
+fn c_cordons_or_uncordons_by_the_nodes_state() {
+    let mut app = app_with_tasks();
+    assert_eq!(key(&mut app, KeyCode::Char('c')), Action::Plan(OperatorAction::Cordon { node: "alpha".into() }));
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "hotel");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.selected(), Some("hotel"));
+    assert_eq!(key(&mut app, KeyCode::Char('c')), Action::Plan(OperatorAction::Uncordon { node: "hotel".into() }));
+}
+
+#[test]
+fn w_shows_a_read_only_plan_that_is_never_carried_out() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Down);
+    press(&mut app, &console, KeyCode::Char('w'));
+    assert_eq!(console.plans(), [OperatorAction::WhatIf { node: "bravo".into() }]);
+    assert!(app.dialog.as_ref().unwrap().read_only());
+    assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Stay, "Enter only closes it");
+    assert!(app.dialog.is_none() && app.message.is_none());
+    press(&mut app, &console, KeyCode::Char('w'));
+    press(&mut app, &console, KeyCode::Esc);
+    assert!(app.dialog.is_none() && app.message.is_none(), "nothing to cancel");
+    assert!(console.commands().is_empty());
+}
+
+#[test]
+fn plan_errors_go_to_the_status_line() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char(':'));
+    type_keys(&mut app, &console, "drain nowhere");
+    assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Stay);
+    assert!(app.dialog.is_none());
+    let message = app.message.as_ref().unwrap();
+    assert_eq!(
+        (message.text.as_str(), message.kind),
+        ("cannot drain \"nowhere\": no node named \"nowhere\"", MessageKind::Error)
+    );
+    // A console that cannot plan at all says so.
+    struct Planless;
+    impl ConsoleHandle for Planless {
+        fn snapshot(&self) -> Snapshot {
+            Snapshot::default()
+        }
+        fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+            broadcast::channel(1).1
+        }
+        fn command(&self, _: Command) -> Result<String, String> {
+            Err("no".into())
+        }
+    }
+    perform(&mut app, &Planless, Action::Plan(OperatorAction::Resume));
+    assert!(app.message.as_ref().unwrap().text.contains("cannot plan"));
+}
+
+#[test]
+fn r_in_the_tasks_view_restarts_the_selected_task_or_instance() {
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Char('4'));
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::Plan(OperatorAction::Restart { target: "web".into() }));
+    key(&mut app, KeyCode::Down);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::Plan(OperatorAction::Restart { target: "web/0".into() }));
+    key(&mut app, KeyCode::End);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::Plan(OperatorAction::Restart { target: "cache/1".into() }));
+}
+
+#[test]
+fn r_in_node_views_picks_one_of_the_nodes_instances() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    // alpha runs two: pick one.
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::None);
+    let picker = app.picker.as_ref().unwrap();
+    assert_eq!(picker.step, PickStep::Restart);
+    let values: Vec<&str> = picker.items.iter().map(|item| item.value.as_str()).collect();
+    assert_eq!(values, ["web/0", "cache/0"]);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(key(&mut app, KeyCode::Enter), Action::Plan(OperatorAction::Restart { target: "cache/0".into() }));
+    assert!(app.picker.is_none());
+    // Esc leaves the picker without a plan.
+    key(&mut app, KeyCode::Char('r'));
+    assert_eq!(press(&mut app, &console, KeyCode::Esc), Flow::Stay);
+    assert!(app.picker.is_none() && console.plans().is_empty());
+    // bravo runs one: no question.
+    key(&mut app, KeyCode::Down);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::Plan(OperatorAction::Restart { target: "web/1".into() }));
+    // charlie runs none.
+    key(&mut app, KeyCode::Down);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::None);
+    assert!(app.picker.is_none());
+    assert!(app.message.as_ref().unwrap().text.contains("runs no instances"));
+}
+
+#[test]
+fn m_picks_an_instance_then_an_eligible_node() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Char('m'));
+    assert_eq!(app.picker.as_ref().unwrap().step, PickStep::MigrateInstance);
+    assert_eq!(key(&mut app, KeyCode::Enter), Action::None, "web/0 picked: now its target");
+    let picker = app.picker.as_ref().unwrap();
+    assert_eq!(picker.step, PickStep::MigrateTarget { instance: "web/0".into() });
+    let targets: Vec<&str> = picker.items.iter().map(|item| item.value.as_str()).collect();
+    assert_eq!(targets, ["golf"], "not alpha (runs it), bravo (runs web/1), hotel (cordoned) nor the unwell");
+    press(&mut app, &console, KeyCode::Enter);
+    assert_eq!(console.plans(), [OperatorAction::Migrate { instance: "web/0".into(), to: "golf".into() }]);
+    press(&mut app, &console, KeyCode::Enter);
+    assert_eq!(
+        console.commands(),
+        [Command::Act(OperatorAction::Migrate { instance: "web/0".into(), to: "golf".into() })]
+    );
+
+    // In the tasks view, on an instance: straight to the targets, least loaded first.
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::End);
+    key(&mut app, KeyCode::Char('m'));
+    let targets: Vec<&str> = app.picker.as_ref().unwrap().items.iter().map(|item| item.value.as_str()).collect();
+    assert_eq!(targets, ["golf", "bravo"]);
+    // Typing narrows (j and k type rather than move here).
+    chars(&mut app, "bxa");
+    assert_eq!(app.picker.as_ref().unwrap().current(), None);
+    key(&mut app, KeyCode::Backspace);
+    key(&mut app, KeyCode::Backspace);
+    assert_eq!(app.picker.as_ref().unwrap().current().unwrap().value, "bravo");
+    assert_eq!(
+        key(&mut app, KeyCode::Enter),
+        Action::Plan(OperatorAction::Migrate { instance: "cache/1".into(), to: "bravo".into() })
+    );
+    // On a task's row: its instances first.
+    key(&mut app, KeyCode::Home);
+    key(&mut app, KeyCode::Char('m'));
+    let picker = app.picker.as_ref().unwrap();
+    assert_eq!(picker.step, PickStep::MigrateInstance);
+    assert_eq!(picker.items.len(), 2);
+}
+
+#[test]
+fn a_long_picker_scrolls_with_its_cursor() {
+    let mut app = app();
+    let mut crowded = with_tasks(snapshot());
+    for index in 0..60 {
+        crowded.status.nodes.push(node(&format!("spare-{index:02}"), NodeState::Alive));
+    }
+    app.apply_snapshot(crowded, 200_000);
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char('m'));
+    assert_eq!(app.picker.as_ref().unwrap().items.len(), 61, "golf and the spares");
+    draw(&mut app, 80, 24);
+    let rows = usize::from(app.hits.picker.unwrap().rows.height);
+    for _ in 0..rows {
+        key(&mut app, KeyCode::Down);
+    }
+    let text = screen(&draw(&mut app, 80, 24));
+    let offset = app.hits.picker.unwrap().offset;
+    assert_eq!(offset, 1, "one past the bottom scrolls by one");
+    assert!(text.contains(&format!("▶ spare-{:02}", rows - 1)), "{text}");
+    key(&mut app, KeyCode::Up);
+    draw(&mut app, 80, 24);
+    assert_eq!(app.hits.picker.unwrap().offset, 1, "moving back inside the window does not scroll");
+    key(&mut app, KeyCode::End);
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("▶ spare-59"), "{text}");
+    chars(&mut app, "spare-0");
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("10 of 61") && text.contains("▶ spare-00"), "typing narrows and starts over: {text}");
+}
+
+#[test]
+fn m_says_when_no_node_can_take_the_instance() {
+    let mut app = app();
+    let mut cramped = with_tasks(snapshot());
+    cramped.status.nodes.retain(|node| node.name != "golf");
+    app.apply_snapshot(cramped, 200_000);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected(), Some("bravo"));
+    assert_eq!(key(&mut app, KeyCode::Char('m')), Action::None);
+    assert!(app.picker.is_none());
+    assert!(app.message.as_ref().unwrap().text.starts_with("no node can take web/1"));
+}
+
+#[test]
+fn node_actions_in_the_tasks_view_act_on_the_instances_node() {
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Char('4'));
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::None, "a task has no one node");
+    assert!(app.message.as_ref().unwrap().text.contains("select an instance"));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected_task_item().unwrap().1.unwrap().id, "web/1");
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::Plan(OperatorAction::Drain { node: "bravo".into() }));
+    assert_eq!(key(&mut app, KeyCode::Char('w')), Action::Plan(OperatorAction::WhatIf { node: "bravo".into() }));
+    assert_eq!(key(&mut app, KeyCode::Char('c')), Action::Plan(OperatorAction::Cordon { node: "bravo".into() }));
+    key(&mut app, KeyCode::End);
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::None);
+    assert!(app.message.as_ref().unwrap().text.contains("cache/1 is not placed"));
+    // The event view has no selected node on screen.
+    key(&mut app, KeyCode::Char('3'));
+    assert_eq!(key(&mut app, KeyCode::Char('d')), Action::None);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), Action::None);
+}
+
+#[test]
+fn the_tasks_view_selection_moves_follows_snapshots_and_opens_the_node() {
+    let mut app = app_with_tasks();
+    key(&mut app, KeyCode::Char('4'));
+    assert_eq!(app.task_items.len(), 6, "two tasks and their four instances");
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected_task_item().unwrap().0.name, "cache");
+    // A new task sorts before: the selection stays on cache.
+    let mut next = with_tasks(snapshot());
+    next.status
+        .tasks
+        .insert(0, ringwatch_shared::status::TaskStatus { name: "api".into(), replicas: 1, instances: Vec::new() });
+    app.apply_snapshot(next, 201_000);
+    assert_eq!(app.task_cursor, 4);
+    assert_eq!(app.selected_task_item().unwrap().0.name, "cache");
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!((app.view(), app.selected()), (View::Detail, Some("alpha")), "cache/0's node");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.view(), View::Tasks);
+    // The filter narrows tasks by name, instance or node.
+    key(&mut app, KeyCode::Char('/'));
+    chars(&mut app, "bravo");
+    assert_eq!(app.task_items.len(), 3, "web runs on bravo");
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.task_items.len(), 7);
+    // A click selects a row.
+    draw(&mut app, 80, 24);
+    let table = app.hits.tasks.unwrap();
+    click(&mut app, table.rows.x + 3, table.rows.y + 2);
+    assert_eq!(app.selected_task_item().unwrap().0.name, "web");
+    assert_eq!(app.task_cursor, 2);
+}
+
+#[test]
+fn the_command_line_plans_actions_and_quits() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char(':'));
+    assert_eq!(app.command_line.as_deref(), Some(""));
+    type_keys(&mut app, &console, "cordon golf");
+    assert_eq!(app.view(), View::Overview, "keys type, not act");
+    let terminal = draw(&mut app, 80, 24);
+    assert!(row_with(terminal.backend().buffer(), ":cordon golf█").is_some());
+    assert!(row_with(terminal.backend().buffer(), "no new placements on NODE").is_some(), "a usage hint");
+    press(&mut app, &console, KeyCode::Enter);
+    assert!(app.command_line.is_none());
+    assert_eq!(console.plans(), [OperatorAction::Cordon { node: "golf".into() }]);
+    press(&mut app, &console, KeyCode::Enter);
+    assert_eq!(console.commands(), [Command::Act(OperatorAction::Cordon { node: "golf".into() })]);
+
+    for (line, action) in [
+        ("resume", OperatorAction::Resume),
+        ("uncordon hotel", OperatorAction::Uncordon { node: "hotel".into() }),
+        ("drain bravo", OperatorAction::Drain { node: "bravo".into() }),
+        ("restart web", OperatorAction::Restart { target: "web".into() }),
+        ("migrate cache/1 golf", OperatorAction::Migrate { instance: "cache/1".into(), to: "golf".into() }),
+    ] {
+        key(&mut app, KeyCode::Char(':'));
+        chars(&mut app, line);
+        assert_eq!(key(&mut app, KeyCode::Enter), Action::Plan(action), ":{line}");
+    }
+    // Mistakes go to the status line; Esc and Backspace on empty leave.
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "migrate web golf");
+    assert_eq!(key(&mut app, KeyCode::Enter), Action::None);
+    let message = app.message.as_ref().unwrap();
+    assert_eq!((message.text.as_str(), message.kind), ("usage: :migrate TASK/INDEX NODE", MessageKind::Error));
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "x");
+    key(&mut app, KeyCode::Esc);
+    assert!(app.command_line.is_none() && app.selected() == Some("alpha"));
+    key(&mut app, KeyCode::Char(':'));
+    key(&mut app, KeyCode::Backspace);
+    assert!(app.command_line.is_none());
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "q");
+    assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Quit);
+}
+
+#[test]
+fn commands_parse_strictly() {
+    let plan = |action| Ok(Parsed::Plan(action));
+    assert_eq!(parse_command("q"), Ok(Parsed::Quit));
+    assert_eq!(parse_command("  resume "), plan(OperatorAction::Resume));
+    assert_eq!(parse_command("cordon a"), plan(OperatorAction::Cordon { node: "a".into() }));
+    assert_eq!(parse_command("uncordon a"), plan(OperatorAction::Uncordon { node: "a".into() }));
+    assert_eq!(parse_command("drain a"), plan(OperatorAction::Drain { node: "a".into() }));
+    assert_eq!(parse_command("whatif a"), plan(OperatorAction::WhatIf { node: "a".into() }));
+    assert_eq!(parse_command("restart web/12"), plan(OperatorAction::Restart { target: "web/12".into() }));
+    assert_eq!(
+        parse_command("migrate web/0 b"),
+        plan(OperatorAction::Migrate { instance: "web/0".into(), to: "b".into() })
+    );
+    assert_eq!(parse_command("drain"), Err("usage: :drain NODE".into()));
+    assert_eq!(parse_command("resume now"), Err("usage: :resume".into()));
+    assert_eq!(parse_command("restart web/x"), Err("usage: :restart TASK[/INDEX]".into()));
+    assert_eq!(parse_command("migrate /0 b"), Err("usage: :migrate TASK/INDEX NODE".into()));
+    assert!(parse_command("reboot a").unwrap_err().starts_with("unknown command \":reboot\" (try :resume"));
+    assert!(parse_command("").is_err());
+}
+
+#[test]
+fn a_long_plan_scrolls_between_its_fixed_lines() {
+    let mut app = app_with_tasks();
+    let mut plan = fixed_plan();
+    plan.moves = (0..40)
+        .map(|index| Move {
+            instance: format!("web/{index}"),
+            kind: MoveKind::Migrate,
+            from: Some("alpha".into()),
+            to: Some("golf".into()),
+        })
+        .collect();
+    app.show_plan(OperatorAction::Drain { node: "alpha".into() }, Ok(plan));
+    let terminal = draw(&mut app, 80, 24);
+    let text = screen(&terminal);
+    assert!(text.contains("web/0 ") && !text.contains("web/39"), "{text}");
+    assert!(text.contains("headroom: survives 1 node failure"), "{text}");
+    assert!(text.contains("→ survives 0 node failures, capacity short"), "{text}");
+    let (shown, total) = app.hits.dialog_lines.unwrap();
+    assert!(shown < total && text.contains(&format!("lines 1–{shown} of {total} ↓")), "{text}");
+    key(&mut app, KeyCode::End);
+    for _ in 0..100 {
+        key(&mut app, KeyCode::Down);
+    }
+    assert_eq!(app.dialog.as_ref().unwrap().scroll, total - shown, "scrolling stops at the end");
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("web/39") && text.contains("note: cache/2 has nowhere to go"), "{text}");
+    assert!(text.contains("Enter/y confirm"), "{text}");
+}
+
+#[test]
+fn the_help_scrolls_when_it_does_not_fit() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("restart the selected task") && !text.contains("Ctrl-C"), "{text}");
+    key(&mut app, KeyCode::End);
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("Ctrl-C") && text.contains(":migrate TASK/INDEX NODE"), "{text}");
+    key(&mut app, KeyCode::Home);
+    assert_eq!(app.help_scroll, 0);
+    let text = screen(&draw(&mut app, 160, 48));
+    let (shown, total) = app.hits.help_lines.unwrap();
+    assert!(text.contains("Ctrl-C") && shown == total, "all of it fits: {text}");
+}
+
+#[test]
+fn the_paused_banner_shows_on_every_view() {
+    let mut app = app_with_tasks();
+    app.apply_snapshot(paused(with_tasks(snapshot())), 201_000);
+    for view in ['1', '2', '3', '4'] {
+        key(&mut app, KeyCode::Char(view));
+        for (width, height) in [(80, 24), (160, 48)] {
+            let terminal = draw(&mut app, width, height);
+            let (y, cells) = row_with(terminal.backend().buffer(), "automatic failover PAUSED — :resume to resume")
+                .unwrap_or_else(|| panic!("view {view} at {width}×{height}"));
+            assert_eq!(y, 2, "right under the cluster bar");
+            assert!(cells.iter().all(|cell| cell.bg == Color::Red), "the whole line is red");
+        }
+    }
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Enter);
+    assert!(row_with(draw(&mut app, 80, 24).backend().buffer(), "failover PAUSED").is_some(), "and the detail");
+    app.apply_snapshot(with_tasks(snapshot()), 202_000);
+    assert!(row_with(draw(&mut app, 80, 24).backend().buffer(), "failover PAUSED").is_none(), "gone once resumed");
+}
+
+#[test]
+fn the_cluster_bar_shows_headroom_in_words_and_cordons() {
+    let mut app = app_with_tasks();
+    let text = screen(&draw(&mut app, 160, 48));
+    assert!(text.contains("instances 4") && text.contains("headroom: survives 0 node failures"), "{text}");
+    assert!(text.contains("2 cordoned ⊘"), "{text}");
+    let text = screen(&draw(&mut app, 80, 24));
+    assert!(text.contains("inst 4") && text.contains("headroom 0"), "{text}");
+    let terminal = draw(&mut app, 160, 48);
+    let (_, row) = row_with(terminal.backend().buffer(), "headroom:").unwrap();
+    assert!(row.iter().any(|cell| cell.fg == Color::Red), "no spare failure is red");
+    let mut empty = App::new("t");
+    empty.apply_snapshot(Snapshot::default(), 0);
+    assert!(screen(&draw(&mut empty, 160, 48)).contains("headroom: no tasks"));
+}
+
+#[test]
+fn the_selected_nodes_instances_are_highlighted_on_the_ring() {
+    let mut app = app_with_tasks();
+    let highlighted = |app: &mut App| {
+        let terminal = draw(app, 160, 48);
+        let buffer = terminal.backend().buffer();
+        let ring = app.hits.ring.unwrap();
+        // Inside the band (away from the label in the middle): only the
+        // instance ticks use the highlight colour there.
+        let band = ring.bounds.radius() - 1.0;
+        (ring.area.y..ring.area.bottom())
+            .flat_map(|y| (ring.area.x..ring.area.right()).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let (cx, cy) = ring.bounds.cell_center(ring.area, x, y).unwrap();
+                let distance = cx.hypot(cy);
+                distance < band - 1.0 && distance > band * 0.6 && buffer[(x, y)].fg == Color::White
+            })
+            .count()
+    };
+    assert_eq!(app.selected(), Some("alpha"));
+    assert_eq!(app.selected_dots.len(), 2);
+    assert!(highlighted(&mut app) > 0, "alpha's two instances stand out");
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected(), Some("charlie"));
+    assert!(app.selected_dots.is_empty());
+    assert_eq!(highlighted(&mut app), 0, "charlie runs nothing");
+}
+
+#[test]
+fn every_popup_survives_every_size() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    app.apply_snapshot(paused(with_tasks(snapshot())), 201_000);
+    let sizes = [(0, 0), (10, 3), (79, 23), (80, 24), (81, 25), (120, 30), (300, 100)];
+    press(&mut app, &console, KeyCode::Char('d'));
+    for (width, height) in sizes {
+        draw(&mut app, width, height);
+    }
+    press(&mut app, &console, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('m'));
+    for (width, height) in sizes {
+        draw(&mut app, width, height);
+    }
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char(':'));
+    chars(&mut app, "migrate cache/1 a-node-name-that-is-much-longer-than-the-screen-is-wide-at-eighty-columns");
+    for (width, height) in sizes {
+        draw(&mut app, width, height);
     }
 }

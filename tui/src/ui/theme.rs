@@ -16,6 +16,24 @@ pub fn state_color(state: NodeState) -> Color {
     }
 }
 
+/// The colour of an instance state: running green, on its way yellow,
+/// waiting grey, failed red, stopped dark.
+pub fn instance_color(state: &str) -> Color {
+    match state {
+        "running" => Color::Green,
+        "starting" | "restarting" => Color::Yellow,
+        "failed" => Color::Red,
+        "stopping" | "stopped" => Color::DarkGray,
+        _ => Color::Gray,
+    }
+}
+
+/// The style of an instance state's name.
+pub fn instance_style(state: &str) -> Style {
+    let style = Style::new().fg(instance_color(state));
+    if state == "failed" { style.add_modifier(Modifier::BOLD) } else { style }
+}
+
 /// The style of a node state's name in tables and text.
 pub fn state_style(state: NodeState) -> Style {
     let style = Style::new().fg(state_color(state));
@@ -78,7 +96,23 @@ pub fn info() -> Style {
     Style::new().fg(Color::Yellow)
 }
 
-/// The highlight drawn outside the selected node's arcs on the ring.
+/// The paused-failover banner: impossible to miss.
+pub fn banner() -> Style {
+    Style::new().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)
+}
+
+/// A headroom figure: red when one more failure (or capacity) is a
+/// problem, green otherwise.
+pub fn headroom(failures_survived: Option<i64>, capacity_ok: bool) -> Style {
+    match failures_survived {
+        None => dim(),
+        Some(survived) if survived <= 0 || !capacity_ok => error(),
+        Some(_) => ok(),
+    }
+}
+
+/// The highlight drawn outside the selected node's arcs on the ring, and
+/// on its instances' dots.
 pub const RING_HIGHLIGHT: Color = Color::White;
 
 /// Chart series: CPU, memory, received, sent.

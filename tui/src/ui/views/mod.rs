@@ -8,14 +8,18 @@
 //! - [`detail`]: one node's charts, cores, disks and facts.
 //! - [`events`]: the event log (in the overview, and full screen).
 //! - [`tasks`]: tasks and instances.
+//! - [`dialog`]: an action's plan, to confirm (or read, for what-if).
+//! - [`picker`]: a list to pick an instance or a node from.
 //! - [`help`]: the key overlay.
 //! - [`too_small`]: the polite refusal below 80×24.
 
 pub mod detail;
+pub mod dialog;
 pub mod events;
 pub mod help;
 pub mod nodes;
 pub mod overview;
+pub mod picker;
 pub mod ring;
 pub mod tasks;
 pub mod too_small;
@@ -25,8 +29,11 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
+use ringwatch_shared::placement::Headroom;
+use ringwatch_shared::plan::describe;
 
 use crate::ui::format;
+use crate::ui::keys::command_hint;
 use crate::ui::state::{App, Hits, MIN_SIZE, MessageKind, STATES, View};
 use crate::ui::theme;
 
@@ -38,23 +45,52 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Hits {
         too_small::draw(frame, area);
         return hits;
     }
-    let [header, cluster, body, footer] =
-        Layout::vertical([Constraint::Length(1), Constraint::Length(1), Constraint::Fill(1), Constraint::Length(1)])
-            .areas(area);
+    let banner_rows = u16::from(app.failover_paused.is_some());
+    let [header, cluster, banner, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(banner_rows),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     draw_header(frame, header, app, &mut hits);
     draw_cluster_bar(frame, cluster, app);
+    if let Some(reason) = &app.failover_paused {
+        draw_banner(frame, banner, reason);
+    }
     match app.view {
         View::Overview => overview::draw(frame, body, app, &mut hits),
         View::Nodes => nodes::draw(frame, body, app, &mut hits, true),
         View::Events => events::draw(frame, body, app, &mut hits, true),
-        View::Tasks => tasks::draw(frame, body, app),
+        View::Tasks => tasks::draw(frame, body, app, &mut hits),
         View::Detail => detail::draw(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.help {
-        help::draw(frame, body, app);
+        help::draw(frame, body, app, &mut hits);
+    }
+    if let Some(picker) = &app.picker {
+        let previous = app.hits.picker.map_or(0, |hit| hit.offset);
+        picker::draw(frame, body, picker, previous, &mut hits);
+    }
+    if let Some(dialog) = &app.dialog {
+        dialog::draw(frame, body, dialog, &mut hits);
     }
     hits
+}
+
+/// The loud line while automatic failover is paused: on every view, since
+/// nothing fails over until the operator resumes.
+fn draw_banner(frame: &mut Frame<'_>, area: Rect, reason: &str) {
+    let lead = " automatic failover PAUSED — :resume to resume ";
+    let room = usize::from(area.width).saturating_sub(lead.chars().count() + 3);
+    let mut spans = vec![Span::raw(lead)];
+    if room >= 10 {
+        spans.push(Span::raw("│ "));
+        spans.push(Span::styled(format::truncate(reason, room), theme::banner().remove_modifier(Modifier::BOLD)));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)).style(theme::banner()), area);
 }
 
 /// A bordered block with a title, in the house style.
@@ -109,17 +145,29 @@ fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
 }
 
 fn draw_cluster_bar(frame: &mut Frame<'_>, area: Rect, app: &App) {
-    // The roomy form, or a compact one that keeps headroom on 80 columns.
-    for compact in [false, true] {
-        let line = cluster_line(app, compact);
-        if line.width() <= usize::from(area.width) || compact {
+    // The roomy form, then compact ones that keep headroom on 80 columns.
+    for form in [Form::Roomy, Form::Compact, Form::Tight] {
+        let line = cluster_line(app, form);
+        if line.width() <= usize::from(area.width) || form == Form::Tight {
             frame.render_widget(Paragraph::new(line), area);
             return;
         }
     }
 }
 
-fn cluster_line(app: &App, compact: bool) -> Line<'static> {
+/// How much room the cluster bar takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Words and wide separators.
+    Roomy,
+    /// Narrow separators, headroom still in words.
+    Compact,
+    /// Headroom as a number.
+    Tight,
+}
+
+fn cluster_line(app: &App, form: Form) -> Line<'static> {
+    let compact = form != Form::Roomy;
     let (dot, bar) = if compact { (" ", " │ ") } else { (" · ", "  │  ") };
     let total: usize = app.counts.iter().sum();
     let mut spans = vec![Span::styled(
@@ -133,17 +181,24 @@ fn cluster_line(app: &App, compact: bool) -> Line<'static> {
             spans.push(Span::styled(format!("{} {state}", format::count(count)), theme::state_style(*state)));
         }
     }
+    if app.cordoned > 0 {
+        spans.push(Span::styled(dot, theme::dim()));
+        let cordoned = format::count(app.cordoned);
+        spans.push(Span::styled(
+            if compact { format!("{cordoned}⊘") } else { format!("{cordoned} cordoned ⊘") },
+            theme::info(),
+        ));
+    }
     spans.push(Span::styled(bar, theme::dim()));
     spans.push(Span::raw(format!("{} {}", if compact { "inst" } else { "instances" }, format::count(app.instances))));
     spans.push(Span::styled(bar, theme::dim()));
-    match app.headroom {
-        Some(headroom) => {
-            let style = if headroom == 0 { theme::error() } else { theme::ok() };
-            spans.push(Span::raw("headroom "));
-            spans.push(Span::styled(headroom.to_string(), style));
-        }
-        None => spans.push(Span::styled(if compact { "headroom —" } else { "headroom — (no tasks)" }, theme::dim())),
-    }
+    let Headroom { failures_survived, capacity_ok } = app.headroom;
+    let style = theme::headroom(failures_survived, capacity_ok);
+    spans.push(Span::raw(if compact { "headroom " } else { "headroom: " }));
+    spans.push(Span::styled(
+        if form == Form::Tight { short_headroom(app.headroom) } else { describe(app.headroom) },
+        style,
+    ));
     if app.dropped_events > 0 {
         spans.push(Span::styled(bar, theme::dim()));
         let dropped = format::count(count_u64(app.dropped_events));
@@ -152,7 +207,29 @@ fn cluster_line(app: &App, compact: bool) -> Line<'static> {
     Line::from(spans)
 }
 
+/// Headroom in a few characters: `1`, `0, short`, `none` (a task is down),
+/// `—` (no tasks).
+fn short_headroom(headroom: Headroom) -> String {
+    let survives = match headroom.failures_survived {
+        None => return "—".to_string(),
+        Some(survived) if survived < 0 => "none".to_string(),
+        Some(survived) => survived.to_string(),
+    };
+    if headroom.capacity_ok { survives } else { format!("{survives}, short") }
+}
+
 fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
+    if let Some(line) = &app.command_line {
+        let hint = command_hint(line).unwrap_or_else(|| "Enter runs · Esc cancels · ? lists commands".to_string());
+        let line = Line::from(vec![
+            Span::styled(" :", theme::key()),
+            Span::raw(line.as_str()),
+            Span::styled("█", theme::key()),
+            Span::styled(format!("   {hint}"), theme::dim()),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
+        return;
+    }
     if app.filter_editing {
         let line = Line::from(vec![
             Span::styled(" /", theme::key()),
@@ -175,16 +252,27 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
     }
     // (key, what, priority): lower numbers stay longest when narrow.
     let hints: &[(&str, &str, u8)] = match app.view {
+        _ if app.dialog.as_ref().is_some_and(|dialog| dialog.read_only()) => {
+            &[("Esc", "close", 0), ("↑↓", "scroll", 1)]
+        }
+        _ if app.dialog.is_some() => &[("Enter y", "confirm", 0), ("Esc n", "cancel", 0), ("↑↓", "scroll", 1)],
+        _ if app.picker.is_some() => {
+            &[("type", "to narrow", 1), ("↑↓", "move", 1), ("Enter", "pick", 0), ("Esc", "cancel", 0)]
+        }
         View::Overview | View::Nodes => &[
             ("↑↓", "select", 2),
             ("Enter", "detail", 1),
+            ("r m d c w", "act", 3),
+            (":", "command", 3),
             ("/", "filter", 2),
             ("s", "sort", 3),
             ("Tab", "view", 4),
             ("?", "help", 0),
             ("q", "quit", 0),
         ],
-        View::Detail => &[("Esc", "back", 1), ("↑↓", "next node", 2), ("?", "help", 0), ("q", "quit", 0)],
+        View::Detail => {
+            &[("Esc", "back", 1), ("↑↓", "next node", 2), ("r m d c w", "act", 3), ("?", "help", 0), ("q", "quit", 0)]
+        }
         View::Events => &[
             ("↑↓", "scroll", 2),
             ("End", "follow", 3),
@@ -193,10 +281,24 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
             ("?", "help", 0),
             ("q", "quit", 0),
         ],
-        View::Tasks => &[("Tab", "view", 4), ("?", "help", 0), ("q", "quit", 0)],
+        View::Tasks => &[
+            ("↑↓", "select", 2),
+            ("r", "restart", 1),
+            ("m", "migrate", 1),
+            ("d c w", "its node", 3),
+            ("Enter", "node", 3),
+            (":", "command", 2),
+            ("Tab", "view", 4),
+            ("?", "help", 0),
+            ("q", "quit", 0),
+        ],
     };
-    let demo: &[(&str, &str, u8)] =
-        if app.demo { &[("x", "crash", 1), ("p", "partition", 1), ("t", "stall", 1), ("h", "heal", 1)] } else { &[] };
+    let modal = app.dialog.is_some() || app.picker.is_some();
+    let demo: &[(&str, &str, u8)] = if app.demo && !modal {
+        &[("x", "crash", 1), ("p", "partition", 1), ("t", "stall", 1), ("h", "heal", 1)]
+    } else {
+        &[]
+    };
     let filter_room = if app.filter.is_empty() || app.message.is_some() { 0 } else { filter_width(app) };
     let demo_label = if demo.is_empty() { 0 } else { "  demo".len() };
     let room = usize::from(area.width).saturating_sub(span_width_usize(&spans) + filter_room + demo_label);

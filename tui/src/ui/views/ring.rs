@@ -1,7 +1,8 @@
 //! The ring on a braille [`Canvas`]: each node's arcs in its state's
 //! colour, instances as dots just inside where their keys hash, the
-//! selected node's arcs traced again just outside the ring, and the
-//! selected node's name and share in the middle.
+//! selected node's arcs traced again just outside the ring and its
+//! instances as longer ticks in the same highlight, and the selected
+//! node's name and share in the middle.
 //!
 //! The drawing samples the cached owner of each angle slice (see
 //! [`crate::ui::ring`]), so its cost depends on the canvas size, not on the
@@ -148,6 +149,12 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
         }
         if !app.instance_dots.is_empty() {
             ctx.draw(&Dots { dots: &app.instance_dots, radius: (band - 3.0 * DOT).max(0.0) });
+        }
+        if !app.selected_dots.is_empty() {
+            // Radial ticks through the dots: zero-sweep arcs over a few radii.
+            let ticks: Vec<(f64, f64)> = app.selected_dots.iter().map(|&angle| (angle, 0.0)).collect();
+            let across = ((band - 5.0 * DOT).max(0.0), (band - DOT).max(0.0));
+            ctx.draw(&Arcs { arcs: &ticks, radii: across, color: theme::RING_HIGHLIGHT });
         }
         if !app.selected_arcs.is_empty() {
             let outside = (radius + 2.0 * DOT, radius + 3.0 * DOT);
