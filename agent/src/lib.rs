@@ -89,6 +89,19 @@ async fn fence(supervisor: Supervisor, last_word: Arc<Mutex<Instant>>, stop: Can
     }
 }
 
+/// Cancels `shutdown` on SIGINT or SIGTERM: the one way both binaries stop.
+pub async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}
+
 /// A client-only QUIC endpoint on an ephemeral port of the console's
 /// address family.
 ///
@@ -100,5 +113,30 @@ pub fn client_endpoint(console: SocketAddr) -> Result<quinn::Endpoint, AgentErro
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let bind = if console.ip().is_loopback() { SocketAddr::new(console.ip(), 0) } else { bind };
-    quinn::Endpoint::client(bind).map_err(|err| AgentError::Setup(format!("failed to bind a UDP socket: {err}")))
+    endpoint(bind, None).map_err(|err| AgentError::Setup(format!("failed to bind a UDP socket on {bind}: {err}")))
+}
+
+/// Socket buffer asked for in each direction. The kernel caps it at
+/// `net.core.rmem_max`/`wmem_max`; at the default 212 KiB a console with
+/// thousands of agents drops heartbeats in bursts before reading them.
+pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
+
+/// A QUIC endpoint on `bind` with large socket buffers; a server when
+/// `server` is given.
+///
+/// # Errors
+/// When the socket cannot be made or bound.
+pub fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if bind.is_ipv6() {
+        // Same behaviour on every host, whatever its sysctl says.
+        let _ = socket.set_only_v6(false);
+    }
+    // Best effort: a smaller buffer still works, only less well under load.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
+    socket.bind(&bind.into())?;
+    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime for QUIC"))?;
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)
 }

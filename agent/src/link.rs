@@ -44,7 +44,7 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// How long the console has to answer a hello or a join.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence of the console (no beat, no frame) after which the agent drops
-/// the connection and reconnects. The console beats every 500 ms.
+/// the connection and reconnects. The console beats every second.
 const CONSOLE_SILENCE: Duration = Duration::from_secs(4);
 /// How often that silence is checked.
 const CONSOLE_SILENCE_CHECK: Duration = Duration::from_millis(500);
@@ -304,7 +304,7 @@ async fn session(
     let mut metrics_tick = tokio::time::interval(config.metrics_every);
     metrics_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut seq = 0u64;
-    // The console beats every 500 ms: long silence means it is gone (killed,
+    // The console beats every second: long silence means it is gone (killed,
     // or its host is), and reconnecting beats waiting out QUIC's idle timeout.
     let mut last_heard = Instant::now();
     let mut silence_check = tokio::time::interval(CONSOLE_SILENCE_CHECK);

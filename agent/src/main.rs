@@ -127,7 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signal(shutdown.clone()));
+        tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
         match cli.command {
             Some(Command::Swarm(args)) => run_swarm(args, shutdown).await,
             None => run_single(cli.run, shutdown).await,
@@ -187,16 +187,4 @@ fn default_data_dir() -> Result<PathBuf> {
     dirs::data_dir()
         .map(|dir| dir.join("ringwatch-agent"))
         .context("no platform data dir (is $HOME set?): pass --data-dir")
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-        _ = terminate.recv() => info!("SIGTERM: shutting down"),
-    }
-    shutdown.cancel();
 }

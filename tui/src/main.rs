@@ -297,7 +297,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<Exit
     };
     info!(log = %log.display(), listen = %control.local_addr(), "console with terminal UI");
     let handle: Arc<dyn ConsoleHandle> = Arc::new(LocalConsole::new(control.view(), demo.clone()));
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
     let options = UiOptions { title, ..UiOptions::default() };
     let outcome = tokio::select! {
         outcome = ringwatch::ui::run(handle, options) => outcome,
@@ -324,7 +324,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<Exit
 async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
     control.run_until_stopped().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -410,16 +410,4 @@ async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => info!("SIGINT: shutting down"),
-        _ = terminate.recv() => info!("SIGTERM: shutting down"),
-    }
-    shutdown.cancel();
 }

@@ -95,7 +95,7 @@ impl ConsoleConfig {
             pause_threshold: Duration::from_secs(1),
             workloads: WorkloadConfig::default(),
             reconcile_tick: Duration::from_millis(100),
-            console_beat: Duration::from_millis(500),
+            console_beat: Duration::from_secs(1),
         }
     }
 }
@@ -241,6 +241,29 @@ impl Shared {
         Ok(plan)
     }
 
+    /// Changes the desired tasks with `change`, durably before answering
+    /// (an applied task is never lost), then sends the resulting frames.
+    fn change_tasks(
+        &self,
+        change: impl FnOnce(&mut Workloads) -> Result<Effects, String>,
+        done: String,
+    ) -> AdminResponse {
+        let mut workloads = lock(&self.workloads);
+        let effects = match change(&mut workloads) {
+            Ok(effects) => effects,
+            Err(err) => return AdminResponse::Error(err),
+        };
+        let state = workloads.take_dirty();
+        drop(workloads);
+        if let Some(state) = state
+            && let Err(err) = self.store.save_workloads(&state)
+        {
+            return AdminResponse::Error(format!("failed to persist the tasks: {err}"));
+        }
+        self.dispatch(effects);
+        AdminResponse::Done(done)
+    }
+
     /// Answers an admin request.
     pub fn admin(&self, request: AdminRequest) -> AdminResponse {
         match request {
@@ -248,35 +271,11 @@ impl Shared {
             AdminRequest::ListTasks => AdminResponse::Tasks(lock(&self.workloads).tasks()),
             AdminRequest::ApplyTasks(specs) => {
                 let count = specs.len();
-                let mut workloads = lock(&self.workloads);
-                let effects = workloads.apply(specs);
-                let state = workloads.take_dirty();
-                drop(workloads);
-                // Durable before the answer: an applied task is never lost.
-                if let Some(state) = state
-                    && let Err(err) = self.store.save_workloads(&state)
-                {
-                    return AdminResponse::Error(format!("failed to persist the tasks: {err}"));
-                }
-                self.dispatch(effects);
-                AdminResponse::Done(format!("applied {count} task(s)"))
+                self.change_tasks(|workloads| Ok(workloads.apply(specs)), format!("applied {count} task(s)"))
             }
             AdminRequest::RemoveTask(name) => {
-                let mut workloads = lock(&self.workloads);
-                match workloads.remove(&name) {
-                    Ok(effects) => {
-                        let state = workloads.take_dirty();
-                        drop(workloads);
-                        if let Some(state) = state
-                            && let Err(err) = self.store.save_workloads(&state)
-                        {
-                            return AdminResponse::Error(format!("failed to persist the tasks: {err}"));
-                        }
-                        self.dispatch(effects);
-                        AdminResponse::Done(format!("removed task \"{name}\""))
-                    }
-                    Err(err) => AdminResponse::Error(err),
-                }
+                let done = format!("removed task \"{name}\"");
+                self.change_tasks(|workloads| workloads.remove(&name), done)
             }
             AdminRequest::Act { action, dry_run } => match self.act(&action, dry_run) {
                 Ok(plan) => {
@@ -406,7 +405,7 @@ impl ControlPlane {
 
         let server_config =
             tls::server_config(&pki).map_err(|reason| ConsoleError::Listen { addr: config.listen, reason })?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen)
+        let endpoint = ringwatch_agent::endpoint(config.listen, Some(server_config))
             .map_err(|err| ConsoleError::Listen { addr: config.listen, reason: err.to_string() })?;
         let local_addr = endpoint
             .local_addr()

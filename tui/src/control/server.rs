@@ -300,26 +300,21 @@ async fn agent_session(
                 }
                 None => return "the agent closed its control stream".into(),
             },
-            stream = connection.accept_bi() => {
-                let reason = match stream {
-                    Ok(_) => "the agent opened an unexpected stream".to_string(),
-                    Err(err) => return format!("{err}"),
-                };
-                let refusal = Refusal { kind: RefusalKind::ProtocolViolation, reason };
-                refuse(connection, None, &refusal).await;
-                return refusal.reason;
-            }
-            stream = connection.accept_uni() => {
-                let reason = match stream {
-                    Ok(_) => "the agent opened an unexpected stream".to_string(),
-                    Err(err) => return format!("{err}"),
-                };
-                let refusal = Refusal { kind: RefusalKind::ProtocolViolation, reason };
-                refuse(connection, None, &refusal).await;
-                return refusal.reason;
-            }
+            stream = connection.accept_bi() => return unexpected_stream(connection, stream.map(drop)).await,
+            stream = connection.accept_uni() => return unexpected_stream(connection, stream.map(drop)).await,
         }
     }
+}
+
+/// An agent opened a stream of its own: only the control stream is allowed.
+async fn unexpected_stream(connection: &Connection, stream: Result<(), quinn::ConnectionError>) -> String {
+    if let Err(err) = stream {
+        return err.to_string();
+    }
+    let refusal =
+        Refusal { kind: RefusalKind::ProtocolViolation, reason: "the agent opened an unexpected stream".into() };
+    refuse(connection, None, &refusal).await;
+    refusal.reason
 }
 
 async fn read_agent_frames(mut recv: RecvStream, frames: mpsc::Sender<Result<AgentFrame, CodecError>>) {
