@@ -229,7 +229,7 @@ impl Shared {
         if dry_run || matches!(action, OperatorAction::WhatIf { .. }) {
             return workloads.plan(action, &nodes);
         }
-        let (plan, effects) = workloads.execute(action, &nodes, Instant::now())?;
+        let (plan, effects) = workloads.execute(action, &nodes)?;
         let state = workloads.take_dirty();
         drop(workloads);
         if let Some(state) = state
@@ -536,7 +536,7 @@ async fn reconcile_loop(shared: Arc<Shared>, every: Duration, shutdown: Cancella
         let (effects, drains, state) = {
             let mut workloads = lock(&shared.workloads);
             let effects = workloads.tick(now, &nodes);
-            let drains = workloads.continue_drains(&nodes, now);
+            let drains = workloads.continue_drains(&nodes);
             (effects, drains, workloads.take_dirty())
         };
         if let Some(state) = state {

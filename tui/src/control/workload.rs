@@ -770,13 +770,7 @@ impl Workloads {
                 let drain = matches!(action, OperatorAction::Drain { .. });
                 let mut planned: BTreeMap<String, String> = BTreeMap::new();
                 for id in &ids {
-                    // Plan each as if the earlier moves had happened.
-                    let saved = self.state.instances.get(id).cloned();
-                    let target = self.place_hypothetically(id, nodes, node, &planned);
-                    if let Some(saved) = saved {
-                        self.state.instances.insert(id.clone(), saved);
-                    }
-                    match target {
+                    match self.place_hypothetically(id, nodes, node, &planned) {
                         Some(target) => {
                             planned.insert(id.clone(), target.clone());
                             moves.push(Move {
@@ -823,6 +817,9 @@ impl Workloads {
         Ok(Plan { action: text, moves, headroom_before: before, headroom_after: after, notes })
     }
 
+    /// Where `id` would go if it left `leaving` after the `planned` moves
+    /// (instance → target) had happened. Changes nothing: the pretended
+    /// placements are put back before returning.
     fn place_hypothetically(
         &mut self,
         id: &str,
@@ -830,16 +827,12 @@ impl Workloads {
         leaving: &str,
         planned: &BTreeMap<String, String>,
     ) -> Option<String> {
-        // Pretend the earlier planned moves already happened.
+        let pretend = planned.iter().map(|(other, target)| (other.as_str(), Some(target.clone())));
         let mut saved = Vec::new();
-        for (other, target) in planned {
+        for (other, node) in pretend.chain(std::iter::once((id, None))) {
             if let Some(instance) = self.state.instances.get_mut(other) {
-                saved.push((other.clone(), instance.node.clone()));
-                instance.node = Some(target.clone());
+                saved.push((other.to_string(), std::mem::replace(&mut instance.node, node)));
             }
-        }
-        if let Some(instance) = self.state.instances.get_mut(id) {
-            instance.node = None;
         }
         let chosen = self.place(id, nodes, Some(leaving));
         for (other, node) in saved {
@@ -854,12 +847,7 @@ impl Workloads {
     ///
     /// # Errors
     /// As [`Workloads::plan`]; what-if plans are never executed.
-    pub fn execute(
-        &mut self,
-        action: &OperatorAction,
-        nodes: &[NodeStatus],
-        now: Instant,
-    ) -> Result<(Plan, Effects), String> {
+    pub fn execute(&mut self, action: &OperatorAction, nodes: &[NodeStatus]) -> Result<(Plan, Effects), String> {
         let plan = self.plan(action, nodes)?;
         let mut effects = Effects::default();
         match action {
@@ -894,9 +882,9 @@ impl Workloads {
                     Some(node),
                     format!("draining \"{node}\": cordoned, {} instance(s) to move", plan.moves.len()),
                 );
-                self.start_migrations(&plan, now, &mut effects);
+                self.start_migrations(&plan, &mut effects);
             }
-            OperatorAction::Migrate { .. } => self.start_migrations(&plan, now, &mut effects),
+            OperatorAction::Migrate { .. } => self.start_migrations(&plan, &mut effects),
         }
         self.dirty = true;
         Ok((plan, effects))
@@ -904,7 +892,7 @@ impl Workloads {
 
     /// Starts the plan's migrations, make-before-break. Gradual tasks start
     /// `max_parallel` at a time; the rest wait in `queued_migrations`.
-    fn start_migrations(&mut self, plan: &Plan, _now: Instant, effects: &mut Effects) {
+    fn start_migrations(&mut self, plan: &Plan, effects: &mut Effects) {
         let mut started_per_task: BTreeMap<String, u32> = BTreeMap::new();
         for step in &plan.moves {
             let (Some(to), Some(instance)) = (&step.to, self.state.instances.get(&step.instance)) else { continue };
@@ -937,7 +925,7 @@ impl Workloads {
 
     /// Continues drains: instances still on a cordoned node whose task has
     /// room for another migration move now. Call on each tick.
-    pub fn continue_drains(&mut self, nodes: &[NodeStatus], now: Instant) -> Effects {
+    pub fn continue_drains(&mut self, nodes: &[NodeStatus]) -> Effects {
         let mut effects = Effects::default();
         let cordoned: Vec<String> = self.state.cordoned.iter().cloned().collect();
         for node in cordoned {
@@ -950,7 +938,7 @@ impl Workloads {
                 continue;
             }
             if let Ok(plan) = self.plan(&OperatorAction::Drain { node: node.clone() }, nodes) {
-                self.start_migrations(&plan, now, &mut effects);
+                self.start_migrations(&plan, &mut effects);
             }
         }
         effects
@@ -1342,7 +1330,7 @@ mod tests {
         }
         assert!(workloads.failover_paused().is_some());
         assert!(assigned(&workloads.tick(now, &nodes)).is_empty(), "paused: nothing moves");
-        workloads.execute(&OperatorAction::Resume, &nodes, now).unwrap();
+        workloads.execute(&OperatorAction::Resume, &nodes).unwrap();
         assert_eq!(assigned(&workloads.tick(now, &nodes)).len(), 2);
     }
 
@@ -1368,7 +1356,7 @@ mod tests {
         for id in ["web/0", "db/0"] {
             if where_is(&workloads, id).as_deref() != Some("a") {
                 let (_, effects) = workloads
-                    .execute(&OperatorAction::Migrate { instance: id.into(), to: "a".into() }, &nodes, now)
+                    .execute(&OperatorAction::Migrate { instance: id.into(), to: "a".into() }, &nodes)
                     .unwrap();
                 let (node, instance, epoch) = assigned(&effects)[0].clone();
                 workloads.report(&node, &running(&instance, epoch), now);
@@ -1376,7 +1364,7 @@ mod tests {
             }
         }
         let later = now + Duration::from_secs(10);
-        let (plan, effects) = workloads.execute(&OperatorAction::Drain { node: "a".into() }, &nodes, later).unwrap();
+        let (plan, effects) = workloads.execute(&OperatorAction::Drain { node: "a".into() }, &nodes).unwrap();
         assert_eq!(plan.moves.len(), 2);
         assert!(plan.moves.iter().all(|step| step.kind == MoveKind::Migrate));
         assert!(workloads.is_cordoned("a"));
@@ -1426,7 +1414,7 @@ mod tests {
         assert_ne!(plan.moves[0].to.as_deref(), Some(victim.as_str()));
         assert_eq!(plan.headroom_before.failures_survived, Some(1));
         assert_eq!(where_is(&workloads, "web/0"), Some(victim), "nothing moved");
-        assert!(workloads.execute(&OperatorAction::WhatIf { node: "a".into() }, &nodes, now).is_err());
+        assert!(workloads.execute(&OperatorAction::WhatIf { node: "a".into() }, &nodes).is_err());
     }
 
     #[test]
@@ -1435,7 +1423,7 @@ mod tests {
         let now = Instant::now();
         let nodes = four_alive();
         for name in ["a", "b", "c"] {
-            workloads.execute(&OperatorAction::Cordon { node: name.into() }, &nodes, now).unwrap();
+            workloads.execute(&OperatorAction::Cordon { node: name.into() }, &nodes).unwrap();
         }
         let placed = placed(&mut workloads, spec("web", 2), &nodes, now);
         assert_eq!(placed.len(), 1, "only one eligible node for two replicas");
