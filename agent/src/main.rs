@@ -100,14 +100,7 @@ struct SwarmArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn")),
-        )
-        .init();
+    ringwatch_agent::log_to_stderr();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -187,7 +187,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             None => run_ui(config, None).await,
             Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes))).await,
             Some(Command::Serve) => {
-                init_logging();
+                ringwatch_agent::log_to_stderr();
                 run_console(config).await
             }
             Some(Command::JoinToken { ttl }) => {
@@ -239,17 +239,6 @@ fn console_config(common: &CommonArgs, demo: bool) -> Result<ConsoleConfig> {
     Ok(config)
 }
 
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn")),
-        )
-        .init();
-}
-
 /// Logs to `console.log` in the data dir: the terminal belongs to the UI.
 fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
     ringwatch_agent::files::create_private_dir(data_dir)
@@ -263,10 +252,7 @@ fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
     tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn")),
-        )
+        .with_env_filter(ringwatch_agent::log_filter())
         .init();
     Ok(path)
 }
