@@ -298,6 +298,9 @@ pub enum AdminRequest {
     RemoveTask(String),
     /// The desired tasks.
     ListTasks,
+    /// Revoke every credential issued to a node and close its connection:
+    /// the agent must join again with a token (and may be refused).
+    Revoke(String),
     /// Plan an operator action, and carry it out unless `dry_run`.
     Act {
         /// The action.

@@ -128,6 +128,12 @@ enum Command {
         /// The node.
         node: String,
     },
+    /// Revokes every credential issued to NODE and disconnects it; its agent
+    /// must join again with a token.
+    Revoke {
+        /// The node.
+        node: String,
+    },
     /// Resumes automatic failover after the console paused it (a large share
     /// of the nodes failed at once).
     Resume {
@@ -210,6 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 act(&config, OperatorAction::Uncordon { node }, plan.dry_run).await
             }
             Some(Command::WhatIf { node }) => act(&config, OperatorAction::WhatIf { node }, true).await,
+            Some(Command::Revoke { node }) => done(&config, &AdminRequest::Revoke(node)).await,
             Some(Command::Resume { plan }) => act(&config, OperatorAction::Resume, plan.dry_run).await,
         }
     })
@@ -356,7 +363,12 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
             return Ok(ExitCode::SUCCESS);
         }
     };
-    match ask(config, &request).await? {
+    done(config, &request).await
+}
+
+/// Sends a request answered by a sentence, and prints it.
+async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode> {
+    match ask(config, request).await? {
         Ok(AdminResponse::Done(text)) => {
             println!("{text}");
             Ok(ExitCode::SUCCESS)

@@ -191,3 +191,26 @@ fn version_message_detection() {
     ));
     assert!(!names_both_versions("INFO connecting to 127.0.0.1:4000 with protocol version 999"));
 }
+
+#[test]
+fn a_revoked_node_is_disconnected_and_refused_when_it_returns() {
+    let sandbox = Sandbox::new("revoke");
+    let mut cluster = Cluster::start(&sandbox, &["a", "b"]);
+    let data_dir = cluster.console.data_dir().to_path_buf();
+    let output = console::ringwatch(["revoke", "a", "--data-dir", data_dir.to_str().unwrap()]).unwrap();
+    assert!(output.status.success(), "revoke failed: {output}");
+    sandbox.step("a revoked");
+
+    // The live connection is closed with the refusal: the agent stops trying.
+    let agent = cluster.agent("a");
+    agent.wait_refused_exit();
+    agent.assert_log_mentions(&["revoked"]);
+    sandbox.step("a exited, refused");
+
+    // Started again with its (revoked) stored credentials, it is refused at
+    // its first frame.
+    let mut again = Agent::start_stored(cluster.console.addr(), "a", &sandbox.dir("agent-a"), &[]);
+    again.wait_refused_exit();
+    again.assert_log_mentions(&["revoked"]);
+    assert_still_serving(&sandbox, &mut cluster, &["b"], "a");
+}

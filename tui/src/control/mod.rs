@@ -264,6 +264,30 @@ impl Shared {
         AdminResponse::Done(done)
     }
 
+    /// Revokes node `name`'s credentials and closes its connection with the
+    /// refusal, so the agent stops trying and says why.
+    fn revoke(&self, name: &str) -> AdminResponse {
+        let revoked = match self.store.revoke(name) {
+            Ok(0) => return AdminResponse::Error(format!("no credential of node \"{name}\" to revoke")),
+            Ok(count) => count,
+            Err(err) => return AdminResponse::Error(format!("failed to revoke: {err}")),
+        };
+        let live = lock(&self.outboxes).get(name).map(|(id, _)| *id);
+        if let Some(connection) = live.and_then(|id| lock(&self.connections).get(&id).cloned()) {
+            let reason = format!("the credential of node \"{name}\" was revoked");
+            connection.close(
+                ringwatch_shared::protocol::RefusalKind::UnknownCredential.close_code().into(),
+                reason.as_bytes(),
+            );
+        }
+        self.events.emit(Some(name), None, format!("{revoked} credential(s) revoked: it must join again"));
+        let transition = lock(&self.table).revoked(name);
+        if let Some(transition) = transition {
+            self.emit(transition);
+        }
+        AdminResponse::Done(format!("revoked {revoked} credential(s) of node \"{name}\""))
+    }
+
     /// Answers an admin request.
     pub fn admin(&self, request: AdminRequest) -> AdminResponse {
         match request {
@@ -277,6 +301,7 @@ impl Shared {
                 let done = format!("removed task \"{name}\"");
                 self.change_tasks(|workloads| workloads.remove(&name), done)
             }
+            AdminRequest::Revoke(name) => self.revoke(&name),
             AdminRequest::Act { action, dry_run } => match self.act(&action, dry_run) {
                 Ok(plan) => {
                     AdminResponse::Plan { plan, executed: !dry_run && !matches!(action, OperatorAction::WhatIf { .. }) }

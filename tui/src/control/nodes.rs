@@ -239,6 +239,15 @@ impl NodeTable {
         set_state(name, record, NodeState::Left, format!("said goodbye ({reason})"))
     }
 
+    /// The node's credentials were revoked: it is gone on purpose, like a
+    /// goodbye, whatever connection it had.
+    pub fn revoked(&mut self, name: &str) -> Option<Transition> {
+        let record = self.nodes.get_mut(name)?;
+        record.link = None;
+        record.detector = None;
+        set_state(name, record, NodeState::Left, "its credential was revoked".into())
+    }
+
     /// `connection` ended. The state is left to the detector: a lost
     /// connection is a symptom, not a verdict.
     pub fn disconnected(&mut self, name: &str, connection: ConnectionId) {

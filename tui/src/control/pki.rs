@@ -106,6 +106,7 @@ impl ClusterPki {
             let mut params = CertificateParams::default();
             params.distinguished_name = common_name(&format!("ringwatch cluster CA {}", random_hex(4)));
             params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            valid_for(&mut params, CA_YEARS);
             params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
             Ok(params.self_signed(&ca_key)?.der().clone())
         })?;
@@ -115,6 +116,7 @@ impl ClusterPki {
         let console_cert = load_or_create_cert(&dir.join("console.crt"), || {
             let mut params = CertificateParams::new(vec![CONSOLE_SERVER_NAME.to_string()])?;
             params.distinguished_name = common_name("ringwatch console");
+            valid_for(&mut params, CONSOLE_YEARS);
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
             Ok(params.signed_by(&console_key, &issuer)?.der().clone())
         })?;
@@ -123,6 +125,7 @@ impl ClusterPki {
         let admin_cert = load_or_create_cert(&dir.join("admin.crt"), || {
             let mut params = CertificateParams::default();
             params.distinguished_name = common_name("ringwatch admin");
+            valid_for(&mut params, CONSOLE_YEARS);
             params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
             Ok(params.signed_by(&admin_key, &issuer)?.der().clone())
         })?;
@@ -187,6 +190,7 @@ impl ClusterPki {
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        valid_for(&mut params, AGENT_YEARS);
         let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
         let cert = params.signed_by(&request.public_key, &issuer)?;
         Ok(IssuedCert {
@@ -224,6 +228,23 @@ fn load_or_create_cert(
     let cert = make()?;
     files::write_atomic(path, to_pem("CERTIFICATE", &cert).as_bytes(), PUBLIC).map_err(io(path))?;
     Ok(cert)
+}
+
+/// Years the cluster CA is valid.
+const CA_YEARS: i32 = 20;
+/// Years the console's and the admin certificates are valid.
+const CONSOLE_YEARS: i32 = 10;
+/// Years an agent's certificate is valid; after that it joins again.
+const AGENT_YEARS: i32 = 5;
+
+/// Valid from the start of last year (clock skew between hosts never makes a
+/// new certificate "not yet valid") for `years` years.
+fn valid_for(params: &mut CertificateParams, years: i32) {
+    // Whole years since 1970 are close enough for a validity window that
+    // starts a year early.
+    let year = 1970 + i32::try_from(unix_now() / 31_556_952).unwrap_or(0);
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + years, 1, 1);
 }
 
 fn common_name(name: &str) -> DistinguishedName {

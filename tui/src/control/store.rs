@@ -114,6 +114,33 @@ impl Store {
         txn.commit().map_err(db_error)
     }
 
+    /// Marks every credential issued for node `name` revoked; returns how
+    /// many were.
+    ///
+    /// # Errors
+    /// A database or decoding error.
+    pub fn revoke(&self, name: &str) -> Result<usize, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let revoked = {
+            let mut table = txn.open_table(CREDENTIALS).map_err(db_error)?;
+            let mut updates = Vec::new();
+            for entry in table.iter().map_err(db_error)? {
+                let (fingerprint, json) = entry.map_err(db_error)?;
+                let mut record: CredentialRecord = serde_json::from_str(json.value())?;
+                if record.name == name && !record.revoked {
+                    record.revoked = true;
+                    updates.push((fingerprint.value().to_string(), serde_json::to_string(&record)?));
+                }
+            }
+            for (fingerprint, json) in &updates {
+                table.insert(fingerprint.as_str(), json.as_str()).map_err(db_error)?;
+            }
+            updates.len()
+        };
+        txn.commit().map_err(db_error)?;
+        Ok(revoked)
+    }
+
     /// Every node's last recorded state.
     ///
     /// # Errors
@@ -221,6 +248,25 @@ mod tests {
         let store = Store::open(&path).unwrap();
         assert_eq!(store.credential("fp").unwrap(), Some(record));
         assert_eq!(store.credential("other").unwrap(), None);
+    }
+
+    #[test]
+    fn revoking_a_name_revokes_all_its_credentials_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let record = |name: &str| CredentialRecord {
+            name: name.into(),
+            key_fingerprint: "k".into(),
+            issued_unix: 1,
+            revoked: false,
+        };
+        store.add_credential("fp-1", &record("a")).unwrap();
+        store.add_credential("fp-2", &record("a")).unwrap();
+        store.add_credential("fp-3", &record("b")).unwrap();
+        assert_eq!(store.revoke("a").unwrap(), 2);
+        assert!(store.credential("fp-1").unwrap().unwrap().revoked);
+        assert!(!store.credential("fp-3").unwrap().unwrap().revoked);
+        assert_eq!(store.revoke("a").unwrap(), 0, "already revoked");
     }
 
     #[test]
