@@ -48,6 +48,9 @@ pub struct NodeStatus {
     /// Memory installed.
     #[serde(default)]
     pub mem_total_bytes: Option<u64>,
+    /// Heartbeats missing from the sequence on the current connection.
+    #[serde(default)]
+    pub heartbeats_lost: Option<u64>,
     /// Ring capacity weight (kept as a float to accept either form).
     #[serde(default)]
     pub weight: Option<f64>,
