@@ -21,6 +21,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+/// The most instances one task may ask for: each runs on a distinct node,
+/// and a typo of a few zeros must not make the console plan billions.
+pub const MAX_REPLICAS: u32 = 10_000;
+
 /// One task of the desired state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -191,10 +195,10 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
             });
         }
         let replicas = raw.replicas.as_ref().map_or(1, |replicas| *replicas.get_ref());
-        if replicas == 0 {
+        if replicas == 0 || replicas > MAX_REPLICAS {
             return Err(TaskFileError {
                 line: raw.replicas.as_ref().and_then(|replicas| at(replicas.span())),
-                message: format!("task \"{name}\": replicas must be at least 1"),
+                message: format!("task \"{name}\": replicas must be at least 1 and at most {MAX_REPLICAS}"),
             });
         }
         let on_disconnect = match raw.on_disconnect {
@@ -215,6 +219,24 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
         return Err(TaskFileError { line: None, message: "no [[task]] in the file".into() });
     }
     Ok(tasks)
+}
+
+/// Checks a spec that did not come from [`parse_task_file`] (the admin
+/// channel): the same rules, without lines.
+///
+/// # Errors
+/// What is wrong.
+pub fn validate(spec: &TaskSpec) -> Result<(), String> {
+    if !valid_task_name(&spec.name) {
+        return Err(format!("task name \"{}\" is invalid", spec.name));
+    }
+    if spec.command.first().is_none_or(|program| program.trim().is_empty()) {
+        return Err(format!("task \"{}\": command is empty", spec.name));
+    }
+    if spec.replicas == 0 || spec.replicas > MAX_REPLICAS {
+        return Err(format!("task \"{}\": replicas must be at least 1 and at most {MAX_REPLICAS}", spec.name));
+    }
+    Ok(())
 }
 
 /// Task names: 1–63 of `a-z 0-9 . _ -`, starting with a letter or digit.
@@ -326,8 +348,21 @@ on_disconnect = "keep"
         let empty = error("[[task]]\nname = \"a\"\ncommand = []\n");
         assert_eq!((empty.line, empty.message.contains("empty")), (Some(3), true), "{empty}");
 
+        let huge = error("[[task]]\nname = \"a\"\ncommand = [\"x\"]\nreplicas = 4000000000\n");
+        assert_eq!(huge.line, Some(4), "{huge}");
         assert!(error("").message.contains("no [[task]]"));
         assert!(error("[[task]]\nname = \"Web\"\ncommand = [\"x\"]\n").message.contains("invalid"));
+    }
+
+    #[test]
+    fn specs_from_elsewhere_are_checked_by_the_same_rules() {
+        let mut spec = parse_task_file(FULL).unwrap().remove(0);
+        assert_eq!(validate(&spec), Ok(()));
+        spec.replicas = MAX_REPLICAS + 1;
+        assert!(validate(&spec).unwrap_err().contains("at most"));
+        spec.replicas = 1;
+        spec.command.clear();
+        assert!(validate(&spec).unwrap_err().contains("empty"));
     }
 
     #[test]

@@ -294,6 +294,9 @@ impl Shared {
             AdminRequest::Status => AdminResponse::Status(self.status()),
             AdminRequest::ListTasks => AdminResponse::Tasks(lock(&self.workloads).tasks()),
             AdminRequest::ApplyTasks(specs) => {
+                if let Some(err) = specs.iter().find_map(|spec| ringwatch_shared::task::validate(spec).err()) {
+                    return AdminResponse::Error(format!("{err}; nothing was changed"));
+                }
                 let count = specs.len();
                 self.change_tasks(|workloads| Ok(workloads.apply(specs)), format!("applied {count} task(s)"))
             }
