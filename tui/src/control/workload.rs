@@ -82,15 +82,22 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The name `status` shows: an agent's own word for every reported
+    /// state, `pending` for the one only the console knows.
     fn as_str(self) -> &'static str {
+        self.reported().map_or("pending", InstanceState::as_str)
+    }
+
+    /// The agent-side state this phase mirrors; `None` for `Pending`.
+    fn reported(self) -> Option<InstanceState> {
         match self {
-            Self::Pending => "pending",
-            Self::Starting => "starting",
-            Self::Running => "running",
-            Self::Restarting => "restarting",
-            Self::Stopping => "stopping",
-            Self::Stopped => "stopped",
-            Self::Failed => "failed",
+            Self::Pending => None,
+            Self::Starting => Some(InstanceState::Starting),
+            Self::Running => Some(InstanceState::Running),
+            Self::Restarting => Some(InstanceState::Restarting),
+            Self::Stopping => Some(InstanceState::Stopping),
+            Self::Stopped => Some(InstanceState::Stopped),
+            Self::Failed => Some(InstanceState::Failed),
         }
     }
 
@@ -1174,6 +1181,24 @@ mod tests {
 
     fn where_is(workloads: &Workloads, id: &str) -> Option<String> {
         workloads.state.instances.get(id).and_then(|instance| instance.node.clone())
+    }
+
+    #[test]
+    fn phases_name_themselves_as_agents_do() {
+        let states = [
+            InstanceState::Starting,
+            InstanceState::Running,
+            InstanceState::Restarting,
+            InstanceState::Stopping,
+            InstanceState::Stopped,
+            InstanceState::Failed,
+        ];
+        for state in states {
+            let phase = Phase::from_report(state);
+            assert_eq!(phase.reported(), Some(state));
+            assert_eq!(phase.as_str(), state.as_str());
+        }
+        assert_eq!(Phase::Pending.as_str(), "pending");
     }
 
     #[test]
