@@ -15,8 +15,10 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use ringwatch_net::files::{self, PRIVATE, PUBLIC};
+use ringwatch_net::pem::to_pem;
+
 use crate::error::AgentError;
-use crate::files::{self, PRIVATE, PUBLIC};
 
 const KEY_FILE: &str = "agent.key";
 const CERT_FILE: &str = "agent.crt";
@@ -74,6 +76,15 @@ impl Credentials {
     pub fn private_key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_pkcs8.clone()))
     }
+
+    /// The mutual-TLS client config these credentials make.
+    ///
+    /// # Errors
+    /// When the certificate or key is unusable.
+    pub fn client_config(&self) -> Result<quinn::ClientConfig, AgentError> {
+        ringwatch_net::tls::mutual_client(&self.ca, &self.cert, self.private_key())
+            .map_err(|err| AgentError::Setup(err.to_string()))
+    }
 }
 
 /// The agent's key pair: loaded if a previous run made one, otherwise made
@@ -115,7 +126,10 @@ pub fn stored_name(dir: &Path) -> Result<Option<String>, AgentError> {
 }
 
 fn load_key(dir: &Path) -> Result<Option<KeyPair>, AgentError> {
-    let Some(pem) = read(dir, KEY_FILE)? else {
+    let path = dir.join(KEY_FILE);
+    let pem = files::read_private(&path)
+        .map_err(|err| AgentError::Credentials { dir: dir.to_path_buf(), problem: err.to_string() })?;
+    let Some(pem) = pem else {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(&pem);
@@ -133,19 +147,6 @@ fn read(dir: &Path, file: &str) -> Result<Option<Vec<u8>>, AgentError> {
 fn write(dir: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
     let path = dir.join(file);
     files::write_atomic(&path, bytes, mode).map_err(AgentError::io(path))
-}
-
-/// PEM armour for DER bytes.
-pub fn to_pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        pem.push_str(&String::from_utf8_lossy(line));
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
 }
 
 #[cfg(test)]
@@ -167,12 +168,5 @@ mod tests {
     fn no_certificate_means_not_joined() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Credentials::load(dir.path()).unwrap().is_none());
-    }
-
-    #[test]
-    fn pem_armour_round_trips() {
-        let der = vec![7u8; 200];
-        let pem = to_pem("CERTIFICATE", &der);
-        assert_eq!(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().as_ref(), der.as_slice());
     }
 }

@@ -12,21 +12,19 @@
 //! - [`supervisor`]: assigned instances as child processes: restart, stop, fencing.
 //! - [`link`]: join, connect, heartbeat, reconnect.
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
-//! - [`tls`]: rustls/quinn client configs, including the CA-pinning verifier.
 //! - [`swarm`]: many simulated agents in one process.
-//! - [`files`]: atomic, private file writes.
 //! - [`error`]: the library's error type.
+//!
+//! Endpoints, TLS configs and durable files come from `ringwatch-net`.
 
 pub mod collector;
 pub mod credentials;
 pub mod error;
-pub mod files;
 pub mod link;
 pub mod supervisor;
 pub mod swarm;
-pub mod tls;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -89,69 +87,10 @@ async fn fence(supervisor: Supervisor, last_word: Arc<Mutex<Instant>>, stop: Can
     }
 }
 
-/// The log filter both binaries use unless `RUST_LOG` says otherwise.
-pub fn log_filter() -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,quinn=warn,rustls=warn"))
-}
-
-/// Logs to stderr (colours only on a terminal): the headless binaries' log.
-pub fn log_to_stderr() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(log_filter())
-        .init();
-}
-
-/// Cancels `shutdown` on SIGINT or SIGTERM: the one way both binaries stop.
-pub async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
-    }
-    shutdown.cancel();
-}
-
-/// A client-only QUIC endpoint on an ephemeral port of the console's
-/// address family.
+/// A client-only QUIC endpoint for reaching `console`.
 ///
 /// # Errors
 /// When the socket cannot be bound.
 pub fn client_endpoint(console: SocketAddr) -> Result<quinn::Endpoint, AgentError> {
-    let bind: SocketAddr = match console {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let bind = if console.ip().is_loopback() { SocketAddr::new(console.ip(), 0) } else { bind };
-    endpoint(bind, None).map_err(|err| AgentError::Setup(format!("failed to bind a UDP socket on {bind}: {err}")))
-}
-
-/// Socket buffer asked for in each direction. The kernel caps it at
-/// `net.core.rmem_max`/`wmem_max`; at the default 212 KiB a console with
-/// thousands of agents drops heartbeats in bursts before reading them.
-pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
-
-/// A QUIC endpoint on `bind` with large socket buffers; a server when
-/// `server` is given.
-///
-/// # Errors
-/// When the socket cannot be made or bound.
-pub fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
-    if bind.is_ipv6() {
-        // Same behaviour on every host, whatever its sysctl says.
-        let _ = socket.set_only_v6(false);
-    }
-    // Best effort: a smaller buffer still works, only less well under load.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
-    socket.bind(&bind.into())?;
-    let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime for QUIC"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)
+    ringwatch_net::client_endpoint(console).map_err(|err| AgentError::Setup(err.to_string()))
 }

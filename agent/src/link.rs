@@ -30,7 +30,6 @@ use tracing::{debug, info, warn};
 use crate::credentials::{self, Credentials};
 use crate::error::AgentError;
 use crate::supervisor::Supervisor;
-use crate::tls;
 
 /// First reconnect delay ceiling.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -231,7 +230,12 @@ async fn join(config: &LinkConfig, endpoint: &Endpoint) -> Result<SessionEnd, Li
     let key = credentials::load_or_create_key(&config.data_dir)?;
     let csr_der = credentials::signing_request(&name, &key)?;
     info!(console = %config.console, node = %name, "joining the cluster");
-    let connection = connect(endpoint, tls::join_client(token.ca_pin)?, config.console).await?;
+    let connection = connect(
+        endpoint,
+        ringwatch_net::tls::join_client(token.ca_pin).map_err(|err| AgentError::Setup(err.to_string()))?,
+        config.console,
+    )
+    .await?;
     let (mut send, mut recv) = connection.open_bi().await.map_err(classify)?;
     let request = AgentFrame::Join(JoinRequest { token: token_text.trim().to_string(), name: name.clone(), csr_der });
     send_frame(&mut send, &request, config.protocol_version).await?;
@@ -262,7 +266,7 @@ async fn session(
     mut workers: Option<&mut Workers>,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, LinkFailure> {
-    let connection = connect(endpoint, tls::mutual_client(credentials)?, config.console).await?;
+    let connection = connect(endpoint, credentials.client_config()?, config.console).await?;
     let (mut send, mut recv) = connection.open_bi().await.map_err(classify)?;
     let hello = AgentFrame::Hello(Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),

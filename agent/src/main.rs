@@ -100,7 +100,7 @@ struct SwarmArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ringwatch_agent::log_to_stderr();
+    ringwatch_net::logging::log_to_stderr();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -120,7 +120,7 @@ fn run(cli: Cli) -> Result<()> {
         .context("failed to start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
+        tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));
         match cli.command {
             Some(Command::Swarm(args)) => run_swarm(args, shutdown).await,
             None => run_single(cli.run, shutdown).await,

@@ -193,7 +193,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             None => run_ui(config, None).await,
             Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes))).await,
             Some(Command::Serve) => {
-                ringwatch_agent::log_to_stderr();
+                ringwatch_net::logging::log_to_stderr();
                 run_console(config).await
             }
             Some(Command::JoinToken { ttl }) => {
@@ -248,7 +248,7 @@ fn console_config(common: &CommonArgs, demo: bool) -> Result<ConsoleConfig> {
 
 /// Logs to `console.log` in the data dir: the terminal belongs to the UI.
 fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
-    ringwatch_agent::files::create_private_dir(data_dir)
+    ringwatch_net::files::create_private_dir(data_dir)
         .with_context(|| format!("failed to create the data dir \"{}\"", data_dir.display()))?;
     let path = data_dir.join("console.log");
     let file = std::fs::OpenOptions::new()
@@ -259,7 +259,7 @@ fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
     tracing_subscriber::fmt()
         .with_writer(std::sync::Mutex::new(file))
         .with_ansi(false)
-        .with_env_filter(ringwatch_agent::log_filter())
+        .with_env_filter(ringwatch_net::logging::log_filter())
         .init();
     Ok(path)
 }
@@ -290,7 +290,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<Exit
     };
     info!(log = %log.display(), listen = %control.local_addr(), "console with terminal UI");
     let handle: Arc<dyn ConsoleHandle> = Arc::new(LocalConsole::new(control.view(), demo.clone()));
-    tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
+    tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));
     let options = UiOptions { title, ..UiOptions::default() };
     let outcome = tokio::select! {
         outcome = ringwatch::ui::run(handle, options) => outcome,
@@ -317,7 +317,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<Exit
 async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
-    tokio::spawn(ringwatch_agent::stop_on_signal(shutdown.clone()));
+    tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));
     control.run_until_stopped().await;
     Ok(ExitCode::SUCCESS)
 }

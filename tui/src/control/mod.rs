@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ringwatch_agent::files::{self, PUBLIC};
+use ringwatch_net::files::{self, PUBLIC};
 use ringwatch_shared::detector::DetectorConfig;
 use ringwatch_shared::limits::ResourceLimits;
 use ringwatch_shared::plan::{OperatorAction, Plan};
@@ -433,7 +433,7 @@ impl ControlPlane {
 
         let server_config =
             tls::server_config(&pki).map_err(|reason| ConsoleError::Listen { addr: config.listen, reason })?;
-        let endpoint = ringwatch_agent::endpoint(config.listen, Some(server_config))
+        let endpoint = ringwatch_net::endpoint(config.listen, Some(server_config))
             .map_err(|err| ConsoleError::Listen { addr: config.listen, reason: err.to_string() })?;
         let local_addr = endpoint
             .local_addr()

@@ -21,8 +21,8 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData,
 };
 use ring::rand::{SecureRandom, SystemRandom};
-use ringwatch_agent::credentials::to_pem;
-use ringwatch_agent::files::{self, PRIVATE, PUBLIC};
+use ringwatch_net::files::{self, PRIVATE, PUBLIC};
+use ringwatch_net::pem::to_pem;
 use ringwatch_shared::protocol::CONSOLE_SERVER_NAME;
 use ringwatch_shared::token::{JoinToken, fingerprint, to_hex};
 use rustls::pki_types::pem::PemObject;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use quinn::crypto::rustls::QuicServerConfig;
-use ringwatch_agent::tls::{provider, transport};
+use ringwatch_net::tls::{provider, transport};
 use ringwatch_shared::protocol::ALPN;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;

@@ -1,6 +1,7 @@
-//! The agent's TLS and QUIC client set-up: a verifier that trusts a console
-//! only through the CA pinned in the join token, and the mutual-TLS client
-//! config used once the agent holds a certificate.
+//! TLS and QUIC client set-up shared by agents and admin clients: a verifier
+//! that trusts a console only through the CA pinned in a join token, the
+//! mutual-TLS client config used once a client holds a certificate, and the
+//! QUIC transport settings both ends use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +12,13 @@ use ringwatch_shared::token::fingerprint;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
-use crate::credentials::Credentials;
-use crate::error::AgentError;
+/// Why a TLS or QUIC configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to set up TLS: {0}")]
+pub struct TlsError(String);
 
 /// How long a silent connection lives. Heartbeats keep a healthy one busy;
 /// this only bounds how long a dead console holds a connection open.
@@ -31,7 +34,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 ///
 /// # Errors
 /// When rustls or quinn refuse the configuration.
-pub fn join_client(ca_pin: [u8; 32]) -> Result<quinn::ClientConfig, AgentError> {
+pub fn join_client(ca_pin: [u8; 32]) -> Result<quinn::ClientConfig, TlsError> {
     let provider = provider();
     let crypto = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -42,19 +45,24 @@ pub fn join_client(ca_pin: [u8; 32]) -> Result<quinn::ClientConfig, AgentError> 
     finish(crypto)
 }
 
-/// Client config for an agent with credentials: verifies the console
-/// against the stored CA and presents the agent's certificate.
+/// Client config for a client with a certificate (an agent that joined, an
+/// admin tool): verifies the console against the cluster CA `ca` and
+/// presents `cert` with its `key`.
 ///
 /// # Errors
-/// When the stored certificate or key is unusable.
-pub fn mutual_client(credentials: &Credentials) -> Result<quinn::ClientConfig, AgentError> {
+/// When the certificate or key is unusable.
+pub fn mutual_client(
+    ca: &CertificateDer<'static>,
+    cert: &CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
-    roots.add(credentials.ca.clone()).map_err(setup)?;
+    roots.add(ca.clone()).map_err(setup)?;
     let crypto = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(setup)?
         .with_root_certificates(roots)
-        .with_client_auth_cert(vec![credentials.cert.clone()], credentials.private_key())
+        .with_client_auth_cert(vec![cert.clone()], key)
         .map_err(setup)?;
     finish(crypto)
 }
@@ -69,7 +77,7 @@ pub fn transport() -> quinn::TransportConfig {
     transport
 }
 
-fn finish(mut crypto: rustls::ClientConfig) -> Result<quinn::ClientConfig, AgentError> {
+fn finish(mut crypto: rustls::ClientConfig) -> Result<quinn::ClientConfig, TlsError> {
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(crypto).map_err(setup)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
@@ -77,8 +85,8 @@ fn finish(mut crypto: rustls::ClientConfig) -> Result<quinn::ClientConfig, Agent
     Ok(config)
 }
 
-fn setup(err: impl std::fmt::Display) -> AgentError {
-    AgentError::Setup(err.to_string())
+fn setup(err: impl std::fmt::Display) -> TlsError {
+    TlsError(err.to_string())
 }
 
 /// The console presented a chain without the pinned CA.
