@@ -47,6 +47,9 @@ pub enum PkiError {
         /// What is wrong.
         problem: String,
     },
+    /// A key file is unreadable or open to group or others.
+    #[error(transparent)]
+    PrivateFile(#[from] files::PrivateFileError),
     /// rcgen refused to make or sign a certificate.
     #[error("failed to make a certificate: {0}")]
     Certificate(#[from] rcgen::Error),
@@ -131,7 +134,7 @@ impl ClusterPki {
         })?;
 
         let token_path = dir.join("token.key");
-        let token_key = match files::read_optional(&token_path).map_err(io(&token_path))? {
+        let token_key = match files::read_private(&token_path)? {
             Some(key) if key.len() >= 32 => key,
             Some(_) => return Err(corrupt(&token_path, "shorter than 32 bytes")),
             None => {
@@ -210,7 +213,7 @@ fn parse_request(csr_der: &[u8]) -> Result<CertificateSigningRequestParams, PkiE
 }
 
 fn load_or_create_key(path: &Path) -> Result<KeyPair, PkiError> {
-    if let Some(pem) = files::read_optional(path).map_err(io(path))? {
+    if let Some(pem) = files::read_private(path)? {
         return KeyPair::from_pem(&String::from_utf8_lossy(&pem)).map_err(|err| corrupt(path, &err.to_string()));
     }
     let key = KeyPair::generate()?;
@@ -313,5 +316,20 @@ mod tests {
         assert_eq!(issued.key_fingerprint, to_hex(&fingerprint(key.public_key_raw())));
         assert_eq!(ClusterPki::request_key_fingerprint(&csr).unwrap(), issued.key_fingerprint);
         assert!(pki.issue_agent_cert("node-a", b"garbage").is_err());
+    }
+
+    #[test]
+    fn regression_ca_and_token_keys_readable_by_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        ClusterPki::load_or_create(dir.path()).unwrap();
+        for key in ["ca.key", "token.key"] {
+            let path = dir.path().join(key);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = ClusterPki::load_or_create(dir.path()).unwrap_err();
+            assert!(err.to_string().contains(&format!("chmod 600 {}", path.display())), "{err}");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        assert!(ClusterPki::load_or_create(dir.path()).is_ok());
     }
 }
