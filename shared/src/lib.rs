@@ -21,14 +21,21 @@
 //! - [`limits`]: resource limits that mark a node degraded.
 //! - [`task`]: task files, the desired state.
 //! - [`policy`]: restarting a crashed instance in place, or giving up.
-//! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines.
+//! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines,
+//!   bounded.
+//! - [`names`]: node names, task names and instance ids, valid by
+//!   construction.
+//! - [`bounds`]: caps on peer-supplied text, and adding a wait to the clock
+//!   without overflow.
 
 pub mod backoff;
+pub mod bounds;
 pub mod codec;
 pub mod detector;
 pub mod duration;
 pub mod limits;
 pub mod metrics;
+pub mod names;
 pub mod placement;
 pub mod plan;
 pub mod policy;

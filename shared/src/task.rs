@@ -12,8 +12,16 @@
 //! ```
 //!
 //! A bad file — unknown key, wrong type, `replicas = 0`, unknown mode,
-//! duplicate name, empty command — is refused whole, with the line of the
-//! problem and what is wrong.
+//! duplicate name, empty command, a value out of bounds — is refused whole,
+//! with the line of the problem and what is wrong.
+//!
+//! Every value is bounded (README.md, "Workloads"): a spec is turned into
+//! plans, timers (`Instant + delay`, which panics on overflow) and child
+//! processes, so an absurd value must be refused when it is read, not fail
+//! later. [`validate`] holds the rules; [`parse_task_file`] applies the same
+//! function, so a file and the admin channel cannot disagree. Durations
+//! therefore decode without limits (`duration::serde_unbounded`) and are
+//! checked afterwards, where the error can name the key and the limit.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,9 +29,27 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use crate::duration::format_duration;
+
 /// The most instances one task may ask for: each runs on a distinct node,
 /// and a typo of a few zeros must not make the console plan billions.
 pub const MAX_REPLICAS: u32 = 10_000;
+
+/// The longest duration in a task spec (`restart.delay`,
+/// `restart.max_delay`, `restart.within`, `migrate.min_healthy`,
+/// `on_disconnect.stop_after`): seven days. Longer means "never" in
+/// practice, and every such wait is added to a clock.
+pub const MAX_TASK_DURATION: Duration = Duration::from_secs(7 * 86_400);
+
+/// The most restarts `restart.max_restarts` may allow: the agent remembers
+/// each restart inside the window.
+pub const MAX_RESTARTS: u32 = 10_000;
+
+/// The most arguments of a command, the program included.
+pub const MAX_COMMAND_ARGS: usize = 256;
+
+/// The longest argument of a command, in bytes.
+pub const MAX_ARG_LEN: usize = 4096;
 
 /// One task of the desired state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,17 +108,17 @@ pub struct RestartPolicy {
     pub mode: RestartMode,
     /// First delay (delayed mode), and the wait before a failed node's
     /// instances move (cancelled if it returns in time).
-    #[serde(with = "crate::duration::serde_text")]
+    #[serde(with = "crate::duration::serde_unbounded")]
     pub delay: Duration,
     /// Longest delay.
-    #[serde(with = "crate::duration::serde_text")]
+    #[serde(with = "crate::duration::serde_unbounded")]
     pub max_delay: Duration,
     /// More restarts than this within `within` mark the instance failed and
     /// the console places it elsewhere.
     pub max_restarts: u32,
     /// The window `max_restarts` counts in; a run this long resets the
     /// backoff.
-    #[serde(with = "crate::duration::serde_text")]
+    #[serde(with = "crate::duration::serde_unbounded")]
     pub within: Duration,
 }
 
@@ -128,8 +154,8 @@ pub struct MigratePolicy {
     /// Moves in flight at once (gradual).
     pub max_parallel: u32,
     /// How long a new instance must run before the next batch (gradual) or
-    /// before the source stops (make-before-break).
-    #[serde(with = "crate::duration::serde_text")]
+    /// before the source stops (make-before-break). Zero: at once.
+    #[serde(with = "crate::duration::serde_unbounded")]
     pub min_healthy: Duration,
 }
 
@@ -147,7 +173,7 @@ pub enum OnDisconnect {
     Keep,
     /// Stop it once the console has been silent this long (fencing): then
     /// at most one instance runs even across a partition.
-    StopAfter(#[serde(with = "crate::duration::serde_text")] Duration),
+    StopAfter(#[serde(with = "crate::duration::serde_unbounded")] Duration),
 }
 
 /// A task file failed to parse or validate.
@@ -160,7 +186,36 @@ pub struct TaskFileError {
     pub message: String,
 }
 
-/// Parses and validates a task file.
+/// A task spec breaks a rule; the message names the task, the field and the
+/// limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecError {
+    /// Which key of the task is wrong: a task file's error gives its line.
+    pub field: SpecField,
+    /// What is wrong and what is allowed.
+    pub message: String,
+}
+
+/// The keys of a `[[task]]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecField {
+    /// `name`.
+    Name,
+    /// `command`.
+    Command,
+    /// `replicas`.
+    Replicas,
+    /// `restart`.
+    Restart,
+    /// `migrate`.
+    Migrate,
+    /// `on_disconnect`.
+    OnDisconnect,
+}
+
+/// Parses and validates a task file: the TOML, then [`validate`] on each
+/// task, then unique names.
 ///
 /// # Errors
 /// The first problem, with its line.
@@ -173,47 +228,37 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
     let mut tasks = Vec::new();
     for raw in file.task {
         let at = |span: std::ops::Range<usize>| Some(line_of(text, span.start));
-        let name = raw.name.get_ref().clone();
-        if !valid_task_name(&name) {
-            return Err(TaskFileError {
-                line: at(raw.name.span()),
-                message: format!(
-                    "task name \"{name}\" is invalid: use 1–63 lowercase letters, digits, '.', '_' or '-'"
-                ),
-            });
-        }
-        if !names.insert(name.clone()) {
-            return Err(TaskFileError {
-                line: at(raw.name.span()),
-                message: format!("duplicate task name \"{name}\""),
-            });
-        }
-        if raw.command.get_ref().first().is_none_or(|program| program.trim().is_empty()) {
-            return Err(TaskFileError {
-                line: at(raw.command.span()),
-                message: format!("task \"{name}\": command is empty"),
-            });
-        }
-        let replicas = raw.replicas.as_ref().map_or(1, |replicas| *replicas.get_ref());
-        if replicas == 0 || replicas > MAX_REPLICAS {
-            return Err(TaskFileError {
-                line: raw.replicas.as_ref().and_then(|replicas| at(replicas.span())),
-                message: format!("task \"{name}\": replicas must be at least 1 and at most {MAX_REPLICAS}"),
-            });
-        }
-        let on_disconnect = match raw.on_disconnect {
-            None | Some(RawOnDisconnect::Keep(_)) => OnDisconnect::Keep,
-            Some(RawOnDisconnect::StopAfter { stop_after }) => OnDisconnect::StopAfter(stop_after),
+        let name_line = at(raw.name.span());
+        let line_of_field = |field: SpecField| {
+            match field {
+                SpecField::Name => name_line,
+                SpecField::Command => at(raw.command.span()),
+                SpecField::Replicas => raw.replicas.as_ref().and_then(|value| at(value.span())),
+                SpecField::Restart => raw.restart.as_ref().and_then(|value| at(value.span())),
+                SpecField::Migrate => raw.migrate.as_ref().and_then(|value| at(value.span())),
+                SpecField::OnDisconnect => raw.on_disconnect.as_ref().and_then(|value| at(value.span())),
+            }
+            // Keys left out take defaults, which pass; should one fail
+            // anyway, the task's first line is the place to look.
+            .or(name_line)
         };
-        tasks.push(TaskSpec {
-            name,
-            command: raw.command.into_inner(),
-            replicas,
+        let spec = TaskSpec {
+            name: raw.name.get_ref().clone(),
+            command: raw.command.get_ref().clone(),
+            replicas: raw.replicas.as_ref().map_or(1, |replicas| *replicas.get_ref()),
             placement: raw.placement.unwrap_or_default(),
-            restart: raw.restart.unwrap_or_default(),
-            migrate: raw.migrate.unwrap_or_default(),
-            on_disconnect,
-        });
+            restart: raw.restart.as_ref().map(|restart| restart.get_ref().clone()).unwrap_or_default(),
+            migrate: raw.migrate.as_ref().map(|migrate| migrate.get_ref().clone()).unwrap_or_default(),
+            on_disconnect: match raw.on_disconnect.as_ref().map(Spanned::get_ref) {
+                None | Some(RawOnDisconnect::Keep(_)) => OnDisconnect::Keep,
+                Some(RawOnDisconnect::StopAfter { stop_after }) => OnDisconnect::StopAfter(*stop_after),
+            },
+        };
+        validate(&spec).map_err(|err| TaskFileError { line: line_of_field(err.field), message: err.message })?;
+        if !names.insert(spec.name.clone()) {
+            return Err(TaskFileError { line: name_line, message: format!("duplicate task name \"{}\"", spec.name) });
+        }
+        tasks.push(spec);
     }
     if tasks.is_empty() {
         return Err(TaskFileError { line: None, message: "no [[task]] in the file".into() });
@@ -221,30 +266,137 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
     Ok(tasks)
 }
 
-/// Checks a spec that did not come from [`parse_task_file`] (the admin
-/// channel): the same rules, without lines.
+/// Checks one spec: every rule of a task file except unique names (see
+/// [`validate_all`]). [`parse_task_file`] calls it for each task, and the
+/// console calls it on specs from the admin channel.
 ///
 /// # Errors
-/// What is wrong.
-pub fn validate(spec: &TaskSpec) -> Result<(), String> {
-    if !valid_task_name(&spec.name) {
-        return Err(format!("task name \"{}\" is invalid", spec.name));
+/// The first broken rule, naming the task, the field and the limit.
+pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
+    let fail = |field: SpecField, message: String| Err(SpecError { field, message });
+    if let Err(err) = crate::names::TaskName::parse(&spec.name) {
+        return fail(SpecField::Name, err.to_string());
     }
-    if spec.command.first().is_none_or(|program| program.trim().is_empty()) {
-        return Err(format!("task \"{}\": command is empty", spec.name));
+    let task = &spec.name;
+    if let Some(problem) = command_problem(&spec.command) {
+        return fail(SpecField::Command, format!("task \"{task}\": {problem}"));
     }
     if spec.replicas == 0 || spec.replicas > MAX_REPLICAS {
-        return Err(format!("task \"{}\": replicas must be at least 1 and at most {MAX_REPLICAS}", spec.name));
+        return fail(
+            SpecField::Replicas,
+            format!("task \"{task}\": replicas must be at least 1 and at most {MAX_REPLICAS}, not {}", spec.replicas),
+        );
+    }
+
+    let restart = &spec.restart;
+    for (key, value) in [("delay", restart.delay), ("max_delay", restart.max_delay), ("within", restart.within)] {
+        if let Some(problem) = duration_problem(value, false) {
+            return fail(SpecField::Restart, format!("task \"{task}\": restart.{key} {problem}"));
+        }
+    }
+    if restart.max_delay < restart.delay {
+        return fail(
+            SpecField::Restart,
+            format!(
+                "task \"{task}\": restart.max_delay ({}) is shorter than restart.delay ({}); raise max_delay or lower delay",
+                format_duration(restart.max_delay),
+                format_duration(restart.delay),
+            ),
+        );
+    }
+    if restart.max_restarts > MAX_RESTARTS {
+        return fail(
+            SpecField::Restart,
+            format!(
+                "task \"{task}\": restart.max_restarts must be at most {MAX_RESTARTS}, not {}",
+                restart.max_restarts
+            ),
+        );
+    }
+
+    let migrate = &spec.migrate;
+    if migrate.max_parallel == 0 || migrate.max_parallel > MAX_REPLICAS {
+        return fail(
+            SpecField::Migrate,
+            format!(
+                "task \"{task}\": migrate.max_parallel must be at least 1 and at most {MAX_REPLICAS}, not {}",
+                migrate.max_parallel
+            ),
+        );
+    }
+    if let Some(problem) = duration_problem(migrate.min_healthy, true) {
+        return fail(SpecField::Migrate, format!("task \"{task}\": migrate.min_healthy {problem}"));
+    }
+
+    if let OnDisconnect::StopAfter(stop_after) = spec.on_disconnect
+        && let Some(problem) = duration_problem(stop_after, false)
+    {
+        return fail(SpecField::OnDisconnect, format!("task \"{task}\": on_disconnect.stop_after {problem}"));
     }
     Ok(())
 }
 
-/// Task names: 1–63 of `a-z 0-9 . _ -`, starting with a letter or digit.
+/// [`validate`] on each spec of a batch, and unique names in it: what
+/// [`parse_task_file`] checks of a whole file.
+///
+/// # Errors
+/// The first broken rule.
+pub fn validate_all(specs: &[TaskSpec]) -> Result<(), SpecError> {
+    let mut names = BTreeSet::new();
+    for spec in specs {
+        validate(spec)?;
+        if !names.insert(spec.name.as_str()) {
+            return Err(SpecError {
+                field: SpecField::Name,
+                message: format!("duplicate task name \"{}\"", spec.name),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What is wrong with a command, if anything.
+fn command_problem(command: &[String]) -> Option<String> {
+    if command.first().is_none_or(|program| program.trim().is_empty()) {
+        return Some("command is empty; give the program and its arguments, like [\"sleep\", \"60\"]".into());
+    }
+    if command.len() > MAX_COMMAND_ARGS {
+        return Some(format!(
+            "command has {} arguments; at most {MAX_COMMAND_ARGS} are allowed (the program included)",
+            command.len()
+        ));
+    }
+    for (position, argument) in command.iter().enumerate() {
+        if argument.len() > MAX_ARG_LEN {
+            return Some(format!(
+                "command argument {position} is {} bytes long; at most {MAX_ARG_LEN} are allowed",
+                argument.len()
+            ));
+        }
+        if argument.contains('\0') {
+            // A NUL cannot be passed to exec: the argument would be cut
+            // (or the spawn fail) on the agent, far from the operator.
+            return Some(format!("command argument {position} contains a NUL byte, which a program cannot receive"));
+        }
+    }
+    None
+}
+
+/// What is wrong with a duration of a spec, if anything.
+fn duration_problem(value: Duration, zero_allowed: bool) -> Option<String> {
+    if value.is_zero() && !zero_allowed {
+        Some("must be longer than zero".into())
+    } else if value > MAX_TASK_DURATION {
+        Some(format!("is {}; it must be at most {}", format_duration(value), format_duration(MAX_TASK_DURATION)))
+    } else {
+        None
+    }
+}
+
+/// Task names: 1–63 of `a-z 0-9 . _ -`, starting with a letter or digit
+/// (the rule of [`crate::names`]).
 pub fn valid_task_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|first: char| first.is_ascii_lowercase() || first.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+    crate::names::is_valid_name(name)
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -265,9 +417,9 @@ struct RawTask {
     command: Spanned<Vec<String>>,
     replicas: Option<Spanned<u32>>,
     placement: Option<Placement>,
-    restart: Option<RestartPolicy>,
-    migrate: Option<MigratePolicy>,
-    on_disconnect: Option<RawOnDisconnect>,
+    restart: Option<Spanned<RestartPolicy>>,
+    migrate: Option<Spanned<MigratePolicy>>,
+    on_disconnect: Option<Spanned<RawOnDisconnect>>,
 }
 
 #[derive(Deserialize)]
@@ -275,7 +427,7 @@ struct RawTask {
 enum RawOnDisconnect {
     Keep(KeepWord),
     StopAfter {
-        #[serde(with = "crate::duration::serde_text")]
+        #[serde(with = "crate::duration::serde_unbounded")]
         stop_after: Duration,
     },
 }
@@ -359,10 +511,189 @@ on_disconnect = "keep"
         let mut spec = parse_task_file(FULL).unwrap().remove(0);
         assert_eq!(validate(&spec), Ok(()));
         spec.replicas = MAX_REPLICAS + 1;
-        assert!(validate(&spec).unwrap_err().contains("at most"));
+        assert!(validate(&spec).unwrap_err().message.contains("at most"));
         spec.replicas = 1;
         spec.command.clear();
-        assert!(validate(&spec).unwrap_err().contains("empty"));
+        assert!(validate(&spec).unwrap_err().message.contains("empty"));
+    }
+
+    const EIGHT_DAYS: Duration = Duration::from_secs(8 * 86_400);
+
+    /// A valid one-task file with `extra` lines appended to the task.
+    fn task_with(extra: &str) -> String {
+        format!("[[task]]\nname = \"a\"\ncommand = [\"x\"]\n{extra}\n")
+    }
+
+    fn valid_spec() -> TaskSpec {
+        parse_task_file(FULL).unwrap().remove(0)
+    }
+
+    #[test]
+    fn regression_a_stop_after_of_ten_quintillion_seconds_is_refused() {
+        let err = error(&task_with("on_disconnect = { stop_after = \"10000000000000000000s\" }"));
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.message.contains("on_disconnect.stop_after") && err.message.contains("at most 7days"), "{err}");
+
+        let mut spec = valid_spec();
+        spec.on_disconnect = OnDisconnect::StopAfter(Duration::from_secs(10_000_000_000_000_000_000));
+        let err = validate(&spec).unwrap_err();
+        assert_eq!(err.field, SpecField::OnDisconnect);
+        assert!(err.message.contains("on_disconnect.stop_after"), "{err}");
+    }
+
+    #[test]
+    fn regression_a_restart_delay_of_ten_quintillion_seconds_is_refused() {
+        let err = error(&task_with(
+            "restart = { mode = \"delayed\", delay = \"10000000000000000000s\", max_delay = \"10000000000000000000s\" }",
+        ));
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.message.contains("restart.delay") && err.message.contains("at most 7days"), "{err}");
+
+        let mut spec = valid_spec();
+        spec.restart.delay = Duration::from_secs(10_000_000_000_000_000_000);
+        spec.restart.max_delay = spec.restart.delay;
+        let err = validate(&spec).unwrap_err();
+        assert_eq!(err.field, SpecField::Restart);
+        assert!(err.message.contains("restart.delay"), "{err}");
+    }
+
+    #[test]
+    fn every_task_duration_is_at_most_seven_days() {
+        let week = "restart = { delay = \"7d\", max_delay = \"7d\", within = \"7d\" }\nmigrate = { min_healthy = \"7d\" }\non_disconnect = { stop_after = \"7d\" }";
+        let spec = parse_task_file(&task_with(week)).unwrap().remove(0);
+        assert_eq!(spec.restart.within, MAX_TASK_DURATION);
+        for (line, key) in [
+            ("restart = { delay = \"7d 1s\", max_delay = \"8d\" }", "restart.delay"),
+            ("restart = { max_delay = \"8d\" }", "restart.max_delay"),
+            ("restart = { within = \"8d\" }", "restart.within"),
+            ("migrate = { min_healthy = \"8d\" }", "migrate.min_healthy"),
+            ("on_disconnect = { stop_after = \"8d\" }", "on_disconnect.stop_after"),
+        ] {
+            let err = error(&task_with(line));
+            assert_eq!(err.line, Some(4), "{err}");
+            assert!(err.message.contains(key) && err.message.contains("at most 7days"), "{key}: {err}");
+        }
+
+        type Change = fn(&mut TaskSpec);
+        let checks: [(Change, SpecField); 5] = [
+            (|spec| (spec.restart.delay, spec.restart.max_delay) = (EIGHT_DAYS, EIGHT_DAYS), SpecField::Restart),
+            (|spec| spec.restart.max_delay = EIGHT_DAYS, SpecField::Restart),
+            (|spec| spec.restart.within = EIGHT_DAYS, SpecField::Restart),
+            (|spec| spec.migrate.min_healthy = EIGHT_DAYS, SpecField::Migrate),
+            (|spec| spec.on_disconnect = OnDisconnect::StopAfter(EIGHT_DAYS), SpecField::OnDisconnect),
+        ];
+        for (change, field) in checks {
+            let mut spec = valid_spec();
+            change(&mut spec);
+            let err = validate(&spec).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert!(err.message.contains(&format_duration(EIGHT_DAYS)), "{err}");
+        }
+    }
+
+    #[test]
+    fn zero_is_refused_except_for_min_healthy() {
+        let spec =
+            parse_task_file(&task_with("migrate = { mode = \"gradual\", min_healthy = \"0s\" }")).unwrap().remove(0);
+        assert_eq!(spec.migrate.min_healthy, Duration::ZERO);
+        assert_eq!(validate(&spec), Ok(()));
+        for line in [
+            "restart = { delay = \"0s\" }",
+            "restart = { within = \"0ms\" }",
+            "on_disconnect = { stop_after = \"0s\" }",
+        ] {
+            let err = error(&task_with(line));
+            assert_eq!(err.line, Some(4), "{err}");
+            assert!(err.message.contains("longer than zero"), "{err}");
+        }
+        let mut spec = valid_spec();
+        spec.on_disconnect = OnDisconnect::StopAfter(Duration::ZERO);
+        assert_eq!(validate(&spec).unwrap_err().field, SpecField::OnDisconnect);
+    }
+
+    #[test]
+    fn max_delay_is_at_least_delay() {
+        let err = error(&task_with("restart = { mode = \"delayed\", delay = \"10s\", max_delay = \"5s\" }"));
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.message.contains("restart.max_delay (5s) is shorter than restart.delay (10s)"), "{err}");
+        // Against the default max_delay (30s), reported at the table.
+        let err = error(&task_with("restart = { delay = \"1m\" }"));
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(parse_task_file(&task_with("restart = { delay = \"1m\", max_delay = \"1m\" }")).is_ok());
+    }
+
+    #[test]
+    fn counts_are_bounded() {
+        for (line, text) in [
+            ("restart = { max_restarts = 10001 }", "max_restarts must be at most 10000"),
+            ("migrate = { max_parallel = 0 }", "max_parallel must be at least 1"),
+            ("migrate = { max_parallel = 10001 }", "max_parallel must be at least 1 and at most 10000"),
+        ] {
+            let err = error(&task_with(line));
+            assert_eq!(err.line, Some(4), "{err}");
+            assert!(err.message.contains(text), "{err}");
+        }
+        let spec =
+            parse_task_file(&task_with("restart = { max_restarts = 10000 }\nmigrate = { max_parallel = 10000 }"))
+                .unwrap();
+        assert_eq!((spec[0].restart.max_restarts, spec[0].migrate.max_parallel), (MAX_RESTARTS, MAX_REPLICAS));
+        assert!(parse_task_file(&task_with("restart = { max_restarts = 0 }")).is_ok(), "give up at the first crash");
+    }
+
+    #[test]
+    fn commands_are_bounded() {
+        let many = format!("[{}]", vec!["\"x\""; MAX_COMMAND_ARGS + 1].join(", "));
+        let err = error(&format!("[[task]]\nname = \"a\"\ncommand = {many}\n"));
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.contains("257 arguments; at most 256"), "{err}");
+        let enough = format!("[{}]", vec!["\"x\""; MAX_COMMAND_ARGS].join(", "));
+        assert!(parse_task_file(&format!("[[task]]\nname = \"a\"\ncommand = {enough}\n")).is_ok());
+
+        let long = "y".repeat(MAX_ARG_LEN + 1);
+        let err = error(&format!("[[task]]\nname = \"a\"\ncommand = [\"x\", \"{long}\"]\n"));
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.contains("argument 1 is 4097 bytes long; at most 4096"), "{err}");
+        assert!(err.message.len() < 200, "the argument is not echoed");
+
+        let err = error("[[task]]\nname = \"a\"\ncommand = [\"x\", \"a\\u0000b\"]\n");
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.contains("argument 1 contains a NUL byte"), "{err}");
+
+        let mut spec = valid_spec();
+        spec.command = vec!["x".into(); MAX_COMMAND_ARGS + 1];
+        assert_eq!(validate(&spec).unwrap_err().field, SpecField::Command);
+        spec.command = vec!["x\0".into()];
+        assert_eq!(validate(&spec).unwrap_err().field, SpecField::Command);
+        spec.command = vec!["x".into(), "y".repeat(MAX_ARG_LEN + 1)];
+        assert_eq!(validate(&spec).unwrap_err().field, SpecField::Command);
+    }
+
+    #[test]
+    fn subtables_on_their_own_lines_are_checked_too() {
+        let text = "[[task]]\nname = \"a\"\ncommand = [\"x\"]\n\n[task.restart]\nmode = \"delayed\"\ndelay = \"8d\"\nmax_delay = \"8d\"\n";
+        let err = error(text);
+        assert!(err.message.contains("restart.delay"), "{err}");
+        assert!(matches!(err.line, Some(5..=7)), "{err}");
+    }
+
+    #[test]
+    fn batches_over_the_admin_channel_are_checked_like_files() {
+        let specs = parse_task_file(FULL).unwrap();
+        assert_eq!(validate_all(&specs), Ok(()));
+        let twice = [specs[0].clone(), specs[0].clone()];
+        let err = validate_all(&twice).unwrap_err();
+        assert_eq!((err.field, err.message.as_str()), (SpecField::Name, "duplicate task name \"web\""));
+        let mut bad = specs.clone();
+        bad[1].name = "Batch".into();
+        let err = validate_all(&bad).unwrap_err();
+        assert!(err.message.starts_with("task name \"Batch\" is invalid: use 1–63"), "{err}");
+    }
+
+    #[test]
+    fn invalid_names_are_reported_with_the_rule() {
+        let err = error("[[task]]\nname = \"Web\"\ncommand = [\"x\"]\n");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("\"Web\"") && err.message.contains("lowercase"), "{err}");
     }
 
     #[test]
