@@ -152,13 +152,15 @@ fn cut_bytes(text: &str, max: usize) -> &str {
 /// backslashes, for text inside double quotes), so a hostile program name
 /// cannot break the message's lines or quotes.
 fn printable(text: &str, in_quotes: bool) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escape = c.is_control() || (in_quotes && (c == '"' || c == '\\'));
-            let escaped: Vec<char> = if escape { c.escape_default().collect() } else { vec![c] };
-            escaped
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || (in_quotes && (c == '"' || c == '\\')) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `text` as one shell word: as is when it holds only characters no shell
