@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 pub use error::AgentError;
 pub use link::LinkConfig;
 use link::Workers;
-pub use supervisor::{Supervisor, SupervisorConfig};
+pub use supervisor::{ALLOW_ANY, AllowSource, Supervisor, SupervisorConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Runs one agent — sampler and link — until `shutdown`, then says goodbye.
@@ -45,6 +45,9 @@ pub async fn run_agent(
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     tasks.validate().map_err(|err| AgentError::Config(err.to_string()))?;
+    if tasks.allow_exec.is_empty() {
+        warn_runs_nothing(&tasks.allow_source);
+    }
     let orphans = supervisor::reap_orphans(&tasks.data_dir);
     if !orphans.is_empty() {
         tracing::warn!(?orphans, "killed instance processes left by a previous run of this agent");
@@ -66,6 +69,22 @@ pub async fn run_agent(
     let _ = fencing.await;
     endpoint.wait_idle().await;
     result
+}
+
+/// Says loudly that an agent with an empty allowlist will refuse every task
+/// (deny by default, README.md "Agent options"), and how to change that.
+fn warn_runs_nothing(source: &AllowSource) {
+    match source {
+        AllowSource::Flag => tracing::warn!(
+            "this agent runs no tasks: start it with --allow-exec PATTERN (repeatable; the programs it may run, \
+             like `--allow-exec /opt/app/bin/*`; `--allow-exec '*'` allows any program)"
+        ),
+        AllowSource::Config(list) => {
+            tracing::warn!(
+                "this agent runs no tasks: add the programs it may run to {list} (\"*\" allows any program)"
+            );
+        }
+    }
 }
 
 /// Reports queued while the console is away (the inventory sent on

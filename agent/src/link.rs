@@ -280,6 +280,9 @@ async fn session(
     match answer {
         Ok(Some(ConsoleFrame::Welcome(welcome))) => {
             info!(node = %welcome.node, console = %config.console, console_version = %welcome.console_version, "connected to the console");
+            if let Some(workers) = workers.as_deref() {
+                workers.supervisor.set_node_name(&welcome.node);
+            }
         }
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
         Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),

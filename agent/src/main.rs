@@ -56,9 +56,12 @@ struct RunArgs {
     /// Ring capacity weight [default: the number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     weight: Option<u32>,
-    /// Only run tasks whose program (the command's first word) matches one
-    /// of these glob patterns, like `/usr/bin/*` or `python3`; others are
-    /// refused and reported to the console. Repeat for several.
+    /// Run only tasks whose program (the command's first word) matches one
+    /// of these glob patterns, like `/opt/app/bin/*` or `sleep` (`*` does
+    /// not cross `/`); others are refused and reported to the console.
+    /// Without it the agent runs no task at all. `'*'` alone allows any
+    /// program. An interpreter (`sh`, `python3`, …) runs whatever its
+    /// arguments say: allowing one allows anything. Repeat for several.
     #[arg(long, value_name = "PATTERN", num_args = 1..)]
     allow_exec: Vec<String>,
     /// How long a stopping task has between SIGTERM and SIGKILL.

@@ -32,7 +32,9 @@ pub struct Agent {
 
 impl Agent {
     /// Joins with a token: `ringwatch-agent --console ADDR --token TOKEN
-    /// --name NAME --data-dir DIR --heartbeat 500ms EXTRA…`.
+    /// --name NAME --data-dir DIR --heartbeat 500ms EXTRA…`. Without
+    /// `--allow-exec` in `extra_args` it runs no task (a
+    /// [`Fleet`](crate::Fleet) passes the test tasks' programs).
     ///
     /// # Panics
     /// When the process cannot be started.

@@ -1,6 +1,7 @@
 //! A console and its agents for workload tests: [`Fleet`] starts a console
 //! with [`NO_LIMITS_CONFIG`](crate::tasks::NO_LIMITS_CONFIG), joins agents
-//! (directly, or each behind a [`UdpRelay`] to cut its link), waits until
+//! allowed to run the test tasks' programs ([`TASK_PROGRAMS`]; directly, or
+//! each behind a [`UdpRelay`] to cut its link), waits until
 //! all are alive, and on drop kills the agents and then every task process
 //! they left (a [`Reaper`]).
 //!
@@ -27,12 +28,21 @@ pub const AGENT_DIR_PREFIX: &str = "agent-";
 /// reconnect backoff reaches 15 s, plus the handshake on a busy machine.
 pub const RECONNECT: Duration = Duration::from_secs(40);
 
+/// The programs the test tasks run (every [`LifeLog`](crate::instances::LifeLog)
+/// command and [`pid_file_command`](crate::instances::pid_file_command) is a
+/// `sh -c` script): what a fleet's agents allow unless told otherwise, since
+/// an agent started without `--allow-exec` runs nothing.
+pub const TASK_PROGRAMS: &[&str] = &["sh"];
+
 /// How one agent of a [`Fleet`] is started.
 #[derive(Debug, Clone)]
 pub struct AgentSpec {
     /// The node name.
     pub name: String,
-    /// Extra `ringwatch-agent` arguments (`--allow-exec PATTERN`).
+    /// Its `--allow-exec` patterns, one flag each; empty passes none (the
+    /// agent runs nothing). [`TASK_PROGRAMS`] by default.
+    pub allow_exec: Vec<String>,
+    /// Extra `ringwatch-agent` arguments.
     pub extra_args: Vec<String>,
     /// Connect through a [`UdpRelay`] of its own, which the test can switch
     /// to drop everything (a partition of this one link).
@@ -40,9 +50,25 @@ pub struct AgentSpec {
 }
 
 impl AgentSpec {
-    /// A plain agent called `name`.
+    /// A plain agent called `name`, allowed to run [`TASK_PROGRAMS`].
     pub fn new(name: &str) -> Self {
-        Self { name: name.to_owned(), extra_args: Vec::new(), relayed: false }
+        let allow_exec = TASK_PROGRAMS.iter().map(|program| (*program).to_owned()).collect();
+        Self { name: name.to_owned(), allow_exec, extra_args: Vec::new(), relayed: false }
+    }
+
+    /// With these `--allow-exec` patterns instead of [`TASK_PROGRAMS`];
+    /// none at all for an agent that runs nothing.
+    #[must_use]
+    pub fn allow_exec(mut self, patterns: &[&str]) -> Self {
+        self.allow_exec = patterns.iter().map(|pattern| (*pattern).to_owned()).collect();
+        self
+    }
+
+    /// The agent's arguments beyond those every test agent gets: one
+    /// `--allow-exec PATTERN` per pattern, then the extra ones.
+    pub fn agent_args(&self) -> Vec<&str> {
+        let allow = self.allow_exec.iter().flat_map(|pattern| ["--allow-exec", pattern.as_str()]);
+        allow.chain(self.extra_args.iter().map(String::as_str)).collect()
     }
 
     /// With extra arguments.
@@ -139,8 +165,7 @@ impl Fleet {
     }
 
     fn spawn_agent(&self, spec: &AgentSpec, console: SocketAddr) -> Agent {
-        let args: Vec<&str> = spec.extra_args.iter().map(String::as_str).collect();
-        Agent::start(console, &self.token, &spec.name, &self.agent_dir(&spec.name), &args)
+        Agent::start(console, &self.token, &spec.name, &self.agent_dir(&spec.name), &spec.agent_args())
     }
 
     /// The console's data dir (where admin commands find it).
@@ -317,8 +342,7 @@ impl Fleet {
         let spec = self.specs[index].clone();
         let target = if spec.relayed { self.relay(name).addr() } else { self.console.addr() };
         self.agents[index].kill9();
-        let args: Vec<&str> = spec.extra_args.iter().map(String::as_str).collect();
-        self.agents[index] = Agent::start_stored(target, name, &self.agent_dir(name), &args);
+        self.agents[index] = Agent::start_stored(target, name, &self.agent_dir(name), &spec.agent_args());
     }
 
     /// kill -9 of the console, then a new `serve` on the same data dir and
@@ -335,5 +359,18 @@ impl Fleet {
         let config = self.config.to_string_lossy().into_owned();
         self.console = Console::start_listening(&data_dir, &addr.to_string(), &["--config", &config]);
         assert_eq!(self.console.addr(), addr, "the restarted console must listen where its agents look");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_allow_the_task_programs_unless_told_otherwise() {
+        assert_eq!(AgentSpec::new("a").agent_args(), ["--allow-exec", "sh"]);
+        let custom = AgentSpec::new("a").allow_exec(&["/opt/*", "sleep"]).args(&["--stop-grace", "1s"]);
+        assert_eq!(custom.agent_args(), ["--allow-exec", "/opt/*", "--allow-exec", "sleep", "--stop-grace", "1s"]);
+        assert!(AgentSpec::new("a").allow_exec(&[]).agent_args().is_empty());
     }
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ringwatch_agent::SupervisorConfig;
+use ringwatch_agent::supervisor::SupervisorError;
 use ringwatch_shared::detector::DetectorConfig;
 use ringwatch_shared::limits::ResourceLimits;
 use serde::Deserialize;
@@ -29,6 +31,11 @@ pub struct ConfigFile {
     /// Resource limits.
     #[serde(default)]
     pub limits: Option<ResourceLimits>,
+    /// The programs the embedded local agent of a bare `ringwatch` may run
+    /// (`--allow-exec` patterns); unset, it runs any program (see
+    /// [`local::default_allow_exec`](crate::local::default_allow_exec)).
+    #[serde(default)]
+    pub local_agent_allow_exec: Option<Vec<String>>,
 }
 
 /// Why the config file is unusable.
@@ -68,7 +75,14 @@ impl ConfigFile {
     /// # Errors
     /// toml's message, with line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|err| err.to_string().trim_end().to_string())
+        let file: Self = toml::from_str(text).map_err(|err| err.to_string().trim_end().to_string())?;
+        if let Some(patterns) = &file.local_agent_allow_exec {
+            let tasks = SupervisorConfig { allow_exec: patterns.clone(), ..SupervisorConfig::new(PathBuf::new()) };
+            if let Err(SupervisorError::BadPattern { pattern, reason }) = tasks.validate() {
+                return Err(format!("local_agent_allow_exec: pattern \"{pattern}\" is invalid: {reason}"));
+            }
+        }
+        Ok(file)
     }
 
     /// Applies the file to `config`.
@@ -125,6 +139,19 @@ mem_percent = 90.0
         assert_eq!(config.detector.max_silence, Duration::from_secs(8));
         assert_eq!(config.detector.suspect_phi, 5.0, "unset keys keep their defaults");
         assert_eq!(config.limits.mem_percent, 90.0);
+    }
+
+    #[test]
+    fn the_local_agent_allowlist_is_optional_and_checked() {
+        assert_eq!(ConfigFile::parse("").unwrap().local_agent_allow_exec, None);
+        let file = ConfigFile::parse("local_agent_allow_exec = [\"/opt/app/bin/*\", \"sleep\"]\n").unwrap();
+        assert_eq!(file.local_agent_allow_exec, Some(vec!["/opt/app/bin/*".to_string(), "sleep".to_string()]));
+        let none = ConfigFile::parse("local_agent_allow_exec = []\n").unwrap();
+        assert_eq!(none.local_agent_allow_exec, Some(Vec::new()));
+        let err = ConfigFile::parse("local_agent_allow_exec = [\"ok\", \"[bad\"]\n").unwrap_err();
+        assert!(err.contains("local_agent_allow_exec") && err.contains("\"[bad\""), "{err}");
+        let err = ConfigFile::parse("local_agent_allow_exec = \"sh\"\n").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

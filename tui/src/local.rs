@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringwatch_agent::{LinkConfig, SupervisorConfig};
+use ringwatch_agent::{AllowSource, LinkConfig, SupervisorConfig};
 use ringwatch_shared::status::ClusterEvent;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -22,16 +22,35 @@ use crate::handle::{Command, ConsoleHandle, Snapshot};
 /// How long the token handed to in-process agents lives: they join at once.
 const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
 
+/// Where the embedded local agent's allowlist is set, as its refusals and
+/// warnings name it.
+pub const LOCAL_ALLOW_SOURCE: &str = "local_agent_allow_exec in the console's config file";
+
+/// The embedded local agent's allowlist when the config file sets none: any
+/// program. Unlike a standalone agent (which denies by default, README.md
+/// "Agent options"), this agent runs as the operator's own user on the
+/// operator's own machine, at the operator's own console, so allowing
+/// everything gives no one a power they lack; a bare `ringwatch` is meant
+/// to run tasks with no set-up. `local_agent_allow_exec` restricts it.
+pub fn default_allow_exec() -> Vec<String> {
+    vec![ringwatch_agent::ALLOW_ANY.to_string()]
+}
+
 /// Starts an agent named `name` in this process, joined to `control`, with
-/// its credentials under `data_dir`. It stops (saying goodbye) on `shutdown`.
+/// its credentials under `data_dir`, allowed to run the programs that match
+/// `allow_exec` (usually [`default_allow_exec`]). It stops (saying goodbye)
+/// on `shutdown`.
 pub fn spawn_local_agent(
     control: &ControlPlane,
     name: &str,
     data_dir: &Path,
+    allow_exec: Vec<String>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let mut config = LinkConfig::new(loopback(control.local_addr()), data_dir.to_path_buf());
-    let tasks = SupervisorConfig::new(data_dir.to_path_buf());
+    let mut tasks = SupervisorConfig::new(data_dir.to_path_buf());
+    tasks.allow_exec = allow_exec;
+    tasks.allow_source = AllowSource::Config(LOCAL_ALLOW_SOURCE.to_string());
     config.name = Some(name.to_string());
     config.token = Some(control.join_token(LOCAL_TOKEN_TTL));
     let name = name.to_string();
@@ -134,6 +153,14 @@ mod tests {
     fn unspecified_addresses_are_reached_on_loopback() {
         assert_eq!(loopback("0.0.0.0:7443".parse().unwrap()), "127.0.0.1:7443".parse().unwrap());
         assert_eq!(loopback("10.0.0.1:7443".parse().unwrap()), "10.0.0.1:7443".parse().unwrap());
+    }
+
+    #[test]
+    fn the_local_agent_runs_any_program_by_default() {
+        let tasks = SupervisorConfig { allow_exec: default_allow_exec(), ..SupervisorConfig::new("/x".into()) };
+        for program in ["sh", "python3", "/usr/bin/env", "./bin/app"] {
+            assert!(tasks.allows(program), "{program}");
+        }
     }
 
     #[test]

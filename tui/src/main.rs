@@ -49,7 +49,8 @@ struct CommonArgs {
     /// UDP address to listen on [default: 127.0.0.1:7443].
     #[arg(long, value_name = "ADDR", global = true)]
     listen: Option<SocketAddr>,
-    /// TOML config file (detector thresholds, resource limits, grace period).
+    /// TOML config file (detector thresholds, resource limits, grace period,
+    /// what the embedded local agent may run).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
 }
@@ -187,11 +188,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .build()
         .context("failed to start the async runtime")?;
     let demo = matches!(cli.command, Some(Command::Demo { .. }));
-    let config = console_config(&cli.common, demo)?;
+    let Settings { console: config, local_agent_allow_exec } = settings(&cli.common, demo)?;
     runtime.block_on(async {
         match cli.command {
-            None => run_ui(config, None).await,
-            Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes))).await,
+            None => run_ui(config, None, local_agent_allow_exec).await,
+            Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes)), Vec::new()).await,
             Some(Command::Serve) => {
                 ringwatch_net::logging::log_to_stderr();
                 run_console(config).await
@@ -222,11 +223,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     })
 }
 
-/// The console's settings: defaults, then the config file, then flags. The
-/// demo defaults to a data dir of its own and any free port, so it never
+/// What the config file and flags set: the console's settings and the
+/// embedded local agent's allowlist (which is no business of the control
+/// plane).
+struct Settings {
+    /// The control plane's settings.
+    console: ConsoleConfig,
+    /// `local_agent_allow_exec`, or [`local::default_allow_exec`].
+    local_agent_allow_exec: Vec<String>,
+}
+
+/// The settings: defaults, then the config file, then flags. The demo
+/// defaults to a data dir of its own and any free port, so it never
 /// disturbs a real console.
-fn console_config(common: &CommonArgs, demo: bool) -> Result<ConsoleConfig> {
-    let file = common.config.as_deref().map(ConfigFile::load).transpose()?;
+fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
+    let mut file = common.config.as_deref().map(ConfigFile::load).transpose()?;
+    let local_agent_allow_exec =
+        file.as_mut().and_then(|file| file.local_agent_allow_exec.take()).unwrap_or_else(local::default_allow_exec);
     let data_dir = match common.data_dir.clone().or_else(|| file.as_ref().and_then(|file| file.data_dir.clone())) {
         Some(dir) => dir,
         None => dirs::data_dir()
@@ -243,7 +256,7 @@ fn console_config(common: &CommonArgs, demo: bool) -> Result<ConsoleConfig> {
     if let Some(listen) = common.listen {
         config.listen = listen;
     }
-    Ok(config)
+    Ok(Settings { console: config, local_agent_allow_exec })
 }
 
 /// Logs to `console.log` in the data dir: the terminal belongs to the UI.
@@ -265,8 +278,9 @@ fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
 }
 
 /// The terminal UI over a control plane of this process, with the embedded
-/// local agent (`demo_nodes = None`) or the demo's agents.
-async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<ExitCode> {
+/// local agent (`demo_nodes = None`, running what `local_allow_exec`
+/// allows) or the demo's agents.
+async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>, local_allow_exec: Vec<String>) -> Result<ExitCode> {
     let log = init_file_logging(&config.data_dir)?;
     let shutdown = CancellationToken::new();
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
@@ -283,6 +297,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>) -> Result<Exit
                 &control,
                 &local::local_node_name(),
                 &config.data_dir.join("local-agent"),
+                local_allow_exec,
                 agents_stop.clone(),
             );
             (None, Some(agent), "ringwatch".to_string())

@@ -182,7 +182,7 @@ impl Actor {
     /// Starts the process: `Starting`, then `Running` or `Failed`.
     async fn start(&mut self) {
         self.publish(InstanceState::Starting, None, "starting".into());
-        match process::spawn(&self.shared.config, &self.shared.allow, &self.assignment).await {
+        match process::spawn(&self.shared.config, &self.shared.allow, self.shared.node_name(), &self.assignment).await {
             Ok(spawned) => {
                 let pid = spawned.pid;
                 self.tracker.on_start(std::time::Instant::now());

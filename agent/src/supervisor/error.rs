@@ -4,6 +4,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use super::allow::{self, AllowSource};
+
 /// Why an instance could not start, or the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -14,9 +16,17 @@ pub enum SupervisorError {
     /// The assignment's command has no program.
     #[error("the command of instance \"{0}\" is empty")]
     EmptyCommand(String),
-    /// The program matches none of the `--allow-exec` patterns.
-    #[error("command \"{0}\" is not allowed by --allow-exec")]
-    NotAllowed(String),
+    /// The program matches none of the `--allow-exec` patterns. The message
+    /// names the change that allows it and is at most 200 bytes.
+    #[error("{}", allow::refusal(.program, .node.as_deref(), .allow_source))]
+    NotAllowed {
+        /// `command[0]`.
+        program: String,
+        /// This agent's node name, once the console has said it.
+        node: Option<String>,
+        /// How the operator changes the allowlist.
+        allow_source: AllowSource,
+    },
     /// An `--allow-exec` pattern is not a valid glob.
     #[error("--allow-exec pattern \"{pattern}\" is invalid: {reason}")]
     BadPattern {

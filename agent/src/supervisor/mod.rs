@@ -23,7 +23,8 @@
 //! - `actor`: one instance's life: start, watch, restart, stop.
 //! - `process`: spawning in a process group, signalling it, exit texts.
 //! - `logs`: capped, rotated log files fed from the child's pipes.
-//! - `allow`: the `--allow-exec` glob allowlist.
+//! - `allow`: the `--allow-exec` allowlist (deny by default) and its
+//!   refusal message.
 //! - [`error`](mod@error): why an instance could not start.
 
 mod actor;
@@ -49,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
+pub use allow::{ALLOW_ANY, AllowSource};
 pub use error::SupervisorError;
 pub use process::reap_orphans;
 
@@ -69,9 +71,12 @@ pub struct SupervisorConfig {
     /// The agent's data dir; instances live in
     /// `data_dir/instances/<task>-<index>/`.
     pub data_dir: PathBuf,
-    /// Glob patterns `command[0]` must match (`*` does not cross `/`);
-    /// empty allows every program.
+    /// Glob patterns `command[0]` must match (`*` does not cross `/`, but
+    /// [`ALLOW_ANY`] alone allows every program); empty allows nothing, so
+    /// an agent runs no task it was not told it may run.
     pub allow_exec: Vec<String>,
+    /// How the operator changes `allow_exec`: a refusal says so.
+    pub allow_source: AllowSource,
     /// Time between SIGTERM and SIGKILL when stopping an instance.
     pub stop_grace: Duration,
     /// A log file is rotated before it would exceed this size; 0 means no
@@ -87,6 +92,7 @@ impl SupervisorConfig {
         Self {
             data_dir,
             allow_exec: Vec::new(),
+            allow_source: AllowSource::Flag,
             stop_grace: DEFAULT_STOP_GRACE,
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             log_keep: DEFAULT_LOG_KEEP,
@@ -101,6 +107,12 @@ impl SupervisorConfig {
     /// [`SupervisorError::BadPattern`] for the first invalid pattern.
     pub fn validate(&self) -> Result<(), SupervisorError> {
         allow::check(&self.allow_exec)
+    }
+
+    /// Whether `program` (a command's first word) may run under
+    /// `allow_exec`.
+    pub fn allows(&self, program: &str) -> bool {
+        allow::AllowList::new(&self.allow_exec).allows(program)
     }
 
     /// The working directory of `instance` (`task/index`), or `None` when
@@ -132,6 +144,9 @@ struct Shared {
     config: SupervisorConfig,
     /// `config.allow_exec`, compiled.
     allow: allow::AllowList,
+    /// This agent's node name as the console knows it, for refusal
+    /// messages; set on each welcome.
+    node: Mutex<Option<String>>,
     /// Where every state change goes.
     reports: mpsc::Sender<InstanceReport>,
     /// Every known instance by `task/index`. Held only briefly, never
@@ -191,6 +206,7 @@ impl Supervisor {
         let shared = Arc::new(Shared {
             config,
             allow,
+            node: Mutex::new(None),
             reports,
             instances: Mutex::new(BTreeMap::new()),
             dropped_reports: AtomicU64::new(0),
@@ -354,6 +370,12 @@ impl Supervisor {
         }
     }
 
+    /// Records the node name the console knows this agent by (its welcome
+    /// says it), so that a refused program names the node.
+    pub fn set_node_name(&self, node: &str) {
+        *self.handle.shared.node.lock().unwrap_or_else(PoisonError::into_inner) = Some(node.to_string());
+    }
+
     /// Reports lost because the reports channel was full.
     pub fn dropped_reports(&self) -> u64 {
         self.handle.shared.dropped_reports.load(Ordering::Relaxed)
@@ -385,6 +407,11 @@ impl Drop for Handle {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
         self.instances.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The node name, once the console has said it.
+    fn node_name(&self) -> Option<String> {
+        self.node.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Records `report` as the instance's state and sends it.

@@ -66,7 +66,8 @@ pub(crate) fn instance_dir(data_dir: &Path, instance: &str) -> Option<PathBuf> {
 }
 
 /// Starts `assignment` in its working directory, in a new process group,
-/// with its output going to the log files.
+/// with its output going to the log files. `node` (this agent's name, if
+/// known) goes into a refusal's message.
 ///
 /// # Errors
 /// A bad instance name, an empty or refused command, a working directory or
@@ -74,6 +75,7 @@ pub(crate) fn instance_dir(data_dir: &Path, instance: &str) -> Option<PathBuf> {
 pub(crate) async fn spawn(
     config: &SupervisorConfig,
     allow: &AllowList,
+    node: Option<String>,
     assignment: &Assignment,
 ) -> Result<Spawned, SupervisorError> {
     let instance = &assignment.instance;
@@ -81,7 +83,11 @@ pub(crate) async fn spawn(
     let (program, args) =
         assignment.spec.command.split_first().ok_or_else(|| SupervisorError::EmptyCommand(instance.clone()))?;
     if !allow.allows(program) {
-        return Err(SupervisorError::NotAllowed(program.clone()));
+        return Err(SupervisorError::NotAllowed {
+            program: program.clone(),
+            node,
+            allow_source: config.allow_source.clone(),
+        });
     }
     let prepare = |path: &Path| {
         let path = path.to_path_buf();

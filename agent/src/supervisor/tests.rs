@@ -25,6 +25,9 @@ fn fixture_with(adjust: impl FnOnce(&mut SupervisorConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = SupervisorConfig::new(dir.path().to_path_buf());
     config.stop_grace = Duration::from_secs(5);
+    // These tests run sh, sleep, true and false; the allowlist tests set
+    // their own.
+    config.allow_exec = vec![ALLOW_ANY.into()];
     adjust(&mut config);
     let (sender, reports) = mpsc::channel(1024);
     Fixture { supervisor: Supervisor::new(config, sender), reports, dir }
@@ -215,12 +218,67 @@ async fn the_allowlist_refuses_other_programs_with_a_clear_message() {
     fx.supervisor.assign(assignment(&spec("sneaky", &["false"]), 0, 1));
     fx.expect("sneaky/0", InstanceState::Starting).await;
     let failed = fx.expect("sneaky/0", InstanceState::Failed).await;
-    assert_eq!(failed.message, "command \"false\" is not allowed by --allow-exec");
+    assert_eq!(
+        failed.message,
+        "program \"false\" is not allowed on this node: restart its agent with --allow-exec false \
+         (or a glob matching it)"
+    );
     assert!(!fx.instance_dir("sneaky/0").exists(), "a refused instance leaves nothing behind");
 
     fx.supervisor.assign(assignment(&spec("fine", &["/usr/bin/true"]), 0, 1));
     fx.expect("fine/0", InstanceState::Starting).await;
     fx.expect("fine/0", InstanceState::Running).await;
+}
+
+#[tokio::test]
+async fn an_empty_allowlist_refuses_every_program_naming_the_flag_and_the_node() {
+    let mut fx = fixture_with(|config| config.allow_exec.clear());
+    assert!(fx.supervisor.config().allow_exec.is_empty(), "deny by default: the config starts empty");
+    fx.supervisor.set_node_name("x");
+    for (task, program) in [("py", "python3"), ("shell", "sh"), ("abs", "/bin/sh"), ("sleeper", "sleep")] {
+        fx.supervisor.assign(assignment(&spec(task, &[program, "-c", "true"]), 0, 1));
+        let instance = format!("{task}/0");
+        fx.expect(&instance, InstanceState::Starting).await;
+        let failed = fx.expect(&instance, InstanceState::Failed).await;
+        assert_eq!(
+            failed.message,
+            format!(
+                "program \"{program}\" is not allowed on node \"x\": restart its agent with --allow-exec {program} \
+                 (or a glob matching it)"
+            )
+        );
+        assert_eq!((failed.pid, failed.restarts), (None, 0));
+        assert!(!fx.instance_dir(&instance).exists(), "a refused instance leaves nothing behind");
+    }
+    assert!(fx.supervisor.pids().is_empty(), "nothing runs");
+    assert!(fx.supervisor.inventory().iter().all(|report| report.state == InstanceState::Failed));
+}
+
+#[tokio::test]
+async fn a_refusal_from_a_config_list_says_where_to_add_the_program() {
+    let mut fx = fixture_with(|config| {
+        config.allow_exec = vec!["/opt/app/bin/*".into()];
+        config.allow_source = AllowSource::Config("local_agent_allow_exec in the console's config file".into());
+    });
+    fx.supervisor.set_node_name("laptop");
+    fx.supervisor.assign(assignment(&spec("py", &["python3", "-c", "print(1)"]), 0, 1));
+    fx.expect("py/0", InstanceState::Starting).await;
+    let failed = fx.expect("py/0", InstanceState::Failed).await;
+    assert_eq!(
+        failed.message,
+        "program \"python3\" is not allowed on node \"laptop\": add \"python3\" (or a glob matching it) to \
+         local_agent_allow_exec in the console's config file"
+    );
+}
+
+#[tokio::test]
+async fn the_allow_any_pattern_runs_programs_named_by_path_too() {
+    let mut fx = fixture_with(|config| config.allow_exec = vec![ALLOW_ANY.into()]);
+    for (task, program) in [("bare", "sleep"), ("path", "/bin/sleep")] {
+        fx.supervisor.assign(assignment(&spec(task, &[program, "1000"]), 0, 1));
+        fx.until(&format!("{task}/0"), InstanceState::Running).await;
+    }
+    assert_eq!(fx.supervisor.pids().len(), 2);
 }
 
 #[tokio::test]
@@ -430,7 +488,8 @@ async fn dropping_the_supervisor_kills_its_children() {
 async fn a_full_reports_channel_drops_and_counts_instead_of_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let (sender, mut reports) = mpsc::channel(1);
-    let supervisor = Supervisor::new(SupervisorConfig::new(dir.path().to_path_buf()), sender);
+    let config = SupervisorConfig { allow_exec: vec![ALLOW_ANY.into()], ..SupervisorConfig::new(dir.path().into()) };
+    let supervisor = Supervisor::new(config, sender);
     let mut quick = spec("quick", &["true"]);
     quick.restart.max_restarts = 0;
     supervisor.assign(assignment(&quick, 0, 1));
@@ -451,6 +510,12 @@ fn config_defaults_and_validation() {
     assert_eq!(config.stop_grace, Duration::from_secs(5));
     assert_eq!((config.log_max_bytes, config.log_keep), (1 << 20, 3));
     assert!(config.validate().is_ok());
+    assert!(config.allow_exec.is_empty() && !config.allows("sh"), "deny by default");
+    assert_eq!(config.allow_source, AllowSource::Flag);
+    let any = SupervisorConfig { allow_exec: vec![ALLOW_ANY.into()], ..config.clone() };
+    assert!(any.allows("sh") && any.allows("/usr/bin/python3"));
+    let some = SupervisorConfig { allow_exec: vec!["/usr/bin/*".into()], ..config.clone() };
+    assert!(some.allows("/usr/bin/python3") && !some.allows("python3"));
     assert_eq!(config.instance_dir("web/1"), Some("/data/instances/web-1".into()));
     assert_eq!(config.instance_dir("web"), None);
     let bad = SupervisorConfig { allow_exec: vec!["[".into()], ..config };
@@ -476,7 +541,8 @@ fn a_restarted_agent_kills_what_a_killed_one_left() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pid = runtime.block_on(async {
         let (reports_tx, mut reports) = tokio::sync::mpsc::channel(64);
-        let supervisor = Supervisor::new(SupervisorConfig::new(dir.path().to_path_buf()), reports_tx);
+        let config = SupervisorConfig { allow_exec: vec!["sleep".into()], ..SupervisorConfig::new(dir.path().into()) };
+        let supervisor = Supervisor::new(config, reports_tx);
         supervisor.assign(orphan_assignment());
         let pid = loop {
             let report = tokio::time::timeout(Duration::from_secs(20), reports.recv()).await.unwrap().unwrap();

@@ -408,7 +408,7 @@ fn a_bad_task_file_changes_nothing_and_names_its_line() {
 #[test]
 fn a_command_refused_by_an_allowlist_is_reported_and_placed_elsewhere() {
     let sandbox = Sandbox::new("allow-exec-refusal");
-    let specs = [AgentSpec::new("a").args(&["--allow-exec", "/nonexistent/*"]), AgentSpec::new("b")];
+    let specs = [AgentSpec::new("a").allow_exec(&["/nonexistent/*"]), AgentSpec::new("b")];
     let mut fleet = Fleet::start_with(&sandbox, &specs);
     let life = life_log(&sandbox);
 
@@ -441,4 +441,32 @@ fn a_command_refused_by_an_allowlist_is_reported_and_placed_elsewhere() {
     assert_eq!(placed["web/0"], "b", "web/0 should run on b: {}", status.tasks_summary());
     let pid = fleet.wait_pid("b", "web/0");
     assert!(life.copies().iter().all(|copy| copy.pid == pid), "only b's copy ran: {}", life.describe());
+}
+
+#[test]
+fn regression_an_agent_without_allow_exec_runs_nothing() {
+    let sandbox = Sandbox::new("no-allow-exec");
+    let mut fleet = Fleet::start_with(&sandbox, &[AgentSpec::new("a").allow_exec(&[])]);
+    let life = life_log(&sandbox);
+    fleet.agent("a").assert_log_mentions(&["this agent runs no tasks: start it with --allow-exec PATTERN"]);
+
+    fleet.apply(&[TaskDef::new("web", life.command()).set("restart", IMMEDIATE)]);
+    let refused = fleet.console.proc().wait_for_log(LIVENESS, "web/0 failed on a", |log| {
+        log.lines().any(|line| line.contains("web/0 failed on \"a\""))
+    });
+    assert!(refused, "the console exited\n{}", fleet.console.log_tail());
+    let log = fleet.console.log();
+    let line = log.lines().find(|line| line.contains("web/0 failed on \"a\"")).unwrap_or_default();
+    sandbox.step(format!("refused: {line}"));
+    let advice = "program \"sh\" is not allowed on node \"a\": restart its agent with --allow-exec sh";
+    assert!(line.contains(advice), "the event should name the flag that allows it ({advice}): {line}");
+
+    // Nowhere else to go: the instance waits, and nothing ever ran.
+    let status = fleet.console.wait_for("web/0 pending or failed", |s| {
+        s.instance("web/0").is_some_and(|i| i.state == INSTANCE_PENDING || i.state == INSTANCE_FAILED)
+    });
+    sandbox.step(format!("after the refusal: {}", status.tasks_summary()));
+    assert!(life.copies().is_empty(), "a refused command must not run: {}", life.describe());
+    assert!(instances::processes_under(&fleet.agent_dir("a")).is_empty(), "nothing runs on a");
+    assert!(!fleet.instance_dir("a", "web/0").exists(), "a refused instance leaves no directory");
 }

@@ -58,6 +58,11 @@ migrate = { mode = "gradual", max_parallel = 1, min_healthy = "2s" }
 on_disconnect = { stop_after = "4s" }
 "#;
 
+/// The programs the demo's agents may run: exactly what [`SAMPLE_TASKS`]
+/// use. Agents deny by default (README.md, "Agent options"); the demo's
+/// need no more than this.
+pub const DEMO_ALLOW_EXEC: &[&str] = &["sh"];
+
 /// How long the demo's join token lives: its agents join at start and after
 /// a heal.
 const DEMO_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -134,7 +139,8 @@ impl DemoFleet {
         let stalled = Arc::new(AtomicBool::new(false));
         let stop = self.shutdown.child_token();
         let mut config = LinkConfig::new(relay.addr(), self.data_dir.join(name));
-        let tasks = SupervisorConfig::new(self.data_dir.join(name));
+        let mut tasks = SupervisorConfig::new(self.data_dir.join(name));
+        tasks.allow_exec = DEMO_ALLOW_EXEC.iter().map(|pattern| (*pattern).to_string()).collect();
         config.name = Some(name.to_string());
         config.token = Some(self.token.clone());
         config.weight = 1 + u32::try_from(name.len() % 3).unwrap_or(0);
@@ -225,5 +231,17 @@ mod tests {
     fn the_sample_tasks_parse() {
         let tasks = ringwatch_shared::task::parse_task_file(SAMPLE_TASKS).unwrap();
         assert_eq!(tasks.len(), 3);
+    }
+
+    #[test]
+    fn the_demo_agents_allow_exactly_the_sample_tasks_programs() {
+        let allow_exec = DEMO_ALLOW_EXEC.iter().map(|pattern| (*pattern).to_string()).collect();
+        let config = SupervisorConfig { allow_exec, ..SupervisorConfig::new("/x".into()) };
+        let tasks = ringwatch_shared::task::parse_task_file(SAMPLE_TASKS).unwrap();
+        let mut programs: Vec<&str> = tasks.iter().map(|task| task.command[0].as_str()).collect();
+        programs.dedup();
+        assert_eq!(programs, DEMO_ALLOW_EXEC, "the allowlist is what the samples use, no more");
+        assert!(programs.iter().all(|program| config.allows(program)));
+        assert!(!config.allows("python3") && !config.allows("/bin/sh"));
     }
 }
