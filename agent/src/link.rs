@@ -281,7 +281,7 @@ async fn session(
         Ok(Some(ConsoleFrame::Welcome(welcome))) => {
             info!(node = %welcome.node, console = %config.console, console_version = %welcome.console_version, "connected to the console");
             if let Some(workers) = workers.as_deref() {
-                workers.supervisor.set_node_name(&welcome.node);
+                workers.supervisor.set_node_name(welcome.node.as_str());
             }
         }
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
@@ -419,13 +419,13 @@ fn carry_out(frame: ConsoleFrame, workers: Option<&Workers>) -> Option<InstanceR
             info!(instance = %assignment.instance, epoch = assignment.epoch, "assigned");
             workers.supervisor.assign(assignment);
         }
-        ConsoleFrame::Stop { instance, reason } => {
-            info!(%instance, %reason, "asked to stop");
-            workers.supervisor.stop(&instance, &reason);
+        ConsoleFrame::Stop { instance, epoch, reason } => {
+            info!(%instance, epoch, %reason, "asked to stop");
+            workers.supervisor.stop(&instance, epoch, &reason);
         }
-        ConsoleFrame::Restart { instance } => {
-            info!(%instance, "asked to restart");
-            workers.supervisor.restart(&instance);
+        ConsoleFrame::Restart { instance, epoch } => {
+            info!(%instance, epoch, "asked to restart");
+            workers.supervisor.restart(&instance, epoch);
         }
         other => debug!(?other, "frame from the console"),
     }

@@ -56,7 +56,37 @@ pub struct DiskUsage {
     pub total_bytes: u64,
 }
 
+/// Most cores a sample may list.
+pub const MAX_CORES: usize = 1024;
+/// Most disks a sample may list.
+pub const MAX_DISKS: usize = 64;
+/// Most instances a sample may list.
+pub const MAX_INSTANCES: usize = 4096;
+/// Longest mount point or instance id kept.
+pub const MAX_LABEL_LEN: usize = 256;
+
 impl MetricsSample {
+    /// The sample cut to what a console keeps: a bounded number of cores,
+    /// disks and instances, bounded labels, fractions within range. An
+    /// agent's sample is input, and input is never trusted to be small.
+    #[must_use]
+    pub fn bounded(mut self) -> Self {
+        self.cpu_permille = self.cpu_permille.min(1000);
+        self.core_permille.truncate(MAX_CORES);
+        for core in &mut self.core_permille {
+            *core = (*core).min(1000);
+        }
+        self.disks.truncate(MAX_DISKS);
+        for disk in &mut self.disks {
+            truncate_label(&mut disk.mount);
+        }
+        self.instances.truncate(MAX_INSTANCES);
+        for instance in &mut self.instances {
+            truncate_label(&mut instance.instance);
+        }
+        self
+    }
+
     /// Total CPU use in percent.
     pub fn cpu_percent(&self) -> f64 {
         f64::from(self.cpu_permille) / 10.0
@@ -70,6 +100,16 @@ impl MetricsSample {
     /// Load averages as plain numbers.
     pub fn load(&self) -> [f64; 3] {
         self.load_centi.map(|centi| f64::from(centi) / 100.0)
+    }
+}
+
+fn truncate_label(label: &mut String) {
+    if label.len() > MAX_LABEL_LEN {
+        let mut cut = MAX_LABEL_LEN;
+        while !label.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        label.truncate(cut);
     }
 }
 

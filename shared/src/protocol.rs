@@ -14,12 +14,13 @@
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricsSample;
+use crate::names::{InstanceId, NodeName};
 use crate::plan::{OperatorAction, Plan};
 use crate::status::ClusterStatus;
 use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The QUIC application protocol (ALPN) both sides require.
 pub const ALPN: &[u8] = b"ringwatch/1";
@@ -85,17 +86,23 @@ pub enum ConsoleFrame {
     /// Run this instance (idempotent: an instance already running under the
     /// same epoch is left alone).
     Assign(Assignment),
-    /// Stop this instance and forget it.
+    /// Stop this instance and forget it, if it runs under `epoch` or an
+    /// older one: a stop meant for a stale copy never stops a newer
+    /// placement of the same instance.
     Stop {
         /// `task/index`.
-        instance: String,
+        instance: InstanceId,
+        /// The newest epoch the stop applies to.
+        epoch: u64,
         /// Why, for the agent's log.
         reason: String,
     },
-    /// Restart this instance in place.
+    /// Restart this instance in place, if it runs under `epoch`.
     Restart {
         /// `task/index`.
-        instance: String,
+        instance: InstanceId,
+        /// The placement the restart is meant for.
+        epoch: u64,
     },
 }
 
@@ -103,7 +110,7 @@ pub enum ConsoleFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     /// `task/index`.
-    pub instance: String,
+    pub instance: InstanceId,
     /// What to run and how.
     pub spec: TaskSpec,
     /// Increases every time the console places this instance anew: reports
@@ -116,7 +123,7 @@ pub struct Assignment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceReport {
     /// `task/index`.
-    pub instance: String,
+    pub instance: InstanceId,
     /// The assignment's epoch.
     pub epoch: u64,
     /// Its state.
@@ -166,7 +173,7 @@ impl InstanceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Welcome {
     /// The node name the console knows the agent by.
-    pub node: String,
+    pub node: NodeName,
     /// The console's build, for the agent's log.
     pub console_version: String,
 }
@@ -307,7 +314,39 @@ pub enum AdminRequest {
         action: OperatorAction,
         /// Only print the plan.
         dry_run: bool,
+        /// The plan the operator confirmed: the action is carried out only
+        /// if it still plans the same moves (otherwise the answer is
+        /// [`AdminResponse::PlanChanged`]). `None` carries out whatever it
+        /// plans now.
+        confirmed: Option<Plan>,
     },
+    /// Issue a join token valid for this many seconds (at most 30 days).
+    IssueToken {
+        /// Its lifetime.
+        ttl_secs: u64,
+    },
+    /// Every join token issued, with its state.
+    ListTokens,
+    /// Revoke the join token with this id; agents that already joined keep
+    /// their credentials.
+    RevokeToken(String),
+    /// Revoke every join token.
+    RevokeAllTokens,
+}
+
+/// A join token as `join-token --list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Its id (printed in the token itself).
+    pub id: String,
+    /// When it was issued, Unix seconds.
+    pub issued_unix: u64,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
+    /// Revoked by an operator.
+    pub revoked: bool,
+    /// Agents that joined with it.
+    pub joined: Vec<String>,
 }
 
 /// Answers to [`AdminRequest`]s.
@@ -326,6 +365,13 @@ pub enum AdminResponse {
         /// False for a dry run.
         executed: bool,
     },
+    /// A join token, as agents take it.
+    Token(String),
+    /// Every join token issued.
+    Tokens(Vec<TokenInfo>),
+    /// The confirmed plan no longer holds: the world changed since it was
+    /// made. Nothing was done; this is the plan now.
+    PlanChanged(Plan),
     /// The request failed; the sentence says why.
     Error(String),
 }

@@ -55,7 +55,7 @@ pub const MAX_ARG_LEN: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// Unique name; instances are `name/0`, `name/1`, …
-    pub name: String,
+    pub name: crate::names::TaskName,
     /// Program and arguments, run without a shell.
     pub command: Vec<String>,
     /// How many instances, each on a distinct node.
@@ -242,8 +242,10 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
             // anyway, the task's first line is the place to look.
             .or(name_line)
         };
+        let name = crate::names::TaskName::parse(raw.name.get_ref())
+            .map_err(|err| TaskFileError { line: name_line, message: err.to_string() })?;
         let spec = TaskSpec {
-            name: raw.name.get_ref().clone(),
+            name,
             command: raw.command.get_ref().clone(),
             replicas: raw.replicas.as_ref().map_or(1, |replicas| *replicas.get_ref()),
             placement: raw.placement.unwrap_or_default(),
@@ -274,9 +276,6 @@ pub fn parse_task_file(text: &str) -> Result<Vec<TaskSpec>, TaskFileError> {
 /// The first broken rule, naming the task, the field and the limit.
 pub fn validate(spec: &TaskSpec) -> Result<(), SpecError> {
     let fail = |field: SpecField, message: String| Err(SpecError { field, message });
-    if let Err(err) = crate::names::TaskName::parse(&spec.name) {
-        return fail(SpecField::Name, err.to_string());
-    }
     let task = &spec.name;
     if let Some(problem) = command_problem(&spec.command) {
         return fail(SpecField::Command, format!("task \"{task}\": {problem}"));
@@ -683,10 +682,12 @@ on_disconnect = "keep"
         let twice = [specs[0].clone(), specs[0].clone()];
         let err = validate_all(&twice).unwrap_err();
         assert_eq!((err.field, err.message.as_str()), (SpecField::Name, "duplicate task name \"web\""));
-        let mut bad = specs.clone();
-        bad[1].name = "Batch".into();
-        let err = validate_all(&bad).unwrap_err();
-        assert!(err.message.starts_with("task name \"Batch\" is invalid: use 1–63"), "{err}");
+        // A bad name cannot even be decoded: the admin channel refuses it
+        // before validation.
+        let mut json = serde_json::to_value(&specs[1]).unwrap();
+        json["name"] = "Batch".into();
+        let err = serde_json::from_value::<TaskSpec>(json).unwrap_err().to_string();
+        assert!(err.contains("task name \"Batch\" is invalid: use 1–63"), "{err}");
     }
 
     #[test]

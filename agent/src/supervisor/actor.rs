@@ -12,6 +12,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use ringwatch_shared::names::InstanceId;
 use ringwatch_shared::policy::{RestartDecision, RestartTracker};
 use ringwatch_shared::protocol::{Assignment, InstanceReport, InstanceState};
 use tokio::sync::watch;
@@ -51,7 +52,7 @@ pub(super) struct Actor {
     /// Reports, and the entry to remove when forgotten.
     shared: Arc<Shared>,
     /// `task/index`, the key of the entry.
-    instance: String,
+    instance: InstanceId,
     /// What is wanted of the instance.
     desired: watch::Receiver<Desired>,
     /// The assignment being run (its epoch goes into every report).
@@ -71,7 +72,7 @@ pub(super) struct Actor {
 }
 
 impl Actor {
-    pub(super) fn new(shared: Arc<Shared>, instance: String, desired: watch::Receiver<Desired>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, instance: InstanceId, desired: watch::Receiver<Desired>) -> Self {
         let assignment = desired.borrow().assignment.clone();
         Self {
             shared,
@@ -210,7 +211,8 @@ impl Actor {
         let policy = &self.assignment.spec.restart;
         match self.tracker.on_exit(std::time::Instant::now(), policy, &mut self.rng) {
             RestartDecision::RestartAfter(delay) => {
-                self.phase = Phase::Restarting(tokio::time::Instant::now() + delay);
+                let at = ringwatch_shared::bounds::instant_after(std::time::Instant::now(), delay);
+                self.phase = Phase::Restarting(tokio::time::Instant::from_std(at));
                 self.publish(InstanceState::Restarting, None, format!("{exit}; restarting in {}", rounded(delay)));
             }
             RestartDecision::GiveUp { restarts_in_window } => {

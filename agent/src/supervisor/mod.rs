@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use ringwatch_shared::duration::format_duration;
+use ringwatch_shared::names::InstanceId;
 use ringwatch_shared::protocol::{Assignment, InstanceReport, InstanceState};
 use ringwatch_shared::task::OnDisconnect;
 use tokio::sync::{mpsc, watch};
@@ -115,9 +116,8 @@ impl SupervisorConfig {
         allow::AllowList::new(&self.allow_exec).allows(program)
     }
 
-    /// The working directory of `instance` (`task/index`), or `None` when
-    /// the name is not of that form.
-    pub fn instance_dir(&self, instance: &str) -> Option<PathBuf> {
+    /// The working directory of `instance`.
+    pub fn instance_dir(&self, instance: &InstanceId) -> PathBuf {
         process::instance_dir(&self.data_dir, instance)
     }
 }
@@ -152,7 +152,7 @@ struct Shared {
     /// Every known instance by `task/index`. Held only briefly, never
     /// across an await; the desired state is changed only under it, which
     /// lets an actor forget its instance without losing a late command.
-    instances: Mutex<BTreeMap<String, Entry>>,
+    instances: Mutex<BTreeMap<InstanceId, Entry>>,
     /// Reports lost to a full channel.
     dropped_reports: AtomicU64,
     /// Set by [`Supervisor::shutdown`]: assignments are refused from then on.
@@ -270,14 +270,18 @@ impl Supervisor {
     /// Stops `instance` — SIGTERM to its process group, SIGKILL after the
     /// grace period — reporting `Stopping` then `Stopped` with `reason` as
     /// the message, then forgets it. Unknown instances are ignored.
-    pub fn stop(&self, instance: &str, reason: &str) {
+    pub fn stop(&self, instance: &InstanceId, epoch: u64, reason: &str) {
         let instances = self.handle.shared.lock();
         let Some(entry) = instances.get(instance) else {
-            debug!(instance, "stop of an unknown instance ignored");
+            debug!(%instance, "stop of an unknown instance ignored");
             return;
         };
         entry.desired.send_if_modified(|desired| {
             if matches!(desired.goal, Goal::Forget(_)) {
+                return false;
+            }
+            if desired.assignment.epoch > epoch {
+                debug!(%instance, epoch, current = desired.assignment.epoch, "stop of an older placement ignored");
                 return false;
             }
             desired.goal = Goal::Forget(reason.to_string());
@@ -289,14 +293,14 @@ impl Supervisor {
     /// starts it again. It counts as a restart but never toward giving up;
     /// a stopped or failed instance is started afresh. Unknown instances and
     /// instances being stopped for good are ignored.
-    pub fn restart(&self, instance: &str) {
+    pub fn restart(&self, instance: &InstanceId, epoch: u64) {
         let instances = self.handle.shared.lock();
         let Some(entry) = instances.get(instance) else {
-            debug!(instance, "restart of an unknown instance ignored");
+            debug!(%instance, "restart of an unknown instance ignored");
             return;
         };
         entry.desired.send_if_modified(|desired| {
-            if matches!(desired.goal, Goal::Forget(_)) {
+            if matches!(desired.goal, Goal::Forget(_)) || desired.assignment.epoch != epoch {
                 return false;
             }
             desired.goal = Goal::Run;
@@ -318,7 +322,7 @@ impl Supervisor {
             .lock()
             .iter()
             .filter(|(_, entry)| entry.report.state == InstanceState::Running)
-            .filter_map(|(instance, entry)| Some((instance.clone(), entry.report.pid?)))
+            .filter_map(|(instance, entry)| Some((instance.to_string(), entry.report.pid?)))
             .collect()
     }
 
@@ -405,7 +409,7 @@ impl Drop for Handle {
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Entry>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<InstanceId, Entry>> {
         self.instances.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

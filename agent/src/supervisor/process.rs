@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use ringwatch_shared::protocol::Assignment;
-use ringwatch_shared::task::valid_task_name;
+use ringwatch_shared::names::InstanceId;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::task::AbortOnDropHandle;
@@ -54,15 +54,15 @@ impl Spawned {
 /// The directory name of an instance: `web/0` → `web-0`, or `None` when the
 /// instance is not `task/index` (nothing the console sends becomes a path
 /// unchecked).
-pub(crate) fn dir_name(instance: &str) -> Option<String> {
-    let (task, index) = instance.split_once('/')?;
-    let index_ok = !index.is_empty() && index.len() <= 10 && index.bytes().all(|byte| byte.is_ascii_digit());
-    (valid_task_name(task) && index_ok).then(|| format!("{task}-{index}"))
+fn dir_name(instance: &InstanceId) -> String {
+    // An `InstanceId` is valid by construction (a task name and a decimal
+    // index): nothing in it can climb out of `instances/`.
+    format!("{}-{}", instance.task(), instance.index())
 }
 
 /// `data_dir/instances/<task>-<index>`.
-pub(crate) fn instance_dir(data_dir: &Path, instance: &str) -> Option<PathBuf> {
-    Some(data_dir.join("instances").join(dir_name(instance)?))
+pub(crate) fn instance_dir(data_dir: &Path, instance: &InstanceId) -> PathBuf {
+    data_dir.join("instances").join(dir_name(instance))
 }
 
 /// Starts `assignment` in its working directory, in a new process group,
@@ -79,9 +79,12 @@ pub(crate) async fn spawn(
     assignment: &Assignment,
 ) -> Result<Spawned, SupervisorError> {
     let instance = &assignment.instance;
-    let dir = instance_dir(&config.data_dir, instance).ok_or_else(|| SupervisorError::BadInstance(instance.clone()))?;
-    let (program, args) =
-        assignment.spec.command.split_first().ok_or_else(|| SupervisorError::EmptyCommand(instance.clone()))?;
+    let dir = instance_dir(&config.data_dir, instance);
+    let (program, args) = assignment
+        .spec
+        .command
+        .split_first()
+        .ok_or_else(|| SupervisorError::EmptyCommand(instance.to_string()))?;
     if !allow.allows(program) {
         return Err(SupervisorError::NotAllowed {
             program: program.clone(),
@@ -109,7 +112,7 @@ pub(crate) async fn spawn(
     command
         .args(args)
         .current_dir(&dir)
-        .env("RINGWATCH_INSTANCE", instance)
+        .env("RINGWATCH_INSTANCE", instance.to_string())
         .env("RINGWATCH_EPOCH", assignment.epoch.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,12 +222,13 @@ mod tests {
 
     #[test]
     fn instance_dirs_come_only_from_task_slash_index() {
-        assert_eq!(dir_name("web/0").as_deref(), Some("web-0"));
-        assert_eq!(dir_name("a-b.c_d/12").as_deref(), Some("a-b.c_d-12"));
+        let dir = |id: &str| InstanceId::parse(id).map(|id| dir_name(&id)).ok();
+        assert_eq!(dir("web/0").as_deref(), Some("web-0"));
+        assert_eq!(dir("a-b.c_d/12").as_deref(), Some("a-b.c_d-12"));
         for bad in
             ["web", "web/", "/0", "web/x", "web/0/1", "../x/0", "web/../0", "Web/0", "web/-1", "web/12345678901", ""]
         {
-            assert_eq!(dir_name(bad), None, "{bad:?}");
+            assert_eq!(dir(bad), None, "{bad:?}");
         }
     }
 

@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use ringwatch_shared::names::TaskName;
 use ringwatch_shared::protocol::{Assignment, InstanceReport, InstanceState};
 use ringwatch_shared::task::{MigratePolicy, OnDisconnect, Placement, RestartMode, RestartPolicy, TaskSpec};
 use tokio::sync::mpsc;
@@ -39,7 +40,7 @@ fn fixture() -> Fixture {
 
 fn spec(name: &str, command: &[&str]) -> TaskSpec {
     TaskSpec {
-        name: name.into(),
+        name: TaskName::parse(name).unwrap(),
         command: command.iter().map(|part| (*part).to_string()).collect(),
         replicas: 1,
         placement: Placement::Ring,
@@ -50,7 +51,11 @@ fn spec(name: &str, command: &[&str]) -> TaskSpec {
 }
 
 fn assignment(spec: &TaskSpec, index: u32, epoch: u64) -> Assignment {
-    Assignment { instance: format!("{}/{index}", spec.name), spec: spec.clone(), epoch }
+    Assignment { instance: id(&format!("{}/{index}", spec.name)), spec: spec.clone(), epoch }
+}
+
+fn id(text: &str) -> InstanceId {
+    InstanceId::parse(text).unwrap()
 }
 
 impl Fixture {
@@ -65,7 +70,7 @@ impl Fixture {
     /// The next report, which must be of `instance` in `state`.
     async fn expect(&mut self, instance: &str, state: InstanceState) -> InstanceReport {
         let report = self.next().await;
-        assert_eq!((report.instance.as_str(), report.state), (instance, state), "{report:#?}");
+        assert_eq!((report.instance.to_string().as_str(), report.state), (instance, state), "{report:#?}");
         report
     }
 
@@ -74,7 +79,7 @@ impl Fixture {
         let mut seen = Vec::new();
         loop {
             let report = self.next().await;
-            if report.instance != instance {
+            if report.instance.to_string() != instance {
                 continue;
             }
             let done = report.state == state;
@@ -86,7 +91,7 @@ impl Fixture {
     }
 
     fn instance_dir(&self, instance: &str) -> std::path::PathBuf {
-        self.supervisor.config().instance_dir(instance).unwrap()
+        self.supervisor.config().instance_dir(&id(instance))
     }
 }
 
@@ -131,7 +136,7 @@ async fn wait_for_text(path: &Path, needle: &str) {
 
 async fn assert_forgotten(supervisor: &Supervisor, instance: &str) {
     let deadline = Instant::now() + PATIENCE;
-    while supervisor.inventory().iter().any(|report| report.instance == instance) {
+    while supervisor.inventory().iter().any(|report| report.instance.to_string() == instance) {
         assert!(Instant::now() < deadline, "{instance} is still known");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -149,7 +154,7 @@ async fn a_running_instance_is_stopped_with_its_process_group() {
     assert_eq!(fx.supervisor.pids(), [("sleeper/0".to_string(), pid)]);
     assert_eq!(fx.supervisor.inventory(), std::slice::from_ref(&running));
 
-    fx.supervisor.stop("sleeper/0", "task removed");
+    fx.supervisor.stop(&id("sleeper/0"), 1, "task removed");
     let stopping = fx.expect("sleeper/0", InstanceState::Stopping).await;
     assert_eq!((stopping.pid, stopping.message.as_str()), (Some(pid), "task removed"));
     let stopped = fx.expect("sleeper/0", InstanceState::Stopped).await;
@@ -296,9 +301,8 @@ async fn a_missing_program_fails_with_the_os_error() {
     fx.expect("bad/0", InstanceState::Starting).await;
     assert!(fx.expect("bad/0", InstanceState::Failed).await.message.contains("empty"));
 
-    fx.supervisor.assign(Assignment { instance: "../../etc/0".into(), spec: spec("x", &["true"]), epoch: 1 });
-    fx.expect("../../etc/0", InstanceState::Starting).await;
-    assert!(fx.expect("../../etc/0", InstanceState::Failed).await.message.contains("not of the form task/index"));
+    // A path in an instance id cannot even be decoded.
+    assert!(InstanceId::parse("../../etc/0").is_err());
 }
 
 #[tokio::test]
@@ -354,7 +358,7 @@ async fn fencing_stops_only_instances_that_ask_for_it_soon_enough() {
     assert_group_gone(soon_pid).await;
 
     let inventory: Vec<(String, InstanceState)> =
-        fx.supervisor.inventory().into_iter().map(|report| (report.instance, report.state)).collect();
+        fx.supervisor.inventory().into_iter().map(|report| (report.instance.to_string(), report.state)).collect();
     assert_eq!(
         inventory,
         [
@@ -399,9 +403,11 @@ async fn assignments_are_idempotent_per_epoch_and_a_newer_epoch_replaces() {
     let cmdline = std::fs::read(format!("/proc/{second}/cmdline")).unwrap();
     assert_eq!(cmdline, b"sleep\0999\0");
 
-    // A stale epoch changes nothing: the next report is the stop's.
+    // A stale epoch changes nothing, neither an assignment nor a stop: the
+    // next report is the stop's of the current epoch.
     fx.supervisor.assign(assignment(&sleeper, 0, 1));
-    fx.supervisor.stop("idem/0", "done");
+    fx.supervisor.stop(&id("idem/0"), 1, "a stop meant for the old placement");
+    fx.supervisor.stop(&id("idem/0"), 2, "done");
     let stopping = fx.expect("idem/0", InstanceState::Stopping).await;
     assert_eq!((stopping.epoch, stopping.pid), (2, Some(second)));
     fx.expect("idem/0", InstanceState::Stopped).await;
@@ -419,7 +425,7 @@ async fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     wait_for_text(&fx.instance_dir("stubborn/0").join("stdout.log"), "ready").await;
 
     let asked = Instant::now();
-    fx.supervisor.stop("stubborn/0", "removed");
+    fx.supervisor.stop(&id("stubborn/0"), 1, "removed");
     fx.expect("stubborn/0", InstanceState::Stopping).await;
     let stopped = fx.expect("stubborn/0", InstanceState::Stopped).await;
     assert!(asked.elapsed() >= grace, "killed before the grace period: {:?}", asked.elapsed());
@@ -433,7 +439,8 @@ async fn restart_stops_and_starts_again_counting_a_restart() {
     fx.supervisor.assign(assignment(&spec("again", &["sleep", "1000"]), 0, 1));
     fx.expect("again/0", InstanceState::Starting).await;
     let first = fx.expect("again/0", InstanceState::Running).await.pid.unwrap();
-    fx.supervisor.restart("again/0");
+    fx.supervisor.restart(&id("again/0"), 7);
+    fx.supervisor.restart(&id("again/0"), 1);
     let stopping = fx.expect("again/0", InstanceState::Stopping).await;
     assert_eq!(stopping.message, "restarting on request");
     fx.expect("again/0", InstanceState::Starting).await;
@@ -441,7 +448,7 @@ async fn restart_stops_and_starts_again_counting_a_restart() {
     assert_eq!(running.restarts, 1);
     assert_ne!(running.pid, Some(first));
     assert_group_gone(first).await;
-    fx.supervisor.restart("nobody/0");
+    fx.supervisor.restart(&id("nobody/0"), 1);
 }
 
 #[tokio::test]
@@ -463,7 +470,7 @@ async fn shutdown_stops_everything_and_refuses_new_work() {
         }
     }
     stopped.sort();
-    assert_eq!(stopped, ["one/0", "two/0"]);
+    assert_eq!(stopped, [id("one/0"), id("two/0")]);
     for pid in pids {
         assert_group_gone(pid).await;
     }
@@ -516,8 +523,7 @@ fn config_defaults_and_validation() {
     assert!(any.allows("sh") && any.allows("/usr/bin/python3"));
     let some = SupervisorConfig { allow_exec: vec!["/usr/bin/*".into()], ..config.clone() };
     assert!(some.allows("/usr/bin/python3") && !some.allows("python3"));
-    assert_eq!(config.instance_dir("web/1"), Some("/data/instances/web-1".into()));
-    assert_eq!(config.instance_dir("web"), None);
+    assert_eq!(config.instance_dir(&id("web/1")), std::path::PathBuf::from("/data/instances/web-1"));
     let bad = SupervisorConfig { allow_exec: vec!["[".into()], ..config };
     assert!(matches!(bad.validate(), Err(SupervisorError::BadPattern { .. })));
     assert_eq!(seconds(Duration::from_millis(2500)), "2.5s");
@@ -568,9 +574,9 @@ fn a_restarted_agent_kills_what_a_killed_one_left() {
 
 fn orphan_assignment() -> Assignment {
     Assignment {
-        instance: "orphan/0".into(),
+        instance: id("orphan/0"),
         spec: ringwatch_shared::task::TaskSpec {
-            name: "orphan".into(),
+            name: TaskName::parse("orphan").unwrap(),
             command: vec!["sleep".into(), "1000".into()],
             replicas: 1,
             placement: ringwatch_shared::task::Placement::Ring,
