@@ -20,6 +20,13 @@ use crate::protocol::PROTOCOL_VERSION;
 pub const FRAME_HEADER_LEN: usize = 6;
 /// Default limit on a control-stream payload.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
+/// Limit on the first frame of a connection the console does not know yet
+/// (a hello, a join request): small, so a stranger cannot make it buffer
+/// much.
+pub const MAX_FIRST_FRAME_LEN: usize = 16 * 1024;
+/// Limit on an answer to an authenticated admin client: the status of
+/// ten thousand nodes is a few megabytes.
+pub const MAX_ADMIN_FRAME_LEN: usize = 64 << 20;
 /// Limit on a datagram, below QUIC's smallest maximum datagram size.
 pub const MAX_DATAGRAM_LEN: usize = 1024;
 
@@ -71,12 +78,24 @@ pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
 /// # Errors
 /// As [`encode_frame`].
 pub fn encode_frame_as<T: Serialize>(message: &T, version: u16) -> Result<Vec<u8>, CodecError> {
+    encode_frame_with(message, version, MAX_FRAME_LEN)
+}
+
+/// Encodes an answer to an admin client, up to [`MAX_ADMIN_FRAME_LEN`].
+///
+/// # Errors
+/// As [`encode_frame`], with the larger limit.
+pub fn encode_admin_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, CodecError> {
+    encode_frame_with(message, PROTOCOL_VERSION, MAX_ADMIN_FRAME_LEN)
+}
+
+fn encode_frame_with<T: Serialize>(message: &T, version: u16, max: usize) -> Result<Vec<u8>, CodecError> {
     let mut frame = postcard::to_extend(message, vec![0; FRAME_HEADER_LEN])?;
     let len = frame.len() - FRAME_HEADER_LEN;
-    if len > MAX_FRAME_LEN {
-        return Err(CodecError::TooLarge { len, max: MAX_FRAME_LEN });
+    if len > max {
+        return Err(CodecError::TooLarge { len, max });
     }
-    let len_field = u32::try_from(len).map_err(|_| CodecError::TooLarge { len, max: MAX_FRAME_LEN })?;
+    let len_field = u32::try_from(len).map_err(|_| CodecError::TooLarge { len, max })?;
     frame[..4].copy_from_slice(&len_field.to_be_bytes());
     frame[4..6].copy_from_slice(&version.to_be_bytes());
     Ok(frame)

@@ -25,7 +25,6 @@ pub struct Candidate {
 }
 
 /// What one placement decision needs.
-#[derive(Debug)]
 pub struct PlacementInput<'a> {
     /// The instance, `task/index` (the ring key).
     pub instance: &'a str,
@@ -35,9 +34,10 @@ pub struct PlacementInput<'a> {
     pub ring: &'a Ring,
     /// Nodes that may receive work.
     pub candidates: &'a [Candidate],
-    /// Nodes this instance must avoid: hosts of its siblings, nodes it just
-    /// failed on.
-    pub exclude: &'a BTreeSet<String>,
+    /// Whether a node must be avoided: hosts of the instance's siblings,
+    /// nodes it just failed on. A predicate, so a caller keeps its sets in
+    /// whatever form it has them.
+    pub exclude: &'a dyn Fn(&str) -> bool,
     /// Bounded-load ε: no node takes more than ⌈(1+ε) × its weighted share
     /// of all instances⌉. `None` disables the bound.
     pub load_bound: Option<f64>,
@@ -49,11 +49,11 @@ pub struct PlacementInput<'a> {
 pub fn choose(input: &PlacementInput<'_>, round_robin: &mut u64, rng: &mut impl Rng) -> Option<String> {
     let total_weight: u64 = input.candidates.iter().map(|c| u64::from(c.weight.max(1))).sum();
     let fits =
-        |candidate: &Candidate| !input.exclude.contains(&candidate.name) && under_bound(candidate, input, total_weight);
+        |candidate: &Candidate| !(input.exclude)(&candidate.name) && under_bound(candidate, input, total_weight);
     let mut eligible: Vec<&Candidate> = input.candidates.iter().filter(|c| fits(c)).collect();
     if eligible.is_empty() {
         // The bound is a preference, never a reason to leave work unplaced.
-        eligible = input.candidates.iter().filter(|c| !input.exclude.contains(&c.name)).collect();
+        eligible = input.candidates.iter().filter(|c| !(input.exclude)(&c.name)).collect();
     }
     if eligible.is_empty() {
         return None;
@@ -167,7 +167,7 @@ mod tests {
 
     fn pick(strategy: Placement, candidates: &[Candidate], exclude: &[&str], bound: Option<f64>) -> Option<String> {
         let ring = Ring::new(candidates.iter().map(|c| (c.name.clone(), c.weight)));
-        let exclude: BTreeSet<String> = exclude.iter().map(|name| (*name).to_string()).collect();
+        let exclude = |name: &str| exclude.contains(&name);
         let total = candidates.iter().map(|c| c.load).sum::<u32>() + 1;
         let input = PlacementInput {
             instance: "web/0",
@@ -213,7 +213,7 @@ mod tests {
     fn round_robin_takes_turns() {
         let nodes = candidates(&[("a", 1, 0), ("b", 1, 0), ("c", 1, 0)]);
         let ring = Ring::default();
-        let exclude = BTreeSet::new();
+        let exclude = |_: &str| false;
         let input = PlacementInput {
             instance: "x/0",
             strategy: Placement::RoundRobin,

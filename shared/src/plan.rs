@@ -87,6 +87,14 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+impl Plan {
+    /// Whether `other` does the same: the same action and the same moves.
+    /// Headroom and notes are commentary, not part of what is done.
+    pub fn same_moves(&self, other: &Self) -> bool {
+        self.action == other.action && self.moves == other.moves
+    }
+}
+
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "plan: {}", self.action)?;

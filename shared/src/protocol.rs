@@ -209,6 +209,9 @@ pub enum RefusalKind {
     UnknownCredential,
     /// Another agent with a different key is connected under this name.
     NameInUse,
+    /// The name belongs to another agent's key (an unrevoked credential):
+    /// only `ringwatch revoke NODE` frees it.
+    NameTaken,
     /// The requested name is not a valid node name.
     BadName,
     /// The peer broke the protocol (wrong first frame, garbage).
@@ -231,6 +234,7 @@ impl RefusalKind {
                 Self::BadName => 6,
                 Self::ProtocolViolation => 7,
                 Self::Unavailable => 8,
+                Self::NameTaken => 9,
             }
     }
 
@@ -245,6 +249,7 @@ impl RefusalKind {
             Self::BadName,
             Self::ProtocolViolation,
             Self::Unavailable,
+            Self::NameTaken,
         ]
         .into_iter()
         .find(|kind| u64::from(kind.close_code()) == code)
@@ -391,6 +396,7 @@ mod tests {
             RefusalKind::BadName,
             RefusalKind::ProtocolViolation,
             RefusalKind::Unavailable,
+            RefusalKind::NameTaken,
         ];
         for kind in kinds {
             assert_eq!(RefusalKind::from_close_code(u64::from(kind.close_code())), Some(kind));

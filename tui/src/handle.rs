@@ -4,7 +4,9 @@
 //! to a remote console over the admin channel.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::plan::{OperatorAction, Plan};
@@ -45,7 +47,7 @@ pub enum DemoAction {
 }
 
 /// Something the operator asks the console to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Inject a demo fault into `node`.
     Demo {
@@ -54,9 +56,36 @@ pub enum Command {
         /// The fault.
         action: DemoAction,
     },
-    /// Carry out an operator action (after the operator confirmed its plan).
-    Act(OperatorAction),
+    /// Carry out an operator action. With `confirmed` — the plan the
+    /// operator saw and confirmed — only if the action still plans the same
+    /// moves.
+    Act {
+        /// The action.
+        action: OperatorAction,
+        /// The plan the operator confirmed.
+        confirmed: Option<Plan>,
+    },
 }
+
+/// Why a command was not carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandError {
+    /// It cannot be done; the sentence says why.
+    Refused(String),
+    /// The cluster changed since the confirmed plan was made; this is the
+    /// plan now, to confirm again. Nothing was done.
+    PlanChanged(Plan),
+}
+
+impl From<String> for CommandError {
+    fn from(reason: String) -> Self {
+        Self::Refused(reason)
+    }
+}
+
+/// An answer that arrives later (the console may be in another task, or
+/// another process).
+pub type Reply<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The console as the UI sees it.
 pub trait ConsoleHandle: Send + Sync + 'static {
@@ -68,18 +97,9 @@ pub trait ConsoleHandle: Send + Sync + 'static {
     fn subscribe(&self) -> broadcast::Receiver<ClusterEvent>;
 
     /// Carries out `command`; the `Ok` text or the error goes to the status
-    /// line.
-    ///
-    /// # Errors
-    /// A sentence saying why the command cannot be done.
-    fn command(&self, command: Command) -> Result<String, String>;
+    /// line, a changed plan back into the dialog.
+    fn command(&self, command: Command) -> Reply<Result<String, CommandError>>;
 
     /// The plan of `action`, for the confirmation dialog (nothing is done).
-    ///
-    /// # Errors
-    /// A sentence saying why the action cannot be planned.
-    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
-        let _ = action;
-        Err("this console cannot plan actions".into())
-    }
+    fn plan(&self, action: &OperatorAction) -> Reply<Result<Plan, String>>;
 }

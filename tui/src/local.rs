@@ -7,17 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringwatch_agent::{AllowSource, LinkConfig, SupervisorConfig};
+use ringwatch_shared::plan::{OperatorAction, Plan};
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use ringwatch_shared::status::ClusterEvent;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+use crate::control::owner::ControlSnapshot;
 use crate::control::{ControlPlane, ControlView};
 use crate::demo::DemoFleet;
-use ringwatch_shared::plan::{OperatorAction, Plan};
-
-use crate::handle::{Command, ConsoleHandle, Snapshot};
+use crate::handle::{Command, CommandError, ConsoleHandle, Reply, Snapshot};
 
 /// How long the token handed to in-process agents lives: they join at once.
 const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -39,36 +40,51 @@ pub fn default_allow_exec() -> Vec<String> {
 /// Starts an agent named `name` in this process, joined to `control`, with
 /// its credentials under `data_dir`, allowed to run the programs that match
 /// `allow_exec` (usually [`default_allow_exec`]). It stops (saying goodbye)
-/// on `shutdown`.
-pub fn spawn_local_agent(
+/// on `shutdown`. A join token is issued (and recorded) only if the agent
+/// has not joined before.
+///
+/// # Errors
+/// When the console refuses to issue the token.
+pub async fn spawn_local_agent(
     control: &ControlPlane,
     name: &str,
     data_dir: &Path,
     allow_exec: Vec<String>,
     shutdown: CancellationToken,
-) -> JoinHandle<()> {
+) -> Result<JoinHandle<()>, String> {
     let mut config = LinkConfig::new(loopback(control.local_addr()), data_dir.to_path_buf());
     let mut tasks = SupervisorConfig::new(data_dir.to_path_buf());
     tasks.allow_exec = allow_exec;
     tasks.allow_source = AllowSource::Config(LOCAL_ALLOW_SOURCE.to_string());
     config.name = Some(name.to_string());
-    config.token = Some(control.join_token(LOCAL_TOKEN_TTL));
+    config.token = token_unless_joined(control, data_dir, LOCAL_TOKEN_TTL).await?;
     let name = name.to_string();
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         if let Err(err) = ringwatch_agent::run_agent(config, tasks, shutdown).await {
             error!(agent = %name, "local agent stopped: {err}");
         }
-    })
+    }))
 }
 
-/// How many events a snapshot carries.
-const SNAPSHOT_EVENTS: usize = 1_000;
+/// A join token for an in-process agent whose data dir is `data_dir`, or
+/// `None` when it holds credentials already.
+///
+/// # Errors
+/// When the console refuses to issue the token.
+pub async fn token_unless_joined(control: &ControlPlane, data_dir: &Path, ttl: Duration) -> Result<Option<String>, String> {
+    if matches!(ringwatch_agent::credentials::Credentials::load(data_dir), Ok(Some(_))) {
+        return Ok(None);
+    }
+    control.join_token(ttl).await.map(Some)
+}
 
 /// The console of this process, as the UI sees it.
 #[derive(Debug, Clone)]
 pub struct LocalConsole {
     /// The control plane's read side.
     view: ControlView,
+    /// Its snapshots (while this exists, the owner publishes them).
+    snapshots: watch::Receiver<Arc<ControlSnapshot>>,
     /// The demo's agents, when running `ringwatch demo`.
     demo: Option<Arc<DemoFleet>>,
 }
@@ -76,22 +92,21 @@ pub struct LocalConsole {
 impl LocalConsole {
     /// A handle on `view`, with demo commands if `demo` is given.
     pub fn new(view: ControlView, demo: Option<Arc<DemoFleet>>) -> Self {
-        Self { view, demo }
+        Self { snapshots: view.snapshots(), view, demo }
     }
 }
 
 impl ConsoleHandle for LocalConsole {
     fn snapshot(&self) -> Snapshot {
+        let published = self.snapshots.borrow().clone();
         Snapshot {
-            status: self.view.status(),
-            samples: self.view.samples(),
-            events: self.view.recent_events(SNAPSHOT_EVENTS),
-            dropped_events: self.view.dropped_events(),
+            status: published.status.clone(),
+            samples: published.samples.iter().map(|(name, sample)| (name.clone(), (**sample).clone())).collect(),
+            events: published.events.to_vec(),
+            dropped_events: 0,
             listen: Some(self.view.listen()),
             demo: self.demo.is_some(),
-            at_unix_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
+            at_unix_ms: published.at_unix_ms,
         }
     }
 
@@ -99,21 +114,41 @@ impl ConsoleHandle for LocalConsole {
         self.view.subscribe()
     }
 
-    fn command(&self, command: Command) -> Result<String, String> {
+    fn command(&self, command: Command) -> Reply<Result<String, CommandError>> {
         match command {
-            Command::Demo { node, action } => match &self.demo {
-                Some(demo) => demo.act(&node, action),
-                None => Err("demo keys work in `ringwatch demo` only".into()),
-            },
-            Command::Act(action) => self
-                .view
-                .act(&action, false)
-                .map(|plan| format!("{}: under way ({} move(s))", plan.action, plan.moves.len())),
+            Command::Demo { node, action } => {
+                let outcome = match &self.demo {
+                    Some(demo) => demo.act(&node, action).map_err(CommandError::Refused),
+                    None => Err(CommandError::Refused("demo keys work in `ringwatch demo` only".into())),
+                };
+                Box::pin(std::future::ready(outcome))
+            }
+            Command::Act { action, confirmed } => {
+                let view = self.view.clone();
+                Box::pin(async move {
+                    match view.request(AdminRequest::Act { action, dry_run: false, confirmed }).await {
+                        AdminResponse::Plan { plan, .. } => {
+                            Ok(format!("{}: under way ({} move(s))", plan.action, plan.moves.len()))
+                        }
+                        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(plan)),
+                        AdminResponse::Error(err) => Err(CommandError::Refused(err)),
+                        other => Err(CommandError::Refused(format!("unexpected answer: {other:?}"))),
+                    }
+                })
+            }
         }
     }
 
-    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
-        self.view.act(action, true)
+    fn plan(&self, action: &OperatorAction) -> Reply<Result<Plan, String>> {
+        let view = self.view.clone();
+        let action = action.clone();
+        Box::pin(async move {
+            match view.request(AdminRequest::Act { action, dry_run: true, confirmed: None }).await {
+                AdminResponse::Plan { plan, .. } => Ok(plan),
+                AdminResponse::Error(err) => Err(err),
+                other => Err(format!("unexpected answer: {other:?}")),
+            }
+        })
     }
 }
 

@@ -12,7 +12,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ringwatch::config::ConfigFile;
 use ringwatch::control::admin::{self, AdminError};
-use ringwatch::control::pki::ClusterPki;
+use ringwatch::control::offline;
+use ringwatch::control::pki::unix_now;
 use ringwatch::control::{ConsoleConfig, ControlPlane};
 use ringwatch::demo::DemoFleet;
 use ringwatch::handle::ConsoleHandle;
@@ -69,12 +70,28 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=200))]
         nodes: u16,
     },
-    /// Prints one line: a token agents use to join (it pins the cluster CA).
-    /// Any number of agents may use it until it expires.
+    /// Prints one line: a new token agents use to join (it pins the cluster
+    /// CA). Any number of agents may use it until it expires or is revoked.
+    /// With --list or --revoke, manages the tokens issued so far. Works
+    /// whether or not the console runs.
     JoinToken {
-        /// How long the token stays valid, like 1h or 7d.
-        #[arg(long, value_name = "DUR", default_value = "24h", value_parser = parse_duration)]
+        /// How long the new token stays valid, like 1h or 7d (at most 30d).
+        #[arg(long, value_name = "DUR", default_value = "24h", value_parser = parse_token_ttl)]
         ttl: Duration,
+        /// Lists every token: its id, when it was issued and expires, whether
+        /// it was revoked, and the nodes that joined with it.
+        #[arg(long, conflicts_with_all = ["revoke", "revoke_all"])]
+        list: bool,
+        /// Revokes the token with this id (from --list): no agent joins with
+        /// it any more; agents that joined with it keep their credentials.
+        #[arg(long, value_name = "ID", conflicts_with = "revoke_all")]
+        revoke: Option<String>,
+        /// Revokes every token.
+        #[arg(long)]
+        revoke_all: bool,
+        /// With --list: print JSON.
+        #[arg(long, requires = "list")]
+        json: bool,
     },
     /// Prints the nodes (and tasks) of the running console.
     Status {
@@ -197,11 +214,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ringwatch_net::logging::log_to_stderr();
                 run_console(config).await
             }
-            Some(Command::JoinToken { ttl }) => {
-                let pki = ClusterPki::load_or_create(&config.data_dir)
-                    .with_context(|| format!("failed to load the cluster CA in \"{}\"", config.data_dir.display()))?;
-                println!("{}", pki.join_token(ttl));
-                Ok(ExitCode::SUCCESS)
+            Some(Command::JoinToken { ttl, list, revoke, revoke_all, json }) => {
+                let request = if list {
+                    AdminRequest::ListTokens
+                } else if let Some(id) = revoke {
+                    AdminRequest::RevokeToken(id)
+                } else if revoke_all {
+                    AdminRequest::RevokeAllTokens
+                } else {
+                    AdminRequest::IssueToken { ttl_secs: ttl.as_secs() }
+                };
+                join_token(&config, request, json).await
             }
             Some(Command::Status { json }) => status(&config, json).await,
             Some(Command::Task(command)) => task(&config, command).await,
@@ -289,6 +312,7 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>, local_allow_ex
     let (demo, local_agent, title) = match demo_nodes {
         Some(count) => {
             let fleet = DemoFleet::start(&control, count, config.data_dir.join("demo-agents"), agents_stop.clone())
+                .await
                 .context("failed to start the demo's agents")?;
             (Some(Arc::new(fleet)), None, format!("ringwatch demo · {count} nodes"))
         }
@@ -299,7 +323,9 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>, local_allow_ex
                 &config.data_dir.join("local-agent"),
                 local_allow_exec,
                 agents_stop.clone(),
-            );
+            )
+            .await
+            .map_err(|err| anyhow::anyhow!("failed to start the local agent: {err}"))?;
             (None, Some(agent), "ringwatch".to_string())
         }
     };
@@ -381,6 +407,68 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
     done(config, &request).await
 }
 
+/// A join token's lifetime: a duration of at most 30 days.
+fn parse_token_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_duration(text)?;
+    ringwatch::control::registry::check_ttl(ttl)?;
+    Ok(ttl)
+}
+
+/// Issues, lists or revokes join tokens: through the running console, or
+/// straight in the data dir when none runs.
+async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -> Result<ExitCode> {
+    let response = match admin::request(&config.data_dir, &request).await {
+        Ok(response) => response,
+        Err(AdminError::NotRunning(_)) => offline_tokens(config, request)?,
+        Err(AdminError::Refused(reason)) => anyhow::bail!("{reason}"),
+        Err(err) => return Err(err.into()),
+    };
+    match response {
+        AdminResponse::Token(token) => println!("{token}"),
+        AdminResponse::Done(text) => println!("{text}"),
+        AdminResponse::Tokens(tokens) if json => {
+            println!("{}", serde_json::to_string_pretty(&tokens).context("failed to encode the tokens")?);
+        }
+        AdminResponse::Tokens(tokens) => print!("{}", ringwatch::report::token_table(&tokens, unix_now())),
+        AdminResponse::Error(err) => anyhow::bail!("{err}"),
+        _ => anyhow::bail!("the console sent an unexpected answer"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`join_token`] on a data dir no console holds.
+fn offline_tokens(config: &ConsoleConfig, request: AdminRequest) -> Result<AdminResponse> {
+    let dir = &config.data_dir;
+    let response = offline::with_registry(
+        dir,
+        |registry, pki| match request {
+            AdminRequest::IssueToken { ttl_secs } => {
+                match registry.issue_token(pki, Duration::from_secs(ttl_secs), unix_now()) {
+                    Ok(token) => AdminResponse::Token(token.text),
+                    Err(err) => AdminResponse::Error(err),
+                }
+            }
+            AdminRequest::ListTokens => AdminResponse::Tokens(registry.list_tokens()),
+            AdminRequest::RevokeToken(id) => match registry.revoke_token(&id) {
+                Ok(true) => AdminResponse::Done(format!("revoked join token {id}")),
+                Ok(false) => AdminResponse::Done(format!("join token {id} was already revoked")),
+                Err(err) => AdminResponse::Error(err),
+            },
+            AdminRequest::RevokeAllTokens => {
+                AdminResponse::Done(format!("revoked {} join token(s)", registry.revoke_all_tokens()))
+            }
+            _ => AdminResponse::Error("not a token request".into()),
+        },
+        |response| match response {
+            AdminResponse::Token(_) => Some("a join token was issued while no console ran".into()),
+            AdminResponse::Done(text) => Some(text.clone()),
+            _ => None,
+        },
+    )
+    .with_context(|| format!("failed to use the data dir \"{}\"", dir.display()))?;
+    Ok(response)
+}
+
 /// Sends a request answered by a sentence, and prints it.
 async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode> {
     match ask(config, request).await? {
@@ -394,7 +482,7 @@ async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode
 }
 
 async fn act(config: &ConsoleConfig, action: OperatorAction, dry_run: bool) -> Result<ExitCode> {
-    match ask(config, &AdminRequest::Act { action, dry_run }).await? {
+    match ask(config, &AdminRequest::Act { action, dry_run, confirmed: None }).await? {
         Ok(AdminResponse::Plan { plan, executed }) => {
             println!("{plan}");
             println!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use ringwatch_shared::protocol::TokenInfo;
 use ringwatch_shared::status::{ClusterStatus, NodeState};
 use ringwatch_shared::task::TaskSpec;
 
@@ -116,7 +117,7 @@ pub fn task_table(tasks: &[TaskSpec]) -> String {
         .iter()
         .map(|task| {
             vec![
-                task.name.clone(),
+                task.name.to_string(),
                 task.replicas.to_string(),
                 format!("{:?}", task.placement).to_lowercase(),
                 format!("{:?}", task.restart.mode).to_lowercase(),
@@ -126,6 +127,33 @@ pub fn task_table(tasks: &[TaskSpec]) -> String {
         })
         .collect();
     columns(&["TASK", "REPLICAS", "PLACEMENT", "RESTART", "MIGRATE", "COMMAND"], &rows)
+}
+
+/// Join tokens, as `ringwatch join-token --list` prints them (times in UTC).
+pub fn token_table(tokens: &[TokenInfo], now_unix: u64) -> String {
+    let time = |unix: u64| {
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
+    };
+    let rows: Vec<Vec<String>> = tokens
+        .iter()
+        .map(|token| {
+            let state = if token.revoked {
+                "revoked"
+            } else if token.expires_unix < now_unix {
+                "expired"
+            } else {
+                "valid"
+            };
+            vec![
+                token.id.clone(),
+                time(token.issued_unix),
+                time(token.expires_unix),
+                state.to_string(),
+                if token.joined.is_empty() { "-".to_string() } else { token.joined.join(",") },
+            ]
+        })
+        .collect();
+    columns(&["ID", "ISSUED", "EXPIRES", "STATE", "JOINED"], &rows)
 }
 
 /// Instances, as `ringwatch status` prints them after the nodes.

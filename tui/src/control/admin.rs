@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
+use ringwatch_shared::codec::{self, MAX_ADMIN_FRAME_LEN};
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, CONSOLE_SERVER_NAME, close_code};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -76,7 +76,7 @@ pub async fn request(data_dir: &Path, request: &AdminRequest) -> Result<AdminRes
         let (mut send, mut recv) = connection.open_bi().await.map_err(|err| unreachable(err.to_string()))?;
         codec::write_frame(&mut send, request).await.map_err(|err| unreachable(err.to_string()))?;
         let _ = send.finish();
-        let response = codec::read_frame::<AdminResponse, _>(&mut recv, MAX_FRAME_LEN)
+        let response = codec::read_frame::<AdminResponse, _>(&mut recv, MAX_ADMIN_FRAME_LEN)
             .await
             .map_err(|err| unreachable(err.to_string()))?
             .ok_or_else(|| unreachable("the console closed the stream without answering".into()))?;

@@ -1,72 +1,57 @@
-//! The event log: numbered, time-stamped events, logged as one line each,
-//! kept in memory for views, broadcast to watchers and persisted in batches
-//! by a writer thread (a slow disk never stalls the control plane).
+//! The event log: numbered, time-stamped events, owned by the owner task.
+//! Each event is logged as one line, kept in memory for views, broadcast to
+//! watchers, and handed to the change log, which persists it with the batch
+//! it belongs to.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use ringwatch_shared::bounds::cap_message;
 use ringwatch_shared::status::{ClusterEvent, NodeState};
-use tokio::sync::{broadcast, mpsc};
-use tracing::{info, warn};
-
-use crate::control::lock;
-use crate::control::store::Store;
+use tokio::sync::broadcast;
+use tracing::info;
 
 /// Events kept in memory for views.
-const RECENT_EVENTS: usize = 2_000;
-/// Events waiting to be written before new ones are dropped (and counted).
-const PERSIST_QUEUE: usize = 16_384;
+pub const RECENT_EVENTS: usize = 2_000;
+/// Longest event text kept: sentences of our own, quoting at most a capped
+/// agent message and a few names.
+const MAX_EVENT_LEN: usize = 1_024;
 
 /// The log.
 #[derive(Debug)]
 pub struct EventLog {
     /// The next event's number.
-    next_seq: AtomicU64,
+    next_seq: u64,
     /// The newest events, oldest first.
-    recent: Mutex<VecDeque<ClusterEvent>>,
-    /// Watchers (the UI) subscribe here.
+    recent: VecDeque<ClusterEvent>,
+    /// `recent` as last handed to readers; rebuilt after a new event.
+    shared: Option<Arc<[ClusterEvent]>>,
+    /// Watchers (the UI, event followers) subscribe here.
     notify: broadcast::Sender<ClusterEvent>,
-    /// The writer thread's queue; `None` once closed for shutdown.
-    persist: Mutex<Option<mpsc::Sender<ClusterEvent>>>,
-    /// Events the writer could not keep up with.
-    dropped: AtomicU64,
+    /// Events not yet handed to the change log.
+    unpersisted: Vec<ClusterEvent>,
 }
 
 impl EventLog {
-    /// A log continuing after `last_seq`, persisting into `store` on a
-    /// thread of its own; returns the thread to join at shutdown.
-    ///
-    /// # Errors
-    /// When the writer thread cannot be spawned.
-    pub fn start(store: Arc<Store>, recent: Vec<ClusterEvent>) -> std::io::Result<(Self, JoinHandle<()>)> {
-        let (persist_tx, mut persist_rx) = mpsc::channel::<ClusterEvent>(PERSIST_QUEUE);
-        let writer = std::thread::Builder::new().name("event-writer".into()).spawn(move || {
-            let mut batch = Vec::new();
-            while persist_rx.blocking_recv_many(&mut batch, 512) > 0 {
-                if let Err(err) = store.record(&batch) {
-                    warn!(%err, lost = batch.len(), "failed to persist events");
-                }
-                batch.clear();
-            }
-        })?;
+    /// A log continuing after the `recent` events a store kept.
+    pub fn new(recent: Vec<ClusterEvent>) -> Self {
         let next_seq = recent.last().map_or(1, |event| event.seq + 1);
-        let log = Self {
-            next_seq: AtomicU64::new(next_seq),
-            recent: Mutex::new(recent.into_iter().collect()),
+        let skip = recent.len().saturating_sub(RECENT_EVENTS);
+        Self {
+            next_seq,
+            recent: recent.into_iter().skip(skip).collect(),
+            shared: None,
             notify: broadcast::channel(1024).0,
-            persist: Mutex::new(Some(persist_tx)),
-            dropped: AtomicU64::new(0),
-        };
-        Ok((log, writer))
+            unpersisted: Vec::new(),
+        }
     }
 
     /// Records an event.
-    pub fn emit(&self, node: Option<&str>, change: Option<(NodeState, NodeState)>, reason: String) {
+    pub fn emit(&mut self, node: Option<&str>, change: Option<(NodeState, NodeState)>, reason: &str) {
+        let reason = if reason.len() > MAX_EVENT_LEN { cap_message(reason) } else { reason.to_string() };
         let event = ClusterEvent {
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            seq: self.next_seq,
             at_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX)),
@@ -74,41 +59,52 @@ impl EventLog {
             change,
             reason,
         };
+        self.next_seq += 1;
         info!(target: "ringwatch::event", "{event}");
-        {
-            let mut recent = lock(&self.recent);
-            if recent.len() >= RECENT_EVENTS {
-                recent.pop_front();
-            }
-            recent.push_back(event.clone());
+        if self.recent.len() >= RECENT_EVENTS {
+            self.recent.pop_front();
         }
-        if let Some(persist) = lock(&self.persist).as_ref()
-            && persist.try_send(event.clone()).is_err()
-        {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.recent.push_back(event.clone());
+        self.shared = None;
+        self.unpersisted.push(event.clone());
         let _ = self.notify.send(event);
     }
 
-    /// The newest `limit` events, oldest first.
-    pub fn recent(&self, limit: usize) -> Vec<ClusterEvent> {
-        let recent = lock(&self.recent);
-        recent.iter().skip(recent.len().saturating_sub(limit)).cloned().collect()
+    /// Events to persist with the next batch.
+    pub fn take_unpersisted(&mut self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.unpersisted)
     }
 
-    /// A receiver of every event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
-        self.notify.subscribe()
+    /// The newest events, oldest first, shared with readers.
+    pub fn recent(&mut self) -> Arc<[ClusterEvent]> {
+        self.shared.get_or_insert_with(|| self.recent.iter().cloned().collect()).clone()
     }
 
-    /// Events not persisted because the writer fell behind.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+    /// A sender watchers subscribe through.
+    pub fn notifier(&self) -> broadcast::Sender<ClusterEvent> {
+        self.notify.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_numbered_after_the_stored_ones_and_handed_to_the_store_once() {
+        let stored = ClusterEvent { seq: 41, at_unix_ms: 0, node: None, change: None, reason: "old".into() };
+        let mut log = EventLog::new(vec![stored]);
+        log.emit(Some("a"), None, "new");
+        let recent = log.recent();
+        assert_eq!(recent.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![41, 42]);
+        assert_eq!(log.take_unpersisted().len(), 1);
+        assert!(log.take_unpersisted().is_empty());
     }
 
-    /// Stops accepting events for persistence; the writer thread drains its
-    /// queue and ends.
-    pub fn close(&self) {
-        lock(&self.persist).take();
+    #[test]
+    fn a_huge_reason_is_capped() {
+        let mut log = EventLog::new(Vec::new());
+        log.emit(None, None, &"x".repeat(1 << 20));
+        assert!(log.recent()[0].reason.len() <= MAX_EVENT_LEN);
     }
 }

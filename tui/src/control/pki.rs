@@ -162,9 +162,15 @@ impl ClusterPki {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.console_key.clone()))
     }
 
-    /// A join token valid for `ttl` from now.
+    /// A join token with a fresh random id, valid for `ttl` from now.
+    /// Record it (see `registry`) before handing it out: the console
+    /// refuses ids it has no record of.
     pub fn join_token(&self, ttl: Duration) -> JoinToken {
-        JoinToken::issue(&self.ca, &self.token_key, unix_now().saturating_add(ttl.as_secs()))
+        let mut id = [0u8; 8];
+        // The system's randomness does not fail on a working host; a zero id
+        // would still be a valid, recorded, revocable token.
+        let _ = SystemRandom::new().fill(&mut id);
+        JoinToken::issue(&self.ca, &self.token_key, id, unix_now().saturating_add(ttl.as_secs()))
     }
 
     /// Verifies a join token now.

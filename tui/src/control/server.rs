@@ -1,49 +1,77 @@
-//! The QUIC side of the control plane: accepts connections, tells joining
-//! agents, agents and admin clients apart by their certificate, and runs
-//! one task per connection inside a span naming the peer.
+//! The QUIC side of the control plane: accepts connections (through
+//! [`Admission`]), tells joining agents, agents and admin clients apart by
+//! their certificate, and runs each connection in tasks of its own inside a
+//! span naming the peer.
 //!
-//! Every peer input is untrusted: frames are size-limited and decoded
-//! without panics, a peer that breaks the protocol is refused with a reason
-//! and its connection closed, and nothing a peer sends can stall another.
+//! Every peer input is untrusted: frames are size-limited (small until the
+//! peer is known) and decoded without panics, a peer that breaks the
+//! protocol is refused with a reason and its connection closed, and nothing
+//! a peer sends can stall another. Heartbeats and metrics go straight into
+//! the node's [`Liveness`]; everything else becomes an [`Input`] for the
+//! owner.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
-use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
+use ringwatch_shared::bounds::cap_message;
+use ringwatch_shared::codec::{self, CodecError, MAX_FIRST_FRAME_LEN, MAX_FRAME_LEN};
+use ringwatch_shared::limits::ResourceLimits;
+use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
     AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, Refusal, RefusalKind, Welcome, close_code,
 };
 use ringwatch_shared::token::{fingerprint, to_hex};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span};
 
+use crate::control::admission::{Admission, Admitted as Shed};
 use crate::control::join::handle_join;
-use crate::control::{Shared, lock};
+use crate::control::liveness::Liveness;
+use crate::control::nodes::ConnectionId;
+use crate::control::owner::{Input, OwnerHandle, SessionEvent};
+use crate::control::pki::ClusterPki;
 
 /// How long a new connection has to send its first frame.
-const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused peer has to read the refusal before the close.
 const REFUSAL_GRACE: Duration = Duration::from_secs(1);
-/// Frames queued for one agent before the scheduler's sends are dropped
-/// (the agent's next inventory repairs what was lost).
-const OUTBOX_CAPACITY: usize = 1024;
+/// Frames queued for one agent; beyond it the owner closes the connection
+/// (the agent reconnects and its inventory repairs what was missed).
+const OUTBOX_CAPACITY: usize = 256;
+
+/// What every connection task needs.
+#[derive(Debug)]
+pub struct ServerContext {
+    /// The owner.
+    pub owner: OwnerHandle,
+    /// Certificates (read-only).
+    pub pki: Arc<ClusterPki>,
+    /// Handshakes in progress and refusal logs.
+    pub admission: Arc<Admission>,
+    /// How often the console beats to each agent.
+    pub console_beat: Duration,
+}
 
 /// Accepts connections until `shutdown`.
-pub async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, tracker: TaskTracker, shutdown: CancellationToken) {
+pub async fn accept_loop(
+    endpoint: Endpoint,
+    context: Arc<ServerContext>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     loop {
         let incoming = tokio::select! {
             incoming = endpoint.accept() => incoming,
             () = shutdown.cancelled() => return,
         };
         let Some(incoming) = incoming else { return };
-        tracker.spawn(handle_incoming(incoming, shared.clone()));
+        tracker.spawn(handle_incoming(incoming, context.clone()));
     }
 }
 
@@ -51,46 +79,55 @@ pub async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, tracker: TaskT
 enum Peer {
     /// No certificate: may only join.
     Joining,
-    /// An agent with a certificate we issued.
+    /// A client certificate other than the admin's: an agent, if the
+    /// owner knows it.
     Agent {
-        /// Its node name.
-        name: String,
-        /// SHA-256 of its public key.
-        key_fingerprint: String,
+        /// SHA-256 (hex) of the certificate.
+        cert_fingerprint: String,
     },
     /// A local admin tool.
     Admin,
 }
 
-async fn handle_incoming(incoming: Incoming, shared: Arc<Shared>) {
+async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     let remote = incoming.remote_address();
+    let (incoming, slot) = match context.admission.admit(incoming) {
+        Shed::Proceed(incoming, slot) => (incoming, slot),
+        Shed::Shed => {
+            context.owner.counters.shed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
     let connecting = match incoming.accept() {
         Ok(connecting) => connecting,
         Err(err) => {
-            warn!(%remote, %err, "refused connection");
+            context.admission.refused(format_args!("refused a connection from {remote}: {err}"));
             return;
         }
     };
     let connection = match connecting.await {
         Ok(connection) => connection,
         Err(err) => {
-            shared.counters.refused.fetch_add(1, Ordering::Relaxed);
-            warn!(%remote, "refused connection: TLS handshake failed: {err}");
+            context.owner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            context.admission.refused(format_args!("refused a connection from {remote}: TLS handshake failed: {err}"));
             return;
         }
     };
-    match identify(&connection, &shared) {
-        Ok(Peer::Joining) => handle_join(connection, shared).instrument(info_span!("join", %remote)).await,
-        Ok(Peer::Agent { name, key_fingerprint }) => {
-            let span = info_span!("agent", node = %name, %remote);
-            serve_agent(connection, shared, name, key_fingerprint).instrument(span).await;
+    match identify(&connection, &context.pki) {
+        Ok(Peer::Joining) => handle_join(connection, context, slot).instrument(info_span!("join", %remote)).await,
+        Ok(Peer::Agent { cert_fingerprint }) => {
+            drop(slot);
+            serve_agent(connection, context, cert_fingerprint).instrument(info_span!("agent", %remote)).await;
         }
-        Ok(Peer::Admin) => serve_admin(connection, shared).instrument(info_span!("admin", %remote)).await,
-        Err(refusal) => refuse(&connection, None, &refusal).await,
+        Ok(Peer::Admin) => {
+            drop(slot);
+            serve_admin(connection, context).instrument(info_span!("admin", %remote)).await;
+        }
+        Err(refusal) => refuse(&connection, None, &refusal, &context).await,
     }
 }
 
-fn identify(connection: &Connection, shared: &Shared) -> Result<Peer, Refusal> {
+fn identify(connection: &Connection, pki: &ClusterPki) -> Result<Peer, Refusal> {
     let Some(identity) = connection.peer_identity() else {
         return Ok(Peer::Joining);
     };
@@ -100,32 +137,28 @@ fn identify(connection: &Connection, shared: &Shared) -> Result<Peer, Refusal> {
         .map_err(|_| unknown("the client certificate could not be read"))?;
     let cert = certs.first().ok_or_else(|| unknown("no client certificate was presented"))?;
     let cert_fingerprint = fingerprint(cert);
-    if cert_fingerprint == shared.pki.admin_fingerprint {
+    if cert_fingerprint == pki.admin_fingerprint {
         return Ok(Peer::Admin);
     }
-    match shared.store.credential(&to_hex(&cert_fingerprint)) {
-        Ok(Some(record)) if record.revoked => {
-            Err(unknown(&format!("the credential of node \"{}\" was revoked", record.name)))
-        }
-        Ok(Some(record)) => Ok(Peer::Agent { name: record.name, key_fingerprint: record.key_fingerprint }),
-        Ok(None) => Err(unknown(
-            "this certificate was not issued by this console (or the console lost its state): re-join with a token and a fresh data dir",
-        )),
-        Err(err) => {
-            warn!(%err, "cannot check a credential");
-            Err(Refusal {
-                kind: RefusalKind::Unavailable,
-                reason: "the console cannot read its credential store".into(),
-            })
-        }
-    }
+    Ok(Peer::Agent { cert_fingerprint: to_hex(&cert_fingerprint) })
 }
 
-/// Refuses a peer: logs why, sends the refusal on `send` if there is one,
-/// and closes the connection with the refusal's code and reason, which a
-/// peer of any version can read.
-pub(crate) async fn refuse(connection: &Connection, send: Option<&mut SendStream>, refusal: &Refusal) {
-    warn!(kind = ?refusal.kind, "refused peer: {}", refusal.reason);
+/// Refuses a peer: logs why (within the log budget), sends the refusal on
+/// `send` if there is one, and closes the connection with the refusal's
+/// code and reason, which a peer of any version can read.
+pub(crate) async fn refuse(
+    connection: &Connection,
+    send: Option<&mut SendStream>,
+    refusal: &Refusal,
+    context: &ServerContext,
+) {
+    context.owner.counters.refused.fetch_add(1, Ordering::Relaxed);
+    context.admission.refused(format_args!(
+        "refused {} ({:?}): {}",
+        connection.remote_address(),
+        refusal.kind,
+        refusal.reason
+    ));
     if let Some(send) = send
         && let Ok(frame) = codec::encode_frame(&ConsoleFrame::Refused(refusal.clone()))
         && send.write_all(&frame).await.is_ok()
@@ -136,22 +169,24 @@ pub(crate) async fn refuse(connection: &Connection, send: Option<&mut SendStream
     connection.close(refusal.kind.close_code().into(), refusal.reason.as_bytes());
 }
 
-/// Reads the first frame of a connection's control stream, mapping what can
-/// go wrong to a refusal.
+/// Reads the first frame of a connection's control stream (small, and
+/// soon), mapping what can go wrong to a refusal.
 pub(crate) async fn first_frame(
     connection: &Connection,
 ) -> Result<(SendStream, RecvStream, AgentFrame), (Option<SendStream>, Refusal)> {
     let violation = |reason: String| Refusal { kind: RefusalKind::ProtocolViolation, reason };
-    let (send, mut recv) = match timeout(FIRST_FRAME_TIMEOUT, connection.accept_bi()).await {
+    let deadline = tokio::time::Instant::now() + FIRST_FRAME_TIMEOUT;
+    let (send, mut recv) = match tokio::time::timeout_at(deadline, connection.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(err)) => return Err((None, violation(format!("connection ended before its first frame: {err}")))),
-        Err(_) => return Err((None, violation("no control stream within 10s".into()))),
+        Err(_) => return Err((None, violation("no control stream within 5s".into()))),
     };
-    let frame = match timeout(FIRST_FRAME_TIMEOUT, codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN)).await {
+    let read = codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FIRST_FRAME_LEN);
+    let frame = match tokio::time::timeout_at(deadline, read).await {
         Ok(Ok(Some(frame))) => frame,
         Ok(Ok(None)) => return Err((Some(send), violation("the control stream ended before its first frame".into()))),
         Ok(Err(err)) => return Err((Some(send), frame_refusal(&err))),
-        Err(_) => return Err((Some(send), violation("no first frame within 10s".into()))),
+        Err(_) => return Err((Some(send), violation("no first frame within 5s".into()))),
     };
     Ok((send, recv, frame))
 }
@@ -167,7 +202,7 @@ pub(crate) fn frame_refusal(err: &CodecError) -> Refusal {
     }
 }
 
-async fn serve_agent(connection: Connection, shared: Arc<Shared>, name: String, key_fingerprint: String) {
+async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_fingerprint: String) {
     let (mut send, recv, hello) = match first_frame(&connection).await {
         Ok((send, recv, AgentFrame::Hello(hello))) => (send, recv, hello),
         Ok((mut send, _, other)) => {
@@ -175,160 +210,189 @@ async fn serve_agent(connection: Connection, shared: Arc<Shared>, name: String, 
                 kind: RefusalKind::ProtocolViolation,
                 reason: format!("expected a hello, got {}", frame_name(&other)),
             };
-            refuse(&connection, Some(&mut send), &refusal).await;
+            refuse(&connection, Some(&mut send), &refusal, &context).await;
             return;
         }
         Err((mut send, refusal)) => {
-            refuse(&connection, send.as_mut(), &refusal).await;
+            refuse(&connection, send.as_mut(), &refusal, &context).await;
             return;
         }
     };
+    let (outbox_tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
+    let (reply, answer) = oneshot::channel();
+    let hello_input = Input::Hello {
+        cert_fingerprint,
+        hello: hello.clone(),
+        address: connection.remote_address(),
+        connection: connection.clone(),
+        outbox: outbox_tx,
+        reply,
+    };
+    if context.owner.inputs.send(hello_input).await.is_err() {
+        connection.close(close_code::SHUTDOWN.into(), b"console shutting down");
+        return;
+    }
+    let admitted = match answer.await {
+        Ok(Ok(admitted)) => admitted,
+        Ok(Err(refusal)) => {
+            refuse(&connection, Some(&mut send), &refusal, &context).await;
+            return;
+        }
+        Err(_) => {
+            connection.close(close_code::SHUTDOWN.into(), b"console shutting down");
+            return;
+        }
+    };
+    let node = admitted.node.clone();
     let id = connection.stable_id();
-    let remote: SocketAddr = connection.remote_address();
-    let accepted = lock(&shared.table).connect(&name, id, &key_fingerprint, remote, &hello, Instant::now());
-    let accepted = match accepted {
-        Ok(accepted) => accepted,
-        Err(refusal) => {
-            refuse(&connection, Some(&mut send), &refusal).await;
-            return;
+    let span = info_span!("session", node = %node);
+    async {
+        let welcome = ConsoleFrame::Welcome(Welcome {
+            node: node.clone(),
+            console_version: env!("CARGO_PKG_VERSION").to_string(),
+        });
+        match codec::write_frame(&mut send, &welcome).await {
+            Err(err) => debug!(%err, "failed to welcome the agent"),
+            Ok(()) => {
+                info!(weight = hello.weight, agent_version = %hello.agent_version, "agent connected");
+                let session = Session {
+                    connection: &connection,
+                    context: &context,
+                    node: &node,
+                    id,
+                    liveness: admitted.liveness,
+                    limits: admitted.limits,
+                };
+                let end = session.run(send, recv, outbox).await;
+                info!("agent connection ended: {end}");
+            }
         }
-    };
-    let replaced = {
-        let mut connections = lock(&shared.connections);
-        connections.insert(id, connection.clone());
-        accepted.replaced.and_then(|old| connections.remove(&old))
-    };
-    if let Some(old) = replaced {
-        old.close(close_code::REPLACED.into(), b"replaced by a new connection of the same agent");
+        let ended = Input::Session { node: node.clone(), connection: id, event: SessionEvent::Ended };
+        let _ = context.owner.inputs.send(ended).await;
     }
-    if let Some(transition) = accepted.transition {
-        shared.emit(transition);
-    }
-    let welcome =
-        ConsoleFrame::Welcome(Welcome { node: name.clone(), console_version: env!("CARGO_PKG_VERSION").to_string() });
-    if let Err(err) = codec::write_frame(&mut send, &welcome).await {
-        debug!(%err, "failed to welcome the agent");
-    } else {
-        info!(weight = hello.weight, agent_version = %hello.agent_version, "agent connected");
-        let (outbox_tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
-        lock(&shared.outboxes).insert(name.clone(), (id, outbox_tx));
-        let end = agent_session(&connection, &shared, &name, send, recv, outbox).await;
-        info!("agent connection ended: {end}");
-    }
-    lock(&shared.table).disconnected(&name, id);
-    lock(&shared.connections).remove(&id);
-    let mut outboxes = lock(&shared.outboxes);
-    if outboxes.get(&name).is_some_and(|(owner, _)| *owner == id) {
-        outboxes.remove(&name);
-    }
+    .instrument(span)
+    .await;
 }
 
-/// Runs a welcomed agent's session; returns why it ended.
-async fn agent_session(
-    connection: &Connection,
-    shared: &Shared,
-    name: &str,
-    mut send: SendStream,
-    recv: RecvStream,
-    mut outbox: mpsc::Receiver<ConsoleFrame>,
-) -> String {
-    let id = connection.stable_id();
-    let (frames_tx, mut frames) = mpsc::channel(16);
-    // Reading frames is not cancel-safe inside select!: a task of its own reads.
-    let _reader = AbortOnDropHandle::new(tokio::spawn(read_agent_frames(recv, frames_tx)));
-    let mut beat = tokio::time::interval(shared.console_beat);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut beat_seq = 0u64;
-    loop {
-        tokio::select! {
-            _ = beat.tick() => {
-                beat_seq += 1;
-                if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq: beat_seq }) {
-                    let _ = connection.send_datagram(datagram.into());
-                }
-            }
-            frame = outbox.recv() => {
-                let Some(frame) = frame else { return "replaced by a newer connection".into() };
-                if let Err(err) = codec::write_frame(&mut send, &frame).await {
-                    return format!("failed to send to the agent: {err}");
-                }
-            }
-            datagram = connection.read_datagram() => match datagram {
-                Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
-                    Ok(Datagram::Heartbeat(beat)) => lock(&shared.table).heartbeat(name, id, &beat, Instant::now()),
-                    Ok(Datagram::ConsoleBeat { .. }) => {
-                        shared.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
-                        debug!("ignored a console beat sent by an agent");
+/// A welcomed agent's connection.
+struct Session<'a> {
+    connection: &'a Connection,
+    context: &'a Arc<ServerContext>,
+    node: &'a NodeName,
+    id: ConnectionId,
+    liveness: Arc<Liveness>,
+    limits: ResourceLimits,
+}
+
+impl Session<'_> {
+    /// Runs until the connection ends; returns why it did.
+    async fn run(&self, mut send: SendStream, recv: RecvStream, mut outbox: mpsc::Receiver<ConsoleFrame>) -> String {
+        // Reading frames is not cancel-safe inside select!: a task of its
+        // own reads, and hands what it read to the liveness or the owner.
+        let reader = tokio::spawn(read_agent_frames(
+            recv,
+            self.context.clone(),
+            self.node.clone(),
+            self.id,
+            self.liveness.clone(),
+            self.limits.clone(),
+        ));
+        let mut reader = AbortOnDropHandle::new(reader);
+        let mut beat = tokio::time::interval(self.context.console_beat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut beat_seq = 0u64;
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {
+                    beat_seq += 1;
+                    if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq: beat_seq }) {
+                        let _ = self.connection.send_datagram(datagram.into());
                     }
-                    Err(err) => {
-                        shared.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
-                        debug!(%err, "ignored a malformed datagram");
+                }
+                frame = outbox.recv() => {
+                    let Some(frame) = frame else { return "replaced by a newer connection".into() };
+                    if let Err(err) = codec::write_frame(&mut send, &frame).await {
+                        return format!("failed to send to the agent: {err}");
                     }
+                }
+                datagram = self.connection.read_datagram() => match datagram {
+                    Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
+                        Ok(Datagram::Heartbeat(beat)) => self.liveness.heartbeat(&beat, Instant::now()),
+                        Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {
+                            self.context.owner.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
+                        }
+                    },
+                    Err(err) => return err.to_string(),
                 },
-                Err(err) => return format!("{err}"),
-            },
-            frame = frames.recv() => match frame {
-                Some(Ok(AgentFrame::Metrics(sample))) => lock(&shared.table).metrics(name, id, sample, Instant::now()),
-                Some(Ok(AgentFrame::Inventory(reports))) => {
-                    let effects = lock(&shared.workloads).inventory(name, &reports, Instant::now());
-                    shared.dispatch(effects);
-                }
-                Some(Ok(AgentFrame::Instance(report))) => {
-                    let effects = lock(&shared.workloads).report(name, &report, Instant::now());
-                    shared.dispatch(effects);
-                }
-                Some(Ok(AgentFrame::Goodbye { reason })) => {
-                    let transition = lock(&shared.table).goodbye(name, id, &reason);
-                    if let Some(transition) = transition {
-                        shared.emit(transition);
-                    }
-                    connection.close(close_code::GOODBYE.into(), b"goodbye");
-                    return format!("goodbye ({reason})");
-                }
-                Some(Ok(other)) => {
-                    let refusal = Refusal {
-                        kind: RefusalKind::ProtocolViolation,
-                        reason: format!("unexpected {} in a session", frame_name(&other)),
+                end = &mut reader => {
+                    return match end {
+                        Ok(ReaderEnd::Goodbye) => {
+                            // The agent waits for this close before it exits.
+                            self.connection.close(close_code::GOODBYE.into(), b"goodbye");
+                            "goodbye".into()
+                        }
+                        Ok(ReaderEnd::Closed(reason)) => reason,
+                        Ok(ReaderEnd::Refused(refusal)) => {
+                            refuse(self.connection, Some(&mut send), &refusal, self.context).await;
+                            refusal.reason
+                        }
+                        Err(err) => format!("the reader failed: {err}"),
                     };
-                    refuse(connection, None, &refusal).await;
-                    return refusal.reason;
                 }
-                Some(Err(err)) => {
-                    let refusal = frame_refusal(&err);
-                    refuse(connection, None, &refusal).await;
-                    return refusal.reason;
-                }
-                None => return "the agent closed its control stream".into(),
-            },
-            stream = connection.accept_bi() => return unexpected_stream(connection, stream.map(drop)).await,
-            stream = connection.accept_uni() => return unexpected_stream(connection, stream.map(drop)).await,
+            }
         }
     }
 }
 
-/// An agent opened a stream of its own: only the control stream is allowed.
-async fn unexpected_stream(connection: &Connection, stream: Result<(), quinn::ConnectionError>) -> String {
-    if let Err(err) = stream {
-        return err.to_string();
-    }
-    let refusal =
-        Refusal { kind: RefusalKind::ProtocolViolation, reason: "the agent opened an unexpected stream".into() };
-    refuse(connection, None, &refusal).await;
-    refusal.reason
+/// How an agent's control stream ended.
+enum ReaderEnd {
+    /// The agent said goodbye (the owner knows).
+    Goodbye,
+    /// Closed (stream end, connection gone): why.
+    Closed(String),
+    /// The agent broke the protocol.
+    Refused(Refusal),
 }
 
-async fn read_agent_frames(mut recv: RecvStream, frames: mpsc::Sender<Result<AgentFrame, CodecError>>) {
+async fn read_agent_frames(
+    mut recv: RecvStream,
+    context: Arc<ServerContext>,
+    node: NodeName,
+    connection: ConnectionId,
+    liveness: Arc<Liveness>,
+    limits: ResourceLimits,
+) -> ReaderEnd {
     loop {
-        let frame = codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN).await;
-        let last = !matches!(frame, Ok(Some(_)));
-        let Some(frame) = frame.transpose() else { return };
-        if frames.send(frame).await.is_err() || last {
-            return;
+        let event = match codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(AgentFrame::Metrics(sample))) => {
+                liveness.metrics(&limits, sample, Instant::now());
+                continue;
+            }
+            Ok(Some(AgentFrame::Inventory(reports))) => SessionEvent::Inventory(reports),
+            Ok(Some(AgentFrame::Instance(report))) => SessionEvent::Instance(report),
+            Ok(Some(AgentFrame::Goodbye { reason })) => SessionEvent::Goodbye(cap_message(&reason)),
+            Ok(Some(other)) => {
+                return ReaderEnd::Refused(Refusal {
+                    kind: RefusalKind::ProtocolViolation,
+                    reason: format!("unexpected {} in a session", frame_name(&other)),
+                });
+            }
+            Ok(None) => return ReaderEnd::Closed("the agent closed its control stream".into()),
+            Err(CodecError::Io(err)) => return ReaderEnd::Closed(err.to_string()),
+            Err(err) => return ReaderEnd::Refused(frame_refusal(&err)),
+        };
+        let goodbye = matches!(event, SessionEvent::Goodbye(_));
+        let input = Input::Session { node: node.clone(), connection, event };
+        if context.owner.inputs.send(input).await.is_err() {
+            return ReaderEnd::Closed("the console is shutting down".into());
+        }
+        if goodbye {
+            return ReaderEnd::Goodbye;
         }
     }
 }
 
-async fn serve_admin(connection: Connection, shared: Arc<Shared>) {
+async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
     loop {
         let (mut send, mut recv) = match connection.accept_bi().await {
             Ok(streams) => streams,
@@ -338,17 +402,16 @@ async fn serve_admin(connection: Connection, shared: Arc<Shared>) {
             }
         };
         let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(request)) => {
-                // Requests may commit to the database: off the async workers.
-                let shared = shared.clone();
-                tokio::task::spawn_blocking(move || shared.admin(request))
-                    .await
-                    .unwrap_or_else(|err| AdminResponse::Error(format!("the request failed: {err}")))
-            }
+            Ok(Some(request)) => context.owner.request(request).await,
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
         };
-        if codec::write_frame(&mut send, &response).await.is_ok() {
+        let frame = codec::encode_admin_frame(&response).or_else(|err| {
+            codec::encode_frame(&AdminResponse::Error(format!("the answer could not be sent: {err}")))
+        });
+        if let Ok(frame) = frame
+            && send.write_all(&frame).await.is_ok()
+        {
             let _ = send.finish();
         }
     }

@@ -1,16 +1,53 @@
-//! The console's QUIC server config: its certificate chain, and client
+//! The console's QUIC server config: its certificate chain, client
 //! certificates verified against the cluster CA but optional — a joining
-//! agent has none yet and may only join.
+//! agent has none yet and may only join — and the transport limits every
+//! connection starts with, before anyone knows who is on the other end
+//! (ARCHITECTURE.md, "Nothing received is trusted").
 
 use std::sync::Arc;
 
+use quinn::VarInt;
 use quinn::crypto::rustls::QuicServerConfig;
-use ringwatch_net::tls::{provider, transport};
+use ringwatch_net::tls::provider;
 use ringwatch_shared::protocol::ALPN;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 
+use crate::control::admission::MAX_PENDING_HANDSHAKES;
 use crate::control::pki::ClusterPki;
+
+/// Flow-control window of one stream: frames larger than this still pass,
+/// paced, but nobody makes the console buffer more of one at a time.
+const STREAM_WINDOW: u32 = 64 * 1024;
+/// Flow-control window of a whole connection.
+const CONNECTION_WINDOW: u32 = 128 * 1024;
+/// Datagrams buffered per connection before the oldest are dropped: a few
+/// seconds of heartbeats.
+const DATAGRAM_BUFFER: usize = 16 * 1024;
+/// Bytes the console may queue toward one peer (a large `status` to an
+/// admin client); only what is queued costs memory.
+const SEND_WINDOW: u64 = 8 << 20;
+/// Bytes of early packets buffered per connection attempt, and for all of
+/// them, before the application has looked at them.
+const INCOMING_BUFFER: u64 = 64 * 1024;
+/// See [`INCOMING_BUFFER`].
+const INCOMING_BUFFER_TOTAL: u64 = 16 << 20;
+
+/// The transport every connection gets: one bidirectional stream (the
+/// control stream, or one admin request at a time), no unidirectional
+/// stream, small windows.
+pub fn server_transport() -> quinn::TransportConfig {
+    let mut transport = ringwatch_net::tls::transport();
+    transport
+        .max_concurrent_bidi_streams(VarInt::from_u32(1))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(SEND_WINDOW)
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER);
+    transport
+}
 
 /// The QUIC server config for `pki`.
 ///
@@ -33,6 +70,10 @@ pub fn server_config(pki: &ClusterPki) -> Result<quinn::ServerConfig, String> {
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicServerConfig::try_from(crypto).map_err(|err| err.to_string())?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(Arc::new(transport()));
+    config
+        .transport_config(Arc::new(server_transport()))
+        .max_incoming(MAX_PENDING_HANDSHAKES * 2)
+        .incoming_buffer_size(INCOMING_BUFFER)
+        .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL);
     Ok(config)
 }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use self::relay::{RelayMode, UdpRelay};
-use crate::control::{ControlPlane, lock};
+use crate::control::ControlPlane;
 use crate::handle::DemoAction;
 use crate::local::loopback;
 
@@ -102,16 +102,17 @@ impl DemoFleet {
     /// their credentials under `data_dir`.
     ///
     /// # Errors
-    /// When a relay socket cannot be bound.
-    pub fn start(
+    /// When a relay socket cannot be bound or the console issues no token.
+    pub async fn start(
         control: &ControlPlane,
         count: usize,
         data_dir: PathBuf,
         shutdown: CancellationToken,
     ) -> std::io::Result<Self> {
+        let token = control.join_token(DEMO_TOKEN_TTL).await.map_err(std::io::Error::other)?;
         let fleet = Self {
             console: loopback(control.local_addr()),
-            token: control.join_token(DEMO_TOKEN_TTL),
+            token,
             data_dir,
             shutdown,
             agents: Mutex::new(BTreeMap::new()),
@@ -122,11 +123,12 @@ impl DemoFleet {
             lock(&fleet.agents).insert(name, agent);
         }
         let view = control.view();
-        let has_tasks = matches!(view.admin(AdminRequest::ListTasks), AdminResponse::Tasks(tasks) if !tasks.is_empty());
+        let has_tasks =
+            matches!(view.request(AdminRequest::ListTasks).await, AdminResponse::Tasks(tasks) if !tasks.is_empty());
         if !has_tasks {
             match ringwatch_shared::task::parse_task_file(SAMPLE_TASKS) {
                 Ok(tasks) => {
-                    view.admin(AdminRequest::ApplyTasks(tasks));
+                    view.request(AdminRequest::ApplyTasks(tasks)).await;
                 }
                 Err(err) => error!("the demo's sample tasks do not parse: {err}"),
             }
@@ -221,6 +223,12 @@ impl DemoFleet {
             let _ = task.await;
         }
     }
+}
+
+/// Locks a mutex; every update under it is a single assignment, so a panic
+/// elsewhere leaves the data usable and poisoning is ignored.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::ui::ring::{EDGE_MARGIN, angle_at};
 use crate::ui::state::{App, MessageKind, PickFacts, PickItem, PickStep, Picker, PlanDialog, View, action_words};
 
 /// What the loop must do after an input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Nothing beyond redrawing.
     None,
@@ -230,7 +230,7 @@ fn dialog_key(app: &mut App, key: KeyEvent) -> Action {
                 return Action::None;
             };
             if !dialog.read_only() {
-                return Action::Command(Command::Act(dialog.action));
+                return Action::Command(Command::Act { action: dialog.action, confirmed: Some(dialog.plan) });
             }
         }
         KeyCode::Esc | KeyCode::Char('n') => {

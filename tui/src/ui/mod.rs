@@ -50,7 +50,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::handle::ConsoleHandle;
+use crate::handle::{Command, CommandError, ConsoleHandle};
 use crate::ui::keys::Action;
 use crate::ui::ring::RingCache;
 use crate::ui::state::{App, MessageKind};
@@ -95,17 +95,27 @@ pub enum Flow {
 /// Carries out what an input asked for, against the console: a plan goes
 /// into the confirmation dialog (or its refusal into the status line), a
 /// command's outcome into the status line.
-pub fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) -> Flow {
+pub async fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) -> Flow {
     match action {
         Action::None => Flow::Stay,
         Action::Quit => Flow::Quit,
         Action::Plan(action) => {
-            let plan = handle.plan(&action);
+            let plan = handle.plan(&action).await;
             app.show_plan(action, plan);
             Flow::Stay
         }
         Action::Command(command) => {
-            app.command_result(handle.command(command));
+            let action = match &command {
+                Command::Act { action, .. } => Some(action.clone()),
+                Command::Demo { .. } => None,
+            };
+            match (handle.command(command).await, action) {
+                (Err(CommandError::PlanChanged(plan)), Some(action)) => app.plan_changed(action, plan),
+                (result, _) => app.command_result(result.map_err(|err| match err {
+                    CommandError::Refused(reason) => reason,
+                    CommandError::PlanChanged(plan) => format!("the plan changed: {}", plan.action),
+                })),
+            }
             Flow::Refresh
         }
     }
@@ -183,7 +193,7 @@ pub async fn run(handle: Arc<dyn ConsoleHandle>, options: UiOptions) -> Result<(
                 Some(Ok(event)) => {
                     dirty = true;
                     let action = keys::handle_event(&mut app, &event);
-                    match perform(&mut app, handle.as_ref(), action) {
+                    match perform(&mut app, handle.as_ref(), action).await {
                         Flow::Stay => {}
                         Flow::Refresh => stale = true,
                         Flow::Quit => break,

@@ -825,6 +825,13 @@ impl App {
         }
     }
 
+    /// The cluster changed between the plan the operator confirmed and its
+    /// execution: nothing was done; the new plan goes back into the dialog.
+    pub fn plan_changed(&mut self, action: OperatorAction, plan: Plan) {
+        self.dialog = Some(PlanDialog { action, plan, scroll: 0 });
+        self.set_message("the cluster changed since this plan was made: confirm the new plan", MessageKind::Info);
+    }
+
     /// Shows a command's outcome in the status line.
     pub fn command_result(&mut self, result: Result<String, String>) {
         match result {

@@ -1,0 +1,700 @@
+//! The owner: one task that owns the cluster's state — the node table, the
+//! workloads, the credentials and tokens, the event log and the agents'
+//! outboxes (ARCHITECTURE.md, "The owner loop").
+//!
+//! Everything else talks to it through [`Input`]s on one bounded channel —
+//! connections (hellos, reports, goodbyes, joins), the admin channel, the
+//! UI — and reads what it publishes ([`ControlSnapshot`] on a `watch`). Its
+//! loop is one `select!` over inputs, a tick (detection, reconciliation,
+//! publication) and the store writer's progress.
+//!
+//! Every decision that must survive a crash becomes a typed change in the
+//! next batch of the change log. Whatever a decision makes visible outside
+//! the console — a frame to an agent, an answer to an operator, a granted
+//! join — waits in [`Held`] until the batch holding the decision is durable,
+//! so a console killed at any instant never acted on something it forgot.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use ringwatch_shared::metrics::MetricsSample;
+use ringwatch_shared::names::NodeName;
+use ringwatch_shared::protocol::{
+    AdminRequest, AdminResponse, ConsoleFrame, Hello, InstanceReport, Refusal, RefusalKind, close_code,
+};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::control::events::EventLog;
+use crate::control::liveness::Liveness;
+use crate::control::nodes::{ConnectionId, NodeTable, Transition};
+use crate::control::pki::{ClusterPki, unix_now};
+use crate::control::registry::Registry;
+use crate::control::store::Batch;
+use crate::control::store::writer::{Progress, Writer};
+use crate::control::workload::{ActError, Effects, Nodes, Now, Workloads};
+
+/// Inputs queued for the owner before senders wait: a burst of thousands of
+/// reconnecting agents queues, it does not fail.
+pub const INPUT_QUEUE: usize = 4096;
+
+/// Counters of what was refused or dropped, for the operator. Written by
+/// connection tasks without going through the owner.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Datagrams that did not decode.
+    pub malformed_datagrams: AtomicU64,
+    /// Connections refused at or after the handshake.
+    pub refused: AtomicU64,
+    /// Connections turned away (retry or refusal) because too many
+    /// handshakes were in progress.
+    pub shed: AtomicU64,
+}
+
+/// Something for the owner to handle.
+#[derive(Debug)]
+pub enum Input {
+    /// An agent with a certificate said hello.
+    Hello {
+        /// SHA-256 (hex) of its certificate.
+        cert_fingerprint: String,
+        /// What it said.
+        hello: Hello,
+        /// Where it connects from.
+        address: SocketAddr,
+        /// The connection, to close it if it is replaced or revoked.
+        connection: quinn::Connection,
+        /// Where frames for it go.
+        outbox: mpsc::Sender<ConsoleFrame>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Admitted, Refusal>>,
+    },
+    /// Something from a welcomed agent's session.
+    Session {
+        /// Its node.
+        node: NodeName,
+        /// The connection it came on.
+        connection: ConnectionId,
+        /// What happened.
+        event: SessionEvent,
+    },
+    /// An agent without a certificate asks to join; its certificate is
+    /// signed, and is handed out only if this succeeds.
+    Join {
+        /// What to check and record.
+        request: JoinCheck,
+        /// The answer, once the credential is durable.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// An operator's request (admin channel or UI).
+    Admin {
+        /// The request.
+        request: AdminRequest,
+        /// The answer, once what it changed is durable.
+        reply: oneshot::Sender<AdminResponse>,
+    },
+    /// A snapshot now (for `status`), answered at once.
+    Snapshot {
+        /// The answer.
+        reply: oneshot::Sender<Arc<ControlSnapshot>>,
+    },
+}
+
+/// What a session reports.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// Every instance the agent runs (after each welcome).
+    Inventory(Vec<InstanceReport>),
+    /// One instance changed state.
+    Instance(InstanceReport),
+    /// The agent leaves on purpose.
+    Goodbye(String),
+    /// The connection ended.
+    Ended,
+}
+
+/// A join to check and record.
+#[derive(Debug)]
+pub struct JoinCheck {
+    /// The name asked for.
+    pub name: NodeName,
+    /// SHA-256 (hex) of the agent's public key.
+    pub key_fingerprint: String,
+    /// The id of the token it proved.
+    pub token_id: String,
+    /// SHA-256 (hex) of the certificate signed for it.
+    pub cert_fingerprint: String,
+    /// Where it connects from, for the event log.
+    pub address: SocketAddr,
+}
+
+/// A welcomed agent.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Its node name.
+    pub node: NodeName,
+    /// Where its heartbeats and samples go.
+    pub liveness: Arc<Liveness>,
+    /// The limits its samples are checked against.
+    pub limits: ringwatch_shared::limits::ResourceLimits,
+}
+
+/// What the owner publishes for readers: the status document, every
+/// node's latest sample, the newest events.
+#[derive(Debug, Clone, Default)]
+pub struct ControlSnapshot {
+    /// The status document.
+    pub status: ClusterStatus,
+    /// The latest full sample of each node.
+    pub samples: BTreeMap<String, Arc<MetricsSample>>,
+    /// The newest events, oldest first.
+    pub events: Arc<[ClusterEvent]>,
+    /// Why the state store cannot be written, while it cannot: no decision
+    /// takes effect meanwhile.
+    pub store_failing: Option<String>,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+}
+
+/// Settings of the owner's loop.
+#[derive(Debug, Clone)]
+pub struct OwnerConfig {
+    /// How often nodes are judged and the scheduler reconciles.
+    pub tick: Duration,
+    /// A gap between two ticks this long means our own process was paused.
+    pub pause_threshold: Duration,
+    /// How often a snapshot is published while someone watches.
+    pub publish_every: Duration,
+}
+
+/// An agent's session, as the owner reaches it.
+#[derive(Debug)]
+struct Session {
+    /// Its node.
+    node: NodeName,
+    /// The connection.
+    connection: quinn::Connection,
+    /// Frames for it.
+    outbox: mpsc::Sender<ConsoleFrame>,
+}
+
+/// Something waiting until the change log is durable up to `seq`.
+#[derive(Debug)]
+enum Held {
+    /// A frame for an agent.
+    Frame { seq: u64, node: NodeName, frame: ConsoleFrame },
+    /// An operator's answer.
+    Admin { seq: u64, reply: oneshot::Sender<AdminResponse>, response: AdminResponse },
+    /// A join's answer.
+    Join { seq: u64, reply: oneshot::Sender<Result<(), Refusal>> },
+}
+
+impl Held {
+    fn seq(&self) -> u64 {
+        match self {
+            Self::Frame { seq, .. } | Self::Admin { seq, .. } | Self::Join { seq, .. } => *seq,
+        }
+    }
+}
+
+/// The owner's state.
+pub struct Owner {
+    /// Settings.
+    config: OwnerConfig,
+    /// Certificates and the token key.
+    pki: Arc<ClusterPki>,
+    /// Every node.
+    table: NodeTable,
+    /// Tasks and placements.
+    workloads: Workloads,
+    /// Credentials and tokens.
+    registry: Registry,
+    /// The event log.
+    events: EventLog,
+    /// Welcomed agents' sessions by connection.
+    sessions: HashMap<ConnectionId, Session>,
+    /// The change log's writer.
+    writer: Writer,
+    /// How far the change log is durable.
+    progress: watch::Receiver<Progress>,
+    /// The batch being gathered.
+    pending: Batch,
+    /// The sequence number the gathered batch will have.
+    next_seq: u64,
+    /// The last batch handed to the writer.
+    submitted: u64,
+    /// The last batch known durable.
+    durable: u64,
+    /// Effects waiting for durability, in the order they were decided.
+    held: VecDeque<Held>,
+    /// Where snapshots are published.
+    snapshots: Arc<watch::Sender<Arc<ControlSnapshot>>>,
+    /// The latest snapshot built, and when.
+    latest: Option<(Instant, Arc<ControlSnapshot>)>,
+    /// When the last tick ran, to notice our own pauses.
+    last_tick: Instant,
+}
+
+/// The owner's inputs and outputs, for the rest of the console.
+#[derive(Debug, Clone)]
+pub struct OwnerHandle {
+    /// Inputs.
+    pub inputs: mpsc::Sender<Input>,
+    /// Where snapshots are published: subscribing makes the owner publish
+    /// (it builds none while nobody watches).
+    pub snapshots: Arc<watch::Sender<Arc<ControlSnapshot>>>,
+    /// Events as they happen.
+    pub events: broadcast::Sender<ClusterEvent>,
+    /// Refusals and drops.
+    pub counters: Arc<Counters>,
+}
+
+impl OwnerHandle {
+    /// Sends `request` to the owner and waits for the answer.
+    pub async fn request(&self, request: AdminRequest) -> AdminResponse {
+        let (reply, answer) = oneshot::channel();
+        if self.inputs.send(Input::Admin { request, reply }).await.is_err() {
+            return AdminResponse::Error("the console is shutting down".into());
+        }
+        answer.await.unwrap_or_else(|_| AdminResponse::Error("the console is shutting down".into()))
+    }
+
+    /// A snapshot of now (at most a tick old).
+    pub async fn fresh_snapshot(&self) -> Option<Arc<ControlSnapshot>> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs.send(Input::Snapshot { reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// What the owner starts from.
+pub struct OwnerParts {
+    /// Settings.
+    pub config: OwnerConfig,
+    /// Certificates.
+    pub pki: Arc<ClusterPki>,
+    /// Nodes remembered from the store.
+    pub table: NodeTable,
+    /// The scheduler over the stored records.
+    pub workloads: Workloads,
+    /// Credentials and tokens from the store.
+    pub registry: Registry,
+    /// The event log, continuing the stored one.
+    pub events: EventLog,
+    /// The store's writer and its progress.
+    pub writer: (Writer, watch::Receiver<Progress>),
+}
+
+impl Owner {
+    /// The owner over `parts`, and the handle to reach it.
+    pub fn new(parts: OwnerParts) -> (Self, OwnerHandle, mpsc::Receiver<Input>) {
+        let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
+        let snapshots = Arc::new(watch::Sender::new(Arc::new(ControlSnapshot::default())));
+        let counters = Arc::new(Counters::default());
+        let (writer, progress) = parts.writer;
+        let durable = progress.borrow().durable;
+        let handle = OwnerHandle {
+            inputs: inputs_tx,
+            snapshots: snapshots.clone(),
+            events: parts.events.notifier(),
+            counters,
+        };
+        let owner = Self {
+            config: parts.config,
+            pki: parts.pki,
+            table: parts.table,
+            workloads: parts.workloads,
+            registry: parts.registry,
+            events: parts.events,
+            sessions: HashMap::new(),
+            writer,
+            progress,
+            pending: Batch::default(),
+            next_seq: durable + 1,
+            submitted: durable,
+            durable,
+            held: VecDeque::new(),
+            snapshots,
+            latest: None,
+            last_tick: Instant::now(),
+        };
+        (owner, handle, inputs)
+    }
+
+    /// Logs an event now (start-up messages).
+    pub fn event(&mut self, node: Option<&str>, text: &str) {
+        self.events.emit(node, None, text);
+    }
+
+    /// Says what the records hold that is still under way.
+    pub fn resume(&mut self) {
+        let effects = self.workloads.resume(Now::read());
+        self.commit(effects);
+    }
+
+    /// Runs until `shutdown`, then writes what is left and stops the
+    /// writer.
+    pub async fn run(mut self, mut inputs: mpsc::Receiver<Input>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.last_tick = Instant::now();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                changed = self.progress.changed() => {
+                    if changed.is_err() {
+                        warn!("the state writer stopped");
+                        break;
+                    }
+                    self.durable = self.progress.borrow_and_update().durable;
+                }
+                _ = tick.tick() => self.tick(),
+                input = inputs.recv() => match input {
+                    Some(input) => self.handle(input),
+                    None => break,
+                },
+            }
+            self.flush();
+        }
+        self.finish().await;
+    }
+
+    /// Hands the last batch to the writer and waits until it is written.
+    async fn finish(mut self) {
+        self.events.emit(None, None, "console shutting down");
+        self.commit(Effects::default());
+        if !self.pending.is_empty() {
+            self.pending.seq = self.next_seq;
+            self.writer.submit(std::mem::take(&mut self.pending));
+        }
+        let writer = self.writer;
+        if tokio::task::spawn_blocking(move || writer.finish()).await.is_err() {
+            warn!("the state writer did not finish cleanly");
+        }
+        for session in self.sessions.values() {
+            session.connection.close(close_code::SHUTDOWN.into(), b"console shutting down");
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Hello { cert_fingerprint, hello, address, connection, outbox, reply } => {
+                let answer = self.hello(&cert_fingerprint, &hello, address, connection, outbox);
+                let _ = reply.send(answer);
+            }
+            Input::Session { node, connection, event } => self.session(&node, connection, event),
+            Input::Join { request, reply } => self.join(request, reply),
+            Input::Admin { request, reply } => self.admin(request, reply),
+            Input::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot(Duration::from_millis(100)));
+            }
+        }
+    }
+
+    /// The detection tick: judge every node (forgiving our own pauses),
+    /// reconcile, publish.
+    fn tick(&mut self) {
+        let now = Now::read();
+        let gap = now.at.saturating_duration_since(self.last_tick);
+        self.last_tick = now.at;
+        if gap >= self.config.pause_threshold {
+            self.table.forgive_connected(now.at);
+            self.events.emit(
+                None,
+                None,
+                &format!(
+                    "the console itself was paused for {:.1}s; no connected node is convicted for that gap",
+                    gap.as_secs_f64()
+                ),
+            );
+        } else {
+            for transition in self.table.evaluate(now.at) {
+                self.transition(transition, now);
+            }
+        }
+        let views = self.table.views();
+        let effects = self.workloads.tick(now, Nodes::new(&views));
+        self.commit(effects);
+        if self.snapshots.receiver_count() > 0 {
+            let snapshot = self.snapshot(self.config.publish_every);
+            self.snapshots.send_if_modified(|current| {
+                if Arc::ptr_eq(current, &snapshot) {
+                    false
+                } else {
+                    *current = snapshot;
+                    true
+                }
+            });
+        }
+    }
+
+    /// A node changed state: log it, let the scheduler react.
+    fn transition(&mut self, transition: Transition, now: Now) {
+        let effects = self.workloads.node_changed(
+            &transition.node,
+            transition.to,
+            transition.last_heard,
+            now,
+            self.table.len(),
+        );
+        self.events.emit(Some(transition.node.as_str()), Some((transition.from, transition.to)), &transition.reason);
+        self.commit(effects);
+    }
+
+    fn hello(
+        &mut self,
+        cert_fingerprint: &str,
+        hello: &Hello,
+        address: SocketAddr,
+        connection: quinn::Connection,
+        outbox: mpsc::Sender<ConsoleFrame>,
+    ) -> Result<Admitted, Refusal> {
+        let (node, key_fingerprint) = self.registry.identify(cert_fingerprint)?;
+        let id = connection.stable_id();
+        let now = Now::read();
+        let accepted = self.table.connect(&node, id, &key_fingerprint, address, hello, now.at)?;
+        if let Some(old) = accepted.replaced
+            && let Some(session) = self.sessions.remove(&old)
+        {
+            session.connection.close(close_code::REPLACED.into(), b"replaced by a new connection of the same agent");
+        }
+        self.sessions.insert(id, Session { node: node.clone(), connection, outbox });
+        if let Some(transition) = accepted.transition {
+            self.transition(transition, now);
+        }
+        Ok(Admitted { node, liveness: accepted.liveness, limits: self.table.limits().clone() })
+    }
+
+    fn session(&mut self, node: &NodeName, connection: ConnectionId, event: SessionEvent) {
+        let current = self.table.connection(node.as_str()) == Some(connection);
+        let now = Now::read();
+        match event {
+            SessionEvent::Ended => {
+                self.sessions.remove(&connection);
+                self.table.disconnected(node, connection);
+            }
+            _ if !current => {} // a replaced connection's last words
+            SessionEvent::Inventory(reports) => {
+                let effects = self.workloads.inventory(node, reports, now);
+                self.commit(effects);
+            }
+            SessionEvent::Instance(report) => {
+                let effects = self.workloads.report(node, report, now);
+                self.commit(effects);
+            }
+            SessionEvent::Goodbye(reason) => {
+                if let Some(transition) = self.table.goodbye(node, connection, &reason) {
+                    self.transition(transition, now);
+                }
+            }
+        }
+    }
+
+    fn join(&mut self, request: JoinCheck, reply: oneshot::Sender<Result<(), Refusal>>) {
+        let now_unix = unix_now();
+        if let Err(refusal) =
+            self.registry.check_join(&request.name, &request.key_fingerprint, &request.token_id, now_unix)
+        {
+            let _ = reply.send(Err(refusal));
+            return;
+        }
+        let JoinCheck { name, key_fingerprint, token_id, cert_fingerprint, address } = request;
+        self.events.emit(Some(name.as_str()), None, &format!("joined from {address} with token {token_id}"));
+        self.registry.record_join(cert_fingerprint, name, key_fingerprint, token_id, now_unix);
+        let seq = self.commit(Effects::default());
+        self.held.push_back(Held::Join { seq, reply });
+    }
+
+    fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
+        let response = self.answer(request);
+        let seq = self.commit(Effects::default());
+        self.held.push_back(Held::Admin { seq, reply, response });
+    }
+
+    /// Carries out an operator's request; what it changed is in the batch
+    /// being gathered.
+    fn answer(&mut self, request: AdminRequest) -> AdminResponse {
+        let now = Now::read();
+        match request {
+            AdminRequest::Status => AdminResponse::Status(self.snapshot(Duration::from_millis(100)).status.clone()),
+            AdminRequest::ListTasks => AdminResponse::Tasks(self.workloads.tasks()),
+            AdminRequest::ApplyTasks(specs) => {
+                if let Err(err) = ringwatch_shared::task::validate_all(&specs) {
+                    return AdminResponse::Error(format!("{err}; nothing was changed"));
+                }
+                let count = specs.len();
+                let effects = self.workloads.apply(specs);
+                self.commit(effects);
+                AdminResponse::Done(format!("applied {count} task(s)"))
+            }
+            AdminRequest::RemoveTask(name) => match self.workloads.remove(&name) {
+                Ok(effects) => {
+                    self.commit(effects);
+                    AdminResponse::Done(format!("removed task \"{name}\""))
+                }
+                Err(err) => AdminResponse::Error(err),
+            },
+            AdminRequest::Revoke(name) => self.revoke(&name, now),
+            AdminRequest::Act { action, dry_run, confirmed } => {
+                let views = self.table.views();
+                let nodes = Nodes::new(&views);
+                if dry_run || matches!(action, ringwatch_shared::plan::OperatorAction::WhatIf { .. }) {
+                    return match self.workloads.plan(&action, nodes) {
+                        Ok(plan) => AdminResponse::Plan { plan, executed: false },
+                        Err(err) => AdminResponse::Error(err),
+                    };
+                }
+                match self.workloads.execute(&action, confirmed.as_ref(), nodes) {
+                    Ok((plan, effects)) => {
+                        self.commit(effects);
+                        AdminResponse::Plan { plan, executed: true }
+                    }
+                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(plan),
+                    Err(ActError::Refused(err)) => AdminResponse::Error(err),
+                }
+            }
+            AdminRequest::IssueToken { ttl_secs } => {
+                match self.registry.issue_token(&self.pki, Duration::from_secs(ttl_secs), unix_now()) {
+                    Ok(token) => {
+                        self.events.emit(None, None, &format!("join token {} issued", token.id));
+                        AdminResponse::Token(token.text)
+                    }
+                    Err(err) => AdminResponse::Error(err),
+                }
+            }
+            AdminRequest::ListTokens => AdminResponse::Tokens(self.registry.list_tokens()),
+            AdminRequest::RevokeToken(id) => match self.registry.revoke_token(&id) {
+                Ok(true) => {
+                    self.events.emit(None, None, &format!("join token {id} revoked"));
+                    AdminResponse::Done(format!("revoked join token {id}"))
+                }
+                Ok(false) => AdminResponse::Done(format!("join token {id} was already revoked")),
+                Err(err) => AdminResponse::Error(err),
+            },
+            AdminRequest::RevokeAllTokens => {
+                let count = self.registry.revoke_all_tokens();
+                self.events.emit(None, None, &format!("{count} join token(s) revoked"));
+                AdminResponse::Done(format!("revoked {count} join token(s)"))
+            }
+        }
+    }
+
+    /// Revokes node `name`'s credentials and closes its connection with the
+    /// refusal, so its agent stops trying and says why; the name is free.
+    fn revoke(&mut self, name: &str, now: Now) -> AdminResponse {
+        let revoked = self.registry.revoke_node(name);
+        if revoked == 0 {
+            return AdminResponse::Error(if self.registry.knows_node(name) {
+                format!("the credentials of node \"{name}\" are already revoked")
+            } else {
+                format!("no credential of node \"{name}\" to revoke")
+            });
+        }
+        let Ok(node) = NodeName::parse(name) else {
+            return AdminResponse::Error(format!("\"{name}\" is not a node name"));
+        };
+        if let Some(id) = self.table.connection(name)
+            && let Some(session) = self.sessions.remove(&id)
+        {
+            let reason = format!("the credential of node \"{name}\" was revoked");
+            session.connection.close(RefusalKind::UnknownCredential.close_code().into(), reason.as_bytes());
+        }
+        self.events.emit(Some(name), None, &format!("{revoked} credential(s) revoked: it must join again with a new token"));
+        if let Some(transition) = self.table.revoked(&node) {
+            self.transition(transition, now);
+        }
+        AdminResponse::Done(format!("revoked {revoked} credential(s) of node \"{name}\"; the name is free"))
+    }
+
+    /// Gathers what a step changed into the pending batch and holds its
+    /// frames until that batch is durable. Returns the sequence number an
+    /// answer to this step must wait for.
+    fn commit(&mut self, effects: Effects) -> u64 {
+        let mut changes = self.workloads.take_changes();
+        changes.extend(self.registry.take_changes());
+        self.pending.changes.extend(changes);
+        for note in effects.notes {
+            self.events.emit(note.node.as_ref().map(NodeName::as_str), None, &note.text);
+        }
+        self.pending.events.extend(self.events.take_unpersisted());
+        let seq = if self.pending.changes.is_empty() { self.submitted } else { self.next_seq };
+        for outgoing in effects.outgoing {
+            self.held.push_back(Held::Frame { seq, node: outgoing.node, frame: outgoing.frame });
+        }
+        seq
+    }
+
+    /// Hands the gathered batch to the writer when it is idle, and releases
+    /// whatever waited for durability, in order.
+    fn flush(&mut self) {
+        if self.submitted <= self.durable && !self.pending.is_empty() {
+            self.pending.seq = self.next_seq;
+            self.writer.submit(std::mem::take(&mut self.pending));
+            self.submitted = self.next_seq;
+            self.next_seq += 1;
+        }
+        while self.held.front().is_some_and(|held| held.seq() <= self.durable) {
+            let Some(held) = self.held.pop_front() else { break };
+            match held {
+                Held::Frame { node, frame, .. } => self.send(&node, frame),
+                Held::Admin { reply, response, .. } => {
+                    let _ = reply.send(response);
+                }
+                Held::Join { reply, .. } => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    /// Sends a frame to a connected agent. One that is not connected gets
+    /// it from its inventory when it reconnects; one whose outbox is full
+    /// does not keep up, and its connection is closed so that it reconnects
+    /// and starts over from its inventory.
+    fn send(&mut self, node: &NodeName, frame: ConsoleFrame) {
+        let Some(id) = self.table.connection(node.as_str()) else { return };
+        let Some(session) = self.sessions.get(&id) else { return };
+        if let Err(mpsc::error::TrySendError::Full(_)) = session.outbox.try_send(frame) {
+            warn!(node = %session.node, "the agent does not keep up with its frames; reconnecting it");
+            session.connection.close(close_code::NORMAL.into(), b"too many frames waiting; reconnect");
+        }
+    }
+
+    /// A snapshot no older than `fresh`.
+    fn snapshot(&mut self, fresh: Duration) -> Arc<ControlSnapshot> {
+        if let Some((at, snapshot)) = &self.latest
+            && at.elapsed() < fresh
+        {
+            return snapshot.clone();
+        }
+        let now = Instant::now();
+        let mut nodes = self.table.status(now);
+        let mut by_node = self.workloads.instances_by_node();
+        for node in &mut nodes {
+            node.cordoned = self.workloads.is_cordoned(&node.name);
+            node.instances = by_node.remove(node.name.as_str()).unwrap_or_default();
+        }
+        let views = self.table.views();
+        let status = ClusterStatus {
+            tasks: self.workloads.task_status(),
+            headroom: self.workloads.headroom(Nodes::new(&views), None),
+            failover_paused: self.workloads.failover_paused().map(str::to_string),
+            nodes,
+        };
+        let snapshot = Arc::new(ControlSnapshot {
+            status,
+            samples: self.table.samples(),
+            events: self.events.recent(),
+            store_failing: self.progress.borrow().failing.clone(),
+            at_unix_ms: Now::read().unix_ms,
+        });
+        self.latest = Some((now, snapshot.clone()));
+        snapshot
+    }
+}

@@ -1,0 +1,401 @@
+//! The durable records of a console and the typed changes that write them
+//! (ARCHITECTURE.md, "The change log").
+//!
+//! Everything that must survive a crash is one of these records: the
+//! desired tasks, each instance's placement and every pending step of its
+//! life (a migration's old copy, a delayed failover's deadline), each node's
+//! cordon and drain, the cluster's epoch counter and failover pause, the
+//! credentials and join tokens. The owner changes them only by emitting a
+//! [`Change`] — a whole new record, or a removal — and the store applies the
+//! changes in order, by one writer, in batches that are atomic and durable.
+//! A store is therefore a map from [`Change::key`] to the record's JSON: the
+//! same shape in the embedded database and in etcd.
+//!
+//! Times that must survive a restart are wall-clock milliseconds since the
+//! Unix epoch: an [`std::time::Instant`] means nothing to the next process.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
+use ringwatch_shared::status::NodeState;
+use ringwatch_shared::task::TaskSpec;
+use serde::{Deserialize, Serialize};
+
+/// Where one copy of an instance runs: a node, and the epoch the console
+/// gave that placement. A report matches a placement only with both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The node.
+    pub node: NodeName,
+    /// The placement's epoch: unique across the cluster's history.
+    pub epoch: u64,
+}
+
+/// One instance of a task, as the console means it to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// `task/index`.
+    pub id: InstanceId,
+    /// Where it is meant to run; `None` while pending.
+    pub placement: Option<Placement>,
+    /// The old copy of a make-before-break move, kept until the new copy has
+    /// run `min_healthy`.
+    #[serde(default)]
+    pub source: Option<Placement>,
+    /// Its node failed: the wall-clock time it may move (a delayed or fenced
+    /// failover), cancelled if the node returns first.
+    #[serde(default)]
+    pub failover_due_unix_ms: Option<u64>,
+    /// Nodes it gave up on (a crash loop, a refused command): avoided until
+    /// it runs healthy somewhere, or its task's command changes.
+    #[serde(default)]
+    pub avoid: BTreeSet<NodeName>,
+    /// Moved by failover and not yet healthy: counts against a gradual
+    /// task's `max_parallel`.
+    #[serde(default)]
+    pub settling: bool,
+    /// It was placed at least once: placing it again is a move (rate-limited,
+    /// paced), not a first start.
+    #[serde(default)]
+    pub placed_before: bool,
+}
+
+impl InstanceRecord {
+    /// A pending instance that never ran.
+    pub fn new(id: InstanceId) -> Self {
+        Self {
+            id,
+            placement: None,
+            source: None,
+            failover_due_unix_ms: None,
+            avoid: BTreeSet::new(),
+            settling: false,
+            placed_before: false,
+        }
+    }
+
+    /// The node it is placed on.
+    pub fn node(&self) -> Option<&NodeName> {
+        self.placement.as_ref().map(|placement| &placement.node)
+    }
+
+    /// Whether `node` holds a copy the console placed: the current one or a
+    /// migration's old one.
+    pub fn touches(&self, node: &str) -> bool {
+        self.placement.iter().chain(&self.source).any(|placement| placement.node.as_str() == node)
+    }
+}
+
+/// What an operator decided about a node, and its last known state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node.
+    pub name: NodeName,
+    /// Its state when last recorded: after a restart, a node that had left
+    /// stays `left`; any other is `unknown` until it reconnects.
+    pub last_state: NodeState,
+    /// Takes no new work.
+    #[serde(default)]
+    pub cordoned: bool,
+    /// Being drained: every instance on it moves away, make-before-break,
+    /// at its task's pace. Cleared when the last one has moved.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+impl NodeRecord {
+    /// A node seen for the first time.
+    pub fn new(name: NodeName, last_state: NodeState) -> Self {
+        Self { name, last_state, cordoned: false, draining: false }
+    }
+}
+
+/// Cluster-wide counters and switches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// The highest epoch ever given to a placement. A report carrying a
+    /// higher one did not come from this console.
+    pub last_epoch: u64,
+    /// Why automatic failover is paused, if it is.
+    #[serde(default)]
+    pub failover_paused: Option<String>,
+    /// Seeds the random placement strategies: plans draw from it without
+    /// changing it, executions advance it, so a plan and its execution pick
+    /// the same nodes.
+    pub placement_seed: u64,
+    /// The round-robin strategy's position.
+    #[serde(default)]
+    pub round_robin: u64,
+}
+
+impl ClusterRecord {
+    /// A new cluster whose random placements start from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self { last_epoch: 0, failover_paused: None, placement_seed: seed, round_robin: 0 }
+    }
+}
+
+/// A client certificate the console issued to an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialRecord {
+    /// The node name it was issued for: a name belongs to the key that
+    /// first joined under it until that credential is revoked.
+    pub name: NodeName,
+    /// SHA-256 (hex) of the agent's public key.
+    pub key_fingerprint: String,
+    /// When it was issued, Unix seconds.
+    pub issued_unix: u64,
+    /// Revoked credentials are refused.
+    #[serde(default)]
+    pub revoked: bool,
+    /// The join token it was issued for: a revoked node does not join again
+    /// with the token it used.
+    #[serde(default)]
+    pub token_id: Option<String>,
+}
+
+/// A join token the console issued. Tokens are verified by their MAC; the
+/// record makes them listable and revocable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Its id, as printed in the token and by `join-token --list`.
+    pub id: String,
+    /// When it was issued, Unix seconds.
+    pub issued_unix: u64,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
+    /// Revoked tokens are refused.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
+/// One durable change: a whole record written, or one removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// A task added or replaced.
+    Task(TaskSpec),
+    /// A task removed.
+    TaskRemoved(TaskName),
+    /// An instance's record.
+    Instance(InstanceRecord),
+    /// An instance removed (scaled down, task removed).
+    InstanceRemoved(InstanceId),
+    /// A node's record.
+    Node(NodeRecord),
+    /// The cluster record.
+    Cluster(ClusterRecord),
+    /// A credential, by the SHA-256 (hex) of its certificate.
+    Credential {
+        /// The certificate's fingerprint.
+        fingerprint: String,
+        /// The record.
+        record: CredentialRecord,
+    },
+    /// A join token's record.
+    Token(TokenRecord),
+}
+
+/// The key prefixes of the records, one per kind.
+pub mod prefix {
+    /// Tasks, by name.
+    pub const TASK: &str = "task/";
+    /// Instances, by `task/index`.
+    pub const INSTANCE: &str = "instance/";
+    /// Nodes, by name.
+    pub const NODE: &str = "node/";
+    /// The one cluster record.
+    pub const CLUSTER: &str = "cluster";
+    /// Credentials, by certificate fingerprint.
+    pub const CREDENTIAL: &str = "credential/";
+    /// Join tokens, by id.
+    pub const TOKEN: &str = "token/";
+}
+
+impl Change {
+    /// The key of the record it writes or removes.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Task(spec) => format!("{}{}", prefix::TASK, spec.name),
+            Self::TaskRemoved(name) => format!("{}{name}", prefix::TASK),
+            Self::Instance(record) => format!("{}{}", prefix::INSTANCE, record.id),
+            Self::InstanceRemoved(id) => format!("{}{id}", prefix::INSTANCE),
+            Self::Node(record) => format!("{}{}", prefix::NODE, record.name),
+            Self::Cluster(_) => prefix::CLUSTER.to_string(),
+            Self::Credential { fingerprint, .. } => format!("{}{fingerprint}", prefix::CREDENTIAL),
+            Self::Token(record) => format!("{}{}", prefix::TOKEN, record.id),
+        }
+    }
+
+    /// The record's JSON, or `None` for a removal.
+    ///
+    /// # Errors
+    /// When the record cannot be encoded (it always can: plain data).
+    pub fn value(&self) -> Result<Option<String>, serde_json::Error> {
+        Ok(Some(match self {
+            Self::TaskRemoved(_) | Self::InstanceRemoved(_) => return Ok(None),
+            Self::Task(spec) => serde_json::to_string(spec)?,
+            Self::Instance(record) => serde_json::to_string(record)?,
+            Self::Node(record) => serde_json::to_string(record)?,
+            Self::Cluster(record) => serde_json::to_string(record)?,
+            Self::Credential { record, .. } => serde_json::to_string(record)?,
+            Self::Token(record) => serde_json::to_string(record)?,
+        }))
+    }
+}
+
+/// Every durable record, in memory: what a store loads at start and what
+/// the changes keep up to date.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Image {
+    /// Desired tasks.
+    pub tasks: BTreeMap<TaskName, TaskSpec>,
+    /// Instances.
+    pub instances: BTreeMap<InstanceId, InstanceRecord>,
+    /// Nodes.
+    pub nodes: BTreeMap<NodeName, NodeRecord>,
+    /// The cluster record; `None` before the first start wrote one.
+    pub cluster: Option<ClusterRecord>,
+    /// Credentials by certificate fingerprint.
+    pub credentials: BTreeMap<String, CredentialRecord>,
+    /// Join tokens by id.
+    pub tokens: BTreeMap<String, TokenRecord>,
+}
+
+/// A stored record that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("record \"{key}\" does not decode: {reason}")]
+pub struct RecordError {
+    /// Its key.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+impl Image {
+    /// Applies one change.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Task(spec) => {
+                self.tasks.insert(spec.name.clone(), spec.clone());
+            }
+            Change::TaskRemoved(name) => {
+                self.tasks.remove(name);
+            }
+            Change::Instance(record) => {
+                self.instances.insert(record.id.clone(), record.clone());
+            }
+            Change::InstanceRemoved(id) => {
+                self.instances.remove(id);
+            }
+            Change::Node(record) => {
+                self.nodes.insert(record.name.clone(), record.clone());
+            }
+            Change::Cluster(record) => self.cluster = Some(record.clone()),
+            Change::Credential { fingerprint, record } => {
+                self.credentials.insert(fingerprint.clone(), record.clone());
+            }
+            Change::Token(record) => {
+                self.tokens.insert(record.id.clone(), record.clone());
+            }
+        }
+    }
+
+    /// Adds the record stored under `key` as `json` (a store's load).
+    /// Unknown kinds are skipped: a newer console may have written them.
+    ///
+    /// # Errors
+    /// [`RecordError`] when the record does not decode or its key does not
+    /// match its content.
+    pub fn load(&mut self, key: &str, json: &str) -> Result<(), RecordError> {
+        let bad = |reason: String| RecordError { key: key.to_string(), reason };
+        let change = if let Some(name) = key.strip_prefix(prefix::TASK) {
+            let spec: TaskSpec = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(name, spec.name.as_str()).map_err(bad)?;
+            Change::Task(spec)
+        } else if let Some(id) = key.strip_prefix(prefix::INSTANCE) {
+            let record: InstanceRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(id, &record.id.to_string()).map_err(bad)?;
+            Change::Instance(record)
+        } else if let Some(name) = key.strip_prefix(prefix::NODE) {
+            let record: NodeRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(name, record.name.as_str()).map_err(bad)?;
+            Change::Node(record)
+        } else if key == prefix::CLUSTER {
+            Change::Cluster(serde_json::from_str(json).map_err(|err| bad(err.to_string()))?)
+        } else if let Some(fingerprint) = key.strip_prefix(prefix::CREDENTIAL) {
+            let record = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            Change::Credential { fingerprint: fingerprint.to_string(), record }
+        } else if let Some(id) = key.strip_prefix(prefix::TOKEN) {
+            let record: TokenRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(id, &record.id).map_err(bad)?;
+            Change::Token(record)
+        } else {
+            tracing::warn!(key, "skipped a stored record of an unknown kind");
+            return Ok(());
+        };
+        self.apply(&change);
+        Ok(())
+    }
+}
+
+fn check_key(in_key: &str, in_value: &str) -> Result<(), String> {
+    if in_key == in_value {
+        Ok(())
+    } else {
+        Err(format!("its key names \"{in_key}\" but it holds \"{in_value}\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str) -> NodeName {
+        NodeName::parse(name).unwrap()
+    }
+
+    #[test]
+    fn every_change_round_trips_through_its_key_and_value() {
+        let id = InstanceId::parse("web/3").unwrap();
+        let mut instance = InstanceRecord::new(id.clone());
+        instance.placement = Some(Placement { node: node("a"), epoch: 7 });
+        instance.source = Some(Placement { node: node("b"), epoch: 5 });
+        instance.failover_due_unix_ms = Some(1_700_000_000_000);
+        instance.avoid.insert(node("c"));
+        let changes = [
+            Change::Instance(instance),
+            Change::Node(NodeRecord { name: node("a"), last_state: NodeState::Alive, cordoned: true, draining: true }),
+            Change::Cluster(ClusterRecord::new(42)),
+            Change::Credential {
+                fingerprint: "ab12".into(),
+                record: CredentialRecord {
+                    name: node("a"),
+                    key_fingerprint: "k".into(),
+                    issued_unix: 1,
+                    revoked: false,
+                    token_id: Some("t1".into()),
+                },
+            },
+            Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: true }),
+        ];
+        let mut direct = Image::default();
+        let mut loaded = Image::default();
+        for change in &changes {
+            direct.apply(change);
+            loaded.load(&change.key(), &change.value().unwrap().unwrap()).unwrap();
+        }
+        assert_eq!(direct, loaded);
+        assert_eq!(direct.instances[&id].source.as_ref().unwrap().epoch, 5);
+    }
+
+    #[test]
+    fn a_record_under_the_wrong_key_or_garbled_is_refused() {
+        let record = Change::Node(NodeRecord::new(node("a"), NodeState::Alive));
+        let json = record.value().unwrap().unwrap();
+        let mut image = Image::default();
+        assert!(image.load("node/b", &json).unwrap_err().to_string().contains("\"node/b\""));
+        assert!(image.load("node/a", "{not json").is_err());
+        image.load("future-kind/x", "{}").unwrap();
+        assert_eq!(image, Image::default());
+    }
+}

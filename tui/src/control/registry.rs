@@ -1,0 +1,309 @@
+//! Who may connect: the credentials the console issued and the join tokens
+//! it handed out (ARCHITECTURE.md, "Identity").
+//!
+//! Pure state over durable records. The owner consults it for every hello
+//! and join; `ringwatch join-token` uses it directly on the store when no
+//! console runs. The rules:
+//! - a node name belongs to the key that first joined under it, as long as
+//!   a credential for that name is unrevoked: a join under the name with
+//!   another key is refused, and `ringwatch revoke NODE` frees the name;
+//! - a join token is accepted only if the console recorded its id and it is
+//!   not revoked (its MAC and expiry are checked before, by the PKI);
+//! - a revoked node does not join again with the token it used;
+//! - tokens live at most [`MAX_TOKEN_TTL`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ringwatch_shared::names::NodeName;
+use ringwatch_shared::protocol::{Refusal, RefusalKind, TokenInfo};
+
+use crate::control::pki::ClusterPki;
+use crate::control::records::{Change, CredentialRecord, Image, TokenRecord};
+
+/// The longest a join token may live.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// Credentials and tokens.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Issued credentials by certificate fingerprint (hex).
+    credentials: BTreeMap<String, CredentialRecord>,
+    /// Issued tokens by id.
+    tokens: BTreeMap<String, TokenRecord>,
+    /// Records changed since the change log took them.
+    changes: Vec<Change>,
+}
+
+/// A token just issued: its text for the operator.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// The token, as agents take it.
+    pub text: String,
+    /// Its id.
+    pub id: String,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
+}
+
+impl Registry {
+    /// The registry of the records in `image`.
+    pub fn from_image(image: &Image) -> Self {
+        Self { credentials: image.credentials.clone(), tokens: image.tokens.clone(), changes: Vec::new() }
+    }
+
+    /// The changed records, for the change log.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The node and key of the agent presenting the certificate with
+    /// `cert_fingerprint`.
+    ///
+    /// # Errors
+    /// A refusal for an unknown or revoked credential.
+    pub fn identify(&self, cert_fingerprint: &str) -> Result<(NodeName, String), Refusal> {
+        let unknown = |reason: String| Refusal { kind: RefusalKind::UnknownCredential, reason };
+        match self.credentials.get(cert_fingerprint) {
+            Some(record) if record.revoked => {
+                Err(unknown(format!("the credential of node \"{}\" was revoked: join again with a new token", record.name)))
+            }
+            Some(record) => Ok((record.name.clone(), record.key_fingerprint.clone())),
+            None => Err(unknown(
+                "this certificate was not issued by this console (or the console lost its state): re-join with a token and a fresh data dir"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Whether `name` may join with the key `key_fingerprint` using token
+    /// `token_id` at `now_unix`.
+    ///
+    /// # Errors
+    /// A refusal naming the rule and what the operator can do.
+    pub fn check_join(&self, name: &NodeName, key_fingerprint: &str, token_id: &str, now_unix: u64) -> Result<(), Refusal> {
+        let bad_token = |reason: String| Refusal { kind: RefusalKind::BadToken, reason };
+        match self.tokens.get(token_id) {
+            None => {
+                return Err(bad_token(format!(
+                    "join token {token_id} is not one this console issued (or the console lost its state): make a new one with `ringwatch join-token`"
+                )));
+            }
+            Some(token) if token.revoked => {
+                return Err(bad_token(format!(
+                    "join token {token_id} was revoked: make a new one with `ringwatch join-token`"
+                )));
+            }
+            Some(token) if token.expires_unix < now_unix => {
+                return Err(Refusal {
+                    kind: RefusalKind::TokenExpired,
+                    reason: format!("join token {token_id} expired: make a new one with `ringwatch join-token`"),
+                });
+            }
+            Some(_) => {}
+        }
+        for record in self.credentials.values().filter(|record| record.name == *name) {
+            if record.revoked && record.token_id.as_deref() == Some(token_id) {
+                return Err(bad_token(format!(
+                    "node \"{name}\" was revoked and may not join again with the token it used ({token_id}): make a new token with `ringwatch join-token`"
+                )));
+            }
+            if !record.revoked && record.key_fingerprint != key_fingerprint {
+                return Err(Refusal {
+                    kind: RefusalKind::NameTaken,
+                    reason: format!(
+                        "node name \"{name}\" belongs to another agent (another key joined under it): choose another --name, or, if that node is gone for good, free the name with `ringwatch revoke {name}` on the console"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a credential issued to `name` for the certificate with
+    /// `cert_fingerprint`.
+    pub fn record_join(
+        &mut self,
+        cert_fingerprint: String,
+        name: NodeName,
+        key_fingerprint: String,
+        token_id: String,
+        now_unix: u64,
+    ) {
+        let record =
+            CredentialRecord { name, key_fingerprint, issued_unix: now_unix, revoked: false, token_id: Some(token_id) };
+        self.credentials.insert(cert_fingerprint.clone(), record.clone());
+        self.changes.push(Change::Credential { fingerprint: cert_fingerprint, record });
+    }
+
+    /// Revokes every credential of `name`; returns how many were.
+    pub fn revoke_node(&mut self, name: &str) -> usize {
+        let mut revoked = 0;
+        for (fingerprint, record) in &mut self.credentials {
+            if record.name.as_str() == name && !record.revoked {
+                record.revoked = true;
+                revoked += 1;
+                self.changes.push(Change::Credential { fingerprint: fingerprint.clone(), record: record.clone() });
+            }
+        }
+        revoked
+    }
+
+    /// Whether any credential was ever issued for `name`.
+    pub fn knows_node(&self, name: &str) -> bool {
+        self.credentials.values().any(|record| record.name.as_str() == name)
+    }
+
+    /// Issues and records a token valid for `ttl`.
+    ///
+    /// # Errors
+    /// When `ttl` is zero or longer than [`MAX_TOKEN_TTL`].
+    pub fn issue_token(&mut self, pki: &ClusterPki, ttl: Duration, now_unix: u64) -> Result<IssuedToken, String> {
+        check_ttl(ttl)?;
+        let token = pki.join_token(ttl);
+        let record = TokenRecord { id: token.id_hex(), issued_unix: now_unix, expires_unix: token.expires_unix, revoked: false };
+        self.tokens.insert(record.id.clone(), record.clone());
+        self.changes.push(Change::Token(record.clone()));
+        Ok(IssuedToken { text: token.to_string(), id: record.id, expires_unix: record.expires_unix })
+    }
+
+    /// Every token, newest first, with the nodes that joined with it.
+    pub fn list_tokens(&self) -> Vec<TokenInfo> {
+        let mut tokens: Vec<TokenInfo> = self
+            .tokens
+            .values()
+            .map(|token| TokenInfo {
+                id: token.id.clone(),
+                issued_unix: token.issued_unix,
+                expires_unix: token.expires_unix,
+                revoked: token.revoked,
+                joined: self
+                    .credentials
+                    .values()
+                    .filter(|record| record.token_id.as_deref() == Some(token.id.as_str()))
+                    .map(|record| record.name.to_string())
+                    .collect(),
+            })
+            .collect();
+        tokens.sort_by(|a, b| b.issued_unix.cmp(&a.issued_unix).then_with(|| a.id.cmp(&b.id)));
+        tokens
+    }
+
+    /// Revokes token `id`.
+    ///
+    /// # Errors
+    /// When there is no such token.
+    pub fn revoke_token(&mut self, id: &str) -> Result<bool, String> {
+        let token = self.tokens.get_mut(id).ok_or_else(|| format!("no join token with id \"{id}\" (see `ringwatch join-token --list`)"))?;
+        if token.revoked {
+            return Ok(false);
+        }
+        token.revoked = true;
+        self.changes.push(Change::Token(token.clone()));
+        Ok(true)
+    }
+
+    /// Revokes every token not yet revoked; returns how many were.
+    pub fn revoke_all_tokens(&mut self) -> usize {
+        let mut revoked = 0;
+        for token in self.tokens.values_mut().filter(|token| !token.revoked) {
+            token.revoked = true;
+            revoked += 1;
+            self.changes.push(Change::Token(token.clone()));
+        }
+        revoked
+    }
+}
+
+/// Checks a token lifetime.
+///
+/// # Errors
+/// A sentence when it is zero or beyond [`MAX_TOKEN_TTL`].
+pub fn check_ttl(ttl: Duration) -> Result<(), String> {
+    if ttl.is_zero() {
+        return Err("a join token must live longer than 0s".into());
+    }
+    if ttl > MAX_TOKEN_TTL {
+        return Err(format!(
+            "a join token may live at most 30 days ({}), not {}: issue a new one when it expires",
+            ringwatch_shared::duration::format_duration(MAX_TOKEN_TTL),
+            ringwatch_shared::duration::format_duration(ttl)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> NodeName {
+        NodeName::parse(text).unwrap()
+    }
+
+    fn registry_with_token() -> (Registry, tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_or_create(dir.path()).unwrap();
+        let mut registry = Registry::default();
+        let token = registry.issue_token(&pki, Duration::from_secs(3600), 1_000).unwrap();
+        (registry, dir, token.id)
+    }
+
+    #[test]
+    fn regression_a_name_stays_with_the_key_that_joined_until_revoked() {
+        // Case 7: after node "a" died, a new agent with a fresh key and the
+        // still-valid token joined as "a"; the real "a" was then refused.
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.check_join(&name("a"), "key-1", &token, 1_000).unwrap();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        let refusal = registry.check_join(&name("a"), "key-2", &token, 1_001).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::NameTaken);
+        assert!(refusal.reason.contains("ringwatch revoke a"), "{}", refusal.reason);
+        // The same key may join again (its certificate was lost).
+        registry.check_join(&name("a"), "key-1", &token, 1_001).unwrap();
+        // Revoking frees the name for another key — with another token.
+        assert_eq!(registry.revoke_node("a"), 1);
+        let other = {
+            let dir = tempfile::tempdir().unwrap();
+            let pki = ClusterPki::load_or_create(dir.path()).unwrap();
+            registry.issue_token(&pki, Duration::from_secs(60), 1_002).unwrap().id
+        };
+        registry.check_join(&name("a"), "key-2", &other, 1_002).unwrap();
+    }
+
+    #[test]
+    fn regression_a_revoked_node_does_not_join_again_with_its_token() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        registry.revoke_node("a");
+        assert!(registry.identify("cert-1").is_err());
+        let refusal = registry.check_join(&name("a"), "key-1", &token, 1_001).unwrap_err();
+        assert!(refusal.reason.contains("may not join again with the token it used"), "{}", refusal.reason);
+        // Others may still use the token.
+        registry.check_join(&name("b"), "key-9", &token, 1_001).unwrap();
+    }
+
+    #[test]
+    fn tokens_are_listed_revoked_and_refused_unless_recorded() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        let listed = registry.list_tokens();
+        assert_eq!((listed.len(), listed[0].joined.clone()), (1, vec!["a".to_string()]));
+        assert!(registry.check_join(&name("b"), "k", "0000000000000000", 1_000).is_err(), "unrecorded id");
+        assert_eq!(registry.revoke_token(&token), Ok(true));
+        assert_eq!(registry.revoke_token(&token), Ok(false));
+        assert!(registry.revoke_token("nope").is_err());
+        let refusal = registry.check_join(&name("b"), "k", &token, 1_000).unwrap_err();
+        assert!(refusal.reason.contains("revoked"), "{}", refusal.reason);
+        assert!(registry.take_changes().len() >= 3);
+    }
+
+    #[test]
+    fn regression_a_token_lifetime_is_at_most_thirty_days() {
+        // Case 8: `--ttl 500000000000y` was accepted.
+        assert!(check_ttl(Duration::from_secs(30 * 86_400)).is_ok());
+        let err = check_ttl(Duration::from_secs(30 * 86_400 + 1)).unwrap_err();
+        assert!(err.contains("at most 30 days"), "{err}");
+        assert!(check_ttl(Duration::ZERO).is_err());
+    }
+}

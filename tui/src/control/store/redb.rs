@@ -1,0 +1,253 @@
+//! The embedded store: `state.redb`, a crash-safe database (redb) with two
+//! tables — the records by key, as JSON, and the event log by sequence
+//! number. Every commit is durable (fsync) before it returns.
+//!
+//! A damaged file is never trusted and never replaced silently: an empty
+//! file, a failed integrity check, a record that does not decode, or a panic
+//! inside the database library while opening or loading all end the start
+//! with an error that names the file.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use ringwatch_shared::status::ClusterEvent;
+
+use super::{Batch, EVENT_LOG_LIMIT, Loaded, StateStore, StoreError};
+use crate::control::records::Image;
+
+/// Record key (see [`crate::control::records::Change::key`]) → JSON.
+const RECORDS: TableDefinition<&str, &str> = TableDefinition::new("records");
+/// Event sequence number → [`ClusterEvent`] JSON.
+const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+
+/// The open database.
+pub struct RedbStore {
+    /// The redb handle.
+    db: Database,
+    /// Its file, for messages.
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens the database at `path`, creating it if the file does not exist,
+    /// and checks its integrity.
+    ///
+    /// # Errors
+    /// [`StoreError::InUse`] if another process has it open,
+    /// [`StoreError::Empty`] for a zero-length file, [`StoreError::Corrupt`]
+    /// for a damaged one.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.len() == 0 => return Err(StoreError::Empty(path.to_path_buf())),
+            Ok(_) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(database(path, err)),
+        }
+        let db = guarded(path, || {
+            let mut db = match Database::create(path) {
+                Ok(db) => db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(StoreError::InUse(path.to_path_buf())),
+                Err(err) => return Err(corrupt(path, err)),
+            };
+            match db.check_integrity() {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(corrupt(
+                        path,
+                        "it failed its integrity check and was repaired as far as possible, so the latest records may be lost; starting again continues with the repaired state",
+                    ));
+                }
+                Err(err) => return Err(corrupt(path, err)),
+            }
+            let txn = db.begin_write().map_err(|err| database(path, err))?;
+            txn.open_table(RECORDS).map_err(|err| corrupt(path, err))?;
+            txn.open_table(EVENTS).map_err(|err| corrupt(path, err))?;
+            txn.commit().map_err(|err| database(path, err))?;
+            Ok(db)
+        })?;
+        Ok(Self { db, path: path.to_path_buf() })
+    }
+
+    fn load_unguarded(&self, recent_events: usize) -> Result<Loaded, StoreError> {
+        let path = &self.path;
+        let txn = self.db.begin_read().map_err(|err| database(path, err))?;
+        let records = txn.open_table(RECORDS).map_err(|err| corrupt(path, err))?;
+        let mut image = Image::default();
+        for entry in records.iter().map_err(|err| corrupt(path, err))? {
+            let (key, json) = entry.map_err(|err| corrupt(path, err))?;
+            image
+                .load(key.value(), json.value())
+                .map_err(|source| StoreError::Record { path: path.clone(), source })?;
+        }
+        let log = txn.open_table(EVENTS).map_err(|err| corrupt(path, err))?;
+        let mut events = Vec::new();
+        for entry in log.iter().map_err(|err| corrupt(path, err))?.rev().take(recent_events) {
+            let (seq, json) = entry.map_err(|err| corrupt(path, err))?;
+            let event: ClusterEvent = serde_json::from_str(json.value()).map_err(|err| {
+                corrupt(path, format!("event {} does not decode: {err}", seq.value()))
+            })?;
+            events.push(event);
+        }
+        events.reverse();
+        Ok(Loaded { image, events })
+    }
+}
+
+impl StateStore for RedbStore {
+    fn load(&mut self, recent_events: usize) -> Result<Loaded, StoreError> {
+        let path = self.path.clone();
+        guarded(&path, || self.load_unguarded(recent_events))
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let path = &self.path;
+        let txn = self.db.begin_write().map_err(|err| database(path, err))?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
+            for change in &batch.changes {
+                let key = change.key();
+                match change.value().map_err(|err| database(path, err))? {
+                    Some(json) => records.insert(key.as_str(), json.as_str()).map(drop),
+                    None => records.remove(key.as_str()).map(drop),
+                }
+                .map_err(|err| database(path, err))?;
+            }
+            let mut log = txn.open_table(EVENTS).map_err(|err| database(path, err))?;
+            for event in &batch.events {
+                let json = serde_json::to_string(event).map_err(|err| database(path, err))?;
+                log.insert(event.seq, json.as_str()).map_err(|err| database(path, err))?;
+            }
+            if let Some(last) = batch.events.last().map(|event| event.seq)
+                && last > EVENT_LOG_LIMIT
+            {
+                log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
+            }
+        }
+        txn.commit().map_err(|err| database(path, err))
+    }
+
+    fn describe(&self) -> String {
+        format!("\"{}\"", self.path.display())
+    }
+}
+
+/// Runs `work` on the database, turning a panic inside redb (which a
+/// damaged file can cause) into [`StoreError::Corrupt`] naming the file.
+/// The panic's default report is silenced while it runs: the error says
+/// what happened, once.
+fn guarded<T>(path: &Path, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let outcome = catch_unwind(AssertUnwindSafe(work));
+    std::panic::set_hook(hook);
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the database library failed on it".into());
+        Err(corrupt(path, format!("reading it failed: {message}")))
+    })
+}
+
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+fn database(path: &Path, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Database { path: path.to_path_buf(), reason: reason.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+
+    use ringwatch_shared::names::NodeName;
+    use ringwatch_shared::status::NodeState;
+
+    use super::*;
+    use crate::control::records::{Change, ClusterRecord, NodeRecord};
+
+    fn event(seq: u64) -> ClusterEvent {
+        ClusterEvent { seq, at_unix_ms: seq, node: None, change: None, reason: format!("event {seq}") }
+    }
+
+    fn node_change(name: &str) -> Change {
+        Change::Node(NodeRecord::new(NodeName::parse(name).unwrap(), NodeState::Alive))
+    }
+
+    #[test]
+    fn committed_records_and_events_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        assert_eq!(store.load(10).unwrap().image, Image::default());
+        let batch = Batch {
+            seq: 1,
+            changes: vec![node_change("a"), node_change("b"), Change::Cluster(ClusterRecord::new(7))],
+            events: vec![event(1), event(2)],
+        };
+        store.commit(&batch).unwrap();
+        drop(store);
+        let loaded = RedbStore::open(&path).unwrap().load(1).unwrap();
+        assert_eq!(loaded.image.nodes.len(), 2);
+        assert_eq!(loaded.image.cluster.unwrap().placement_seed, 7);
+        assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2], "the newest event only");
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_store_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let _first = RedbStore::open(&path).unwrap();
+        assert!(matches!(RedbStore::open(&path), Err(StoreError::InUse(_))));
+    }
+
+    #[test]
+    fn regression_a_zero_length_store_is_refused_not_started_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        std::fs::write(&path, b"").unwrap();
+        let err = RedbStore::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Empty(_)), "{err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn regression_random_bytes_in_the_store_are_an_error_never_a_panic() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        for attempt in 0..12u64 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.redb");
+            {
+                let mut store = RedbStore::open(&path).unwrap();
+                for seq in 1..=50 {
+                    let batch = Batch { seq, changes: vec![node_change(&format!("n{seq}"))], events: vec![event(seq)] };
+                    store.commit(&batch).unwrap();
+                }
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut garbage = vec![0u8; 4096];
+            rng.fill_bytes(&mut garbage);
+            let at = (attempt * 4096) % len.saturating_sub(4096).max(1);
+            file.seek(SeekFrom::Start(at)).unwrap();
+            file.write_all(&garbage).unwrap();
+            drop(file);
+            // Whatever redb makes of it: an error naming the file, or a
+            // store that loads; never a panic.
+            match RedbStore::open(&path).and_then(|mut store| store.load(100)) {
+                Ok(_) => {}
+                Err(err) => assert!(err.to_string().contains(&path.display().to_string()), "{err}"),
+            }
+        }
+    }
+}
