@@ -22,7 +22,7 @@ fn peak_over_mean(nodes: usize, keys: usize, bound: Option<f64>) -> f64 {
     let mut loads: BTreeMap<String, u32> = members.iter().map(|(name, _)| (name.clone(), 0)).collect();
     let mut rng = StdRng::seed_from_u64(1);
     let mut counter = 0;
-    let exclude = Default::default();
+    let exclude = |_: &str| false;
     for key in 0..keys {
         let candidates: Vec<Candidate> = loads
             .iter()

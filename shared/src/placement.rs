@@ -48,8 +48,7 @@ pub struct PlacementInput<'a> {
 /// Picks a node for one instance, or `None` when no candidate fits.
 pub fn choose(input: &PlacementInput<'_>, round_robin: &mut u64, rng: &mut impl Rng) -> Option<String> {
     let total_weight: u64 = input.candidates.iter().map(|c| u64::from(c.weight.max(1))).sum();
-    let fits =
-        |candidate: &Candidate| !(input.exclude)(&candidate.name) && under_bound(candidate, input, total_weight);
+    let fits = |candidate: &Candidate| !(input.exclude)(&candidate.name) && under_bound(candidate, input, total_weight);
     let mut eligible: Vec<&Candidate> = input.candidates.iter().filter(|c| fits(c)).collect();
     if eligible.is_empty() {
         // The bound is a preference, never a reason to leave work unplaced.

@@ -71,7 +71,11 @@ pub async fn spawn_local_agent(
 ///
 /// # Errors
 /// When the console refuses to issue the token.
-pub async fn token_unless_joined(control: &ControlPlane, data_dir: &Path, ttl: Duration) -> Result<Option<String>, String> {
+pub async fn token_unless_joined(
+    control: &ControlPlane,
+    data_dir: &Path,
+    ttl: Duration,
+) -> Result<Option<String>, String> {
     if matches!(ringwatch_agent::credentials::Credentials::load(data_dir), Ok(Some(_))) {
         return Ok(None);
     }

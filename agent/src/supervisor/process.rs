@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use ringwatch_shared::protocol::Assignment;
 use ringwatch_shared::names::InstanceId;
+use ringwatch_shared::protocol::Assignment;
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::task::AbortOnDropHandle;
@@ -80,11 +80,8 @@ pub(crate) async fn spawn(
 ) -> Result<Spawned, SupervisorError> {
     let instance = &assignment.instance;
     let dir = instance_dir(&config.data_dir, instance);
-    let (program, args) = assignment
-        .spec
-        .command
-        .split_first()
-        .ok_or_else(|| SupervisorError::EmptyCommand(instance.to_string()))?;
+    let (program, args) =
+        assignment.spec.command.split_first().ok_or_else(|| SupervisorError::EmptyCommand(instance.to_string()))?;
     if !allow.allows(program) {
         return Err(SupervisorError::NotAllowed {
             program: program.clone(),

@@ -41,29 +41,20 @@ impl Drop for Slot {
     }
 }
 
-/// What happened to an incoming connection.
-#[derive(Debug)]
-pub enum Admitted {
-    /// Go on with the handshake, holding the slot until the peer is
-    /// authenticated.
-    Proceed(Incoming, Slot),
-    /// Turned away.
-    Shed,
-}
-
 impl Admission {
     /// At most `max` handshakes at once.
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self { in_progress: AtomicUsize::new(0), max, log: LogBudget::new(LOG_BURST, LOG_WINDOW) })
     }
 
-    /// Admits `incoming` if there is room; otherwise asks an unvalidated
-    /// address to retry (stateless: it costs the console no state) and
-    /// refuses a validated one.
-    pub fn admit(self: &Arc<Self>, incoming: Incoming) -> Admitted {
+    /// Admits `incoming` if there is room — the slot is held until the
+    /// peer is authenticated; otherwise asks an unvalidated address to retry
+    /// (stateless: it costs the console no state), refuses a validated one,
+    /// and returns `None`.
+    pub fn admit(self: &Arc<Self>, incoming: Incoming) -> Option<(Incoming, Slot)> {
         let taken = self.in_progress.fetch_add(1, Ordering::AcqRel);
         if taken < self.max {
-            return Admitted::Proceed(incoming, Slot(self.clone()));
+            return Some((incoming, Slot(self.clone())));
         }
         self.in_progress.fetch_sub(1, Ordering::AcqRel);
         let remote = incoming.remote_address();
@@ -73,7 +64,7 @@ impl Admission {
             incoming.refuse();
         }
         self.refused(format_args!("turned away a connection from {remote}: {} handshakes in progress", self.max));
-        Admitted::Shed
+        None
     }
 
     /// Logs a refusal, unless the window's budget is spent.

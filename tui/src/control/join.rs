@@ -80,7 +80,11 @@ pub async fn handle_join(connection: Connection, context: Arc<ServerContext>, _s
 }
 
 /// Checks what needs no state and signs the certificate.
-fn prepare(pki: &ClusterPki, request: &JoinRequest, connection: &Connection) -> Result<(JoinCheck, JoinGrant), Refusal> {
+fn prepare(
+    pki: &ClusterPki,
+    request: &JoinRequest,
+    connection: &Connection,
+) -> Result<(JoinCheck, JoinGrant), Refusal> {
     let token: JoinToken = request
         .token
         .parse()

@@ -298,12 +298,8 @@ impl Owner {
         let counters = Arc::new(Counters::default());
         let (writer, progress) = parts.writer;
         let durable = progress.borrow().durable;
-        let handle = OwnerHandle {
-            inputs: inputs_tx,
-            snapshots: snapshots.clone(),
-            events: parts.events.notifier(),
-            counters,
-        };
+        let handle =
+            OwnerHandle { inputs: inputs_tx, snapshots: snapshots.clone(), events: parts.events.notifier(), counters };
         let owner = Self {
             config: parts.config,
             pki: parts.pki,
@@ -436,13 +432,8 @@ impl Owner {
 
     /// A node changed state: log it, let the scheduler react.
     fn transition(&mut self, transition: Transition, now: Now) {
-        let effects = self.workloads.node_changed(
-            &transition.node,
-            transition.to,
-            transition.last_heard,
-            now,
-            self.table.len(),
-        );
+        let effects =
+            self.workloads.node_changed(&transition.node, transition.to, transition.last_heard, now, self.table.len());
         self.events.emit(Some(transition.node.as_str()), Some((transition.from, transition.to)), &transition.reason);
         self.commit(effects);
     }
@@ -605,7 +596,11 @@ impl Owner {
             let reason = format!("the credential of node \"{name}\" was revoked");
             session.connection.close(RefusalKind::UnknownCredential.close_code().into(), reason.as_bytes());
         }
-        self.events.emit(Some(name), None, &format!("{revoked} credential(s) revoked: it must join again with a new token"));
+        self.events.emit(
+            Some(name),
+            None,
+            &format!("{revoked} credential(s) revoked: it must join again with a new token"),
+        );
         if let Some(transition) = self.table.revoked(&node) {
             self.transition(transition, now);
         }

@@ -339,11 +339,7 @@ impl Image {
 }
 
 fn check_key(in_key: &str, in_value: &str) -> Result<(), String> {
-    if in_key == in_value {
-        Ok(())
-    } else {
-        Err(format!("its key names \"{in_key}\" but it holds \"{in_value}\""))
-    }
+    if in_key == in_value { Ok(()) } else { Err(format!("its key names \"{in_key}\" but it holds \"{in_value}\"")) }
 }
 
 #[cfg(test)]

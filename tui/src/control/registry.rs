@@ -81,7 +81,13 @@ impl Registry {
     ///
     /// # Errors
     /// A refusal naming the rule and what the operator can do.
-    pub fn check_join(&self, name: &NodeName, key_fingerprint: &str, token_id: &str, now_unix: u64) -> Result<(), Refusal> {
+    pub fn check_join(
+        &self,
+        name: &NodeName,
+        key_fingerprint: &str,
+        token_id: &str,
+        now_unix: u64,
+    ) -> Result<(), Refusal> {
         let bad_token = |reason: String| Refusal { kind: RefusalKind::BadToken, reason };
         match self.tokens.get(token_id) {
             None => {
@@ -161,7 +167,8 @@ impl Registry {
     pub fn issue_token(&mut self, pki: &ClusterPki, ttl: Duration, now_unix: u64) -> Result<IssuedToken, String> {
         check_ttl(ttl)?;
         let token = pki.join_token(ttl);
-        let record = TokenRecord { id: token.id_hex(), issued_unix: now_unix, expires_unix: token.expires_unix, revoked: false };
+        let record =
+            TokenRecord { id: token.id_hex(), issued_unix: now_unix, expires_unix: token.expires_unix, revoked: false };
         self.tokens.insert(record.id.clone(), record.clone());
         self.changes.push(Change::Token(record.clone()));
         Ok(IssuedToken { text: token.to_string(), id: record.id, expires_unix: record.expires_unix })
@@ -194,7 +201,10 @@ impl Registry {
     /// # Errors
     /// When there is no such token.
     pub fn revoke_token(&mut self, id: &str) -> Result<bool, String> {
-        let token = self.tokens.get_mut(id).ok_or_else(|| format!("no join token with id \"{id}\" (see `ringwatch join-token --list`)"))?;
+        let token = self
+            .tokens
+            .get_mut(id)
+            .ok_or_else(|| format!("no join token with id \"{id}\" (see `ringwatch join-token --list`)"))?;
         if token.revoked {
             return Ok(false);
         }

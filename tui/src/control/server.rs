@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{Instrument, debug, info, info_span};
 
-use crate::control::admission::{Admission, Admitted as Shed};
+use crate::control::admission::Admission;
 use crate::control::join::handle_join;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::ConnectionId;
@@ -92,8 +92,8 @@ enum Peer {
 async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     let remote = incoming.remote_address();
     let (incoming, slot) = match context.admission.admit(incoming) {
-        Shed::Proceed(incoming, slot) => (incoming, slot),
-        Shed::Shed => {
+        Some(admitted) => admitted,
+        None => {
             context.owner.counters.shed.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -406,9 +406,8 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
         };
-        let frame = codec::encode_admin_frame(&response).or_else(|err| {
-            codec::encode_frame(&AdminResponse::Error(format!("the answer could not be sent: {err}")))
-        });
+        let frame = codec::encode_admin_frame(&response)
+            .or_else(|err| codec::encode_frame(&AdminResponse::Error(format!("the answer could not be sent: {err}"))));
         if let Ok(frame) = frame
             && send.write_all(&frame).await.is_ok()
         {

@@ -16,7 +16,9 @@ use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeState, NodeStatus};
 use tokio::sync::broadcast;
 
-use crate::handle::{Command, ConsoleHandle, DemoAction, Snapshot};
+use futures_util::FutureExt;
+
+use crate::handle::{Command, CommandError, ConsoleHandle, DemoAction, Reply, Snapshot};
 use crate::ui::keys::{self, Action, Parsed, parse_command};
 use crate::ui::ring::angle_at;
 use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, PickStep, SortKey, View, action_words};
@@ -751,7 +753,7 @@ fn the_fake_console_round_trip() {
     app.apply_snapshot(console.snapshot(), 0);
     key(&mut app, KeyCode::Down);
     if let Action::Command(command) = key(&mut app, KeyCode::Char('x')) {
-        app.command_result(console.command(command));
+        app.command_result(ready(console.command(command)).map_err(|err| format!("{err:?}")));
     }
     assert_eq!(
         console.commands.lock().unwrap().as_slice(),
@@ -937,6 +939,8 @@ struct FakeConsole {
     commands: Mutex<Vec<Command>>,
     plans: Mutex<Vec<OperatorAction>>,
     events: broadcast::Sender<ClusterEvent>,
+    /// While set, a confirmed plan no longer holds.
+    changed: Mutex<bool>,
 }
 
 impl FakeConsole {
@@ -946,6 +950,7 @@ impl FakeConsole {
             commands: Mutex::new(Vec::new()),
             plans: Mutex::new(Vec::new()),
             events: broadcast::channel(16).0,
+            changed: Mutex::new(false),
         }
     }
 
@@ -990,31 +995,47 @@ impl ConsoleHandle for FakeConsole {
         self.events.subscribe()
     }
 
-    fn command(&self, command: Command) -> Result<String, String> {
-        let text = match &command {
-            Command::Demo { node, action } => format!("{} \"{node}\"", format!("{action:?}").to_lowercase()),
-            Command::Act(OperatorAction::WhatIf { .. }) => return Err("a what-if plan is never executed".into()),
-            Command::Act(action) => format!("{}: started", action_words(action)),
+    fn command(&self, command: Command) -> Reply<Result<String, CommandError>> {
+        let outcome = match &command {
+            Command::Demo { node, action } => Ok(format!("{} \"{node}\"", format!("{action:?}").to_lowercase())),
+            Command::Act { action: OperatorAction::WhatIf { .. }, .. } => {
+                Err(CommandError::Refused("a what-if plan is never executed".into()))
+            }
+            Command::Act { confirmed: Some(confirmed), .. } if *self.changed.lock().unwrap() => {
+                Err(CommandError::PlanChanged(Plan {
+                    action: format!("{} (changed)", confirmed.action),
+                    ..fixed_plan()
+                }))
+            }
+            Command::Act { action, .. } => Ok(format!("{}: started", action_words(action))),
         };
-        self.commands.lock().unwrap().push(command);
-        Ok(text)
+        if outcome.is_ok() {
+            self.commands.lock().unwrap().push(command);
+        }
+        Box::pin(std::future::ready(outcome))
     }
 
-    fn plan(&self, action: &OperatorAction) -> Result<Plan, String> {
+    fn plan(&self, action: &OperatorAction) -> Reply<Result<Plan, String>> {
         self.plans.lock().unwrap().push(action.clone());
-        match action {
+        let plan = match action {
             OperatorAction::Drain { node } | OperatorAction::Cordon { node } if node == "nowhere" => {
                 Err("no node named \"nowhere\"".into())
             }
             _ => Ok(fixed_plan()),
-        }
+        };
+        Box::pin(std::future::ready(plan))
     }
+}
+
+/// The answer of a fake console's future, which is always ready.
+fn ready<T>(future: Reply<T>) -> T {
+    future.now_or_never().expect("the fake console answers at once")
 }
 
 /// A key, carried out against `console` as the loop does.
 fn press(app: &mut App, console: &FakeConsole, code: KeyCode) -> Flow {
     let action = key(app, code);
-    perform(app, console, action)
+    perform(app, console, action).now_or_never().expect("the fake console answers at once")
 }
 
 /// Keys typed, carried out against `console`.
@@ -1056,7 +1077,10 @@ fn d_plans_a_drain_and_enter_confirms_it() {
     assert!(app.dialog.is_some() && app.view() == View::Overview && app.command_line.is_none());
     assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Refresh);
     assert!(app.dialog.is_none());
-    assert_eq!(console.commands(), [Command::Act(OperatorAction::Drain { node: "alpha".into() })]);
+    assert_eq!(
+        console.commands(),
+        [Command::Act { action: OperatorAction::Drain { node: "alpha".into() }, confirmed: Some(fixed_plan()) }]
+    );
     let message = app.message.as_ref().unwrap();
     assert_eq!((message.text.as_str(), message.kind), ("drain \"alpha\": started", MessageKind::Ok));
     // `y` confirms too.
@@ -1129,11 +1153,14 @@ fn plan_errors_go_to_the_status_line() {
         fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
             broadcast::channel(1).1
         }
-        fn command(&self, _: Command) -> Result<String, String> {
-            Err("no".into())
+        fn command(&self, _: Command) -> Reply<Result<String, CommandError>> {
+            Box::pin(std::future::ready(Err(CommandError::Refused("no".into()))))
+        }
+        fn plan(&self, _: &OperatorAction) -> Reply<Result<Plan, String>> {
+            Box::pin(std::future::ready(Err("this console cannot plan actions".into())))
         }
     }
-    perform(&mut app, &Planless, Action::Plan(OperatorAction::Resume));
+    perform(&mut app, &Planless, Action::Plan(OperatorAction::Resume)).now_or_never().unwrap();
     assert!(app.message.as_ref().unwrap().text.contains("cannot plan"));
 }
 
@@ -1191,7 +1218,10 @@ fn m_picks_an_instance_then_an_eligible_node() {
     press(&mut app, &console, KeyCode::Enter);
     assert_eq!(
         console.commands(),
-        [Command::Act(OperatorAction::Migrate { instance: "web/0".into(), to: "golf".into() })]
+        [Command::Act {
+            action: OperatorAction::Migrate { instance: "web/0".into(), to: "golf".into() },
+            confirmed: Some(fixed_plan())
+        }]
     );
 
     // In the tasks view, on an instance: straight to the targets, least loaded first.
@@ -1335,7 +1365,10 @@ fn the_command_line_plans_actions_and_quits() {
     assert!(app.command_line.is_none());
     assert_eq!(console.plans(), [OperatorAction::Cordon { node: "golf".into() }]);
     press(&mut app, &console, KeyCode::Enter);
-    assert_eq!(console.commands(), [Command::Act(OperatorAction::Cordon { node: "golf".into() })]);
+    assert_eq!(
+        console.commands(),
+        [Command::Act { action: OperatorAction::Cordon { node: "golf".into() }, confirmed: Some(fixed_plan()) }]
+    );
 
     for (line, action) in [
         ("resume", OperatorAction::Resume),

@@ -90,9 +90,8 @@ impl RedbStore {
         let mut events = Vec::new();
         for entry in log.iter().map_err(|err| corrupt(path, err))?.rev().take(recent_events) {
             let (seq, json) = entry.map_err(|err| corrupt(path, err))?;
-            let event: ClusterEvent = serde_json::from_str(json.value()).map_err(|err| {
-                corrupt(path, format!("event {} does not decode: {err}", seq.value()))
-            })?;
+            let event: ClusterEvent = serde_json::from_str(json.value())
+                .map_err(|err| corrupt(path, format!("event {} does not decode: {err}", seq.value())))?;
             events.push(event);
         }
         events.reverse();

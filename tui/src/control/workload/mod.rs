@@ -49,8 +49,8 @@ use ringwatch_shared::ring::Ring;
 use ringwatch_shared::status::{InstanceStatus, NodeState, TaskStatus};
 use ringwatch_shared::task::{MigrateMode, OnDisconnect, RestartMode, TaskSpec};
 
-pub use self::plan::ActError;
 use self::placement::Candidates;
+pub use self::plan::ActError;
 use crate::control::records::{Change, ClusterRecord, InstanceRecord, NodeRecord, Placement};
 
 /// Settings of the scheduler.
@@ -574,7 +574,8 @@ impl Workloads {
             let changed_run = previous.as_ref().is_some_and(|old| {
                 old.command != spec.command || old.restart != spec.restart || old.on_disconnect != spec.on_disconnect
             });
-            let ids: Vec<InstanceId> = (0..spec.replicas).filter_map(|index| InstanceId::new(name.clone(), index).ok()).collect();
+            let ids: Vec<InstanceId> =
+                (0..spec.replicas).filter_map(|index| InstanceId::new(name.clone(), index).ok()).collect();
             for id in ids {
                 if !self.instances.contains_key(&id) {
                     self.instances.insert(id.clone(), Instance::new(InstanceRecord::new(id.clone())));
@@ -599,12 +600,8 @@ impl Workloads {
                 }
                 self.touch(&id);
             }
-            let surplus: Vec<InstanceId> = self
-                .instances
-                .keys()
-                .filter(|id| *id.task() == name && id.index() >= spec.replicas)
-                .cloned()
-                .collect();
+            let surplus: Vec<InstanceId> =
+                self.instances.keys().filter(|id| *id.task() == name && id.index() >= spec.replicas).cloned().collect();
             for id in surplus {
                 self.retire(&id, "scaled down", &mut effects);
             }
@@ -696,7 +693,14 @@ impl Workloads {
     /// `node` failed or left: its instances move (now, or when their
     /// policy allows), the old copies of moves it held are gone, and moves
     /// toward it are abandoned.
-    fn lose_node(&mut self, node: &NodeName, to: NodeState, last_heard: Option<Instant>, now: Now, effects: &mut Effects) {
+    fn lose_node(
+        &mut self,
+        node: &NodeName,
+        to: NodeState,
+        last_heard: Option<Instant>,
+        now: Now,
+        effects: &mut Effects,
+    ) {
         let affected: Vec<InstanceId> = self
             .instances
             .iter()
@@ -858,7 +862,8 @@ impl Workloads {
                 .values()
                 .any(|instance| instance.record.node() == Some(&node) && instance.record.source.is_none());
             if queued
-                && let Ok(plan) = self.plan(&ringwatch_shared::plan::OperatorAction::Drain { node: node.to_string() }, nodes)
+                && let Ok(plan) =
+                    self.plan(&ringwatch_shared::plan::OperatorAction::Drain { node: node.to_string() }, nodes)
             {
                 self.start_moves(&plan, effects);
             }
@@ -908,7 +913,8 @@ impl Workloads {
                         break;
                     }
                     let in_flight = moving.get(&task).copied().unwrap_or(0);
-                    if spec.migrate.mode == MigrateMode::Gradual && in_flight >= spec.migrate.max_parallel.max(1) as usize
+                    if spec.migrate.mode == MigrateMode::Gradual
+                        && in_flight >= spec.migrate.max_parallel.max(1) as usize
                     {
                         // Paced: a move that becomes healthy makes room.
                         continue;

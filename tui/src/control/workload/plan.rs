@@ -113,7 +113,8 @@ impl Workloads {
                 }
                 for (id, _) in leaving {
                     let Some(spec) = self.tasks.get(id.task()) else { continue };
-                    let avoid = self.instances.get(&id).map(|instance| instance.record.avoid.clone()).unwrap_or_default();
+                    let avoid =
+                        self.instances.get(&id).map(|instance| instance.record.avoid.clone()).unwrap_or_default();
                     match candidates.choose(&id, spec.placement, &avoid, Some(node.as_str())) {
                         Some(target) => {
                             candidates.take(id.task(), &target);
@@ -125,15 +126,20 @@ impl Workloads {
                             });
                         }
                         None => {
-                            notes.push(format!("{id} has nowhere to go: no eligible node without an instance of its task"));
+                            notes.push(format!(
+                                "{id} has nowhere to go: no eligible node without an instance of its task"
+                            ));
                         }
                     }
                 }
                 if !drain && self.failover_paused().is_some() {
                     notes.push("automatic failover is paused: nothing would move until resumed".into());
                 }
-                let text =
-                    if drain { format!("drain node \"{node}\"") } else { format!("what if node \"{node}\" failed now") };
+                let text = if drain {
+                    format!("drain node \"{node}\"")
+                } else {
+                    format!("what if node \"{node}\" failed now")
+                };
                 (text, Some(node))
             }
             OperatorAction::Cordon { node } => {
@@ -222,10 +228,13 @@ impl Workloads {
                     let Some(placement) = self.instances.get(&id).and_then(|i| i.record.placement.clone()) else {
                         continue;
                     };
-                    effects.send(&placement.node, ringwatch_shared::protocol::ConsoleFrame::Restart {
-                        instance: id.clone(),
-                        epoch: placement.epoch,
-                    });
+                    effects.send(
+                        &placement.node,
+                        ringwatch_shared::protocol::ConsoleFrame::Restart {
+                            instance: id.clone(),
+                            epoch: placement.epoch,
+                        },
+                    );
                     effects.note(Some(&placement.node), format!("operator restarts {id} on \"{node}\""));
                 }
             }

@@ -183,10 +183,8 @@ impl Workloads {
         match phase {
             Phase::Failed => {
                 // Escalation: it gave up here; it goes elsewhere.
-                effects.note(
-                    Some(node),
-                    format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message),
-                );
+                effects
+                    .note(Some(node), format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message));
                 instance.record.avoid.insert(node.clone());
                 instance.record.placement = None;
                 instance.phase = Phase::Pending;
@@ -196,7 +194,10 @@ impl Workloads {
                 return;
             }
             Phase::Restarting => {
-                effects.note(Some(node), format!("{id} crashed on \"{node}\" ({}); restarting in place", instance.message));
+                effects.note(
+                    Some(node),
+                    format!("{id} crashed on \"{node}\" ({}); restarting in place", instance.message),
+                );
             }
             _ => {}
         }
