@@ -4,6 +4,7 @@
 use std::fs;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ringwatch_shared::protocol::PROTOCOL_VERSION;
 use ringwatch_tests::agent::mentions_any;
 use ringwatch_tests::{Agent, Console, EXIT_DEADLINE, NodeState, Sandbox, console, poll};
 
@@ -143,7 +144,7 @@ fn a_second_agent_claiming_a_connected_name_is_refused() {
     let mut twin = Agent::start(cluster.console.addr(), &cluster.token, "a", &sandbox.dir("agent-a-twin"), &[]);
     let exit = twin.wait_refused_exit();
     sandbox.step(format!("twin exited ({exit})"));
-    twin.assert_log_mentions(&["already connected"]);
+    twin.assert_log_mentions(&["belongs to another agent"]);
     assert!(
         cluster.agent("a").try_exit().is_none(),
         "the original a must keep running\n{}",
@@ -153,8 +154,10 @@ fn a_second_agent_claiming_a_connected_name_is_refused() {
 }
 
 /// Whether a line (or up to three consecutive lines, for an error chain)
-/// names both protocol versions: ours (999) and the console's (1).
-fn names_both_versions(log: &str) -> bool {
+/// names both protocol versions: ours (999) and the console's (`console`).
+fn names_both_versions(log: &str, console: u16) -> bool {
+    let console = console.to_string();
+    let console_v = format!("v{console}");
     let lines: Vec<&str> = log.lines().collect();
     (0..lines.len()).any(|start| {
         let window = lines[start..(start + 3).min(lines.len())].join(" ");
@@ -162,7 +165,7 @@ fn names_both_versions(log: &str) -> bool {
         let window = window.replace("127.0.0.1", "");
         let has_one = window
             .split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|word| word == "1" || word.eq_ignore_ascii_case("v1"));
+            .any(|word| word == console || word.eq_ignore_ascii_case(&console_v));
         window.contains("999") && has_one && mentions_any(&window, &["version", "mismatch", "support", "incompatible"])
     })
 }
@@ -176,8 +179,8 @@ fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
     let exit = future.wait_refused_exit();
     sandbox.step(format!("future exited ({exit})"));
     assert!(
-        names_both_versions(&future.log()),
-        "the refusal should name both versions (999 and 1)\n{}",
+        names_both_versions(&future.log(), PROTOCOL_VERSION),
+        "the refusal should name both versions (999 and {PROTOCOL_VERSION})\n{}",
         future.log_tail()
     );
     assert_still_serving(&sandbox, &mut cluster, &["healthy"], "future");
@@ -185,11 +188,13 @@ fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
 
 #[test]
 fn version_message_detection() {
-    assert!(names_both_versions("ERROR refused: protocol version 999 is not supported (console speaks 1)"));
+    assert!(names_both_versions("ERROR refused: protocol version 999 is not supported (console speaks 1)", 1));
     assert!(names_both_versions(
-        "Error: console refused the connection\n\nCaused by:\n    version mismatch: agent v999, console v1"
+        "Error: console refused the connection\n\nCaused by:\n    version mismatch: agent v999, console v2",
+        2
     ));
-    assert!(!names_both_versions("INFO connecting to 127.0.0.1:4000 with protocol version 999"));
+    assert!(!names_both_versions("INFO connecting to 127.0.0.1:4000 with protocol version 999", 1));
+    assert!(!names_both_versions("version mismatch: agent v999, console v3", 2));
 }
 
 #[test]
