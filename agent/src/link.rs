@@ -21,7 +21,7 @@ use ringwatch_shared::protocol::{
     JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
 };
 use ringwatch_shared::token::JoinToken;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -78,6 +78,10 @@ pub struct LinkConfig {
     /// While set, the agent sends nothing, as a hung process would (the
     /// demo's "stall"); the connection stays open.
     pub stalled: Option<Arc<AtomicBool>>,
+    /// Notified each time the console welcomes this link; the swarm holds a
+    /// start-up slot until then, to bound how many of its agents join or
+    /// connect at once.
+    pub welcomed: Option<Arc<Notify>>,
 }
 
 impl LinkConfig {
@@ -94,6 +98,7 @@ impl LinkConfig {
             protocol_version: PROTOCOL_VERSION,
             send_garbage: 0,
             stalled: None,
+            welcomed: None,
         }
     }
 }
@@ -276,6 +281,9 @@ async fn session(
     match answer {
         Ok(Some(ConsoleFrame::Welcome(welcome))) => {
             info!(node = %welcome.node, console = %config.console, console_version = %welcome.console_version, "connected to the console");
+            if let Some(welcomed) = &config.welcomed {
+                welcomed.notify_one();
+            }
         }
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
         Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),
