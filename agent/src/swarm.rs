@@ -81,8 +81,9 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
     let started = Instant::now();
     for index in 0..config.agents {
         let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot,
+            biased;
             () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot,
         };
         // The semaphore is never closed.
         let Ok(slot) = slot else { break };

@@ -13,9 +13,6 @@ use crate::bins;
 use crate::poll::{self, Step};
 use crate::process::Proc;
 
-/// Our capture of the swarm's output, inside its data dir.
-pub const SWARM_LOG: &str = "e2e-swarm.log";
-
 /// How often `bare_quinn`'s log is read while waiting for it.
 const LOG_POLL: Duration = Duration::from_millis(200);
 
@@ -28,13 +25,21 @@ pub struct Swarm {
 
 impl Swarm {
     /// Starts `ringwatch-agent swarm --console ADDR --agents N --data-dir DIR
-    /// [--token TOKEN] EXTRA…`. Without a token its agents must already hold
-    /// credentials in `data_dir` (from an earlier run).
+    /// [--token TOKEN] EXTRA…`, its output appended to `log`. Without a
+    /// token its agents must already hold credentials in `data_dir` (from an
+    /// earlier run).
     ///
     /// # Panics
     /// When the process cannot be started.
     #[track_caller]
-    pub fn start(console: SocketAddr, token: Option<&str>, agents: usize, data_dir: &Path, extra: &[&str]) -> Self {
+    pub fn start(
+        console: SocketAddr,
+        token: Option<&str>,
+        agents: usize,
+        data_dir: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Self {
         fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
         let mut command = Command::new(bins::ringwatch_agent());
         command
@@ -46,7 +51,7 @@ impl Swarm {
         if let Some(token) = token {
             command.args(["--token", token]);
         }
-        Self { proc: Proc::spawn("swarm", command, &data_dir.join(SWARM_LOG)) }
+        Self { proc: Proc::spawn("swarm", command, log) }
     }
 
     /// The swarm process.

@@ -15,8 +15,14 @@
 //!
 //! ```sh
 //! cargo build --release -p ringwatch -p ringwatch-agent -p ringwatch-tests --bins
-//! target/release/bench_scale --agents 1000 --seconds 300 [--concurrency N]
+//! target/release/bench_scale --agents 1000 --seconds 300 [--concurrency N] [--swarm-dir DIR]
 //! ```
+//!
+//! The console's data dir and every log are in a sandbox under `$TMPDIR`. The
+//! swarm's credentials (three files per agent) go under `--swarm-dir`, by
+//! default `/dev/shm` when it exists: a real fleet writes them on as many
+//! disks as it has agents, while one process creating 30,000 files on one
+//! ext4 disk made the swarm, not the console, the bottleneck of joining.
 //!
 //! As root it raises `net.core.rmem_max`/`wmem_max` to 16 MiB for the run
 //! (every endpoint asks for 8 MiB buffers) and restores them at the end,
@@ -24,6 +30,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringwatch_tests::console::Console;
@@ -62,6 +69,10 @@ fn main() {
     }
     let swarm_args: Vec<&str> = swarm_args.iter().map(String::as_str).collect();
     let window = Duration::from_secs(seconds);
+    let swarm_parent = flag("--swarm-dir").map_or_else(
+        || if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() },
+        PathBuf::from,
+    );
 
     println!("bench_scale: {agents} agents, {seconds} s windows, on {}", procfs::machine());
     // Declared before the sandbox and the processes: dropped (restored) last.
@@ -70,13 +81,27 @@ fn main() {
         println!("  {line}");
     }
     let sandbox = Sandbox::new("bench-scale");
+    // Removed at the end, also after a panic: the logs stay in the sandbox.
+    let swarm_dir = tempfile::Builder::new()
+        .prefix("ringwatch-bench-scale-swarm-")
+        .tempdir_in(&swarm_parent)
+        .unwrap_or_else(|err| panic!("cannot make the swarm's dir in {}: {err}", swarm_parent.display()));
+    println!("  console data dir and logs: {}", sandbox.path().display());
+    println!("  swarm credentials: {}", swarm_dir.path().display());
+    let swarm = SwarmDirs { data: swarm_dir.path().to_path_buf(), log: sandbox.path().join("swarm.log") };
 
-    let console = console_phase(&sandbox, agents, window, &swarm_args);
-    let bare = bare_phase(&sandbox, agents, window, &swarm_args);
+    let console = console_phase(&sandbox, &swarm, agents, window, &swarm_args);
+    let bare = bare_phase(&sandbox, &swarm, agents, window, &swarm_args);
     for line in ceiling.restore() {
         println!("  {line}");
     }
     report(agents, seconds, &console, &bare);
+}
+
+/// Where the swarm keeps its credentials and where its output goes.
+struct SwarmDirs {
+    data: PathBuf,
+    log: PathBuf,
 }
 
 /// What phase 1 measured.
@@ -141,12 +166,18 @@ impl Window {
     }
 }
 
-fn console_phase(sandbox: &Sandbox, agents: usize, window: Duration, swarm_args: &[&str]) -> ConsoleRun {
+fn console_phase(
+    sandbox: &Sandbox,
+    dirs: &SwarmDirs,
+    agents: usize,
+    window: Duration,
+    swarm_args: &[&str],
+) -> ConsoleRun {
     println!("phase 1: console");
     let mut console = Console::start(&sandbox.dir("console"));
     let token = console.join_token();
     let idle_rss = procfs::read(console.proc().pid()).expect("the console is running").rss_bytes;
-    let mut swarm = Swarm::start(console.addr(), Some(&token), agents, &sandbox.dir("swarm"), swarm_args);
+    let mut swarm = Swarm::start(console.addr(), Some(&token), agents, &dirs.data, &dirs.log, swarm_args);
     let started = Instant::now();
     console.wait_for_within(UP_DEADLINE, "every swarm agent alive", |status| {
         status.nodes.iter().filter(|node| node.state == NodeState::Alive).count() == agents
@@ -177,12 +208,12 @@ fn console_phase(sandbox: &Sandbox, agents: usize, window: Duration, swarm_args:
     run
 }
 
-fn bare_phase(sandbox: &Sandbox, agents: usize, window: Duration, swarm_args: &[&str]) -> BareRun {
+fn bare_phase(sandbox: &Sandbox, dirs: &SwarmDirs, agents: usize, window: Duration, swarm_args: &[&str]) -> BareRun {
     println!("phase 2: bare quinn");
     let mut bare = BareQuinn::start(&sandbox.dir("console"), &sandbox.dir("bare-quinn").join("log"));
     let idle_rss = procfs::read(bare.pid()).expect("bare_quinn is running").rss_bytes;
     // No token: the agents connect with the credentials phase 1 gave them.
-    let mut swarm = Swarm::start(bare.addr(), None, agents, &sandbox.dir("swarm"), swarm_args);
+    let mut swarm = Swarm::start(bare.addr(), None, agents, &dirs.data, &dirs.log, swarm_args);
     let started = Instant::now();
     bare.wait_for(UP_DEADLINE, "every swarm agent connected", |report| report.connections == agents as u64);
     let connected_in = started.elapsed();

@@ -19,7 +19,14 @@ fn a_swarm_with_fewer_start_up_slots_than_agents_brings_them_all_up() {
     let sandbox = Sandbox::new("swarm-slots");
     let mut console = Console::start(&sandbox.dir("console"));
     let token = console.join_token();
-    let mut swarm = Swarm::start(console.addr(), Some(&token), AGENTS, &sandbox.dir("swarm"), &["--concurrency", "2"]);
+    let mut swarm = Swarm::start(
+        console.addr(),
+        Some(&token),
+        AGENTS,
+        &sandbox.dir("swarm"),
+        &sandbox.path().join("swarm.log"),
+        &["--concurrency", "2"],
+    );
     all_alive(&mut console, AGENTS);
     sandbox.step("every swarm agent alive");
     let said = swarm.proc().wait_for_log(LIVENESS, "the end of the start-up", |log| {
@@ -35,14 +42,22 @@ fn bare_quinn_keeps_a_swarm_joined_elsewhere_connected() {
     let sandbox = Sandbox::new("bare-quinn");
     let mut console = Console::start(&sandbox.dir("console"));
     let token = console.join_token();
-    let mut swarm = Swarm::start(console.addr(), Some(&token), AGENTS, &sandbox.dir("swarm"), &[]);
+    let mut swarm = Swarm::start(
+        console.addr(),
+        Some(&token),
+        AGENTS,
+        &sandbox.dir("swarm"),
+        &sandbox.path().join("swarm.log"),
+        &[],
+    );
     all_alive(&mut console, AGENTS);
     swarm.proc().kill();
     console.kill();
     sandbox.step("swarm joined; swarm and console killed");
 
     let mut bare = BareQuinn::start(&sandbox.dir("console"), &sandbox.dir("bare-quinn").join("log"));
-    let mut swarm = Swarm::start(bare.addr(), None, AGENTS, &sandbox.dir("swarm"), &[]);
+    let mut swarm =
+        Swarm::start(bare.addr(), None, AGENTS, &sandbox.dir("swarm"), &sandbox.path().join("swarm.log"), &[]);
     let report = bare.wait_for(LIVENESS, "every agent connected", |report| report.connections == AGENTS as u64);
     sandbox.step(format!("connected: {report}"));
     // 12 agents send 2 heartbeats a second each: 24 × 6 datagrams take 6 s,
