@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ringwatch_tests::console::Console;
+use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::procfs::{self, Reading, UdpCounters};
 use ringwatch_tests::sandbox::Sandbox;
 use ringwatch_tests::scale::{BareQuinn, BareQuinnReport, SocketBufferCeiling, Swarm};
@@ -44,6 +45,9 @@ const BUFFER_CEILING: u64 = 16 << 20;
 /// How long the swarm may take to be all up before the bench gives up: a
 /// liveness bound, far above the 60 s goal at 10,000 agents.
 const UP_DEADLINE: Duration = Duration::from_secs(900);
+/// How often `status` is polled while the swarm joins: "joined in" is
+/// known to this much.
+const JOIN_POLL: Duration = Duration::from_millis(500);
 /// How often RSS is sampled (for the peak) and the processes checked.
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// How often a progress line is printed during a window.
@@ -179,9 +183,25 @@ fn console_phase(
     let idle_rss = procfs::read(console.proc().pid()).expect("the console is running").rss_bytes;
     let mut swarm = Swarm::start(console.addr(), Some(&token), agents, &dirs.data, &dirs.log, swarm_args);
     let started = Instant::now();
-    console.wait_for_within(UP_DEADLINE, "every swarm agent alive", |status| {
-        status.nodes.iter().filter(|node| node.state == NodeState::Alive).count() == agents
+    // Not `Console::wait_for_within`: it polls every 100 ms and keeps a
+    // text of every status, which at 10,000 nodes would take a good part of
+    // a core from the console being timed. Here a poll costs one `status
+    // --json` and a count.
+    let joined = poll::until(UP_DEADLINE, JOIN_POLL, || {
+        if let Some(exit) = console.proc().try_exit() {
+            return Step::Abort(format!("the console exited ({exit})"));
+        }
+        match console.status_json() {
+            Ok(status) => match status.nodes.iter().filter(|node| node.state == NodeState::Alive).count() {
+                alive if alive == agents => Step::Done(()),
+                alive => Step::Pending(format!("{alive} of {agents} alive")),
+            },
+            Err(err) => Step::Pending(format!("status failed: {err:#}")),
+        }
     });
+    if let Err(failure) = joined {
+        panic!("waiting for every swarm agent alive: {failure}\n{}", console.log_tail());
+    }
     let joined_in = started.elapsed();
     println!("  {agents} agents alive after {:.1} s", joined_in.as_secs_f64());
     let log = console.log();
