@@ -21,7 +21,7 @@ use ringwatch_shared::protocol::{
     JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
 };
 use ringwatch_shared::token::JoinToken;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
@@ -77,6 +77,10 @@ pub struct LinkConfig {
     /// While set, the agent sends nothing, as a hung process would (the
     /// demo's "stall"); the connection stays open.
     pub stalled: Option<Arc<AtomicBool>>,
+    /// Notified each time the console welcomes this link; the swarm holds a
+    /// start-up slot until then, to bound how many of its agents join or
+    /// connect at once.
+    pub welcomed: Option<Arc<Notify>>,
 }
 
 impl LinkConfig {
@@ -93,6 +97,7 @@ impl LinkConfig {
             protocol_version: PROTOCOL_VERSION,
             send_garbage: 0,
             stalled: None,
+            welcomed: None,
         }
     }
 }
@@ -282,6 +287,9 @@ async fn session(
             info!(node = %welcome.node, console = %config.console, console_version = %welcome.console_version, "connected to the console");
             if let Some(workers) = workers.as_deref() {
                 workers.supervisor.set_node_name(welcome.node.as_str());
+            }
+            if let Some(welcomed) = &config.welcomed {
+                welcomed.notify_one();
             }
         }
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),

@@ -96,9 +96,14 @@ struct SwarmArgs {
     /// Heartbeat period of every agent.
     #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
     heartbeat: Duration,
-    /// Pause between starting two agents.
-    #[arg(long, value_name = "DUR", default_value = "5ms", value_parser = parse_duration)]
-    stagger: Duration,
+    /// Extra pause between starting two agents (none by default:
+    /// --concurrency already spreads the joins).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    stagger: Option<Duration>,
+    /// At most this many agents joining or connecting at once while the
+    /// swarm starts; the next starts when one is welcomed.
+    #[arg(long, value_name = "N", default_value_t = ringwatch_agent::swarm::DEFAULT_CONCURRENCY)]
+    concurrency: usize,
 }
 
 fn main() -> ExitCode {
@@ -162,7 +167,8 @@ async fn run_swarm(args: SwarmArgs, shutdown: CancellationToken) -> Result<()> {
         data_dir,
         name_prefix: args.name_prefix,
         heartbeat: args.heartbeat,
-        stagger: args.stagger,
+        stagger: args.stagger.unwrap_or(Duration::ZERO),
+        concurrency: args.concurrency,
     };
     ringwatch_agent::swarm::run(config, shutdown).await?;
     Ok(())

@@ -1,14 +1,22 @@
 //! Many simulated agents in one process, for load tests: each a real QUIC
 //! connection with its own credentials speaking the real protocol, sharing
 //! one UDP socket and one synthetic metrics stream.
+//!
+//! Start-up is paced by the console, not by a clock: at most
+//! [`SwarmConfig::concurrency`] agents are joining or connecting at once, and
+//! the next one starts as soon as one is welcomed. A fixed pause between
+//! agents either wastes time (a fast console) or piles joins onto a slow one
+//! until they time out and retry; a bound on the agents in flight does
+//! neither.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
-use tokio::sync::watch;
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -31,9 +39,23 @@ pub struct SwarmConfig {
     pub name_prefix: String,
     /// Heartbeat period of every agent.
     pub heartbeat: Duration,
-    /// Delay between starting two agents, so joins do not arrive at once.
+    /// Extra delay between starting two agents (none by default: the
+    /// concurrency bound already spreads the joins).
     pub stagger: Duration,
+    /// At most this many agents joining or connecting at once during
+    /// start-up; an agent's slot frees when the console welcomes it (or its
+    /// link ends). Zero counts as one.
+    pub concurrency: usize,
 }
+
+/// Upper bound of [`SwarmConfig::concurrency`], far above any useful value;
+/// it keeps the semaphore within its limits whatever the command line says.
+const MAX_CONCURRENCY: usize = 1 << 20;
+
+/// Default of [`SwarmConfig::concurrency`]: enough joins in flight to keep a
+/// console busy (signing a certificate, storing it, two handshakes per
+/// agent) without a burst of thousands of handshakes at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 /// Runs the swarm until `shutdown`; each agent says goodbye.
 ///
@@ -54,27 +76,55 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
             }
         }
     });
+    let width = config.concurrency.clamp(1, MAX_CONCURRENCY);
+    let slots = Arc::new(Semaphore::new(width));
+    let started = Instant::now();
     for index in 0..config.agents {
-        if shutdown.is_cancelled() {
-            break;
-        }
+        let slot = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        // The semaphore is never closed.
+        let Ok(slot) = slot else { break };
         let name = format!("{}-{index}", config.name_prefix);
         let mut link_config = LinkConfig::new(config.console, config.data_dir.join(&name));
         link_config.name = Some(name.clone());
         link_config.token.clone_from(&config.token);
         link_config.heartbeat = config.heartbeat;
         link_config.weight = 1;
+        let welcomed = Arc::new(Notify::new());
+        link_config.welcomed = Some(welcomed.clone());
         let endpoint = endpoint.clone();
         let metrics = metrics_rx.clone();
         let shutdown = shutdown.clone();
         agents.spawn(async move {
-            if let Err(err) = link::run(&link_config, &endpoint, metrics, None, &shutdown).await {
+            let link = link::run(&link_config, &endpoint, metrics, None, &shutdown);
+            tokio::pin!(link);
+            let result = tokio::select! {
+                result = &mut link => result,
+                () = welcomed.notified() => {
+                    drop(slot);
+                    link.await
+                }
+            };
+            if let Err(err) = result {
                 error!(agent = %name, %err, "swarm agent stopped");
             }
         });
-        tokio::time::sleep(config.stagger).await;
+        if !config.stagger.is_zero() {
+            tokio::time::sleep(config.stagger).await;
+        }
     }
-    info!(agents = config.agents, "swarm started");
+    // Every agent has been started; once the last slots are back, every
+    // agent has been welcomed once (or stopped, with an error logged).
+    let all = u32::try_from(width).unwrap_or(u32::MAX);
+    tokio::select! {
+        _ = slots.acquire_many(all) => {
+            info!(agents = config.agents, elapsed = ?started.elapsed(), "swarm started: every agent was welcomed once");
+        }
+        () = shutdown.cancelled() => {}
+    }
     while agents.join_next().await.is_some() {}
     endpoint.wait_idle().await;
     Ok(())

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 pub const RINGWATCH_BIN_ENV: &str = "RINGWATCH_BIN";
 /// Overrides the path of the agent binary.
 pub const RINGWATCH_AGENT_BIN_ENV: &str = "RINGWATCH_AGENT_BIN";
+/// Overrides the path of the `bare_quinn` floor server.
+pub const BARE_QUINN_BIN_ENV: &str = "BARE_QUINN_BIN";
 
 /// The `ringwatch` console executable.
 ///
@@ -32,6 +34,16 @@ pub fn ringwatch() -> PathBuf {
 #[track_caller]
 pub fn ringwatch_agent() -> PathBuf {
     locate(RINGWATCH_AGENT_BIN_ENV, "ringwatch-agent")
+}
+
+/// The `bare_quinn` floor server of `bench_scale`, a binary of this crate
+/// (cargo builds it for this crate's tests, and next to the bench drivers).
+///
+/// # Panics
+/// When it does not exist, with the path looked at and how to build it.
+#[track_caller]
+pub fn bare_quinn() -> PathBuf {
+    locate(BARE_QUINN_BIN_ENV, "bare_quinn")
 }
 
 #[track_caller]

@@ -29,7 +29,11 @@
 //! - [`console`]: [`Console`], a headless `ringwatch serve`, and the admin
 //!   commands run against its data dir.
 //! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
-//! - [`procfs`]: CPU time and RSS of a process, for the bench drivers.
+//! - [`procfs`]: CPU time and RSS of a process, and the machine, for the
+//!   bench drivers.
+//! - [`scale`]: the at-scale bench's pieces: a `ringwatch-agent swarm`
+//!   process, the `bare_quinn` floor server, the kernel's socket buffer
+//!   ceilings.
 //! - [`udp`]: [`UdpRelay`], a switchable pass/partition/jitter relay, and a
 //!   random-datagram flood.
 //! - [`tasks`]: task files, the no-limits console config, and the admin
@@ -49,6 +53,7 @@ pub mod poll;
 pub mod process;
 pub mod procfs;
 pub mod sandbox;
+pub mod scale;
 pub mod status;
 pub mod tasks;
 pub mod udp;

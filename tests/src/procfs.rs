@@ -37,6 +37,47 @@ pub fn read(pid: u32) -> Option<Reading> {
     })
 }
 
+/// The kernel's UDP counters (`/proc/net/snmp`, this network namespace),
+/// for checking two runs carried the same load and how much of it the
+/// kernel dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UdpCounters {
+    /// Datagrams delivered to sockets.
+    pub in_datagrams: u64,
+    /// Datagrams dropped because a socket's receive buffer was full.
+    pub rcvbuf_errors: u64,
+}
+
+/// Reads the UDP counters; `None` if `/proc/net/snmp` is unreadable or has
+/// no UDP section.
+pub fn udp_counters() -> Option<UdpCounters> {
+    parse_udp_counters(&std::fs::read_to_string("/proc/net/snmp").ok()?)
+}
+
+fn parse_udp_counters(snmp: &str) -> Option<UdpCounters> {
+    // A header line of names, then a line of values, both starting `Udp:`.
+    let mut lines = snmp.lines().filter_map(|line| line.strip_prefix("Udp:"));
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let values: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let field = |name: &str| -> Option<u64> { values.get(names.iter().position(|n| *n == name)?)?.parse().ok() };
+    Some(UdpCounters { in_datagrams: field("InDatagrams")?, rcvbuf_errors: field("RcvbufErrors")? })
+}
+
+/// The machine, for a bench's report: the CPU model from `/proc/cpuinfo`
+/// and the number of cores this process may use.
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|line| {
+                line.strip_prefix("model name")?.split_once(':').map(|(_, model)| model.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    format!("{model}, {cores} cores")
+}
+
 /// CPU use between two readings, in percent of one core.
 pub fn cpu_percent(start: &Reading, end: &Reading) -> f64 {
     let wall = end.at.saturating_duration_since(start.at).as_secs_f64();
@@ -51,5 +92,20 @@ mod tests {
     fn reads_this_process() {
         let reading = read(std::process::id()).expect("/proc is readable");
         assert!(reading.rss_bytes > 0);
+    }
+
+    #[test]
+    fn udp_counters_come_from_the_udp_lines() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors\n\
+                    Udp: 21 0 3 22 7 0\n\
+                    UdpLite: InDatagrams NoPorts\nUdpLite: 0 0\n";
+        assert_eq!(parse_udp_counters(snmp), Some(UdpCounters { in_datagrams: 21, rcvbuf_errors: 7 }));
+        assert_eq!(parse_udp_counters("Ip: 1\n"), None);
+    }
+
+    #[test]
+    fn names_the_machine() {
+        assert!(machine().ends_with(" cores"), "{}", machine());
     }
 }

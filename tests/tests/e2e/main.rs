@@ -16,6 +16,8 @@
 //! - `hostile_input`: random datagrams and random stream bytes.
 //! - `cli`: the admin commands without a console.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
+//! - `scale`: the at-scale bench's swarm start-up and `bare_quinn` floor
+//!   server, at small scale.
 //! - `workloads`: tasks — placement, failover, delayed failover, drains,
 //!   crash loops, fencing, adoption after a console restart, bad task files
 //!   and allowlists — checked against the task processes themselves.
@@ -27,6 +29,7 @@ mod cli;
 mod hostile_input;
 mod membership;
 mod refusals;
+mod scale;
 mod tui;
 mod workloads;
 
