@@ -470,3 +470,58 @@ fn regression_an_agent_without_allow_exec_runs_nothing() {
     assert!(instances::processes_under(&fleet.agent_dir("a")).is_empty(), "nothing runs on a");
     assert!(!fleet.instance_dir("a", "web/0").exists(), "a refused instance leaves no directory");
 }
+
+#[test]
+fn regression_duplicate_after_console_crash_during_a_drain() {
+    // Case 1: a console killed during a drain's make-before-break forgot
+    // that the old copy was to stop once the new one was healthy; after the
+    // restart three copies of a 2-replica task ran, the drained node's
+    // untracked. The move is a durable record now: the restarted console
+    // matches both copies, and stops the old one on time.
+    let sandbox = Sandbox::new("duplicate-after-console-crash");
+    let mut fleet = Fleet::start(&sandbox, &FOUR);
+    let life = life_log(&sandbox);
+    fleet.apply(&[TaskDef::new("web", life.command())
+        .replicas(2)
+        .set("restart", IMMEDIATE)
+        .set("migrate", r#"{ mode = "full", min_healthy = "10s" }"#)]);
+    let (placed, _) = fleet.wait_running("web", 2);
+    let drained = placed["web/0"].clone();
+    life.wait_for(LIVENESS, "both copies started", |copies| copies.len() >= 2);
+    sandbox.step(format!("running: {placed:?}; draining {drained}"));
+
+    let output = fleet.act(&["drain", &drained]);
+    sandbox.step(format!("drain: {}", output.stdout.trim()));
+    // The new copy of web/0 runs beside the old one: the console now waits
+    // min_healthy (10 s) before it stops the old one. Kill it in between.
+    let drained_dir = fleet.agent_dir(&drained);
+    let on_drained = |copy: &Life| copy.dir.starts_with(&drained_dir);
+    let copies = life.wait_for(LIVENESS, "the new copy of web/0 started beside the old one", |copies| {
+        copies.iter().any(|c| c.instance == "web/0" && !on_drained(c))
+            && copies.iter().filter(|c| c.stopped.is_none()).count() == 3
+    });
+    sandbox.step(format!("mid-move: {}", describe_copies(&copies)));
+    fleet.restart_console();
+    sandbox.step(format!("console killed and restarted on {}", fleet.console.addr()));
+
+    let names = fleet.names();
+    let status = fleet.console.wait_for_within(RECONNECT + LIVENESS, "the move finished after the restart", |s| {
+        names.iter().all(|name| s.is(name, &Alive))
+            && s.node(&drained).is_some_and(|n| n.instances.is_empty())
+            && s.running_on_distinct_nodes("web", 2).is_some_and(|p| p.values().all(|node| *node != drained))
+    });
+    sandbox.step(format!("after the restart: {}", status.tasks_summary()));
+    let copies = life.wait_for(LIVENESS, "the old copy on the drained node stopped", |copies| {
+        copies.iter().filter(|c| on_drained(c)).all(|c| c.stopped.is_some())
+    });
+    sandbox.step(format!("copies: {}", describe_copies(&copies)));
+    let quiet = poll::until(LIVENESS, Duration::from_millis(100), || match instances::processes_under(&drained_dir) {
+        left if left.is_empty() => Step::Done(()),
+        left => Step::Pending(format!("still running on {drained}: {left:?}")),
+    });
+    assert!(quiet.is_ok(), "nothing may run on the drained node: {quiet:?}");
+    assert_eq!(life.alive().len(), 2, "exactly the 2 replicas run: {}", describe_copies(&life.alive()));
+    assert_eq!(copies.len(), 3, "one new copy, for web/0 only: {}", describe_copies(&copies));
+    let log = fleet.console.log();
+    assert!(log.contains("resuming the move of web/0"), "the restarted console says it resumes the move");
+}
