@@ -428,11 +428,35 @@ impl Workloads {
         }
     }
 
-    /// The events a console says at start about the pending steps it found
-    /// in its records: each migration, delayed failover and drain it
-    /// resumes, and a pause still in force.
-    pub fn resume(&self, now: Now) -> Effects {
+    /// Takes up the pending steps found in the records at start, and says
+    /// in the event log what becomes of each: a move is resumed (its old
+    /// copy stops once the new one is healthy) or, when its target node had
+    /// left, undone; a delayed failover keeps its deadline; a drain goes on;
+    /// a pause stays in force.
+    pub fn resume(&mut self, now: Now) -> Effects {
         let mut effects = Effects::default();
+        let left = |node: &NodeName| self.nodes.get(node).is_some_and(|record| record.last_state == NodeState::Left);
+        let undo: Vec<InstanceId> = self
+            .instances
+            .iter()
+            .filter(|(_, instance)| {
+                instance.record.source.is_some() && instance.record.node().is_some_and(|target| left(target))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &undo {
+            let Some(instance) = self.instances.get_mut(id) else { continue };
+            let target = instance.record.placement.take().map(|placement| placement.node);
+            instance.record.placement = instance.record.source.take();
+            let (Some(target), Some(kept)) = (target, instance.record.node().cloned()) else { continue };
+            effects.note(
+                Some(&target),
+                format!("undoing the move of {id} to \"{target}\": it had left; {id} stays on \"{kept}\""),
+            );
+        }
+        for id in undo {
+            self.touch(&id);
+        }
         for (id, instance) in &self.instances {
             let record = &instance.record;
             if let (Some(source), Some(target)) = (&record.source, &record.placement) {

@@ -13,7 +13,7 @@ use ringwatch_shared::task::{
 };
 
 use super::*;
-use crate::control::records::Image;
+use crate::control::records::{Change, Image, InstanceRecord, NodeRecord, Placement};
 
 fn name(text: &str) -> NodeName {
     NodeName::parse(text).unwrap()
@@ -630,4 +630,24 @@ fn a_restart_keeps_placements_cordons_and_the_epoch_counter() {
     for (instance, (node, _)) in &placed {
         assert_eq!(where_is(&back, instance).as_ref(), Some(node));
     }
+}
+
+#[test]
+fn a_move_toward_a_node_that_had_left_is_undone_at_restart() {
+    let clock = Clock::new();
+    let web = spec("web", 1);
+    let mut record = InstanceRecord::new(id("web/0"));
+    record.source = Some(Placement { node: name("a"), epoch: 1 });
+    record.placement = Some(Placement { node: name("b"), epoch: 2 });
+    let records = WorkloadRecords {
+        tasks: [(web.name.clone(), web)].into(),
+        instances: [(id("web/0"), record)].into(),
+        nodes: [(name("b"), NodeRecord::new(name("b"), NodeState::Left))].into(),
+        cluster: None,
+    };
+    let mut workloads = Workloads::new(WorkloadConfig::default(), records, 1);
+    let said = notes(&workloads.resume(clock.at(0)));
+    assert!(said.iter().any(|note| note.starts_with("undoing the move of web/0 to \"b\"")), "{said:?}");
+    assert_eq!(where_is(&workloads, "web/0").as_deref(), Some("a"));
+    assert!(workloads.take_changes().iter().any(|change| matches!(change, Change::Instance(_))), "the undo is durable");
 }
