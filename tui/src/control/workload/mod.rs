@@ -439,9 +439,7 @@ impl Workloads {
         let undo: Vec<InstanceId> = self
             .instances
             .iter()
-            .filter(|(_, instance)| {
-                instance.record.source.is_some() && instance.record.node().is_some_and(|target| left(target))
-            })
+            .filter(|(_, instance)| instance.record.source.is_some() && instance.record.node().is_some_and(&left))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &undo {
