@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
-use crate::poll::{self, Step};
+use crate::poll::{self, PollFailure, Step};
 use crate::process::{self, Output, Proc, Signal};
 use crate::status::{NodeState, Status};
 use crate::{COMMAND_TIMEOUT, EXIT_DEADLINE, LIVENESS, STARTUP, bins};
@@ -64,16 +64,29 @@ impl Console {
     /// When it does not come up within [`STARTUP`], with its log tail.
     #[track_caller]
     pub fn start_listening(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Self {
-        fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
-        let addr_file = data_dir.join(ADDR_FILE);
-        // A file left by an earlier run in this dir would point at a dead
-        // port: only the one this process writes counts.
-        let _ = fs::remove_file(&addr_file);
-        let mut command = Command::new(bins::ringwatch());
-        command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", listen]).args(extra_args);
-        let mut proc = Proc::spawn("console", command, &data_dir.join(LOG_FILE));
-        let addr = wait_for_addr(&mut proc, &addr_file);
-        Self { proc, data_dir: data_dir.to_path_buf(), addr }
+        let mut proc = spawn_serve(data_dir, listen, extra_args);
+        match wait_for_addr(&mut proc, &data_dir.join(ADDR_FILE)) {
+            Ok(addr) => Self { proc, data_dir: data_dir.to_path_buf(), addr },
+            Err(failure) => panic!("the console did not come up: {failure}\n{}", proc.log_tail()),
+        }
+    }
+
+    /// As [`Console::start_with`] on a data dir the console may refuse (a
+    /// damaged store, keys others can read): the console if it came up, or
+    /// how it exited and what it said.
+    ///
+    /// # Panics
+    /// When it neither comes up nor exits within [`STARTUP`].
+    #[track_caller]
+    pub fn try_start_with(data_dir: &Path, extra_args: &[&str]) -> Result<Self, Exited> {
+        let mut proc = spawn_serve(data_dir, "127.0.0.1:0", extra_args);
+        match wait_for_addr(&mut proc, &data_dir.join(ADDR_FILE)) {
+            Ok(addr) => Ok(Self { proc, data_dir: data_dir.to_path_buf(), addr }),
+            Err(failure) => match proc.try_exit() {
+                Some(status) => Err(Exited { status, log: proc.log() }),
+                None => panic!("the console neither came up nor exited: {failure}\n{}", proc.log_tail()),
+            },
+        }
     }
 
     /// The address agents connect to; also the console's UDP port.
@@ -250,12 +263,35 @@ impl Console {
     }
 }
 
+/// A console that exited instead of coming up (see
+/// [`Console::try_start_with`]).
+#[derive(Debug)]
+pub struct Exited {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Everything it logged (its error message is on stderr, in here).
+    pub log: String,
+}
+
+/// Starts `ringwatch serve --data-dir DIR --listen LISTEN EXTRA…`.
 #[track_caller]
-fn wait_for_addr(proc: &mut Proc, addr_file: &Path) -> SocketAddr {
+fn spawn_serve(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Proc {
+    fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
+    // A file left by an earlier run in this dir would point at a dead port:
+    // only the one this process writes counts.
+    let _ = fs::remove_file(data_dir.join(ADDR_FILE));
+    let mut command = Command::new(bins::ringwatch());
+    command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", listen]).args(extra_args);
+    Proc::spawn("console", command, &data_dir.join(LOG_FILE))
+}
+
+/// Waits for the console to write its address; fails when it exits first
+/// or does not write it within [`STARTUP`].
+fn wait_for_addr(proc: &mut Proc, addr_file: &Path) -> Result<SocketAddr, PollFailure> {
     // Parsed twice in a row with the same text, so a half-written file
     // ("127.0.0.1:4" of "127.0.0.1:41234") is not taken for the address.
     let mut previous: Option<String> = None;
-    let result = poll::until(STARTUP, ADDR_POLL, || {
+    poll::until(STARTUP, ADDR_POLL, || {
         if let Some(exit) = proc.try_exit() {
             return Step::Abort(format!("the console exited ({exit}) before writing {}", addr_file.display()));
         }
@@ -273,11 +309,7 @@ fn wait_for_addr(proc: &mut Proc, addr_file: &Path) -> SocketAddr {
         }
         previous = Some(text.to_owned());
         Step::Pending(format!("{} holds {text:?}", addr_file.display()))
-    });
-    match result {
-        Ok(addr) => addr,
-        Err(failure) => panic!("the console did not come up: {failure}\n{}", proc.log_tail()),
-    }
+    })
 }
 
 fn describe_status(status: &Status) -> String {

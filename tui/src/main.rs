@@ -19,7 +19,7 @@ use ringwatch::demo::DemoFleet;
 use ringwatch::handle::ConsoleHandle;
 use ringwatch::local::{self, LocalConsole};
 use ringwatch::ui::UiOptions;
-use ringwatch_shared::duration::parse_duration;
+use ringwatch_shared::duration::parse_unbounded;
 use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio_util::sync::CancellationToken;
@@ -407,9 +407,11 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
     done(config, &request).await
 }
 
-/// A join token's lifetime: a duration of at most 30 days.
+/// A join token's lifetime: a duration of at most 30 days. Read without
+/// the general ten-year bound first, so that any longer value is refused
+/// with the 30-day limit, not with "use at most 9years 11months…".
 fn parse_token_ttl(text: &str) -> Result<Duration, String> {
-    let ttl = parse_duration(text)?;
+    let ttl = parse_unbounded(text)?;
     ringwatch::control::registry::check_ttl(ttl)?;
     Ok(ttl)
 }

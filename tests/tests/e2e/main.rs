@@ -15,6 +15,9 @@
 //!   others.
 //! - `hostile_input`: random datagrams and random stream bytes.
 //! - `cli`: the admin commands without a console.
+//! - `control_plane`: regressions of the control-plane issue, one test per
+//!   case: bounded task durations, huge tasks, console pauses, name
+//!   takeover, join tokens, damaged stores and address files, key modes.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `scale`: the at-scale bench's swarm start-up and `bare_quinn` floor
 //!   server, at small scale.
@@ -26,6 +29,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod control_plane;
 mod hostile_input;
 mod membership;
 mod refusals;

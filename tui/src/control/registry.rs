@@ -235,12 +235,22 @@ pub fn check_ttl(ttl: Duration) -> Result<(), String> {
     }
     if ttl > MAX_TOKEN_TTL {
         return Err(format!(
-            "a join token may live at most 30 days ({}), not {}: issue a new one when it expires",
-            ringwatch_shared::duration::format_duration(MAX_TOKEN_TTL),
-            ringwatch_shared::duration::format_duration(ttl)
+            "a join token may live at most 30 days, not {}: use --ttl 30d or less, and issue a new token when it expires",
+            in_days(ttl)
         ));
     }
     Ok(())
+}
+
+/// A lifetime beyond a day in days, as the limit is given: `31 days`
+/// rather than humantime's `1month 13h 26m 24s` (a month of 30.44 days).
+fn in_days(ttl: Duration) -> String {
+    let (days, rest) = (ttl.as_secs() / 86_400, Duration::new(ttl.as_secs() % 86_400, ttl.subsec_nanos()));
+    if rest.is_zero() {
+        format!("{days} days")
+    } else {
+        format!("{days} days {}", ringwatch_shared::duration::format_duration(rest))
+    }
 }
 
 #[cfg(test)]
@@ -313,7 +323,9 @@ mod tests {
         // Case 8: `--ttl 500000000000y` was accepted.
         assert!(check_ttl(Duration::from_secs(30 * 86_400)).is_ok());
         let err = check_ttl(Duration::from_secs(30 * 86_400 + 1)).unwrap_err();
-        assert!(err.contains("at most 30 days"), "{err}");
+        assert!(err.contains("at most 30 days, not 30 days 1s"), "{err}");
+        let err = check_ttl(Duration::from_secs(31 * 86_400)).unwrap_err();
+        assert!(err.contains("not 31 days:"), "{err}");
         assert!(check_ttl(Duration::ZERO).is_err());
     }
 }
