@@ -14,6 +14,10 @@
 //! - `refusals`: the console turns bad agents away and keeps serving the
 //!   others.
 //! - `hostile_input`: random datagrams and random stream bytes.
+//! - `hostile_peers`: a joined agent's credentials in a hand-written client
+//!   (adoption, epochs, huge messages), strangers without a certificate
+//!   (streams, windows, a burst of handshakes), a flood of refused
+//!   connections.
 //! - `cli`: the admin commands without a console.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `scale`: the at-scale bench's swarm start-up and `bare_quinn` floor
@@ -27,6 +31,7 @@
 
 mod cli;
 mod hostile_input;
+mod hostile_peers;
 mod membership;
 mod refusals;
 mod scale;
