@@ -4,9 +4,10 @@
 //! `ringwatch status --json`.
 //!
 //! Everything here is black-box on purpose: processes, files in data dirs,
-//! UDP. The only ringwatch code linked is the UDP relay the demo shares, so
-//! the tests pin the command-line and JSON contract of DESIGN.md §2 rather
-//! than internal types.
+//! UDP. The only ringwatch code linked is the UDP relay the demo shares,
+//! and, for the hand-written peers of [`rogue`], the wire protocol and an
+//! agent's stored credentials, so the tests pin the command-line and JSON
+//! contract of DESIGN.md §2 rather than internal types.
 //!
 //! `cargo test --workspace` builds the binaries first; they are found next
 //! to the test executable, or through `RINGWATCH_BIN` and
@@ -43,6 +44,9 @@
 //!   [`Reaper`] that kills what agents leave behind.
 //! - [`fleet`]: [`Fleet`], a console with agents (optionally relayed) for
 //!   workload tests and benches.
+//! - [`rogue`]: hand-written peers — a client with a joined agent's stolen
+//!   credentials, strangers without a certificate or with a foreign one,
+//!   bursts and floods of handshakes.
 
 pub mod agent;
 pub mod bins;
@@ -52,6 +56,7 @@ pub mod instances;
 pub mod poll;
 pub mod process;
 pub mod procfs;
+pub mod rogue;
 pub mod sandbox;
 pub mod scale;
 pub mod status;

@@ -14,6 +14,10 @@
 //! - `refusals`: the console turns bad agents away and keeps serving the
 //!   others.
 //! - `hostile_input`: random datagrams and random stream bytes.
+//! - `hostile_peers`: a joined agent's credentials in a hand-written client
+//!   (adoption, epochs, huge messages), strangers without a certificate
+//!   (streams, windows, a burst of handshakes), a flood of refused
+//!   connections.
 //! - `cli`: the admin commands without a console.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
@@ -31,6 +35,7 @@
 mod cli;
 mod control_plane;
 mod hostile_input;
+mod hostile_peers;
 mod membership;
 mod refusals;
 mod scale;
