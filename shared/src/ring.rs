@@ -39,10 +39,20 @@ impl Ring {
         nodes.sort();
         nodes.dedup_by(|a, b| a.0 == b.0);
         let mut points = Vec::new();
+        // One label buffer for every point: a ring of ten thousand nodes has
+        // hundreds of thousands of points.
+        let mut label = String::new();
         for (index, (name, weight)) in nodes.iter().enumerate() {
             let count = weight.saturating_mul(POINTS_PER_WEIGHT).min(MAX_POINTS_PER_NODE);
             let index = u32::try_from(index).unwrap_or(u32::MAX);
-            points.extend((0..count).map(|point| (stable_hash(format!("{name}#{point}").as_bytes()), index)));
+            points.reserve(count as usize);
+            for point in 0..count {
+                label.clear();
+                label.push_str(name);
+                label.push('#');
+                let _ = std::fmt::Write::write_fmt(&mut label, format_args!("{point}"));
+                points.push((stable_hash(label.as_bytes()), index));
+            }
         }
         points.sort_unstable();
         Self { nodes, points }

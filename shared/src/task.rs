@@ -50,6 +50,9 @@ pub const MAX_COMMAND_ARGS: usize = 256;
 
 /// The longest argument of a command, in bytes.
 pub const MAX_ARG_LEN: usize = 4096;
+/// The most bytes a whole command may hold: a task travels in one frame to
+/// every agent that runs it.
+pub const MAX_COMMAND_LEN: usize = 64 * 1024;
 
 /// One task of the desired state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -378,6 +381,10 @@ fn command_problem(command: &[String]) -> Option<String> {
             return Some(format!("command argument {position} contains a NUL byte, which a program cannot receive"));
         }
     }
+    let total: usize = command.iter().map(String::len).sum();
+    if total > MAX_COMMAND_LEN {
+        return Some(format!("command holds {total} bytes in all; at most {MAX_COMMAND_LEN} are allowed"));
+    }
     None
 }
 
@@ -653,6 +660,10 @@ on_disconnect = "keep"
         assert_eq!(err.line, Some(3), "{err}");
         assert!(err.message.contains("argument 1 is 4097 bytes long; at most 4096"), "{err}");
         assert!(err.message.len() < 200, "the argument is not echoed");
+
+        let wide = format!("[{}]", vec![format!("\"{}\"", "z".repeat(MAX_ARG_LEN)); 17].join(", "));
+        let err = error(&format!("[[task]]\nname = \"a\"\ncommand = {wide}\n"));
+        assert!(err.message.contains("at most 65536 are allowed"), "{err}");
 
         let err = error("[[task]]\nname = \"a\"\ncommand = [\"x\", \"a\\u0000b\"]\n");
         assert_eq!(err.line, Some(3), "{err}");

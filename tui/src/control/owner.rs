@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use ringwatch_shared::codec;
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
@@ -69,8 +71,8 @@ pub enum Input {
         address: SocketAddr,
         /// The connection, to close it if it is replaced or revoked.
         connection: quinn::Connection,
-        /// Where frames for it go.
-        outbox: mpsc::Sender<ConsoleFrame>,
+        /// Where frames for it go, encoded.
+        outbox: mpsc::Sender<Bytes>,
         /// The answer.
         reply: oneshot::Sender<Result<Admitted, Refusal>>,
     },
@@ -179,8 +181,9 @@ struct Session {
     node: NodeName,
     /// The connection.
     connection: quinn::Connection,
-    /// Frames for it.
-    outbox: mpsc::Sender<ConsoleFrame>,
+    /// Frames for it, encoded (a queue of small handles: ten thousand
+    /// agents' queues cost little).
+    outbox: mpsc::Sender<Bytes>,
 }
 
 /// Something waiting until the change log is durable up to `seq`.
@@ -444,7 +447,7 @@ impl Owner {
         hello: &Hello,
         address: SocketAddr,
         connection: quinn::Connection,
-        outbox: mpsc::Sender<ConsoleFrame>,
+        outbox: mpsc::Sender<Bytes>,
     ) -> Result<Admitted, Refusal> {
         let (node, key_fingerprint) = self.registry.identify(cert_fingerprint)?;
         let id = connection.stable_id();
@@ -655,7 +658,14 @@ impl Owner {
     fn send(&mut self, node: &NodeName, frame: ConsoleFrame) {
         let Some(id) = self.table.connection(node.as_str()) else { return };
         let Some(session) = self.sessions.get(&id) else { return };
-        if let Err(mpsc::error::TrySendError::Full(_)) = session.outbox.try_send(frame) {
+        let bytes = match codec::encode_frame(&frame) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(err) => {
+                warn!(node = %session.node, %err, "a frame for the agent could not be encoded; it is not sent");
+                return;
+            }
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = session.outbox.try_send(bytes) {
             warn!(node = %session.node, "the agent does not keep up with its frames; reconnecting it");
             session.connection.close(close_code::NORMAL.into(), b"too many frames waiting; reconnect");
         }

@@ -14,13 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
-use ringwatch_shared::bounds::cap_message;
+use ringwatch_shared::bounds::{cap_in_place, cap_message};
 use ringwatch_shared::codec::{self, CodecError, MAX_FIRST_FRAME_LEN, MAX_FRAME_LEN};
 use ringwatch_shared::limits::ResourceLimits;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
-    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, Refusal, RefusalKind, Welcome, close_code,
+    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, InstanceReport, Refusal, RefusalKind, Welcome,
+    close_code,
 };
 use ringwatch_shared::token::{fingerprint, to_hex};
 use rustls::pki_types::CertificateDer;
@@ -286,7 +288,7 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Runs until the connection ends; returns why it did.
-    async fn run(&self, mut send: SendStream, recv: RecvStream, mut outbox: mpsc::Receiver<ConsoleFrame>) -> String {
+    async fn run(&self, mut send: SendStream, recv: RecvStream, mut outbox: mpsc::Receiver<Bytes>) -> String {
         // Reading frames is not cancel-safe inside select!: a task of its
         // own reads, and hands what it read to the liveness or the owner.
         let reader = tokio::spawn(read_agent_frames(
@@ -311,7 +313,7 @@ impl Session<'_> {
                 }
                 frame = outbox.recv() => {
                     let Some(frame) = frame else { return "replaced by a newer connection".into() };
-                    if let Err(err) = codec::write_frame(&mut send, &frame).await {
+                    if let Err(err) = send.write_all(&frame).await {
                         return format!("failed to send to the agent: {err}");
                     }
                 }
@@ -368,8 +370,16 @@ async fn read_agent_frames(
                 liveness.metrics(&limits, sample, Instant::now());
                 continue;
             }
-            Ok(Some(AgentFrame::Inventory(reports))) => SessionEvent::Inventory(reports),
-            Ok(Some(AgentFrame::Instance(report))) => SessionEvent::Instance(report),
+            // Messages are cut here, before they queue for the owner: what
+            // waits in its inputs is bounded too.
+            Ok(Some(AgentFrame::Inventory(mut reports))) => {
+                reports.iter_mut().for_each(cap_report);
+                SessionEvent::Inventory(reports)
+            }
+            Ok(Some(AgentFrame::Instance(mut report))) => {
+                cap_report(&mut report);
+                SessionEvent::Instance(report)
+            }
             Ok(Some(AgentFrame::Goodbye { reason })) => SessionEvent::Goodbye(cap_message(&reason)),
             Ok(Some(other)) => {
                 return ReaderEnd::Refused(Refusal {
@@ -413,6 +423,14 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
         {
             let _ = send.finish();
         }
+    }
+}
+
+/// Cuts the free text of an agent's report to what the console keeps.
+fn cap_report(report: &mut InstanceReport) {
+    cap_in_place(&mut report.message);
+    if let Some(exit) = report.last_exit.as_mut() {
+        cap_in_place(exit);
     }
 }
 

@@ -347,6 +347,8 @@ pub struct Workloads {
     ring: Arc<Ring>,
     /// The `(name, weight)` set the ring was built from.
     ring_members: Vec<(NodeName, u32)>,
+    /// When the ring was last rebuilt.
+    ring_built_at: Option<Instant>,
     /// Something changed that may let a pending instance be placed: the
     /// reconcile step tries only then (or when it ran out of budget).
     placement_due: bool,
@@ -358,6 +360,9 @@ pub struct Workloads {
     /// reconnects).
     stops_sent: BTreeSet<(NodeName, InstanceId, u64)>,
 }
+
+/// The shortest time between two rebuilds of the placement ring.
+const RING_REFRESH: Duration = Duration::from_secs(1);
 
 /// Most remembered stops of unplaced copies; beyond it the memory resets
 /// (a stop sent twice is harmless, unbounded memory is not).
@@ -399,6 +404,7 @@ impl Workloads {
             recent_failures: VecDeque::new(),
             ring: Arc::new(Ring::default()),
             ring_members: Vec::new(),
+            ring_built_at: None,
             placement_due: true,
             blocked_said: BTreeSet::new(),
             stops_sent: BTreeSet::new(),
@@ -802,14 +808,13 @@ impl Workloads {
     pub fn tick(&mut self, now: Now, nodes: Nodes<'_>) -> Effects {
         let mut effects = Effects::default();
         self.refill(now.at);
-        self.rebuild_ring(nodes);
         if self.cluster.failover_paused.is_none() {
             self.due_failovers(now, nodes, &mut effects);
         }
         self.finish_moves(now.at, &mut effects);
         self.continue_drains(nodes, &mut effects);
         if self.placement_due {
-            self.place_pending(nodes, &mut effects);
+            self.place_pending(nodes, now.at, &mut effects);
         }
         effects
     }
@@ -895,7 +900,7 @@ impl Workloads {
     /// Places pending instances, task by task. A task with no eligible node
     /// free of its instances is skipped whole (and says so once): the work
     /// is what can be placed, never pending × nodes.
-    fn place_pending(&mut self, nodes: Nodes<'_>, effects: &mut Effects) {
+    fn place_pending(&mut self, nodes: Nodes<'_>, now: Instant, effects: &mut Effects) {
         self.placement_due = false;
         let mut pending: BTreeMap<TaskName, Vec<InstanceId>> = BTreeMap::new();
         for (id, instance) in &self.instances {
@@ -912,7 +917,8 @@ impl Workloads {
                 *moving.entry(id.task().clone()).or_default() += 1;
             }
         }
-        let mut candidates = self.candidates(nodes);
+        self.refresh_ring(nodes, now);
+        let mut candidates = self.candidates(nodes, self.ring.clone());
         let mut budget = self.config.max_placements_per_tick;
         for (task, ids) in pending {
             let Some(spec) = self.tasks.get(&task).cloned() else { continue };
@@ -1003,9 +1009,9 @@ impl Workloads {
         }
     }
 
-    fn candidates(&self, nodes: Nodes<'_>) -> Candidates {
+    fn candidates(&self, nodes: Nodes<'_>, ring: Arc<Ring>) -> Candidates {
         Candidates::new(
-            self.ring.clone(),
+            ring,
             nodes.all(),
             |node| self.eligible(node),
             self.instances.values().map(|instance| &instance.record),
@@ -1026,14 +1032,47 @@ impl Workloads {
         }
     }
 
-    fn rebuild_ring(&mut self, nodes: Nodes<'_>) {
+    /// Whether the cached ring is over exactly `nodes`' eligible members.
+    fn ring_is_current(&self, nodes: Nodes<'_>) -> bool {
         let eligible = nodes.all().iter().filter(|node| self.eligible(node));
-        if eligible.clone().map(|node| (&node.name, node.weight)).eq(self.ring_members.iter().map(|(n, w)| (n, *w))) {
+        eligible
+            .map(|node| (&node.name, node.weight))
+            .eq(self.ring_members.iter().map(|(name, weight)| (name, *weight)))
+    }
+
+    /// The ring over `nodes`' eligible members.
+    fn build_ring(&self, nodes: Nodes<'_>) -> (Vec<(NodeName, u32)>, Ring) {
+        let members: Vec<(NodeName, u32)> = nodes
+            .all()
+            .iter()
+            .filter(|node| self.eligible(node))
+            .map(|node| (node.name.clone(), node.weight))
+            .collect();
+        let ring = Ring::new(members.iter().map(|(name, weight)| (name.to_string(), *weight)));
+        (members, ring)
+    }
+
+    /// Brings the cached ring up to date — at most once per
+    /// [`RING_REFRESH`]: ten thousand nodes make hundreds of thousands of
+    /// points, and a joining fleet changes the members every tick. A stale
+    /// ring only makes a placement less ideal: candidates are still checked
+    /// one by one.
+    fn refresh_ring(&mut self, nodes: Nodes<'_>, now: Instant) {
+        if self.ring_is_current(nodes)
+            || self.ring_built_at.is_some_and(|at| now.saturating_duration_since(at) < RING_REFRESH)
+        {
             return;
         }
-        self.ring_members = eligible.map(|node| (node.name.clone(), node.weight)).collect();
-        self.ring = Arc::new(Ring::new(self.ring_members.iter().map(|(name, weight)| (name.to_string(), *weight))));
-        self.placement_due = true;
+        let (members, ring) = self.build_ring(nodes);
+        self.ring_members = members;
+        self.ring = Arc::new(ring);
+        self.ring_built_at = Some(now);
+    }
+
+    /// The ring for a plan: the cached one when current, otherwise one
+    /// built for the plan alone (a plan changes nothing, not even a cache).
+    fn ring_for(&self, nodes: Nodes<'_>) -> Arc<Ring> {
+        if self.ring_is_current(nodes) { self.ring.clone() } else { Arc::new(self.build_ring(nodes).1) }
     }
 
     /// Whether a node may receive new work.

@@ -97,7 +97,7 @@ impl Workloads {
             OperatorAction::Drain { node } | OperatorAction::WhatIf { node } => {
                 let node = known_node(node)?;
                 let drain = matches!(action, OperatorAction::Drain { .. });
-                let mut candidates = self.candidates(nodes);
+                let mut candidates = self.candidates(nodes, self.ring_for(nodes));
                 let leaving: Vec<(InstanceId, Option<Placement>)> = self
                     .instances
                     .iter()

@@ -596,6 +596,7 @@ fn regression_ten_thousand_replicas_on_two_nodes_wait_without_retrying_every_tic
     // A node joins: one more is placed, and the rest wait (said once more,
     // with the new count), then nothing again.
     let three = alive(&["a", "b", "c"]);
+    workloads.node_changed(&name("c"), NodeState::Alive, None, clock.at(3_000), 3);
     let effects = workloads.tick(clock.at(3_000), Nodes::new(&three));
     assert_eq!(assigned(&effects).len(), 1);
     let waiting: Vec<String> = notes(&effects).into_iter().filter(|note| note.contains("wait for a node")).collect();
