@@ -53,6 +53,36 @@ impl Default for DetectorConfig {
     }
 }
 
+impl DetectorConfig {
+    /// Checks that the thresholds make sense: a config file is input too.
+    ///
+    /// # Errors
+    /// A sentence naming the key and its bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        let phi_ok = |value: f64| value.is_finite() && value > 0.0 && value <= 1_000.0;
+        if !phi_ok(self.suspect_phi) || !phi_ok(self.failed_phi) || self.suspect_phi >= self.failed_phi {
+            return Err(format!(
+                "detector: suspect_phi ({}) and failed_phi ({}) must be above 0, at most 1000, and suspect_phi below failed_phi",
+                self.suspect_phi, self.failed_phi
+            ));
+        }
+        let within = |key: &str, value: Duration, low: Duration, high: Duration| {
+            if value < low || value > high {
+                Err(format!("detector: {key} must be between {low:?} and {high:?}, not {value:?}"))
+            } else {
+                Ok(())
+            }
+        };
+        within("max_silence", self.max_silence, Duration::from_millis(100), Duration::from_secs(3_600))?;
+        within("min_std_dev", self.min_std_dev, Duration::from_millis(1), Duration::from_secs(60))?;
+        within("acceptable_pause", self.acceptable_pause, Duration::ZERO, Duration::from_secs(60))?;
+        if !(2..=10_000).contains(&self.window) {
+            return Err(format!("detector: window must be between 2 and 10000, not {}", self.window));
+        }
+        Ok(())
+    }
+}
+
 /// What the detector concludes about a node at a given instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -192,6 +222,21 @@ mod tests {
 
     // Hand-computed: y = (elapsed - mean) / sd; z = y (1.5976 + 0.070566 y²);
     // phi = log10(1 + e^z).
+    #[test]
+    fn nonsense_thresholds_are_refused() {
+        assert_eq!(DetectorConfig::default().validate(), Ok(()));
+        let swapped = DetectorConfig { suspect_phi: 9.0, failed_phi: 8.0, ..DetectorConfig::default() };
+        assert!(swapped.validate().unwrap_err().contains("suspect_phi"));
+        let nan = DetectorConfig { failed_phi: f64::NAN, ..DetectorConfig::default() };
+        assert!(nan.validate().is_err());
+        let flat = DetectorConfig { min_std_dev: Duration::ZERO, ..DetectorConfig::default() };
+        assert!(flat.validate().unwrap_err().contains("min_std_dev"));
+        let forever = DetectorConfig { max_silence: Duration::from_secs(u64::MAX), ..DetectorConfig::default() };
+        assert!(forever.validate().unwrap_err().contains("max_silence"));
+        let tiny = DetectorConfig { window: 0, ..DetectorConfig::default() };
+        assert!(tiny.validate().is_err());
+    }
+
     #[test]
     fn phi_matches_hand_computed_values() {
         // At the mean: y = 0, z = 0, phi = log10(2).

@@ -28,6 +28,26 @@ impl Default for ResourceLimits {
     }
 }
 
+impl ResourceLimits {
+    /// Checks that the limits make sense.
+    ///
+    /// # Errors
+    /// A sentence naming the key and its bounds.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in
+            [("cpu_percent", self.cpu_percent), ("mem_percent", self.mem_percent), ("disk_percent", self.disk_percent)]
+        {
+            if !value.is_finite() || value <= 0.0 || value > 100.0 {
+                return Err(format!("limits: {key} must be above 0 and at most 100, not {value}"));
+            }
+        }
+        if self.cpu_for > Duration::from_secs(86_400) {
+            return Err(format!("limits: cpu_for must be at most 1 day, not {:?}", self.cpu_for));
+        }
+        Ok(())
+    }
+}
+
 /// Tracks one node's samples against the limits.
 #[derive(Debug, Clone, Default)]
 pub struct LimitWatch {

@@ -76,6 +76,17 @@ impl ConfigFile {
     /// toml's message, with line and column.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: Self = toml::from_str(text).map_err(|err| err.to_string().trim_end().to_string())?;
+        if let Some(detector) = &file.detector {
+            detector.validate()?;
+        }
+        if let Some(limits) = &file.limits {
+            limits.validate()?;
+        }
+        if let Some(grace) = file.reconnect_grace
+            && grace > Duration::from_secs(3_600)
+        {
+            return Err(format!("reconnect_grace must be at most 1h, not {grace:?}"));
+        }
         if let Some(patterns) = &file.local_agent_allow_exec {
             let tasks = SupervisorConfig { allow_exec: patterns.clone(), ..SupervisorConfig::new(PathBuf::new()) };
             if let Err(SupervisorError::BadPattern { pattern, reason }) = tasks.validate() {
@@ -116,6 +127,16 @@ mod optional_duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonsense_detector_and_limit_values_are_refused() {
+        let err = ConfigFile::parse("[detector]\nsuspect_phi = 9.0\nfailed_phi = 8.0\n").unwrap_err();
+        assert!(err.contains("suspect_phi"), "{err}");
+        let err = ConfigFile::parse("[limits]\nmem_percent = 250.0\n").unwrap_err();
+        assert!(err.contains("mem_percent"), "{err}");
+        let err = ConfigFile::parse("reconnect_grace = \"5y\"\n").unwrap_err();
+        assert!(err.contains("reconnect_grace"), "{err}");
+    }
 
     #[test]
     fn a_full_file_applies() {

@@ -506,7 +506,16 @@ impl Owner {
     }
 
     fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
+        let reads_only = matches!(&request, AdminRequest::Status | AdminRequest::ListTasks | AdminRequest::ListTokens)
+            || matches!(&request, AdminRequest::Act { action, dry_run, .. }
+            if *dry_run || matches!(action, ringwatch_shared::plan::OperatorAction::WhatIf { .. }));
         let response = self.answer(request);
+        if reads_only {
+            // Nothing to make durable: a reader is answered even while the
+            // store cannot be written.
+            let _ = reply.send(response);
+            return;
+        }
         let seq = self.commit(Effects::default());
         self.held.push_back(Held::Admin { seq, reply, response });
     }

@@ -256,7 +256,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
         match codec::write_frame(&mut send, &welcome).await {
             Err(err) => debug!(%err, "failed to welcome the agent"),
             Ok(()) => {
-                info!(weight = hello.weight, agent_version = %hello.agent_version, "agent connected");
+                info!(weight = hello.weight, agent_version = %cap_message(&hello.agent_version), "agent connected");
                 let session = Session {
                     connection: &connection,
                     context: &context,

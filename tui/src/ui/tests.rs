@@ -1060,6 +1060,26 @@ fn screen(terminal: &Terminal<TestBackend>) -> String {
 // ---- operator actions ----
 
 #[test]
+fn a_confirmed_plan_that_no_longer_holds_comes_back_into_the_dialog() {
+    let console = FakeConsole::new(with_tasks(snapshot()));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char('d'));
+    assert_eq!(app.dialog.as_ref().unwrap().plan, fixed_plan());
+    // The cluster changes between the dialog and the keystroke.
+    *console.changed.lock().unwrap() = true;
+    assert_eq!(press(&mut app, &console, KeyCode::Enter), Flow::Refresh);
+    assert!(console.commands().is_empty(), "nothing was done");
+    let dialog = app.dialog.as_ref().expect("the fresh plan is shown for confirmation");
+    assert_eq!(dialog.plan.action, "drain node \"alpha\" (changed)");
+    assert!(app.message.as_ref().unwrap().text.contains("changed since this plan was made"));
+    // Confirming the fresh plan carries it out.
+    *console.changed.lock().unwrap() = false;
+    press(&mut app, &console, KeyCode::Enter);
+    assert!(app.dialog.is_none());
+    assert_eq!(console.commands().len(), 1);
+}
+
+#[test]
 fn d_plans_a_drain_and_enter_confirms_it() {
     let console = FakeConsole::new(with_tasks(snapshot()));
     let mut app = app_with_tasks();
