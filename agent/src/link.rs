@@ -17,8 +17,8 @@ use ringwatch_shared::backoff::Backoff;
 use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::protocol::{
-    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, Heartbeat, Hello, InstanceReport, InstanceState,
-    JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
+    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, FromConsole, Heartbeat, Hello, InstanceReport,
+    InstanceState, JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
 };
 use ringwatch_shared::token::JoinToken;
 use tokio::sync::{Notify, mpsc, watch};
@@ -160,13 +160,14 @@ pub async fn run(
     let mut backoff = Backoff::new(BACKOFF_BASE, BACKOFF_CAP);
     let mut rng = StdRng::from_os_rng();
     let mut name_in_use = 0;
+    let terms = Arc::new(Terms::default());
     loop {
         let started = Instant::now();
         let attempt = match credentials_for(config)? {
             Some(credentials) => {
-                session(config, endpoint, &credentials, metrics.clone(), workers.as_deref_mut(), shutdown).await
+                session(config, endpoint, &credentials, metrics.clone(), workers.as_deref_mut(), &terms, shutdown).await
             }
-            None => join(config, endpoint).await,
+            None => join(config, endpoint, &terms).await,
         };
         let reason = match attempt {
             Ok(SessionEnd::Shutdown) => return Ok(()),
@@ -223,7 +224,7 @@ fn credentials_for(config: &LinkConfig) -> Result<Option<Credentials>, AgentErro
     Ok(Some(credentials))
 }
 
-async fn join(config: &LinkConfig, endpoint: &Endpoint) -> Result<SessionEnd, LinkFailure> {
+async fn join(config: &LinkConfig, endpoint: &Endpoint, terms: &Terms) -> Result<SessionEnd, LinkFailure> {
     let token_text = config.token.as_deref().ok_or_else(|| AgentError::NotJoined(config.data_dir.clone()))?;
     let token: JoinToken = token_text
         .parse()
@@ -244,12 +245,13 @@ async fn join(config: &LinkConfig, endpoint: &Endpoint) -> Result<SessionEnd, Li
     let (mut send, mut recv) = connection.open_bi().await.map_err(classify)?;
     let request = AgentFrame::Join(JoinRequest { token: token_text.trim().to_string(), name: name.clone(), csr_der });
     send_frame(&mut send, &request, config.protocol_version).await?;
-    let answer = timeout(ANSWER_TIMEOUT, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+    let answer = timeout(ANSWER_TIMEOUT, read_console_frame(&mut recv, terms))
         .await
         .map_err(|_| LinkFailure::Retry("the console did not answer the join request".into()))?;
     let grant = match answer {
         Ok(Some(ConsoleFrame::JoinGranted(grant))) => grant,
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+        Ok(Some(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
         Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a join: {other:?}"))),
         Ok(None) => return Err(closed_early(&connection).await),
         Err(err) => return Err(frame_error(&connection, err).await),
@@ -269,6 +271,7 @@ async fn session(
     credentials: &Credentials,
     mut metrics: watch::Receiver<MetricsSample>,
     mut workers: Option<&mut Workers>,
+    terms: &Arc<Terms>,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, LinkFailure> {
     let connection = connect(endpoint, credentials.client_config()?, config.console).await?;
@@ -279,7 +282,7 @@ async fn session(
         weight: config.weight,
     });
     send_frame(&mut send, &hello, config.protocol_version).await?;
-    let answer = timeout(ANSWER_TIMEOUT, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+    let answer = timeout(ANSWER_TIMEOUT, read_console_frame(&mut recv, terms))
         .await
         .map_err(|_| LinkFailure::Retry("the console did not answer the hello".into()))?;
     match answer {
@@ -293,6 +296,7 @@ async fn session(
             }
         }
         Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+        Ok(Some(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
         Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),
         Ok(None) => return Err(closed_early(&connection).await),
         Err(err) => return Err(frame_error(&connection, err).await),
@@ -313,7 +317,7 @@ async fn session(
 
     let (frames_tx, mut frames_rx) = mpsc::channel(16);
     // Reading is not cancel-safe inside select!, so a task of its own reads.
-    let _reader = AbortOnDropHandle::new(tokio::spawn(read_console_frames(recv, frames_tx)));
+    let _reader = AbortOnDropHandle::new(tokio::spawn(read_console_frames(recv, terms.clone(), frames_tx)));
     let mut heartbeat = tokio::time::interval(config.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut metrics_tick = tokio::time::interval(config.metrics_every);
@@ -355,7 +359,9 @@ async fn session(
             }
             datagram = connection.read_datagram() => match datagram {
                 Ok(bytes) => {
-                    if let Ok(Datagram::ConsoleBeat { .. }) = codec::decode_datagram::<Datagram>(&bytes) {
+                    if let Ok(Datagram::ConsoleBeat { term, .. }) = codec::decode_datagram::<Datagram>(&bytes)
+                        && terms.admit(term)
+                    {
                         last_heard = Instant::now();
                         if let Some(workers) = workers.as_deref() {
                             workers.heard_console();
@@ -390,6 +396,7 @@ async fn session(
             }
             frame = frames_rx.recv() => match frame {
                 Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
+                Some(Ok(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
                 Some(Ok(frame)) => {
                     last_heard = Instant::now();
                     if let Some(report) = carry_out(frame, workers.as_deref()) {
@@ -440,9 +447,48 @@ fn carry_out(frame: ConsoleFrame, workers: Option<&Workers>) -> Option<InstanceR
     None
 }
 
-async fn read_console_frames(mut recv: RecvStream, frames: mpsc::Sender<Result<ConsoleFrame, CodecError>>) {
+/// The highest console term this agent has seen: frames of a lower term
+/// come from a leader that was deposed (and may not know it yet), and are
+/// ignored (ARCHITECTURE.md, "High availability").
+#[derive(Debug, Default)]
+struct Terms(std::sync::atomic::AtomicU64);
+
+impl Terms {
+    /// Whether a console of `term` may be listened to; remembers it.
+    fn admit(&self, term: u64) -> bool {
+        let highest = self.0.fetch_max(term, Ordering::AcqRel);
+        term >= highest
+    }
+
+    fn highest(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Reads one stamped frame; a frame of a lower term than the agent has seen
+/// ends the connection.
+async fn read_console_frame(recv: &mut RecvStream, terms: &Terms) -> Result<Option<ConsoleFrame>, CodecError> {
+    let Some(message) = codec::read_frame::<FromConsole, _>(recv, MAX_FRAME_LEN).await? else {
+        return Ok(None);
+    };
+    if terms.admit(message.term) {
+        Ok(Some(message.frame))
+    } else {
+        Err(CodecError::Io(std::io::Error::other(format!(
+            "a console of term {} spoke after term {}: it was deposed",
+            message.term,
+            terms.highest()
+        ))))
+    }
+}
+
+async fn read_console_frames(
+    mut recv: RecvStream,
+    terms: Arc<Terms>,
+    frames: mpsc::Sender<Result<ConsoleFrame, CodecError>>,
+) {
     loop {
-        match codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN).await {
+        match read_console_frame(&mut recv, &terms).await {
             Ok(Some(frame)) => {
                 if frames.send(Ok(frame)).await.is_err() {
                     return;
@@ -499,6 +545,14 @@ async fn send_garbage(send: &mut SendStream, len: usize) {
         Ok(()) => warn!(bytes = len, "sent garbage on the control stream (--send-garbage)"),
         Err(err) => warn!(%err, "could not send garbage"),
     }
+}
+
+/// A standby answered: the leader is elsewhere.
+fn not_leader(leader: Option<String>) -> LinkFailure {
+    LinkFailure::Retry(match leader {
+        Some(leader) => format!("this console is a standby; the leader is {leader}"),
+        None => "this console is a standby and knows no leader yet".into(),
+    })
 }
 
 fn refused(refusal: Refusal) -> LinkFailure {

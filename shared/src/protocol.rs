@@ -74,6 +74,18 @@ pub struct JoinRequest {
     pub csr_der: Vec<u8>,
 }
 
+/// What a console sends on a control stream: a frame stamped with the
+/// term of the console that sent it. An agent remembers the highest term it
+/// has seen and ignores a console of a lower one — a leader that was
+/// deposed and does not know it yet. A single console's term is 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FromConsole {
+    /// The sender's term.
+    pub term: u64,
+    /// The frame.
+    pub frame: ConsoleFrame,
+}
+
 /// Frames the console sends on a control stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ConsoleFrame {
@@ -103,6 +115,11 @@ pub enum ConsoleFrame {
         instance: InstanceId,
         /// The placement the restart is meant for.
         epoch: u64,
+    },
+    /// This console does not lead its group: connect to the leader.
+    NotLeader {
+        /// The leader's address, when one is known.
+        leader: Option<String>,
     },
 }
 
@@ -285,6 +302,8 @@ pub enum Datagram {
     ConsoleBeat {
         /// Increases by one per beat.
         seq: u64,
+        /// The sender's term (see [`FromConsole`]).
+        term: u64,
     },
 }
 
@@ -377,6 +396,12 @@ pub enum AdminResponse {
     /// The confirmed plan no longer holds: the world changed since it was
     /// made. Nothing was done; this is the plan now.
     PlanChanged(Plan),
+    /// This console does not lead its group and did not carry out the
+    /// request: ask the leader.
+    NotLeader {
+        /// The leader's address, when one is known.
+        leader: Option<String>,
+    },
     /// The request failed; the sentence says why.
     Error(String),
 }

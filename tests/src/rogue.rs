@@ -31,8 +31,8 @@ use ringwatch_agent::credentials::Credentials;
 use ringwatch_shared::codec::{self, FRAME_HEADER_LEN, MAX_FRAME_LEN};
 use ringwatch_shared::names::InstanceId;
 use ringwatch_shared::protocol::{
-    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, Heartbeat, Hello, InstanceReport, InstanceState,
-    PROTOCOL_VERSION,
+    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, FromConsole, Heartbeat, Hello, InstanceReport,
+    InstanceState, PROTOCOL_VERSION,
 };
 use ringwatch_shared::token::JoinToken;
 use rustls::RootCertStore;
@@ -116,9 +116,10 @@ impl Rogue {
             });
             codec::write_frame(&mut send, &hello).await?;
             let answer =
-                tokio::time::timeout(ANSWER_TIMEOUT, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+                tokio::time::timeout(ANSWER_TIMEOUT, codec::read_frame::<FromConsole, _>(&mut recv, MAX_FRAME_LEN))
                     .await
-                    .map_err(|_| anyhow::anyhow!("the console did not answer the hello"))??;
+                    .map_err(|_| anyhow::anyhow!("the console did not answer the hello"))??
+                    .map(|message| message.frame);
             let node = match answer {
                 Some(ConsoleFrame::Welcome(welcome)) => welcome.node.to_string(),
                 other => anyhow::bail!(
@@ -232,8 +233,8 @@ impl Drop for Rogue {
 
 async fn read_frames(mut recv: RecvStream, received: Arc<Mutex<Received>>) {
     let end = loop {
-        match codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(frame)) => received.lock().unwrap_or_else(PoisonError::into_inner).frames.push(frame),
+        match codec::read_frame::<FromConsole, _>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(message)) => received.lock().unwrap_or_else(PoisonError::into_inner).frames.push(message.frame),
             Ok(None) => break "the console finished the stream".to_owned(),
             Err(err) => break err.to_string(),
         }
@@ -263,6 +264,7 @@ pub fn describe_frame(frame: &ConsoleFrame) -> String {
         ConsoleFrame::Assign(assignment) => format!("assign {} @{}", assignment.instance, assignment.epoch),
         ConsoleFrame::Stop { instance, epoch, reason } => format!("stop {instance} @{epoch} ({reason})"),
         ConsoleFrame::Restart { instance, epoch } => format!("restart {instance} @{epoch}"),
+        ConsoleFrame::NotLeader { leader } => format!("not the leader (leader: {leader:?})"),
     }
 }
 

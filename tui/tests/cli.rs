@@ -51,5 +51,5 @@ fn join_token_prints_one_token_line() {
     assert!(output.status.success(), "{}", stderr(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(stdout.lines().count(), 1);
-    assert!(stdout.starts_with("rwt1."), "{stdout}");
+    assert!(stdout.starts_with("rwt2."), "{stdout}");
 }

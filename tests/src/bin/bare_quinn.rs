@@ -27,7 +27,7 @@ use ringwatch::control::tls::server_transport;
 use ringwatch_net::tls::provider;
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
 use ringwatch_shared::names::NodeName;
-use ringwatch_shared::protocol::{ALPN, AgentFrame, ConsoleFrame, Datagram, Welcome};
+use ringwatch_shared::protocol::{ALPN, AgentFrame, ConsoleFrame, Datagram, FromConsole, Welcome};
 use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -143,7 +143,7 @@ async fn serve_connection(incoming: Incoming, counters: Arc<Counters>) {
     // Whatever the first frame is (an agent's hello), it gets the welcome.
     let Ok(Some(_)) = codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN).await else { return };
     let welcome = ConsoleFrame::Welcome(Welcome { node, console_version: "bare-quinn".into() });
-    if codec::write_frame(&mut send, &welcome).await.is_err() {
+    if codec::write_frame(&mut send, &FromConsole { term: 0, frame: welcome }).await.is_err() {
         return;
     }
     counters.connections.fetch_add(1, Ordering::Relaxed);
@@ -164,7 +164,7 @@ async fn session(connection: &Connection, counters: &Counters) {
         tokio::select! {
             _ = beat.tick() => {
                 seq += 1;
-                if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq }) {
+                if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq, term: 0 }) {
                     let _ = connection.send_datagram(datagram.into());
                 }
             }

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::Connection;
-use ringwatch_shared::codec;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AgentFrame, ConsoleFrame, JoinGrant, JoinRequest, Refusal, RefusalKind};
 use ringwatch_shared::token::{JoinToken, TokenError, fingerprint, to_hex};
@@ -62,7 +61,7 @@ pub async fn handle_join(connection: Connection, context: Arc<ServerContext>, _s
     }
     match answer.await {
         Ok(Ok(())) => {
-            let written = match codec::encode_frame(&ConsoleFrame::JoinGranted(grant)) {
+            let written = match context.encode(ConsoleFrame::JoinGranted(grant)) {
                 Ok(frame) => send.write_all(&frame).await.is_ok() && send.finish().is_ok(),
                 Err(_) => false,
             };

@@ -282,6 +282,7 @@ impl ControlPlane {
                 tick: config.detection_tick,
                 pause_threshold: config.pause_threshold,
                 publish_every: config.publish_every,
+                term: 0,
             },
             pki: pki.clone(),
             table,
@@ -304,6 +305,7 @@ impl ControlPlane {
             pki,
             admission: Admission::new(MAX_PENDING_HANDSHAKES),
             console_beat: config.console_beat,
+            term: 0,
         });
         tracker.spawn(server::accept_loop(endpoint.clone(), context, tracker.clone(), shutdown.clone()));
         info!(listen = %local_addr, data_dir = %dir.display(), "control plane started");

@@ -25,7 +25,7 @@ use ringwatch_shared::codec;
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
-    AdminRequest, AdminResponse, ConsoleFrame, Hello, InstanceReport, Refusal, RefusalKind, close_code,
+    AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, Refusal, RefusalKind, close_code,
 };
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -172,6 +172,8 @@ pub struct OwnerConfig {
     pub pause_threshold: Duration,
     /// How often a snapshot is published while someone watches.
     pub publish_every: Duration,
+    /// The term stamped on every frame to agents (0 for a single console).
+    pub term: u64,
 }
 
 /// An agent's session, as the owner reaches it.
@@ -667,7 +669,7 @@ impl Owner {
     fn send(&mut self, node: &NodeName, frame: ConsoleFrame) {
         let Some(id) = self.table.connection(node.as_str()) else { return };
         let Some(session) = self.sessions.get(&id) else { return };
-        let bytes = match codec::encode_frame(&frame) {
+        let bytes = match codec::encode_frame(&FromConsole { term: self.config.term, frame }) {
             Ok(bytes) => Bytes::from(bytes),
             Err(err) => {
                 warn!(node = %session.node, %err, "a frame for the agent could not be encoded; it is not sent");

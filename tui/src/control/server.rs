@@ -21,8 +21,8 @@ use ringwatch_shared::codec::{self, CodecError, MAX_FIRST_FRAME_LEN, MAX_FRAME_L
 use ringwatch_shared::limits::ResourceLimits;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
-    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, InstanceReport, Refusal, RefusalKind, Welcome,
-    close_code,
+    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, FromConsole, InstanceReport, Refusal, RefusalKind,
+    Welcome, close_code,
 };
 use ringwatch_shared::token::{fingerprint, to_hex};
 use rustls::pki_types::CertificateDer;
@@ -58,6 +58,15 @@ pub struct ServerContext {
     pub admission: Arc<Admission>,
     /// How often the console beats to each agent.
     pub console_beat: Duration,
+    /// The term stamped on every frame to agents (0 for a single console).
+    pub term: u64,
+}
+
+impl ServerContext {
+    /// `frame`, stamped with this console's term and encoded.
+    pub(crate) fn encode(&self, frame: ConsoleFrame) -> Result<Vec<u8>, CodecError> {
+        codec::encode_frame(&FromConsole { term: self.term, frame })
+    }
 }
 
 /// Accepts connections until `shutdown`.
@@ -162,7 +171,7 @@ pub(crate) async fn refuse(
         refusal.reason
     ));
     if let Some(send) = send
-        && let Ok(frame) = codec::encode_frame(&ConsoleFrame::Refused(refusal.clone()))
+        && let Ok(frame) = context.encode(ConsoleFrame::Refused(refusal.clone()))
         && send.write_all(&frame).await.is_ok()
     {
         let _ = send.finish();
@@ -253,7 +262,11 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
             node: node.clone(),
             console_version: env!("CARGO_PKG_VERSION").to_string(),
         });
-        match codec::write_frame(&mut send, &welcome).await {
+        let written = match context.encode(welcome) {
+            Ok(frame) => send.write_all(&frame).await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match written {
             Err(err) => debug!(%err, "failed to welcome the agent"),
             Ok(()) => {
                 info!(weight = hello.weight, agent_version = %cap_message(&hello.agent_version), "agent connected");
@@ -307,7 +320,8 @@ impl Session<'_> {
             tokio::select! {
                 _ = beat.tick() => {
                     beat_seq += 1;
-                    if let Ok(datagram) = codec::encode_datagram(&Datagram::ConsoleBeat { seq: beat_seq }) {
+                    let beat = Datagram::ConsoleBeat { seq: beat_seq, term: self.context.term };
+                    if let Ok(datagram) = codec::encode_datagram(&beat) {
                         let _ = self.connection.send_datagram(datagram.into());
                     }
                 }
