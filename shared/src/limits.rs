@@ -37,8 +37,9 @@ impl ResourceLimits {
         for (key, value) in
             [("cpu_percent", self.cpu_percent), ("mem_percent", self.mem_percent), ("disk_percent", self.disk_percent)]
         {
-            if !value.is_finite() || value <= 0.0 || value > 100.0 {
-                return Err(format!("limits: {key} must be above 0 and at most 100, not {value}"));
+            // Above 100 can never be reached: a way to switch a limit off.
+            if !value.is_finite() || value <= 0.0 || value > 1_000.0 {
+                return Err(format!("limits: {key} must be above 0 (a value above 100 switches it off), not {value}"));
             }
         }
         if self.cpu_for > Duration::from_secs(86_400) {

@@ -132,7 +132,7 @@ mod tests {
     fn nonsense_detector_and_limit_values_are_refused() {
         let err = ConfigFile::parse("[detector]\nsuspect_phi = 9.0\nfailed_phi = 8.0\n").unwrap_err();
         assert!(err.contains("suspect_phi"), "{err}");
-        let err = ConfigFile::parse("[limits]\nmem_percent = 250.0\n").unwrap_err();
+        let err = ConfigFile::parse("[limits]\nmem_percent = -5.0\n").unwrap_err();
         assert!(err.contains("mem_percent"), "{err}");
         let err = ConfigFile::parse("reconnect_grace = \"5y\"\n").unwrap_err();
         assert!(err.contains("reconnect_grace"), "{err}");
