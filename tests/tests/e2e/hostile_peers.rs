@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use quinn::{ConnectionError, VarInt};
 use ringwatch::control::admission::MAX_PENDING_HANDSHAKES;
 use ringwatch_shared::codec::{self, MAX_FIRST_FRAME_LEN, MAX_FRAME_LEN};
-use ringwatch_shared::protocol::{AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, InstanceState, RefusalKind};
+use ringwatch_shared::protocol::{
+    AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, FromConsole, InstanceState, RefusalKind,
+};
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::rogue::{self, Burst, Rogue, frame_header, report};
 use ringwatch_tests::{
@@ -287,9 +289,10 @@ fn regression_an_unauthenticated_peer_cannot_make_the_console_buffer() {
         send.write_all(&frame_header(len)).await.unwrap();
         // The console may stop reading as soon as it has read the header.
         let _ = send.write_all(&vec![0xa5; MAX_FIRST_FRAME_LEN + 1]).await;
-        let answer = tokio::time::timeout(LIVENESS, codec::read_frame::<ConsoleFrame, _>(&mut recv, MAX_FRAME_LEN))
+        let answer = tokio::time::timeout(LIVENESS, codec::read_frame::<FromConsole, _>(&mut recv, MAX_FRAME_LEN))
             .await
-            .expect("an answer to an oversized first frame");
+            .expect("an answer to an oversized first frame")
+            .map(|message| message.map(|message| message.frame));
         let close = tokio::time::timeout(LIVENESS, connection.closed()).await.expect("the console closes");
         endpoint.close(0u32.into(), b"done");
         (answer.ok().flatten(), close)
