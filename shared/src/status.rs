@@ -123,6 +123,50 @@ pub struct ClusterStatus {
     pub headroom: Headroom,
     /// Why automatic failover is paused, if it is.
     pub failover_paused: Option<String>,
+    /// The console that answered: its role in its group, and its leader.
+    #[serde(default)]
+    pub console: ConsoleStatus,
+}
+
+/// A console's place in its group (a single console leads itself, term 0).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsoleStatus {
+    /// Its name.
+    pub name: String,
+    /// The address agents reach it on.
+    pub address: String,
+    /// Whether it leads.
+    pub role: ConsoleRole,
+    /// The term of the leadership it holds or follows (0 for a single
+    /// console).
+    pub term: u64,
+    /// The leader's address, when one is known.
+    pub leader: Option<String>,
+    /// Why it cannot write its state store, while it cannot: no decision
+    /// takes effect meanwhile.
+    #[serde(default)]
+    pub store_problem: Option<String>,
+}
+
+/// Leader or standby.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    /// Decides, and serves agents.
+    #[default]
+    Leader,
+    /// Watches the store and points agents and operators at the leader.
+    Standby,
+}
+
+impl ConsoleRole {
+    /// The lowercase name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Leader => "leader",
+            Self::Standby => "standby",
+        }
+    }
 }
 
 /// One entry of the event log.

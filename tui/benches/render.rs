@@ -117,6 +117,7 @@ fn fleet(count: usize) -> Snapshot {
             tasks,
             headroom: Headroom { failures_survived: Some(1), capacity_ok: true },
             failover_paused: Some(format!("{} of {count} nodes failed within 10s: failover PAUSED", count / 40)),
+            ..ClusterStatus::default()
         },
         samples,
         events,

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use quinn::Connection;
 use ringwatch_shared::names::NodeName;
-use ringwatch_shared::protocol::{AgentFrame, ConsoleFrame, JoinGrant, JoinRequest, Refusal, RefusalKind};
+use ringwatch_shared::protocol::{AgentFrame, ConsoleFrame, FromConsole, JoinGrant, JoinRequest, Refusal, RefusalKind};
 use ringwatch_shared::token::{JoinToken, TokenError, fingerprint, to_hex};
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tracing::{info, warn};
 
 use crate::control::admission::Slot;
-use crate::control::owner::{Input, JoinCheck};
+use crate::control::owner::{Input, JoinCheck, OwnerHandle};
 use crate::control::pki::ClusterPki;
 use crate::control::server::{ServerContext, first_frame, frame_name, refuse};
 
@@ -28,7 +28,13 @@ const STORE_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves a connection without a client certificate; `_slot` counts it
 /// among the handshakes in progress until it is done.
-pub async fn handle_join(connection: Connection, context: Arc<ServerContext>, _slot: Slot) {
+pub async fn handle_join(
+    connection: Connection,
+    context: Arc<ServerContext>,
+    owner: OwnerHandle,
+    term: u64,
+    _slot: Slot,
+) {
     let (mut send, request) = match first_frame(&connection).await {
         Ok((send, _, AgentFrame::Join(request))) => (send, request),
         Ok((mut send, _, other)) => {
@@ -56,12 +62,13 @@ pub async fn handle_join(connection: Connection, context: Arc<ServerContext>, _s
     };
     let name = check.name.clone();
     let (reply, answer) = oneshot::channel();
-    if context.owner.inputs.send(Input::Join { request: check, reply }).await.is_err() {
+    if owner.inputs.send(Input::Join { request: check, reply }).await.is_err() {
         return;
     }
     match answer.await {
         Ok(Ok(())) => {
-            let written = match context.encode(ConsoleFrame::JoinGranted(grant)) {
+            let granted = FromConsole { term, frame: ConsoleFrame::JoinGranted(grant) };
+            let written = match ringwatch_shared::codec::encode_frame(&granted) {
                 Ok(frame) => send.write_all(&frame).await.is_ok() && send.finish().is_ok(),
                 Err(_) => false,
             };

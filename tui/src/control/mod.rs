@@ -32,6 +32,7 @@ pub mod owner;
 pub mod pki;
 pub mod records;
 pub mod registry;
+pub mod role;
 pub mod server;
 pub mod store;
 pub mod tls;
@@ -47,7 +48,7 @@ use ringwatch_net::files::{self, PUBLIC};
 use ringwatch_shared::detector::DetectorConfig;
 use ringwatch_shared::limits::ResourceLimits;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, close_code};
-use ringwatch_shared::status::ClusterEvent;
+use ringwatch_shared::status::{ClusterEvent, ConsoleRole, ConsoleStatus};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,6 +60,7 @@ use self::nodes::{NodeTable, TableConfig};
 use self::owner::{ControlSnapshot, Owner, OwnerConfig, OwnerHandle, OwnerParts};
 use self::pki::ClusterPki;
 use self::registry::Registry;
+use self::role::Role;
 use self::server::ServerContext;
 use self::store::redb::RedbStore;
 use self::store::writer::Writer;
@@ -100,6 +102,8 @@ pub struct ConsoleConfig {
     pub console_beat: Duration,
     /// Seeds random placement on a new cluster; `None` draws one.
     pub placement_seed: Option<u64>,
+    /// This console's name, in `status` and in a group's leader election.
+    pub name: String,
 }
 
 impl ConsoleConfig {
@@ -117,6 +121,7 @@ impl ConsoleConfig {
             publish_every: Duration::from_millis(250),
             console_beat: Duration::from_secs(1),
             placement_seed: None,
+            name: crate::local::local_node_name(),
         }
     }
 }
@@ -192,6 +197,8 @@ impl ControlView {
 /// A running control plane.
 #[derive(Debug)]
 pub struct ControlPlane {
+    /// This console's role, read by every connection.
+    _role: watch::Sender<Role>,
     /// The owner's handle.
     owner: OwnerHandle,
     /// The bound address.
@@ -282,7 +289,14 @@ impl ControlPlane {
                 tick: config.detection_tick,
                 pause_threshold: config.pause_threshold,
                 publish_every: config.publish_every,
-                term: 0,
+                console: ConsoleStatus {
+                    name: config.name.clone(),
+                    address: local_addr.to_string(),
+                    role: ConsoleRole::Leader,
+                    term: 0,
+                    leader: Some(local_addr.to_string()),
+                    store_problem: None,
+                },
             },
             pki: pki.clone(),
             table,
@@ -300,16 +314,19 @@ impl ControlPlane {
         let tracker = TaskTracker::new();
         let owner_stop = CancellationToken::new();
         let owner_task = tokio::spawn(owner.run(inputs, owner_stop.clone()));
+        // A single console leads itself, at term 0, for its whole life.
+        let role = watch::Sender::new(Role::Leader { owner: handle.clone(), term: 0 });
         let context = Arc::new(ServerContext {
-            owner: handle.clone(),
+            role: role.subscribe(),
+            counters: handle.counters.clone(),
             pki,
             admission: Admission::new(MAX_PENDING_HANDSHAKES),
             console_beat: config.console_beat,
-            term: 0,
         });
         tracker.spawn(server::accept_loop(endpoint.clone(), context, tracker.clone(), shutdown.clone()));
         info!(listen = %local_addr, data_dir = %dir.display(), "control plane started");
         Ok(Self {
+            _role: role,
             owner: handle,
             local_addr,
             endpoint,

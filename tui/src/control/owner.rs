@@ -27,7 +27,7 @@ use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
     AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, Refusal, RefusalKind, close_code,
 };
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -172,8 +172,9 @@ pub struct OwnerConfig {
     pub pause_threshold: Duration,
     /// How often a snapshot is published while someone watches.
     pub publish_every: Duration,
-    /// The term stamped on every frame to agents (0 for a single console).
-    pub term: u64,
+    /// Who this console is, for `status` (its role is leader, its term
+    /// the one stamped on every frame to agents: 0 for a single console).
+    pub console: ConsoleStatus,
 }
 
 /// An agent's session, as the owner reaches it.
@@ -669,7 +670,7 @@ impl Owner {
     fn send(&mut self, node: &NodeName, frame: ConsoleFrame) {
         let Some(id) = self.table.connection(node.as_str()) else { return };
         let Some(session) = self.sessions.get(&id) else { return };
-        let bytes = match codec::encode_frame(&FromConsole { term: self.config.term, frame }) {
+        let bytes = match codec::encode_frame(&FromConsole { term: self.config.console.term, frame }) {
             Ok(bytes) => Bytes::from(bytes),
             Err(err) => {
                 warn!(node = %session.node, %err, "a frame for the agent could not be encoded; it is not sent");
@@ -702,6 +703,10 @@ impl Owner {
             headroom: self.workloads.headroom(Nodes::new(&views), None),
             failover_paused: self.workloads.failover_paused().map(str::to_string),
             nodes,
+            console: ConsoleStatus {
+                store_problem: self.progress.borrow().failing.clone(),
+                ..self.config.console.clone()
+            },
         };
         let snapshot = Arc::new(ControlSnapshot {
             status,

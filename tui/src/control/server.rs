@@ -26,7 +26,7 @@ use ringwatch_shared::protocol::{
 };
 use ringwatch_shared::token::{fingerprint, to_hex};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -36,8 +36,9 @@ use crate::control::admission::Admission;
 use crate::control::join::handle_join;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::ConnectionId;
-use crate::control::owner::{Input, OwnerHandle, SessionEvent};
+use crate::control::owner::{Counters, Input, OwnerHandle, SessionEvent};
 use crate::control::pki::ClusterPki;
+use crate::control::role::Role;
 
 /// How long a new connection has to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,23 +51,29 @@ const OUTBOX_CAPACITY: usize = 256;
 /// What every connection task needs.
 #[derive(Debug)]
 pub struct ServerContext {
-    /// The owner.
-    pub owner: OwnerHandle,
+    /// This console's role: who answers (ARCHITECTURE.md, "Several
+    /// consoles").
+    pub role: watch::Receiver<Role>,
+    /// Refusals and drops, counted without the owner.
+    pub counters: Arc<Counters>,
     /// Certificates (read-only).
     pub pki: Arc<ClusterPki>,
     /// Handshakes in progress and refusal logs.
     pub admission: Arc<Admission>,
     /// How often the console beats to each agent.
     pub console_beat: Duration,
-    /// The term stamped on every frame to agents (0 for a single console).
-    pub term: u64,
 }
 
 impl ServerContext {
-    /// `frame`, stamped with this console's term and encoded.
+    /// `frame`, stamped with the term of this console's role now, encoded.
     pub(crate) fn encode(&self, frame: ConsoleFrame) -> Result<Vec<u8>, CodecError> {
-        codec::encode_frame(&FromConsole { term: self.term, frame })
+        encode(self.role.borrow().term(), frame)
     }
+}
+
+/// `frame`, stamped with `term`, encoded.
+fn encode(term: u64, frame: ConsoleFrame) -> Result<Vec<u8>, CodecError> {
+    codec::encode_frame(&FromConsole { term, frame })
 }
 
 /// Accepts connections until `shutdown`.
@@ -105,7 +112,7 @@ async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     let (incoming, slot) = match context.admission.admit(incoming) {
         Some(admitted) => admitted,
         None => {
-            context.owner.counters.shed.fetch_add(1, Ordering::Relaxed);
+            context.counters.shed.fetch_add(1, Ordering::Relaxed);
             return;
         }
     };
@@ -119,23 +126,56 @@ async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     let connection = match connecting.await {
         Ok(connection) => connection,
         Err(err) => {
-            context.owner.counters.refused.fetch_add(1, Ordering::Relaxed);
+            context.counters.refused.fetch_add(1, Ordering::Relaxed);
             context.admission.refused(format_args!("refused a connection from {remote}: TLS handshake failed: {err}"));
             return;
         }
     };
-    match identify(&connection, &context.pki) {
-        Ok(Peer::Joining) => handle_join(connection, context, slot).instrument(info_span!("join", %remote)).await,
-        Ok(Peer::Agent { cert_fingerprint }) => {
-            drop(slot);
-            serve_agent(connection, context, cert_fingerprint).instrument(info_span!("agent", %remote)).await;
-        }
-        Ok(Peer::Admin) => {
+    let role = context.role.borrow().clone();
+    match (identify(&connection, &context.pki), role) {
+        (Ok(Peer::Admin), _) => {
             drop(slot);
             serve_admin(connection, context).instrument(info_span!("admin", %remote)).await;
         }
-        Err(refusal) => refuse(&connection, None, &refusal, &context).await,
+        (Ok(Peer::Joining), Role::Leader { owner, term }) => {
+            handle_join(connection, context, owner, term, slot).instrument(info_span!("join", %remote)).await;
+        }
+        (Ok(Peer::Agent { cert_fingerprint }), Role::Leader { owner, term }) => {
+            drop(slot);
+            let leader = Leader { owner, term };
+            serve_agent(connection, context, leader, cert_fingerprint).instrument(info_span!("agent", %remote)).await;
+        }
+        (Ok(Peer::Joining | Peer::Agent { .. }), standby @ Role::Standby { .. }) => {
+            redirect(&connection, &standby).instrument(info_span!("redirect", %remote)).await;
+        }
+        (Err(refusal), _) => refuse(&connection, None, &refusal, &context).await,
     }
+}
+
+/// A standby answers an agent's first frame with where the leader is, and
+/// closes: the agent goes there (ARCHITECTURE.md, "Several consoles").
+async fn redirect(connection: &Connection, role: &Role) {
+    let Ok((mut send, _, _)) = first_frame(connection).await else {
+        connection.close(close_code::NORMAL.into(), b"not the leader");
+        return;
+    };
+    let leader = role.leader_address();
+    debug!(?leader, "an agent asked a standby; pointing it at the leader");
+    if let Ok(frame) = encode(role.term(), ConsoleFrame::NotLeader { leader }) {
+        let _ = send.write_all(&frame).await;
+        let _ = send.finish();
+        let _ = timeout(REFUSAL_GRACE, connection.closed()).await;
+    }
+    connection.close(close_code::NORMAL.into(), b"not the leader");
+}
+
+/// The leadership a connection was accepted under.
+#[derive(Debug, Clone)]
+pub(crate) struct Leader {
+    /// The owner that decides.
+    pub(crate) owner: OwnerHandle,
+    /// Its term.
+    pub(crate) term: u64,
 }
 
 fn identify(connection: &Connection, pki: &ClusterPki) -> Result<Peer, Refusal> {
@@ -163,7 +203,7 @@ pub(crate) async fn refuse(
     refusal: &Refusal,
     context: &ServerContext,
 ) {
-    context.owner.counters.refused.fetch_add(1, Ordering::Relaxed);
+    context.counters.refused.fetch_add(1, Ordering::Relaxed);
     context.admission.refused(format_args!(
         "refused {} ({:?}): {}",
         connection.remote_address(),
@@ -213,7 +253,7 @@ pub(crate) fn frame_refusal(err: &CodecError) -> Refusal {
     }
 }
 
-async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_fingerprint: String) {
+async fn serve_agent(connection: Connection, context: Arc<ServerContext>, leader: Leader, cert_fingerprint: String) {
     let (mut send, recv, hello) = match first_frame(&connection).await {
         Ok((send, recv, AgentFrame::Hello(hello))) => (send, recv, hello),
         Ok((mut send, _, other)) => {
@@ -239,7 +279,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
         outbox: outbox_tx,
         reply,
     };
-    if context.owner.inputs.send(hello_input).await.is_err() {
+    if leader.owner.inputs.send(hello_input).await.is_err() {
         connection.close(close_code::SHUTDOWN.into(), b"console shutting down");
         return;
     }
@@ -262,7 +302,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
             node: node.clone(),
             console_version: env!("CARGO_PKG_VERSION").to_string(),
         });
-        let written = match context.encode(welcome) {
+        let written = match encode(leader.term, welcome) {
             Ok(frame) => send.write_all(&frame).await.map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
@@ -273,6 +313,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
                 let session = Session {
                     connection: &connection,
                     context: &context,
+                    leader: &leader,
                     node: &node,
                     id,
                     liveness: admitted.liveness,
@@ -283,7 +324,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
             }
         }
         let ended = Input::Session { node: node.clone(), connection: id, event: SessionEvent::Ended };
-        let _ = context.owner.inputs.send(ended).await;
+        let _ = leader.owner.inputs.send(ended).await;
     }
     .instrument(span)
     .await;
@@ -293,6 +334,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, cert_f
 struct Session<'a> {
     connection: &'a Connection,
     context: &'a Arc<ServerContext>,
+    leader: &'a Leader,
     node: &'a NodeName,
     id: ConnectionId,
     liveness: Arc<Liveness>,
@@ -306,7 +348,7 @@ impl Session<'_> {
         // own reads, and hands what it read to the liveness or the owner.
         let reader = tokio::spawn(read_agent_frames(
             recv,
-            self.context.clone(),
+            self.leader.owner.clone(),
             self.node.clone(),
             self.id,
             self.liveness.clone(),
@@ -316,11 +358,21 @@ impl Session<'_> {
         let mut beat = tokio::time::interval(self.context.console_beat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut beat_seq = 0u64;
+        let mut role = self.context.role.clone();
         loop {
             tokio::select! {
+                changed = role.changed() => {
+                    // A console that stops leading says nothing more: no
+                    // frame, no beat (its agents' fenced instances stop on
+                    // time, and the next leader takes over cleanly).
+                    if changed.is_err() || !role.borrow_and_update().leads_at(self.leader.term) {
+                        self.connection.close(close_code::SHUTDOWN.into(), b"this console no longer leads");
+                        return "this console no longer leads".into();
+                    }
+                }
                 _ = beat.tick() => {
                     beat_seq += 1;
-                    let beat = Datagram::ConsoleBeat { seq: beat_seq, term: self.context.term };
+                    let beat = Datagram::ConsoleBeat { seq: beat_seq, term: self.leader.term };
                     if let Ok(datagram) = codec::encode_datagram(&beat) {
                         let _ = self.connection.send_datagram(datagram.into());
                     }
@@ -335,7 +387,7 @@ impl Session<'_> {
                     Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
                         Ok(Datagram::Heartbeat(beat)) => self.liveness.heartbeat(&beat, Instant::now()),
                         Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {
-                            self.context.owner.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
+                            self.context.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
                         }
                     },
                     Err(err) => return err.to_string(),
@@ -372,7 +424,7 @@ enum ReaderEnd {
 
 async fn read_agent_frames(
     mut recv: RecvStream,
-    context: Arc<ServerContext>,
+    owner: OwnerHandle,
     node: NodeName,
     connection: ConnectionId,
     liveness: Arc<Liveness>,
@@ -407,7 +459,7 @@ async fn read_agent_frames(
         };
         let goodbye = matches!(event, SessionEvent::Goodbye(_));
         let input = Input::Session { node: node.clone(), connection, event };
-        if context.owner.inputs.send(input).await.is_err() {
+        if owner.inputs.send(input).await.is_err() {
             return ReaderEnd::Closed("the console is shutting down".into());
         }
         if goodbye {
@@ -426,7 +478,10 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
             }
         };
         let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(request)) => context.owner.request(request).await,
+            Ok(Some(request)) => {
+                let role = context.role.borrow().clone();
+                answer_admin(role, request).await
+            }
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
         };
@@ -445,6 +500,19 @@ fn cap_report(report: &mut InstanceReport) {
     cap_in_place(&mut report.message);
     if let Some(exit) = report.last_exit.as_mut() {
         cap_in_place(exit);
+    }
+}
+
+/// An operator's request: the owner answers while this console leads; a
+/// standby answers `status` from what it knows of the store and points
+/// every other request at the leader.
+async fn answer_admin(role: Role, request: AdminRequest) -> AdminResponse {
+    match (role, request) {
+        (Role::Leader { owner, .. }, request) => owner.request(request).await,
+        (Role::Standby { snapshots, .. }, AdminRequest::Status) => {
+            AdminResponse::Status(snapshots.borrow().status.clone())
+        }
+        (standby @ Role::Standby { .. }, _) => AdminResponse::NotLeader { leader: standby.leader_address() },
     }
 }
 
