@@ -34,6 +34,7 @@ pub mod records;
 pub mod registry;
 pub mod role;
 pub mod server;
+pub mod standby;
 pub mod store;
 pub mod tls;
 pub mod workload;

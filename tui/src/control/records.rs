@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
+use ringwatch_shared::protocol::InstanceState;
 use ringwatch_shared::status::NodeState;
 use ringwatch_shared::task::TaskSpec;
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,13 @@ pub struct InstanceRecord {
     /// paced), not a first start.
     #[serde(default)]
     pub placed_before: bool,
+    /// What its agent last reported of the current placement: what a
+    /// standby console shows (a leader relearns it from the agents).
+    #[serde(default)]
+    pub reported: Option<InstanceState>,
+    /// Restarts in place its agent reported.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 impl InstanceRecord {
@@ -71,6 +79,8 @@ impl InstanceRecord {
             avoid: BTreeSet::new(),
             settling: false,
             placed_before: false,
+            reported: None,
+            restarts: 0,
         }
     }
 

@@ -976,6 +976,7 @@ impl Workloads {
         instance.record.placement = Some(Placement { node: node.clone(), epoch });
         instance.record.placed_before = true;
         instance.record.settling = is_move;
+        instance.record.reported = None;
         instance.phase = Phase::Starting;
         instance.running_since = None;
         instance.message.clear();

@@ -285,6 +285,7 @@ impl Workloads {
             instance.record.placement = Some(Placement { node: to.clone(), epoch });
             instance.record.placed_before = true;
             instance.record.failover_due_unix_ms = None;
+            instance.record.reported = None;
             instance.phase = Phase::Starting;
             instance.running_since = None;
             instance.message.clear();

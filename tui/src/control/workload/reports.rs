@@ -176,6 +176,13 @@ impl Workloads {
         let phase = Phase::from_report(report.state);
         instance.restarts = report.restarts;
         instance.message = capped(&report.message);
+        if instance.record.reported != Some(report.state) || instance.record.restarts != report.restarts {
+            // A state change a standby console shows: durable, but only
+            // when it changes (heartbeats and metrics never are).
+            instance.record.reported = Some(report.state);
+            instance.record.restarts = report.restarts;
+            self.dirty.instances.insert(id.clone());
+        }
         if instance.phase == phase {
             return;
         }
@@ -187,6 +194,7 @@ impl Workloads {
                     .note(Some(node), format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message));
                 instance.record.avoid.insert(node.clone());
                 instance.record.placement = None;
+                instance.record.reported = None;
                 instance.phase = Phase::Pending;
                 effects.stop(node, id, report.epoch, "escalated: placed elsewhere");
                 self.placement_due = true;
