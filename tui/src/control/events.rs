@@ -34,15 +34,16 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// A log continuing after the `recent` events a store kept.
-    pub fn new(recent: Vec<ClusterEvent>) -> Self {
+    /// A log continuing after the `recent` events a store kept, announcing
+    /// each new event on `notify`.
+    pub fn new(recent: Vec<ClusterEvent>, notify: broadcast::Sender<ClusterEvent>) -> Self {
         let next_seq = recent.last().map_or(1, |event| event.seq + 1);
         let skip = recent.len().saturating_sub(RECENT_EVENTS);
         Self {
             next_seq,
             recent: recent.into_iter().skip(skip).collect(),
             shared: None,
-            notify: broadcast::channel(1024).0,
+            notify,
             unpersisted: Vec::new(),
         }
     }
@@ -79,11 +80,6 @@ impl EventLog {
     pub fn recent(&mut self) -> Arc<[ClusterEvent]> {
         self.shared.get_or_insert_with(|| self.recent.iter().cloned().collect()).clone()
     }
-
-    /// A sender watchers subscribe through.
-    pub fn notifier(&self) -> broadcast::Sender<ClusterEvent> {
-        self.notify.clone()
-    }
 }
 
 #[cfg(test)]
@@ -93,7 +89,7 @@ mod tests {
     #[test]
     fn events_are_numbered_after_the_stored_ones_and_handed_to_the_store_once() {
         let stored = ClusterEvent { seq: 41, at_unix_ms: 0, node: None, change: None, reason: "old".into() };
-        let mut log = EventLog::new(vec![stored]);
+        let mut log = EventLog::new(vec![stored], broadcast::channel(4).0);
         log.emit(Some("a"), None, "new");
         let recent = log.recent();
         assert_eq!(recent.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![41, 42]);
@@ -103,7 +99,7 @@ mod tests {
 
     #[test]
     fn a_huge_reason_is_capped() {
-        let mut log = EventLog::new(Vec::new());
+        let mut log = EventLog::new(Vec::new(), broadcast::channel(4).0);
         log.emit(None, None, &"x".repeat(1 << 20));
         assert!(log.recent()[0].reason.len() <= MAX_EVENT_LEN);
     }

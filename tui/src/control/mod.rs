@@ -58,14 +58,14 @@ use tracing::{info, warn};
 use self::admission::{Admission, MAX_PENDING_HANDSHAKES};
 use self::events::EventLog;
 use self::nodes::{NodeTable, TableConfig};
-use self::owner::{ControlSnapshot, Owner, OwnerConfig, OwnerHandle, OwnerParts};
+use self::owner::{ControlSnapshot, Outlets, Owner, OwnerConfig, OwnerHandle, OwnerParts};
 use self::pki::ClusterPki;
 use self::registry::Registry;
 use self::role::Role;
 use self::server::ServerContext;
 use self::store::redb::RedbStore;
 use self::store::writer::Writer;
-use self::store::{StateStore, StoreError};
+use self::store::{Loaded, StateStore, StoreError};
 use self::workload::{WorkloadConfig, WorkloadRecords, Workloads};
 
 /// The file the running console writes its address to.
@@ -157,36 +157,41 @@ pub enum ConsoleError {
     },
 }
 
-/// What may be read of a running control plane, cheaply cloned.
+/// What may be read of a running control plane, cheaply cloned: it follows
+/// the console's role, so a view keeps working when leadership moves.
 #[derive(Debug, Clone)]
 pub struct ControlView {
-    /// The owner's inputs and outputs.
-    owner: OwnerHandle,
+    /// Who answers now.
+    role: watch::Receiver<Role>,
+    /// What readers subscribe to.
+    outlets: Outlets,
     /// The bound address.
     listen: SocketAddr,
 }
 
 impl ControlView {
-    /// A receiver of published snapshots. While one exists, the owner
+    /// A receiver of published snapshots. While one exists, whoever answers
     /// publishes one per `publish_every`.
     pub fn snapshots(&self) -> watch::Receiver<Arc<ControlSnapshot>> {
-        self.owner.snapshots.subscribe()
+        self.outlets.snapshots.subscribe()
     }
 
     /// Every event from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
-        self.owner.events.subscribe()
+        self.outlets.events.subscribe()
     }
 
     /// Sends an operator's request and waits for the answer (once what it
     /// changed is durable).
     pub async fn request(&self, request: AdminRequest) -> AdminResponse {
-        self.owner.request(request).await
+        let role = self.role.borrow().clone();
+        role.answer(request).await
     }
 
     /// A snapshot at most a tick old.
     pub async fn fresh_snapshot(&self) -> Option<Arc<ControlSnapshot>> {
-        self.owner.fresh_snapshot().await
+        let role = self.role.borrow().clone();
+        role.snapshot().await
     }
 
     /// Where the console listens.
@@ -199,25 +204,42 @@ impl ControlView {
 #[derive(Debug)]
 pub struct ControlPlane {
     /// This console's role, read by every connection.
-    _role: watch::Sender<Role>,
-    /// The owner's handle.
-    owner: OwnerHandle,
+    role: watch::Sender<Role>,
+    /// What readers subscribe to.
+    outlets: Outlets,
     /// The bound address.
     local_addr: SocketAddr,
     /// The QUIC endpoint.
     endpoint: quinn::Endpoint,
-    /// Connection, accept and owner tasks.
+    /// Connection and accept tasks.
     tracker: TaskTracker,
     /// Cancelled to stop.
     shutdown: CancellationToken,
-    /// Cancelled to stop the owner, after the connections.
-    owner_stop: CancellationToken,
-    /// The owner task, joined at the end so the last batch is written.
-    owner_task: Option<tokio::task::JoinHandle<()>>,
+    /// What leads, and how it stops: the owner of a single console.
+    leadership: Option<Running>,
     /// Held locked while the console runs.
     _lock: File,
     /// The data dir.
     data_dir: PathBuf,
+}
+
+/// An owner task running.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// Cancelled to stop it, after the connections.
+    stop: CancellationToken,
+    /// The task, joined so that the last batch is written.
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops the owner and waits until it has written what it could.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        if self.task.await.is_err() {
+            warn!("the owner task failed");
+        }
+    }
 }
 
 /// Takes the data dir's lock, or says who holds it.
@@ -233,6 +255,62 @@ pub fn lock_data_dir(dir: &Path) -> Result<File, ConsoleError> {
         return Err(ConsoleError::AlreadyRunning(dir.to_path_buf()));
     }
     Ok(lock_file)
+}
+
+/// What an owner is built from: the console's settings, its PKI, the
+/// records a store loaded, the store to write them back to, and who this
+/// console is.
+pub(crate) struct OwnerStart<'a> {
+    pub(crate) config: &'a ConsoleConfig,
+    pub(crate) pki: Arc<ClusterPki>,
+    pub(crate) loaded: Loaded,
+    pub(crate) store: Box<dyn StateStore>,
+    pub(crate) console: ConsoleStatus,
+    pub(crate) outlets: Outlets,
+}
+
+/// Builds an owner over loaded records and starts it: nodes are `unknown`
+/// for the reconnect grace, pending steps are resumed, and the event log
+/// says so. Returns its handle and the running task.
+pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(OwnerHandle, Running), ConsoleError> {
+    let OwnerStart { config, pki, loaded, store, console, outlets } = start;
+    let image = loaded.image;
+    let registry = Registry::from_image(&image);
+    let seed = config.placement_seed.unwrap_or_else(rand::random);
+    let workloads = Workloads::new(
+        config.workloads.clone(),
+        WorkloadRecords { tasks: image.tasks, instances: image.instances, nodes: image.nodes, cluster: image.cluster },
+        seed,
+    );
+    let mut table = NodeTable::new(TableConfig {
+        detector: config.detector.clone(),
+        limits: config.limits.clone(),
+        reconnect_grace: config.reconnect_grace,
+    });
+    table.remember(workloads.node_records().map(|node| (node.name.clone(), node.last_state)), Instant::now());
+    let known = table.len();
+    let writer = Writer::start(store, 0).map_err(io(&config.data_dir))?;
+    let events = EventLog::new(loaded.events, outlets.events.clone());
+    let (mut owner, handle, inputs) = Owner::new(OwnerParts {
+        config: OwnerConfig {
+            tick: config.detection_tick,
+            pause_threshold: config.pause_threshold,
+            publish_every: config.publish_every,
+            console,
+        },
+        pki,
+        table,
+        workloads,
+        registry,
+        events,
+        writer,
+        outlets,
+    });
+    owner.event(None, &format!("{opening}; {known} known node(s)"));
+    owner.resume();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(owner.run(inputs, stop.clone()));
+    Ok((handle, Running { stop, task }))
 }
 
 impl ControlPlane {
@@ -254,27 +332,6 @@ impl ControlPlane {
         })
         .await
         .map_err(|err| ConsoleError::Io { path: dir.join(STATE_FILE), source: std::io::Error::other(err) })??;
-        let image = loaded.image;
-        let registry = Registry::from_image(&image);
-        let seed = config.placement_seed.unwrap_or_else(rand::random);
-        let workloads = Workloads::new(
-            config.workloads.clone(),
-            WorkloadRecords {
-                tasks: image.tasks,
-                instances: image.instances,
-                nodes: image.nodes,
-                cluster: image.cluster,
-            },
-            seed,
-        );
-        let mut table = NodeTable::new(TableConfig {
-            detector: config.detector.clone(),
-            limits: config.limits.clone(),
-            reconnect_grace: config.reconnect_grace,
-        });
-        table.remember(workloads.node_records().map(|node| (node.name.clone(), node.last_state)), Instant::now());
-        let boxed: Box<dyn StateStore> = Box::new(store);
-        let writer = Writer::start(boxed, 0).map_err(io(&dir))?;
 
         let server_config =
             tls::server_config(&pki).map_err(|reason| ConsoleError::Listen { addr: config.listen, reason })?;
@@ -284,42 +341,35 @@ impl ControlPlane {
             .local_addr()
             .map_err(|err| ConsoleError::Listen { addr: config.listen, reason: err.to_string() })?;
 
-        let known = table.len();
-        let (mut owner, handle, inputs) = Owner::new(OwnerParts {
-            config: OwnerConfig {
-                tick: config.detection_tick,
-                pause_threshold: config.pause_threshold,
-                publish_every: config.publish_every,
-                console: ConsoleStatus {
-                    name: config.name.clone(),
-                    address: local_addr.to_string(),
-                    role: ConsoleRole::Leader,
-                    term: 0,
-                    leader: Some(local_addr.to_string()),
-                    store_problem: None,
-                },
+        let outlets = Outlets::new();
+        // A single console leads itself, at term 0, for its whole life.
+        let console = ConsoleStatus {
+            name: config.name.clone(),
+            address: local_addr.to_string(),
+            role: ConsoleRole::Leader,
+            term: 0,
+            leader: Some(local_addr.to_string()),
+            store_problem: None,
+        };
+        let (owner, running) = start_owner(
+            OwnerStart {
+                config: &config,
+                pki: pki.clone(),
+                loaded,
+                store: Box::new(store),
+                console,
+                outlets: outlets.clone(),
             },
-            pki: pki.clone(),
-            table,
-            workloads,
-            registry,
-            events: EventLog::new(loaded.events),
-            writer,
-        });
-        owner.event(None, &format!("console listening on {local_addr}; {known} known node(s)"));
-        owner.resume();
-
+            &format!("console listening on {local_addr}"),
+        )?;
         let address_path = dir.join(ADDRESS_FILE);
         files::write_atomic(&address_path, format!("{local_addr}\n").as_bytes(), PUBLIC).map_err(io(&address_path))?;
 
+        let role = watch::Sender::new(Role::Leader { owner, term: 0 });
         let tracker = TaskTracker::new();
-        let owner_stop = CancellationToken::new();
-        let owner_task = tokio::spawn(owner.run(inputs, owner_stop.clone()));
-        // A single console leads itself, at term 0, for its whole life.
-        let role = watch::Sender::new(Role::Leader { owner: handle.clone(), term: 0 });
         let context = Arc::new(ServerContext {
             role: role.subscribe(),
-            counters: handle.counters.clone(),
+            counters: outlets.counters.clone(),
             pki,
             admission: Admission::new(MAX_PENDING_HANDSHAKES),
             console_beat: config.console_beat,
@@ -327,14 +377,13 @@ impl ControlPlane {
         tracker.spawn(server::accept_loop(endpoint.clone(), context, tracker.clone(), shutdown.clone()));
         info!(listen = %local_addr, data_dir = %dir.display(), "control plane started");
         Ok(Self {
-            _role: role,
-            owner: handle,
+            role,
+            outlets,
             local_addr,
             endpoint,
             tracker,
             shutdown,
-            owner_stop,
-            owner_task: Some(owner_task),
+            leadership: Some(running),
             _lock: lock_file,
             data_dir: dir,
         })
@@ -347,7 +396,7 @@ impl ControlPlane {
 
     /// A view for the UI.
     pub fn view(&self) -> ControlView {
-        ControlView { owner: self.owner.clone(), listen: self.local_addr }
+        ControlView { role: self.role.subscribe(), outlets: self.outlets.clone(), listen: self.local_addr }
     }
 
     /// A recorded join token valid for `ttl` (for in-process agents).
@@ -355,7 +404,7 @@ impl ControlPlane {
     /// # Errors
     /// The console's refusal, as a sentence.
     pub async fn join_token(&self, ttl: Duration) -> Result<String, String> {
-        match self.owner.request(AdminRequest::IssueToken { ttl_secs: ttl.as_secs().max(1) }).await {
+        match self.view().request(AdminRequest::IssueToken { ttl_secs: ttl.as_secs().max(1) }).await {
             AdminResponse::Token(token) => Ok(token),
             AdminResponse::Error(err) => Err(err),
             other => Err(format!("unexpected answer to a token request: {other:?}")),
@@ -381,11 +430,8 @@ impl ControlPlane {
             warn!("some connections did not end within 5s");
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
-        self.owner_stop.cancel();
-        if let Some(task) = self.owner_task.take()
-            && task.await.is_err()
-        {
-            warn!("the owner task failed");
+        if let Some(running) = self.leadership.take() {
+            running.stop().await;
         }
         let _ = std::fs::remove_file(self.data_dir.join(ADDRESS_FILE));
         info!("control plane stopped");

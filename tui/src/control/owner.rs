@@ -246,18 +246,42 @@ pub struct Owner {
     last_tick: Instant,
 }
 
-/// The owner's inputs and outputs, for the rest of the console.
+/// What readers subscribe to, kept by the console across leaderships: each
+/// owner — and a standby's view of the store — publishes into the same
+/// channels, so a view keeps watching whoever answers.
+#[derive(Debug, Clone)]
+pub struct Outlets {
+    /// Where snapshots are published: subscribing makes the publisher
+    /// publish (it builds none while nobody watches).
+    pub snapshots: Arc<watch::Sender<Arc<ControlSnapshot>>>,
+    /// Events as they happen.
+    pub events: broadcast::Sender<ClusterEvent>,
+    /// Refusals and drops, counted by connection tasks.
+    pub counters: Arc<Counters>,
+}
+
+impl Outlets {
+    /// Fresh channels.
+    pub fn new() -> Self {
+        Self {
+            snapshots: Arc::new(watch::Sender::new(Arc::new(ControlSnapshot::default()))),
+            events: broadcast::channel(1024).0,
+            counters: Arc::new(Counters::default()),
+        }
+    }
+}
+
+impl Default for Outlets {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The owner's inputs, for the rest of the console.
 #[derive(Debug, Clone)]
 pub struct OwnerHandle {
     /// Inputs.
     pub inputs: mpsc::Sender<Input>,
-    /// Where snapshots are published: subscribing makes the owner publish
-    /// (it builds none while nobody watches).
-    pub snapshots: Arc<watch::Sender<Arc<ControlSnapshot>>>,
-    /// Events as they happen.
-    pub events: broadcast::Sender<ClusterEvent>,
-    /// Refusals and drops.
-    pub counters: Arc<Counters>,
 }
 
 impl OwnerHandle {
@@ -294,18 +318,17 @@ pub struct OwnerParts {
     pub events: EventLog,
     /// The store's writer and its progress.
     pub writer: (Writer, watch::Receiver<Progress>),
+    /// Where it publishes.
+    pub outlets: Outlets,
 }
 
 impl Owner {
     /// The owner over `parts`, and the handle to reach it.
     pub fn new(parts: OwnerParts) -> (Self, OwnerHandle, mpsc::Receiver<Input>) {
         let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
-        let snapshots = Arc::new(watch::Sender::new(Arc::new(ControlSnapshot::default())));
-        let counters = Arc::new(Counters::default());
         let (writer, progress) = parts.writer;
         let durable = progress.borrow().durable;
-        let handle =
-            OwnerHandle { inputs: inputs_tx, snapshots: snapshots.clone(), events: parts.events.notifier(), counters };
+        let handle = OwnerHandle { inputs: inputs_tx };
         let owner = Self {
             config: parts.config,
             pki: parts.pki,
@@ -321,7 +344,7 @@ impl Owner {
             submitted: durable,
             durable,
             held: VecDeque::new(),
-            snapshots,
+            snapshots: parts.outlets.snapshots,
             latest: None,
             last_tick: Instant::now(),
         };

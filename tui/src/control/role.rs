@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio::sync::watch;
 
 use crate::control::owner::{ControlSnapshot, OwnerHandle};
@@ -63,5 +64,26 @@ impl Role {
     /// Whether this is the leadership of `term`.
     pub fn leads_at(&self, term: u64) -> bool {
         matches!(self, Self::Leader { term: current, .. } if *current == term)
+    }
+
+    /// Answers an operator's request: the owner does while this console
+    /// leads; a standby answers `status` from what it knows of the store and
+    /// points every other request at the leader.
+    pub async fn answer(self, request: AdminRequest) -> AdminResponse {
+        match (self, request) {
+            (Self::Leader { owner, .. }, request) => owner.request(request).await,
+            (Self::Standby { snapshots, .. }, AdminRequest::Status) => {
+                AdminResponse::Status(snapshots.borrow().status.clone())
+            }
+            (standby @ Self::Standby { .. }, _) => AdminResponse::NotLeader { leader: standby.leader_address() },
+        }
+    }
+
+    /// A snapshot of now: the owner's (at most a tick old) or the standby's.
+    pub async fn snapshot(self) -> Option<Arc<ControlSnapshot>> {
+        match self {
+            Self::Leader { owner, .. } => owner.fresh_snapshot().await,
+            Self::Standby { snapshots, .. } => Some(snapshots.borrow().clone()),
+        }
     }
 }

@@ -480,7 +480,7 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
         let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
             Ok(Some(request)) => {
                 let role = context.role.borrow().clone();
-                answer_admin(role, request).await
+                role.answer(request).await
             }
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
@@ -500,19 +500,6 @@ fn cap_report(report: &mut InstanceReport) {
     cap_in_place(&mut report.message);
     if let Some(exit) = report.last_exit.as_mut() {
         cap_in_place(exit);
-    }
-}
-
-/// An operator's request: the owner answers while this console leads; a
-/// standby answers `status` from what it knows of the store and points
-/// every other request at the leader.
-async fn answer_admin(role: Role, request: AdminRequest) -> AdminResponse {
-    match (role, request) {
-        (Role::Leader { owner, .. }, request) => owner.request(request).await,
-        (Role::Standby { snapshots, .. }, AdminRequest::Status) => {
-            AdminResponse::Status(snapshots.borrow().status.clone())
-        }
-        (standby @ Role::Standby { .. }, _) => AdminResponse::NotLeader { leader: standby.leader_address() },
     }
 }
 
