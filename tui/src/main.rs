@@ -506,8 +506,7 @@ fn offline_tokens(config: &ConsoleConfig, request: AdminRequest) -> Result<Admin
 fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
     match command {
         PkiCommand::Export { file, force } => {
-            let bundle = PkiBundle::from_data_dir(data_dir)
-                .with_context(|| format!("failed to read the PKI of the data dir \"{}\"", data_dir.display()))?;
+            let bundle = PkiBundle::from_data_dir(data_dir).context("failed to export the PKI")?;
             bundle.write(&file, force).context("failed to export the PKI")?;
             println!(
                 "wrote the PKI of the cluster with CA SHA-256 {} to \"{}\"; it is as secret as the CA key: delete it once imported with `ringwatch pki import`",
@@ -516,9 +515,7 @@ fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
             );
         }
         PkiCommand::Import { file, force } => {
-            let outcome = offline::import_pki(data_dir, &file, force).with_context(|| {
-                format!("failed to import \"{}\" into the data dir \"{}\"", file.display(), data_dir.display())
-            })?;
+            let outcome = offline::import_pki(data_dir, &file, force).context("failed to import the PKI")?;
             let dir = data_dir.display();
             match outcome {
                 ImportOutcome::AlreadyPresent => {
