@@ -34,7 +34,7 @@
 //! | `RINGWATCH JOIN TOKEN KEY` | the join-token HMAC key (raw)    |
 
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -111,6 +111,9 @@ pub enum PkiError {
     /// A certificate request from an agent is unusable.
     #[error("the certificate request is invalid: {0}")]
     BadRequest(String),
+    /// A certificate does not parse.
+    #[error("the certificate is unusable: {0}")]
+    BadCertificate(String),
     /// The data dir has no cluster CA to export.
     #[error(
         "the data dir \"{0}\" holds no cluster CA: check --data-dir, or start the console once to make the cluster's PKI"
@@ -364,13 +367,13 @@ pub fn console_names(listen: SocketAddr) -> Vec<String> {
 /// prints it.
 ///
 /// # Errors
-/// [`PkiError::BadRequest`] when `cert` does not parse.
+/// [`PkiError::BadCertificate`] when `cert` does not parse.
 pub fn certificate_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, PkiError> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|err| PkiError::BadRequest(format!("not an X.509 certificate: {err}")))?;
+        .map_err(|err| PkiError::BadCertificate(format!("not an X.509 certificate: {err}")))?;
     let extension = parsed
         .subject_alternative_name()
-        .map_err(|err| PkiError::BadRequest(format!("unreadable subject alternative names: {err}")))?;
+        .map_err(|err| PkiError::BadCertificate(format!("unreadable subject alternative names: {err}")))?;
     let mut names: Vec<String> =
         extension.map(|extension| extension.value.general_names.iter().map(name_text).collect()).unwrap_or_default();
     names.sort();
@@ -380,12 +383,12 @@ pub fn certificate_names(cert: &CertificateDer<'_>) -> Result<Vec<String>, PkiEr
 fn name_text(name: &GeneralName<'_>) -> String {
     match name {
         GeneralName::DNSName(dns) => (*dns).to_string(),
-        GeneralName::IPAddress(bytes) => match bytes.len() {
-            4 => <[u8; 4]>::try_from(*bytes).map(|ip| IpAddr::from(Ipv4Addr::from(ip)).to_string()),
-            16 => <[u8; 16]>::try_from(*bytes).map(|ip| IpAddr::from(Ipv6Addr::from(ip)).to_string()),
-            _ => Ok(format!("IP {}", to_hex(bytes))),
+        GeneralName::IPAddress(bytes) => {
+            let ip = <[u8; 4]>::try_from(*bytes)
+                .map(IpAddr::from)
+                .or_else(|_| <[u8; 16]>::try_from(*bytes).map(IpAddr::from));
+            ip.map_or_else(|_| format!("IP {}", to_hex(bytes)), |ip| ip.to_string())
         }
-        .unwrap_or_else(|_| format!("IP {}", to_hex(bytes))),
         other => other.to_string(),
     }
 }
@@ -446,14 +449,15 @@ impl PkiBundle {
     /// [`PkiError::NoCa`] when the data dir has no CA; a refused, missing
     /// or corrupt key file.
     pub fn from_data_dir(dir: &Path) -> Result<Self, PkiError> {
-        // Waits for a console making the PKI right now; harmless otherwise.
-        let lock = match init_lock(dir) {
-            Ok(lock) => Some(lock),
-            Err(_) if !dir.join(CA_CERT_FILE).exists() => return Err(PkiError::NoCa(dir.to_path_buf())),
-            // A data dir we may read but not write still exports.
-            Err(_) => None,
-        };
         let ca_path = dir.join(CA_CERT_FILE);
+        // Checked first so that a mistyped --data-dir gets nothing written
+        // into it, not even the lock file.
+        if !ca_path.exists() {
+            return Err(PkiError::NoCa(dir.to_path_buf()));
+        }
+        // Waits for a console making the PKI right now; a data dir we may
+        // read but not write still exports.
+        let lock = init_lock(dir).ok();
         let Some(ca_pem) = files::read_optional(&ca_path).map_err(io(&ca_path))? else {
             return Err(PkiError::NoCa(dir.to_path_buf()));
         };
@@ -1031,7 +1035,8 @@ mod tests {
         assert!(matches!(err, PkiError::NoCa(_)), "{err}");
         let err = PkiBundle::from_data_dir(dir.path()).unwrap_err();
         assert!(matches!(err, PkiError::NoCa(_)), "{err}");
-        assert!(!dir.path().join(CA_CERT_FILE).exists(), "exporting makes nothing");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(left.is_empty(), "exporting writes nothing into the data dir: {left:?}");
     }
 
     #[test]
