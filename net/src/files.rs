@@ -36,6 +36,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Writes `bytes` to a new file `path`, as [`write_atomic`] does, but never
+/// over an existing file: the finished temporary file is hard-linked to
+/// `path`, which fails when `path` exists — no window between a check and
+/// the write.
+///
+/// # Errors
+/// [`io::ErrorKind::AlreadyExists`] when `path` exists; any other I/O error.
+/// The temporary file is removed either way.
+pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
+    let temp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::hard_link(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    let _ = fs::remove_file(&temp);
+    result
+}
+
 /// Reads `path`, or `None` if it does not exist.
 ///
 /// # Errors
@@ -114,6 +137,19 @@ mod tests {
         write_atomic(&path, b"two", PRIVATE).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn write_new_creates_a_private_file_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.pem");
+        write_new(&path, b"one", PRIVATE).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let err = write_new(&path, b"two", PRIVATE).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     }

@@ -7,9 +7,9 @@
 //! - [`endpoint`]: QUIC endpoints with large socket buffers.
 //! - [`tls`]: client TLS configs (CA-pinned join, mutual TLS) and the QUIC
 //!   transport settings both ends use.
-//! - [`files`]: atomic, fsynced writes; private files that refuse loose
-//!   permissions.
-//! - [`pem`]: PEM armour.
+//! - [`files`]: atomic, fsynced writes (also ones that never replace a
+//!   file); private files that refuse loose permissions.
+//! - [`pem`]: PEM armour, and reading files of several PEM sections.
 //! - [`signal`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`logging`]: the log filter and the stderr subscriber.
 

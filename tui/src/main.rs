@@ -3,7 +3,7 @@
 //! talk to a running console through its data dir.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ringwatch::config::ConfigFile;
 use ringwatch::control::admin::{self, AdminError};
 use ringwatch::control::offline;
-use ringwatch::control::pki::unix_now;
+use ringwatch::control::pki::{ImportOutcome, PkiBundle, unix_now};
 use ringwatch::control::{ConsoleConfig, ControlPlane};
 use ringwatch::demo::DemoFleet;
 use ringwatch::handle::ConsoleHandle;
@@ -158,6 +158,36 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
+    /// Shares the cluster's PKI (CA and join-token key) between the consoles
+    /// of one cluster: `export` on a console host, `import` on another.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Writes the cluster CA certificate, the CA's private key and the
+    /// join-token key to FILE (mode 0600). FILE is as secret as the CA key:
+    /// delete it once imported. Works whether or not the console runs.
+    Export {
+        /// The bundle file to write.
+        file: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Installs the PKI of FILE (from `pki export`) in the data dir; the
+    /// console then makes its own server certificate, signed by that CA, on
+    /// start. A data dir that already holds another CA is refused.
+    Import {
+        /// The bundle file (refused when group or others may read it).
+        file: PathBuf,
+        /// Replace another CA or join-token key in the data dir: the agents
+        /// and join tokens of the old one stop working. Never while a
+        /// console runs on the data dir.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(Command::WhatIf { node }) => act(&config, OperatorAction::WhatIf { node }, true).await,
             Some(Command::Revoke { node }) => done(&config, &AdminRequest::Revoke(node)).await,
             Some(Command::Resume { plan }) => act(&config, OperatorAction::Resume, plan.dry_run).await,
+            Some(Command::Pki(command)) => pki(&config.data_dir, command),
         }
     })
 }
@@ -469,6 +500,40 @@ fn offline_tokens(config: &ConsoleConfig, request: AdminRequest) -> Result<Admin
     )
     .with_context(|| format!("failed to use the data dir \"{}\"", dir.display()))?;
     Ok(response)
+}
+
+/// `ringwatch pki export|import`: straight on the data dir's files.
+fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
+    match command {
+        PkiCommand::Export { file, force } => {
+            let bundle = PkiBundle::from_data_dir(data_dir).context("failed to export the PKI")?;
+            bundle.write(&file, force).context("failed to export the PKI")?;
+            println!(
+                "wrote the PKI of the cluster with CA SHA-256 {} to \"{}\"; it is as secret as the CA key: delete it once imported with `ringwatch pki import`",
+                bundle.ca_fingerprint(),
+                file.display()
+            );
+        }
+        PkiCommand::Import { file, force } => {
+            let outcome = offline::import_pki(data_dir, &file, force).context("failed to import the PKI")?;
+            let dir = data_dir.display();
+            match outcome {
+                ImportOutcome::AlreadyPresent => {
+                    println!("the data dir \"{dir}\" already holds this PKI; nothing changed")
+                }
+                ImportOutcome::Imported => println!(
+                    "imported the cluster's PKI into \"{dir}\": the console there makes its own certificate on start"
+                ),
+                ImportOutcome::ReplacedCa(previous) => println!(
+                    "replaced the CA (SHA-256 {previous}) of \"{dir}\": agents that joined with it must join again with a new token"
+                ),
+                ImportOutcome::ReplacedTokenKey => {
+                    println!("replaced the join-token key of \"{dir}\": the join tokens issued there no longer work")
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Sends a request answered by a sentence, and prints it.

@@ -23,6 +23,8 @@
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
+//! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
+//!   `pki import`: an agent verifies either, tokens verify on both.
 //! - `scale`: the at-scale bench's swarm start-up and `bare_quinn` floor
 //!   server, at small scale.
 //! - `workloads`: tasks — placement, failover, delayed failover, drains,
@@ -37,6 +39,7 @@ mod control_plane;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
+mod pki;
 mod refusals;
 mod scale;
 mod tui;

@@ -19,7 +19,8 @@
 //! - [`pki`]: CA and certificates.
 //! - [`tls`]: the QUIC server config and transport limits.
 //! - [`admin`]: the client side of the admin channel (`ringwatch status`).
-//! - [`offline`]: what the command line does on a data dir no console holds.
+//! - [`offline`]: what the command line does on a data dir no console holds
+//!   (join tokens, importing a PKI).
 
 pub mod admin;
 pub mod admission;
@@ -315,7 +316,8 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
 
 impl ControlPlane {
     /// Starts the control plane: takes the data dir's lock, loads or makes
-    /// the PKI, opens and loads the store, binds the endpoint, writes the
+    /// the PKI (reissuing the console's certificate for this listen
+    /// address), opens and loads the store, binds the endpoint, writes the
     /// address file and starts the owner.
     ///
     /// # Errors
@@ -323,7 +325,7 @@ impl ControlPlane {
     pub async fn start(config: ConsoleConfig, shutdown: CancellationToken) -> Result<Self, ConsoleError> {
         let dir = config.data_dir.clone();
         let lock_file = lock_data_dir(&dir)?;
-        let pki = Arc::new(ClusterPki::load_or_create(&dir)?);
+        let pki = Arc::new(ClusterPki::load_for_console(&dir, config.listen)?);
         let path = dir.join(STATE_FILE);
         let (store, loaded) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut store = RedbStore::open(&path)?;

@@ -1,11 +1,12 @@
 //! What the command line does on a data dir no console holds: join tokens
 //! are issued, listed and revoked straight in the store, under the data
 //! dir's lock, exactly as a running console records them — so a token made
-//! before the console starts is one it knows.
+//! before the console starts is one it knows; and a PKI bundle is imported
+//! (a running console would go on with the PKI it loaded).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::control::pki::ClusterPki;
+use crate::control::pki::{ClusterPki, DirPki, ImportOutcome, PkiBundle, PkiError};
 use crate::control::records::Change;
 use crate::control::registry::Registry;
 use crate::control::store::redb::RedbStore;
@@ -45,4 +46,48 @@ pub fn with_registry<T>(
         store.commit(&Batch { seq: 0, changes, events })?;
     }
     Ok(outcome)
+}
+
+/// Why a PKI bundle was not imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A console runs on the data dir: it holds the PKI it loaded, and
+    /// would hand out certificates of the old CA.
+    #[error("a console is running with data dir \"{0}\": stop it before importing a PKI into its data dir")]
+    ConsoleRunning(PathBuf),
+    /// The bundle, the data dir or their combination is refused.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The data dir's lock could not be taken.
+    #[error(transparent)]
+    Console(ConsoleError),
+}
+
+/// `ringwatch pki import`: installs the bundle at `bundle_path` in
+/// `data_dir`. Nothing is written — so a running console is no obstacle —
+/// when the data dir already holds the bundle's PKI; anything else happens
+/// under the data dir's lock.
+///
+/// # Errors
+/// [`ImportError`]: a bundle others may read or that is not one, a data dir
+/// with another CA or token key (unless `force`), a console running on it.
+pub fn import_pki(data_dir: &Path, bundle_path: &Path, force: bool) -> Result<ImportOutcome, ImportError> {
+    let bundle = PkiBundle::read(bundle_path)?;
+    // Refusals first: an operator told to stop the console should not then
+    // learn that the import was never possible.
+    match bundle.compare(data_dir)? {
+        DirPki::Same => return Ok(ImportOutcome::AlreadyPresent),
+        DirPki::OtherCa(present) if !force => {
+            return Err(
+                PkiError::OtherCa { dir: data_dir.to_path_buf(), present, bundle: bundle.ca_fingerprint() }.into()
+            );
+        }
+        DirPki::OtherTokenKey if !force => return Err(PkiError::OtherTokenKey(data_dir.to_path_buf()).into()),
+        _ => {}
+    }
+    let _lock = lock_data_dir(data_dir).map_err(|err| match err {
+        ConsoleError::AlreadyRunning(dir) => ImportError::ConsoleRunning(dir),
+        other => ImportError::Console(other),
+    })?;
+    Ok(bundle.install(data_dir, force)?)
 }
