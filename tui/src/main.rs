@@ -14,12 +14,12 @@ use ringwatch::config::ConfigFile;
 use ringwatch::control::admin::{self, AdminError};
 use ringwatch::control::offline;
 use ringwatch::control::pki::{ImportOutcome, PkiBundle, unix_now};
-use ringwatch::control::{ConsoleConfig, ControlPlane};
+use ringwatch::control::{ConsoleConfig, ControlPlane, GroupStore, StoreChoice};
 use ringwatch::demo::DemoFleet;
 use ringwatch::handle::ConsoleHandle;
 use ringwatch::local::{self, LocalConsole};
 use ringwatch::ui::UiOptions;
-use ringwatch_shared::duration::parse_unbounded;
+use ringwatch_shared::duration::{parse_duration, parse_unbounded};
 use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +54,42 @@ struct CommonArgs {
     /// what the embedded local agent may run).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    group: GroupArgs,
+}
+
+/// A console of a highly available group (README.md, "Running several
+/// consoles"); needs a ringwatch built with the `etcd` feature.
+#[derive(Debug, Args, Clone)]
+struct GroupArgs {
+    /// Keep the records in etcd and join the group of consoles sharing it:
+    /// etcd://HOST:PORT[,HOST:PORT…]. One console leads; the others stand
+    /// by and take over when it dies [default: the embedded database].
+    #[arg(long, value_name = "URL", global = true)]
+    store: Option<String>,
+    /// Every key of the group starts with this prefix.
+    #[arg(long, value_name = "PREFIX", default_value = "/ringwatch/", global = true)]
+    etcd_prefix: String,
+    /// TLS to etcd: the CA of its server certificate (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    etcd_ca: Option<PathBuf>,
+    /// TLS to etcd: a client certificate (PEM), when etcd checks clients.
+    #[arg(long, value_name = "FILE", global = true, requires = "etcd_key")]
+    etcd_cert: Option<PathBuf>,
+    /// TLS to etcd: the client certificate's key (PEM).
+    #[arg(long, value_name = "FILE", global = true, requires = "etcd_cert")]
+    etcd_key: Option<PathBuf>,
+    /// The leader's etcd lease: a leader that cannot renew it for half this
+    /// long steps down; a standby takes over once it lapses.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration, global = true)]
+    lease_ttl: Duration,
+    /// This console's name in the group [default: the host name].
+    #[arg(long, value_name = "NAME", global = true)]
+    name: Option<String>,
+    /// The address agents and other consoles reach this console on
+    /// [default: the listen address; loopback when it is unspecified].
+    #[arg(long, value_name = "ADDR", global = true)]
+    advertise: Option<SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +346,24 @@ fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
     if let Some(listen) = common.listen {
         config.listen = listen;
     }
+    let group = &common.group;
+    if let Some(url) = &group.store {
+        if group.etcd_ca.is_none() && (group.etcd_cert.is_some() || group.etcd_key.is_some()) {
+            anyhow::bail!("--etcd-cert and --etcd-key need --etcd-ca (the CA of etcd's server certificate)");
+        }
+        config.store = StoreChoice::Group(GroupStore {
+            url: url.clone(),
+            prefix: group.etcd_prefix.clone(),
+            ca: group.etcd_ca.clone(),
+            cert: group.etcd_cert.clone(),
+            key: group.etcd_key.clone(),
+            lease_ttl: group.lease_ttl,
+        });
+    }
+    if let Some(name) = &group.name {
+        config.name.clone_from(name);
+    }
+    config.advertise = group.advertise;
     Ok(Settings { console: config, local_agent_allow_exec })
 }
 

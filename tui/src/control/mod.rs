@@ -25,6 +25,8 @@
 pub mod admin;
 pub mod admission;
 pub mod events;
+#[cfg(feature = "etcd")]
+pub mod group;
 pub mod join;
 pub mod liveness;
 pub mod nodes;
@@ -76,7 +78,7 @@ pub const LOCK_FILE: &str = "console.lock";
 /// The embedded database.
 pub const STATE_FILE: &str = "state.redb";
 /// Events loaded from the store at start, for views.
-const LOADED_EVENTS: usize = events::RECENT_EVENTS;
+pub(crate) const LOADED_EVENTS: usize = events::RECENT_EVENTS;
 
 /// How the control plane runs.
 #[derive(Debug, Clone)]
@@ -106,6 +108,38 @@ pub struct ConsoleConfig {
     pub placement_seed: Option<u64>,
     /// This console's name, in `status` and in a group's leader election.
     pub name: String,
+    /// Where the records live.
+    pub store: StoreChoice,
+    /// The address this console gives agents and the other consoles of its
+    /// group; by default the one it listens on (on loopback when that is
+    /// unspecified).
+    pub advertise: Option<SocketAddr>,
+}
+
+/// Where a console keeps its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded database in the data dir: one console.
+    Embedded,
+    /// A group of consoles on etcd.
+    Group(GroupStore),
+}
+
+/// How a console of a group reaches its etcd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStore {
+    /// `etcd://HOST:PORT[,HOST:PORT…]`.
+    pub url: String,
+    /// Every key of the group starts with it.
+    pub prefix: String,
+    /// TLS: the CA of etcd's certificate.
+    pub ca: Option<PathBuf>,
+    /// TLS: a client certificate, when etcd checks clients.
+    pub cert: Option<PathBuf>,
+    /// TLS: its key.
+    pub key: Option<PathBuf>,
+    /// The leader's lease.
+    pub lease_ttl: Duration,
 }
 
 impl ConsoleConfig {
@@ -124,6 +158,8 @@ impl ConsoleConfig {
             console_beat: Duration::from_secs(1),
             placement_seed: None,
             name: crate::local::local_node_name(),
+            store: StoreChoice::Embedded,
+            advertise: None,
         }
     }
 }
@@ -148,6 +184,9 @@ pub enum ConsoleError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The group's store is misconfigured or unavailable.
+    #[error("{0}")]
+    Group(String),
     /// The QUIC endpoint could not be set up.
     #[error("failed to listen on {addr}: {reason}")]
     Listen {
@@ -326,15 +365,6 @@ impl ControlPlane {
         let dir = config.data_dir.clone();
         let lock_file = lock_data_dir(&dir)?;
         let pki = Arc::new(ClusterPki::load_for_console(&dir, config.listen)?);
-        let path = dir.join(STATE_FILE);
-        let (store, loaded) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut store = RedbStore::open(&path)?;
-            let loaded = store.load(LOADED_EVENTS)?;
-            Ok((store, loaded))
-        })
-        .await
-        .map_err(|err| ConsoleError::Io { path: dir.join(STATE_FILE), source: std::io::Error::other(err) })??;
-
         let server_config =
             tls::server_config(&pki).map_err(|reason| ConsoleError::Listen { addr: config.listen, reason })?;
         let endpoint = ringwatch_net::endpoint(config.listen, Some(server_config))
@@ -342,32 +372,16 @@ impl ControlPlane {
         let local_addr = endpoint
             .local_addr()
             .map_err(|err| ConsoleError::Listen { addr: config.listen, reason: err.to_string() })?;
-
+        let advertised = config.advertise.unwrap_or_else(|| crate::local::loopback(local_addr));
         let outlets = Outlets::new();
-        // A single console leads itself, at term 0, for its whole life.
-        let console = ConsoleStatus {
-            name: config.name.clone(),
-            address: local_addr.to_string(),
-            role: ConsoleRole::Leader,
-            term: 0,
-            leader: Some(local_addr.to_string()),
-            store_problem: None,
+        let (role, leadership) = match &config.store {
+            StoreChoice::Embedded => Self::start_single(&config, &pki, &outlets, advertised).await?,
+            StoreChoice::Group(group) => {
+                Self::start_group(&config, group, &pki, &outlets, advertised, shutdown.child_token()).await?
+            }
         };
-        let (owner, running) = start_owner(
-            OwnerStart {
-                config: &config,
-                pki: pki.clone(),
-                loaded,
-                store: Box::new(store),
-                console,
-                outlets: outlets.clone(),
-            },
-            &format!("console listening on {local_addr}"),
-        )?;
         let address_path = dir.join(ADDRESS_FILE);
         files::write_atomic(&address_path, format!("{local_addr}\n").as_bytes(), PUBLIC).map_err(io(&address_path))?;
-
-        let role = watch::Sender::new(Role::Leader { owner, term: 0 });
         let tracker = TaskTracker::new();
         let context = Arc::new(ServerContext {
             role: role.subscribe(),
@@ -385,10 +399,92 @@ impl ControlPlane {
             endpoint,
             tracker,
             shutdown,
-            leadership: Some(running),
+            leadership: Some(leadership),
             _lock: lock_file,
             data_dir: dir,
         })
+    }
+
+    /// A single console: the embedded database, and it leads itself, at
+    /// term 0, for its whole life.
+    async fn start_single(
+        config: &ConsoleConfig,
+        pki: &Arc<ClusterPki>,
+        outlets: &Outlets,
+        address: SocketAddr,
+    ) -> Result<(watch::Sender<Role>, Running), ConsoleError> {
+        let path = config.data_dir.join(STATE_FILE);
+        let (store, loaded) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut store = RedbStore::open(&path)?;
+            let loaded = store.load(LOADED_EVENTS)?;
+            Ok((store, loaded))
+        })
+        .await
+        .map_err(|err| ConsoleError::Io {
+            path: config.data_dir.join(STATE_FILE),
+            source: std::io::Error::other(err),
+        })??;
+        let console = ConsoleStatus {
+            name: config.name.clone(),
+            address: address.to_string(),
+            role: ConsoleRole::Leader,
+            term: 0,
+            leader: Some(address.to_string()),
+            store_problem: None,
+        };
+        let (owner, running) = start_owner(
+            OwnerStart { config, pki: pki.clone(), loaded, store: Box::new(store), console, outlets: outlets.clone() },
+            &format!("console listening on {address}"),
+        )?;
+        Ok((watch::Sender::new(Role::Leader { owner, term: 0 }), running))
+    }
+
+    /// A console of a group on etcd: it stands by until it wins the
+    /// leadership (ARCHITECTURE.md, "Several consoles").
+    #[cfg(feature = "etcd")]
+    async fn start_group(
+        config: &ConsoleConfig,
+        group: &GroupStore,
+        pki: &Arc<ClusterPki>,
+        outlets: &Outlets,
+        address: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Result<(watch::Sender<Role>, Running), ConsoleError> {
+        use self::store::etcd::{Etcd, EtcdOptions, EtcdTls, LeaderInfo};
+        let mut options = EtcdOptions::from_url(&group.url).map_err(|err| ConsoleError::Group(err.to_string()))?;
+        options.prefix.clone_from(&group.prefix);
+        options.lease_ttl = group.lease_ttl;
+        options.tls = group.ca.clone().map(|ca| EtcdTls { ca, cert: group.cert.clone(), key: group.key.clone() });
+        let options = options.validated().map_err(|err| ConsoleError::Group(err.to_string()))?;
+        let etcd = Etcd::connect(options).await?;
+        let role = watch::Sender::new(Role::Standby { leader: None, snapshots: outlets.snapshots.subscribe() });
+        let member = group::Group {
+            etcd,
+            config: config.clone(),
+            pki: pki.clone(),
+            outlets: outlets.clone(),
+            role: role.clone(),
+            info: LeaderInfo { name: config.name.clone(), address: address.to_string() },
+        };
+        let stop = shutdown.clone();
+        let task = tokio::spawn(member.run(shutdown));
+        Ok((role, Running { stop, task }))
+    }
+
+    /// Without the `etcd` feature there is no group to join.
+    #[cfg(not(feature = "etcd"))]
+    async fn start_group(
+        _config: &ConsoleConfig,
+        group: &GroupStore,
+        _pki: &Arc<ClusterPki>,
+        _outlets: &Outlets,
+        _address: SocketAddr,
+        _shutdown: CancellationToken,
+    ) -> Result<(watch::Sender<Role>, Running), ConsoleError> {
+        Err(ConsoleError::Group(format!(
+            "--store {} needs a ringwatch built with the etcd feature (cargo build --release -p ringwatch --features etcd; it needs protoc)",
+            group.url
+        )))
     }
 
     /// The address agents connect to.
