@@ -625,6 +625,7 @@ async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&status).context("failed to encode the status")?);
     } else {
+        print!("{}", ringwatch::report::console_line(&status.console));
         print!("{}", ringwatch::report::status_table(&status));
         if !status.tasks.is_empty() {
             println!();

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use ringwatch_shared::protocol::TokenInfo;
-use ringwatch_shared::status::{ClusterStatus, NodeState};
+use ringwatch_shared::status::{ClusterStatus, ConsoleRole, ConsoleStatus, NodeState};
 use ringwatch_shared::task::TaskSpec;
 
 /// Bytes as a short human figure (`1.2G`).
@@ -107,6 +107,34 @@ fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     for row in std::iter::once(&header).chain(rows) {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+/// A line about the console that answered, when it belongs to a group or
+/// its store is in trouble; nothing for a healthy single console.
+pub fn console_line(console: &ConsoleStatus) -> String {
+    let mut out = String::new();
+    match console.role {
+        ConsoleRole::Standby => {
+            let leader = console.leader.as_deref().unwrap_or("none yet");
+            let _ = writeln!(
+                out,
+                "console \"{}\" ({}) is a standby; the leader is {leader} (term {})",
+                console.name, console.address, console.term
+            );
+        }
+        ConsoleRole::Leader if console.term > 0 => {
+            let _ = writeln!(
+                out,
+                "console \"{}\" ({}) leads the group (term {})",
+                console.name, console.address, console.term
+            );
+        }
+        ConsoleRole::Leader => {}
+    }
+    if let Some(problem) = &console.store_problem {
+        let _ = writeln!(out, "WARNING: the state store cannot be written; no decision takes effect: {problem}");
     }
     out
 }

@@ -16,7 +16,7 @@ use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::{OperatorAction, Plan};
 use ringwatch_shared::ring::stable_hash;
-use ringwatch_shared::status::{ClusterEvent, InstanceStatus, NodeState, NodeStatus, TaskStatus};
+use ringwatch_shared::status::{ClusterEvent, ConsoleStatus, InstanceStatus, NodeState, NodeStatus, TaskStatus};
 
 use crate::handle::Snapshot;
 use crate::ui::format::contains_ignore_case;
@@ -695,6 +695,8 @@ pub struct App {
     /// Why automatic failover is paused, if it is: shown loudly on every
     /// view until resumed.
     pub(crate) failover_paused: Option<String>,
+    /// The console answering: leader or standby, its store's health.
+    pub(crate) console: ConsoleStatus,
     /// A plan awaiting confirmation (or, for what-if, reading).
     pub(crate) dialog: Option<PlanDialog>,
     /// A list to pick an instance or a node from, for `r` and `m`.
@@ -756,6 +758,7 @@ impl App {
             instances: 0,
             headroom: Headroom::default(),
             failover_paused: None,
+            console: ConsoleStatus::default(),
             dialog: None,
             picker: None,
             command_line: None,
@@ -794,6 +797,7 @@ impl App {
         }
         self.headroom = status.headroom;
         self.failover_paused = status.failover_paused;
+        self.console = status.console;
         self.tasks = status.tasks.into_iter().map(TaskRow::from).collect();
         self.refresh_tasks();
         self.record_history();

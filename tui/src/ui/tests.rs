@@ -1575,3 +1575,26 @@ fn every_popup_survives_every_size() {
         draw(&mut app, width, height);
     }
 }
+
+#[test]
+fn a_standby_says_so_in_the_header_and_a_broken_store_in_a_banner() {
+    use ringwatch_shared::status::{ConsoleRole, ConsoleStatus};
+    let mut app = app_with_tasks();
+    let mut standby = with_tasks(snapshot());
+    standby.status.console = ConsoleStatus {
+        name: "c2".into(),
+        address: "10.0.0.2:7443".into(),
+        role: ConsoleRole::Standby,
+        term: 12,
+        leader: Some("10.0.0.1:7443".into()),
+        store_problem: None,
+    };
+    app.apply_snapshot(standby.clone(), 201_000);
+    let header = screen(&draw(&mut app, 120, 30));
+    assert!(header.lines().next().unwrap().contains("standby · leader 10.0.0.1:7443"), "{header}");
+
+    standby.status.console.store_problem = Some("etcd at \"127.0.0.1:2379\" cannot be reached".into());
+    app.apply_snapshot(standby, 202_000);
+    let banner = screen(&draw(&mut app, 120, 30));
+    assert!(banner.contains("the state store cannot be written; no decision takes effect"), "{banner}");
+}

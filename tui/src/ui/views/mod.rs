@@ -31,6 +31,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::describe;
+use ringwatch_shared::status::ConsoleRole;
 
 use crate::ui::format;
 use crate::ui::keys::command_hint;
@@ -45,7 +46,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Hits {
         too_small::draw(frame, area);
         return hits;
     }
-    let banner_rows = u16::from(app.failover_paused.is_some());
+    let alarm = banner_text(app);
+    let banner_rows = u16::from(alarm.is_some());
     let [header, cluster, banner, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
@@ -56,8 +58,8 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) -> Hits {
     .areas(area);
     draw_header(frame, header, app, &mut hits);
     draw_cluster_bar(frame, cluster, app);
-    if let Some(reason) = &app.failover_paused {
-        draw_banner(frame, banner, reason);
+    if let Some(text) = &alarm {
+        draw_banner(frame, banner, text);
     }
     match app.view {
         View::Overview => overview::draw(frame, body, app, &mut hits),
@@ -112,6 +114,32 @@ pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
     Rect::new(area.x + (area.width - width) / 2, area.y + (area.height - height) / 2, width, height)
 }
 
+/// What the red banner says: a store that cannot be written (no decision
+/// takes effect), then a failover pause.
+fn banner_text(app: &App) -> Option<String> {
+    match (&app.console.store_problem, &app.failover_paused) {
+        (Some(problem), _) => Some(format!("the state store cannot be written; no decision takes effect: {problem}")),
+        (None, Some(reason)) => Some(reason.clone()),
+        (None, None) => None,
+    }
+}
+
+/// Which console answers, when it is one of a group: ` standby · leader
+/// ADDR ` or ` leader · term N `; nothing for a single console.
+fn console_badge(app: &App) -> Option<Span<'static>> {
+    let console = &app.console;
+    match console.role {
+        ConsoleRole::Standby => {
+            let leader = console.leader.as_deref().unwrap_or("none yet");
+            Some(Span::styled(format!(" standby · leader {leader} "), Style::new().fg(Color::Black).bg(Color::Yellow)))
+        }
+        ConsoleRole::Leader if console.term > 0 => {
+            Some(Span::styled(format!(" leader · term {} ", console.term), theme::dim()))
+        }
+        ConsoleRole::Leader => None,
+    }
+}
+
 fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
     let mut spans = vec![Span::styled(format!(" {} ", app.title), theme::title().add_modifier(Modifier::REVERSED))];
     spans.push(Span::raw(" "));
@@ -134,7 +162,8 @@ fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
     // The right side as far as it fits: the demo badge, then the address.
     let demo = app.demo.then(|| Span::styled(" demo ", Style::new().fg(Color::Black).bg(Color::Yellow)));
     let listen = app.listen.map(|listen| Span::styled(format!(" {listen} "), theme::dim()));
-    for candidate in [vec![demo.clone(), listen], vec![demo]] {
+    let badge = console_badge(app);
+    for candidate in [vec![demo.clone(), badge.clone(), listen], vec![demo.clone(), badge], vec![demo]] {
         let right: Vec<Span<'_>> = candidate.into_iter().flatten().collect();
         let width = span_width_usize(&right);
         if width > 0 && used + width <= usize::from(area.width) {
