@@ -455,6 +455,13 @@ const NOT_RUNNING: u8 = 3;
 /// message is printed).
 async fn ask(config: &ConsoleConfig, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
     match admin::request(&config.data_dir, request).await {
+        Ok(AdminResponse::NotLeader { leader }) => anyhow::bail!(
+            "the console of this data dir is a standby of its group and changes nothing; {}",
+            match leader {
+                Some(leader) => format!("the leader is {leader}: run the command on its host"),
+                None => "no console leads the group now (is etcd reachable?)".to_string(),
+            }
+        ),
         Ok(response) => Ok(Ok(response)),
         Err(err @ AdminError::NotRunning(_)) => {
             eprintln!("ringwatch: {err}");
