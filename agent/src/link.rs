@@ -208,14 +208,20 @@ pub async fn run(
             }
             continue;
         };
-        let endpoint = endpoints.for_peer(console)?;
         // Give up on a silent address sooner when another console waits.
         let patience = policy.has_alternatives(console).then_some(HANDSHAKE_TIMEOUT);
         let started = Instant::now();
-        let attempt = Attempt { config, endpoint: &endpoint, console, patience, terms: &terms, shutdown };
-        let attempt = match credentials {
-            Some(credentials) => attempt.session(&credentials, metrics.clone(), workers.as_deref_mut()).await,
-            None => attempt.join().await,
+        let attempt = match endpoints.for_peer(console) {
+            Ok(endpoint) => {
+                let attempt = Attempt { config, endpoint: &endpoint, console, patience, terms: &terms, shutdown };
+                match credentials {
+                    Some(credentials) => attempt.session(&credentials, metrics.clone(), workers.as_deref_mut()).await,
+                    None => attempt.join().await,
+                }
+            }
+            // No socket of this address's family (a host without IPv6): another console may do.
+            Err(err) if patience.is_some() => Err(LinkFailure::Retry(err.to_string())),
+            Err(err) => return Err(err),
         };
         // Shut down while connecting: no session, no goodbye to say.
         if shutdown.is_cancelled() && !matches!(attempt, Err(LinkFailure::Fatal(_))) {
