@@ -49,6 +49,31 @@ pub enum ConsoleAddrError {
     },
 }
 
+/// Why a console's DNS name gave no address.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The lookup failed.
+    #[error("cannot resolve the console address \"{entry}\": {source}")]
+    Lookup {
+        /// The entry, `HOST:PORT`.
+        entry: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+    /// The lookup succeeded with no address.
+    #[error("the console address \"{entry}\" resolves to no address")]
+    NoAddress {
+        /// The entry, `HOST:PORT`.
+        entry: String,
+    },
+    /// The lookup took too long.
+    #[error("resolving the console address \"{entry}\" took longer than {}s", RESOLVE_TIMEOUT.as_secs())]
+    TimedOut {
+        /// The entry, `HOST:PORT`.
+        entry: String,
+    },
+}
+
 /// One console address: an IP address, or a DNS name resolved at each
 /// connection attempt (it may name several consoles).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -69,20 +94,20 @@ impl ConsoleAddr {
     /// that does not resolve stands for none).
     ///
     /// # Errors
-    /// A sentence naming the entry when a DNS name does not resolve.
-    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, String> {
-        match self {
-            Self::Ip(addr) => Ok(vec![*addr]),
-            Self::Name { host, port } => {
-                match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host.as_str(), *port))).await {
-                    Ok(Ok(addrs)) => {
-                        let addrs: Vec<SocketAddr> = addrs.collect();
-                        if addrs.is_empty() { Err(format!("\"{self}\" resolves to no address")) } else { Ok(addrs) }
-                    }
-                    Ok(Err(err)) => Err(format!("cannot resolve \"{self}\": {err}")),
-                    Err(_) => Err(format!("resolving \"{self}\" took longer than {}s", RESOLVE_TIMEOUT.as_secs())),
-                }
+    /// When a DNS name does not resolve.
+    pub async fn resolve(&self) -> Result<Vec<SocketAddr>, ResolveError> {
+        let (host, port) = match self {
+            Self::Ip(addr) => return Ok(vec![*addr]),
+            Self::Name { host, port } => (host.as_str(), *port),
+        };
+        let entry = || self.to_string();
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                if addrs.is_empty() { Err(ResolveError::NoAddress { entry: entry() }) } else { Ok(addrs) }
             }
+            Ok(Err(source)) => Err(ResolveError::Lookup { entry: entry(), source }),
+            Err(_) => Err(ResolveError::TimedOut { entry: entry() }),
         }
     }
 }
@@ -157,9 +182,9 @@ impl Consoles {
         &self.0
     }
 
-    /// Every address the entries stand for now, in order, each once, and a
-    /// sentence for each name that did not resolve.
-    pub async fn resolve(&self) -> (Vec<SocketAddr>, Vec<String>) {
+    /// Every address the entries stand for now, in order, each once, and
+    /// why each name that did not resolve did not.
+    pub async fn resolve(&self) -> (Vec<SocketAddr>, Vec<ResolveError>) {
         let mut addrs: Vec<SocketAddr> = Vec::new();
         let mut problems = Vec::new();
         for entry in &self.0 {
@@ -476,7 +501,7 @@ mod tests {
         let (addrs, problems) = consoles.resolve().await;
         assert_eq!(addrs, [addr(7443)]);
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].contains("\"nowhere.invalid:7443\""), "{problems:?}");
+        assert!(problems[0].to_string().contains("\"nowhere.invalid:7443\""), "{problems:?}");
     }
 
     #[test]

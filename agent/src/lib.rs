@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use consoles::{ConsoleAddr, ConsoleAddrError, Consoles};
+pub use consoles::{ConsoleAddr, ConsoleAddrError, Consoles, ResolveError};
 pub use endpoints::Endpoints;
 pub use error::AgentError;
 pub use link::LinkConfig;
