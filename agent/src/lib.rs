@@ -11,6 +11,9 @@
 //! - [`collector`]: host sampling on a thread of its own.
 //! - [`supervisor`]: assigned instances as child processes: restart, stop, fencing.
 //! - [`link`]: join, connect, heartbeat, reconnect.
+//! - [`consoles`]: the `--console` list and which console to try next
+//!   (following the leader among several).
+//! - [`endpoints`]: the QUIC endpoints that reach the consoles.
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
 //! - [`swarm`]: many simulated agents in one process.
 //! - [`error`]: the library's error type.
@@ -18,7 +21,9 @@
 //! Endpoints, TLS configs and durable files come from `ringwatch-net`.
 
 pub mod collector;
+pub mod consoles;
 pub mod credentials;
+pub mod endpoints;
 pub mod error;
 pub mod link;
 pub mod supervisor;
@@ -28,6 +33,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use consoles::{ConsoleAddr, ConsoleAddrError, Consoles, ResolveError};
+pub use endpoints::Endpoints;
 pub use error::AgentError;
 pub use link::LinkConfig;
 use link::Workers;
@@ -58,16 +65,18 @@ pub async fn run_agent(
     let pids = supervisor.clone();
     let metrics = collector::spawn(sampler_stop.clone(), Some(Arc::new(move || pids.pids())))
         .map_err(AgentError::io("metrics thread"))?;
-    let endpoint = client_endpoint(config.console)?;
+    let endpoints = Endpoints::new();
     let mut workers =
         Workers { supervisor: supervisor.clone(), reports, last_word: Arc::new(Mutex::new(Instant::now())) };
     // Fencing runs whether or not a connection is up.
     let fencing = tokio::spawn(fence(supervisor.clone(), workers.last_word.clone(), sampler_stop.clone()));
-    let result = link::run(&config, &endpoint, metrics, Some(&mut workers), &shutdown).await;
+    // The supervisor and fencing live here, across sessions and consoles:
+    // nothing the link does between consoles stops an instance.
+    let result = link::run(&config, &endpoints, metrics, Some(&mut workers), &shutdown).await;
     supervisor.shutdown().await;
     sampler_stop.cancel();
     let _ = fencing.await;
-    endpoint.wait_idle().await;
+    endpoints.wait_idle().await;
     result
 }
 
@@ -106,7 +115,8 @@ async fn fence(supervisor: Supervisor, last_word: Arc<Mutex<Instant>>, stop: Can
     }
 }
 
-/// A client-only QUIC endpoint for reaching `console`.
+/// A client-only QUIC endpoint for reaching `console` (one address;
+/// [`Endpoints`] serves a list).
 ///
 /// # Errors
 /// When the socket cannot be bound.

@@ -1,14 +1,13 @@
 //! `ringwatch-agent`: the command line over the agent library.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ringwatch_agent::swarm::SwarmConfig;
-use ringwatch_agent::{LinkConfig, SupervisorConfig};
+use ringwatch_agent::{Consoles, LinkConfig, SupervisorConfig};
 use ringwatch_shared::duration::parse_duration;
 use ringwatch_shared::protocol::PROTOCOL_VERSION;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +18,8 @@ use tracing::{error, info};
 ///
 /// First run: `ringwatch-agent --console HOST:7443 --token TOKEN` (the token
 /// comes from `ringwatch join-token` on the console). Later runs need only
-/// `--console`: the credentials are kept in the data dir.
+/// `--console`: the credentials are kept in the data dir. With several
+/// consoles, `--console A:7443,B:7443,C:7443`: the agent finds the leader.
 #[derive(Debug, Parser)]
 #[command(name = "ringwatch-agent", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -38,9 +38,11 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The console's address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", required = true)]
-    console: Option<String>,
+    /// The consoles, HOST:PORT[,HOST:PORT…] (repeatable). The agent connects
+    /// to any of them and follows the one that leads; a DNS name stands for
+    /// every address it resolves to, looked up again at each connection.
+    #[arg(long, value_name = "ADDRS", required = true)]
+    console: Vec<String>,
     /// Join token from `ringwatch join-token`; needed on the first run only.
     #[arg(long, value_name = "TOKEN", env = "RINGWATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -78,9 +80,9 @@ struct RunArgs {
 
 #[derive(Debug, Args)]
 struct SwarmArgs {
-    /// The console's address, HOST:PORT.
-    #[arg(long, value_name = "ADDR")]
-    console: String,
+    /// The consoles, HOST:PORT[,HOST:PORT…] (repeatable), as for the agent.
+    #[arg(long, value_name = "ADDRS", required = true)]
+    console: Vec<String>,
     /// Join token from `ringwatch join-token`.
     #[arg(long, value_name = "TOKEN", env = "RINGWATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -137,10 +139,9 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 async fn run_single(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
-    let Some(console) = args.console else { bail!("--console ADDR is required") };
-    let console = resolve(&console).await?;
+    let consoles = consoles(&args.console)?;
     let data_dir = args.data_dir.map_or_else(default_data_dir, Ok)?;
-    let mut config = LinkConfig::new(console, data_dir);
+    let mut config = LinkConfig::new(consoles.clone(), data_dir);
     config.name = args.name;
     config.token = args.token;
     config.heartbeat = args.heartbeat;
@@ -152,16 +153,16 @@ async fn run_single(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     let mut tasks = SupervisorConfig::new(config.data_dir.clone());
     tasks.allow_exec = args.allow_exec;
     tasks.stop_grace = args.stop_grace;
-    info!(console = %console, data_dir = %config.data_dir.display(), "ringwatch-agent starting");
+    info!(consoles = %consoles, data_dir = %config.data_dir.display(), "ringwatch-agent starting");
     ringwatch_agent::run_agent(config, tasks, shutdown).await?;
     Ok(())
 }
 
 async fn run_swarm(args: SwarmArgs, shutdown: CancellationToken) -> Result<()> {
-    let console = resolve(&args.console).await?;
+    let consoles = consoles(&args.console)?;
     let data_dir = args.data_dir.map_or_else(|| default_data_dir().map(|dir| dir.join("swarm")), Ok)?;
     let config = SwarmConfig {
-        console,
+        consoles,
         token: args.token,
         agents: args.agents,
         data_dir,
@@ -174,15 +175,10 @@ async fn run_swarm(args: SwarmArgs, shutdown: CancellationToken) -> Result<()> {
     Ok(())
 }
 
-async fn resolve(console: &str) -> Result<SocketAddr> {
-    if let Ok(addr) = console.parse() {
-        return Ok(addr);
-    }
-    tokio::net::lookup_host(console)
-        .await
-        .with_context(|| format!("failed to resolve the console address \"{console}\" (expected HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("the console address \"{console}\" resolves to nothing"))
+/// The `--console` values as a list. Names are resolved at each connection,
+/// not here: a console whose name does not resolve yet may later.
+fn consoles(values: &[String]) -> Result<Consoles> {
+    Consoles::parse_lists(values).context("bad --console")
 }
 
 fn default_data_dir() -> Result<PathBuf> {

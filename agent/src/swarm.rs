@@ -9,7 +9,6 @@
 //! until they time out and retry; a bound on the agents in flight does
 //! neither.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,14 +20,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
+use crate::consoles::Consoles;
+use crate::endpoints::Endpoints;
 use crate::error::AgentError;
 use crate::link::{self, LinkConfig};
 
 /// A swarm's settings.
 #[derive(Debug, Clone)]
 pub struct SwarmConfig {
-    /// The console's address.
-    pub console: SocketAddr,
+    /// The consoles every agent may talk to (README.md, "Agent options").
+    pub consoles: Consoles,
     /// Join token for agents without credentials.
     pub token: Option<String>,
     /// How many agents.
@@ -60,10 +61,11 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 /// Runs the swarm until `shutdown`; each agent says goodbye.
 ///
 /// # Errors
-/// When the endpoint cannot be opened. Agents that fail are logged and the
-/// rest go on.
+/// None of its own: an agent that fails (a refusal, a socket that cannot be
+/// bound) is logged and the rest go on.
 pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
-    let endpoint = crate::client_endpoint(config.console)?;
+    // One set of endpoints for every agent: a swarm shares its sockets.
+    let endpoints = Endpoints::new();
     let (metrics_tx, metrics_rx) = watch::channel(synthetic_sample(&mut rand::rng()));
     let mut agents = JoinSet::new();
     let synthetic_shutdown = shutdown.clone();
@@ -88,18 +90,18 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
         // The semaphore is never closed.
         let Ok(slot) = slot else { break };
         let name = format!("{}-{index}", config.name_prefix);
-        let mut link_config = LinkConfig::new(config.console, config.data_dir.join(&name));
+        let mut link_config = LinkConfig::new(config.consoles.clone(), config.data_dir.join(&name));
         link_config.name = Some(name.clone());
         link_config.token.clone_from(&config.token);
         link_config.heartbeat = config.heartbeat;
         link_config.weight = 1;
         let welcomed = Arc::new(Notify::new());
         link_config.welcomed = Some(welcomed.clone());
-        let endpoint = endpoint.clone();
+        let endpoints = endpoints.clone();
         let metrics = metrics_rx.clone();
         let shutdown = shutdown.clone();
         agents.spawn(async move {
-            let link = link::run(&link_config, &endpoint, metrics, None, &shutdown);
+            let link = link::run(&link_config, &endpoints, metrics, None, &shutdown);
             tokio::pin!(link);
             let result = tokio::select! {
                 result = &mut link => result,
@@ -126,7 +128,7 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
         () = shutdown.cancelled() => {}
     }
     while agents.join_next().await.is_some() {}
-    endpoint.wait_idle().await;
+    endpoints.wait_idle().await;
     Ok(())
 }
 

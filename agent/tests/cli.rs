@@ -54,3 +54,32 @@ fn a_zero_heartbeat_is_refused() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("longer than zero"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_bad_console_list_is_refused_naming_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent(&["--console", "127.0.0.1:7443,console.example", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("\"console.example\"") && err.contains("port is missing"), "{err}");
+    let output = agent(&["swarm", "--console", ",", "--agents", "1", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no console address given"), "{}", stderr(&output));
+}
+
+#[test]
+fn consoles_may_be_listed_and_repeated() {
+    // The list is accepted (names are resolved only when connecting): what
+    // stops this agent is that it has no credentials.
+    let dir = tempfile::tempdir().unwrap();
+    let output = agent(&[
+        "--console",
+        "127.0.0.1:9,[::1]:9",
+        "--console",
+        "nowhere.invalid:9",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("join-token"), "{}", stderr(&output));
+}

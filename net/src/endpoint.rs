@@ -14,13 +14,20 @@ pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 /// # Errors
 /// When the socket cannot be bound.
 pub fn client_endpoint(peer: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let bind: SocketAddr = match peer {
+    let bind = client_bind(peer);
+    endpoint(bind, None)
+        .map_err(|err| std::io::Error::new(err.kind(), format!("failed to bind a UDP socket on {bind}: {err}")))
+}
+
+/// Where [`client_endpoint`] binds to reach `peer`: an ephemeral port of
+/// its address family, on loopback when `peer` is on loopback. Peers with the
+/// same bind address can share one endpoint.
+pub fn client_bind(peer: SocketAddr) -> SocketAddr {
+    match peer {
         _ if peer.ip().is_loopback() => SocketAddr::new(peer.ip(), 0),
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    endpoint(bind, None)
-        .map_err(|err| std::io::Error::new(err.kind(), format!("failed to bind a UDP socket on {bind}: {err}")))
+    }
 }
 
 /// A QUIC endpoint on `bind` with large socket buffers; a server when

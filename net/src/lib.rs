@@ -20,5 +20,5 @@ pub mod pem;
 pub mod signal;
 pub mod tls;
 
-pub use endpoint::{SOCKET_BUFFER_BYTES, client_endpoint, endpoint};
+pub use endpoint::{SOCKET_BUFFER_BYTES, client_bind, client_endpoint, endpoint};
 pub use signal::stop_on_signal;

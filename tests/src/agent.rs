@@ -1,8 +1,8 @@
 //! A `ringwatch-agent` process.
 
 use std::ffi::OsStr;
+use std::fmt::Display;
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
@@ -32,14 +32,15 @@ pub struct Agent {
 
 impl Agent {
     /// Joins with a token: `ringwatch-agent --console ADDR --token TOKEN
-    /// --name NAME --data-dir DIR --heartbeat 500ms EXTRA…`. Without
+    /// --name NAME --data-dir DIR --heartbeat 500ms EXTRA…`. `console` is
+    /// what `--console` gets: one address, or a list like `"A,B"`. Without
     /// `--allow-exec` in `extra_args` it runs no task (a
     /// [`Fleet`](crate::Fleet) passes the test tasks' programs).
     ///
     /// # Panics
     /// When the process cannot be started.
     #[track_caller]
-    pub fn start(console: SocketAddr, token: &str, name: &str, data_dir: &Path, extra_args: &[&str]) -> Self {
+    pub fn start(console: impl Display, token: &str, name: &str, data_dir: &Path, extra_args: &[&str]) -> Self {
         let mut args: Vec<&OsStr> = ["--token", token, "--name", name].into_iter().map(OsStr::new).collect();
         args.extend(extra_args.iter().copied().map(OsStr::new));
         Self::spawn(console, name, data_dir, &args)
@@ -52,13 +53,13 @@ impl Agent {
     /// # Panics
     /// When the process cannot be started.
     #[track_caller]
-    pub fn start_stored(console: SocketAddr, name: &str, data_dir: &Path, extra_args: &[&str]) -> Self {
+    pub fn start_stored(console: impl Display, name: &str, data_dir: &Path, extra_args: &[&str]) -> Self {
         let args: Vec<&OsStr> = extra_args.iter().map(OsStr::new).collect();
         Self::spawn(console, name, data_dir, &args)
     }
 
     #[track_caller]
-    fn spawn(console: SocketAddr, name: &str, data_dir: &Path, args: &[&OsStr]) -> Self {
+    fn spawn(console: impl Display, name: &str, data_dir: &Path, args: &[&OsStr]) -> Self {
         fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
         let mut command = Command::new(bins::ringwatch_agent());
         command

@@ -5,8 +5,9 @@
 //!
 //! Everything here is black-box on purpose: processes, files in data dirs,
 //! UDP. The only ringwatch code linked is the UDP relay the demo shares,
-//! and, for the hand-written peers of [`rogue`], the wire protocol and an
-//! agent's stored credentials, so the tests pin the command-line and JSON
+//! and, for the hand-written peers of [`rogue`] and [`standby`], the wire
+//! protocol, an agent's stored credentials and the console's PKI and TLS
+//! config, so the tests pin the command-line and JSON
 //! contract of DESIGN.md §2 rather than internal types.
 //!
 //! `cargo test --workspace` builds the binaries first; they are found next
@@ -44,6 +45,8 @@
 //!   [`Reaper`] that kills what agents leave behind.
 //! - [`fleet`]: [`Fleet`], a console with agents (optionally relayed) for
 //!   workload tests and benches.
+//! - [`standby`]: [`FakeStandby`], a console that only ever says "I am a
+//!   standby; the leader is X", on a real console's PKI.
 //! - [`rogue`]: hand-written peers — a client with a joined agent's stolen
 //!   credentials, strangers without a certificate or with a foreign one,
 //!   bursts and floods of handshakes.
@@ -59,6 +62,7 @@ pub mod procfs;
 pub mod rogue;
 pub mod sandbox;
 pub mod scale;
+pub mod standby;
 pub mod status;
 pub mod tasks;
 pub mod udp;
@@ -69,6 +73,7 @@ pub use fleet::{AgentSpec, Fleet};
 pub use instances::{LifeLog, Reaper};
 pub use process::{Proc, Signal};
 pub use sandbox::Sandbox;
+pub use standby::FakeStandby;
 pub use status::{InstanceStatus, NodeState, NodeStatus, Status, TaskStatus};
 pub use tasks::TaskDef;
 pub use udp::{RelayMode, UdpRelay, send_random_datagrams};

@@ -19,6 +19,8 @@
 //!   (streams, windows, a burst of handshakes), a flood of refused
 //!   connections.
 //! - `cli`: the admin commands without a console.
+//! - `consoles`: an agent given several consoles moves past a dead one and
+//!   follows a (fake) standby to the leader.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -35,6 +37,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod consoles;
 mod control_plane;
 mod hostile_input;
 mod hostile_peers;
