@@ -44,6 +44,9 @@
 //!   [`Reaper`] that kills what agents leave behind.
 //! - [`fleet`]: [`Fleet`], a console with agents (optionally relayed) for
 //!   workload tests and benches.
+//! - [`etcd`]: [`EtcdServer`], a real single-member etcd on loopback that a
+//!   test can stop, restart and freeze, and [`TcpRelay`], a TCP relay that
+//!   partitions one client from it (the highly available group's tests).
 //! - [`rogue`]: hand-written peers — a client with a joined agent's stolen
 //!   credentials, strangers without a certificate or with a foreign one,
 //!   bursts and floods of handshakes.
@@ -51,6 +54,7 @@
 pub mod agent;
 pub mod bins;
 pub mod console;
+pub mod etcd;
 pub mod fleet;
 pub mod instances;
 pub mod poll;
@@ -65,6 +69,7 @@ pub mod udp;
 
 pub use agent::Agent;
 pub use console::Console;
+pub use etcd::{EtcdServer, TcpRelay};
 pub use fleet::{AgentSpec, Fleet};
 pub use instances::{LifeLog, Reaper};
 pub use process::{Proc, Signal};

@@ -19,6 +19,9 @@
 //!   (streams, windows, a burst of handshakes), a flood of refused
 //!   connections.
 //! - `cli`: the admin commands without a console.
+//! - `etcd` (feature `etcd`): the highly available group's store against a
+//!   real etcd — elections, conditioned writes, stepping down, large
+//!   batches, standbys following the records, TLS.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -34,6 +37,8 @@
 
 mod cli;
 mod control_plane;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
