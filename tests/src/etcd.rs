@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use crate::STARTUP;
 use crate::poll::{self, Step};
 use crate::process::{Proc, Signal};
-use crate::STARTUP;
 
 /// Set to the `etcd` binary to use instead of the one on `PATH`.
 pub const ETCD_BIN_ENV: &str = "ETCD_BIN";

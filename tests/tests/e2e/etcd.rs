@@ -268,8 +268,12 @@ fn etcd_one_console_leads_and_the_next_takes_over_with_a_higher_term() {
     let leading_a2 = within(&rt, "a leading again", a_again).unwrap().unwrap();
     assert!(leading_a2.term() > term_b, "terms grow: {term_b} then {}", leading_a2.term());
     let term_a2 = leading_a2.term();
-    within(&rt, "the follower seeing a lead again", leaders.wait_for(|l| l.as_ref().is_some_and(|l| l.term == term_a2)))
-        .unwrap();
+    within(
+        &rt,
+        "the follower seeing a lead again",
+        leaders.wait_for(|l| l.as_ref().is_some_and(|l| l.term == term_a2)),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -369,7 +373,11 @@ fn etcd_a_standby_follows_every_change_in_order() {
     let web0 = InstanceId::parse("web/0").unwrap();
     let batches = [
         Batch { seq: 2, changes: vec![node("x", false)], events: vec![event(2)] },
-        Batch { seq: 3, changes: vec![node("x", true), Change::Instance(InstanceRecord::new(web0.clone()))], events: vec![] },
+        Batch {
+            seq: 3,
+            changes: vec![node("x", true), Change::Instance(InstanceRecord::new(web0.clone()))],
+            events: vec![],
+        },
         Batch { seq: 4, changes: vec![Change::InstanceRemoved(web0.clone())], events: vec![event(3)] },
     ];
     for batch in &batches {
@@ -405,7 +413,8 @@ fn etcd_a_standby_follows_every_change_in_order() {
     let mut raw = raw_client(&rt, &server);
     let now = rt.block_on(raw.get("/", None)).unwrap().header().unwrap().revision();
     rt.block_on(raw.compact(now, None)).unwrap();
-    let mut stale = within(&rt, "watching from before the compaction", standby.watch_records(revision + 1, 10)).unwrap();
+    let mut stale =
+        within(&rt, "watching from before the compaction", standby.watch_records(revision + 1, 10)).unwrap();
     match within(&rt, "the stale standby hearing of the compaction", stale.next()).unwrap().as_slice() {
         [Watched::Reloaded(loaded)] => assert_eq!(**loaded, current),
         other => panic!("expected a reload, got {other:?}"),
@@ -468,6 +477,30 @@ fn etcd_over_tls_with_a_client_certificate() {
     // etcd checks client certificates: without one, a console is refused,
     // and told where.
     let anonymous = EtcdTls { ca, cert: None, key: None };
-    let err = rt.block_on(Etcd::connect(EtcdOptions { tls: Some(anonymous), ..options(&server.endpoint()) })).unwrap_err();
+    let err =
+        rt.block_on(Etcd::connect(EtcdOptions { tls: Some(anonymous), ..options(&server.endpoint()) })).unwrap_err();
     assert!(err.to_string().contains(&server.endpoint()), "{err}");
+}
+
+/// Regression: the connection pinged etcd every second, even without a
+/// stream open; etcd sends such a client away ("too many pings") after a
+/// few quiet seconds, which broke a standby's watch while nothing changed.
+#[test]
+fn regression_a_quiet_standby_watch_and_leader_outlast_etcds_ping_policy() {
+    let sandbox = Sandbox::new("etcd-quiet");
+    let server = EtcdServer::start(&sandbox.dir("etcd"));
+    let rt = runtime();
+    let a = connect(&rt, &server.endpoint());
+    let standby = connect(&rt, &server.endpoint());
+    let leadership = campaign(&rt, &a, "a");
+    let (mut store, _) = leader_store(&rt, &a, &leadership);
+    let (_, revision) = rt.block_on(standby.load_with_revision(10)).unwrap();
+    let mut watch = within(&rt, "watching", standby.watch_records(revision + 1, 10)).unwrap();
+    // The condition under test is a quiet period longer than a ping
+    // interval (10 s), not an event to wait for.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(leadership.lost(), None);
+    store.commit(&Batch { seq: 1, changes: vec![node("x", false)], events: vec![] }).unwrap();
+    let seen = within(&rt, "the standby seeing the change", watch.next()).unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(seen, [Watched::Record { key: node("x", false).key(), json: node("x", false).value().unwrap() }]);
 }

@@ -67,12 +67,16 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// (records are whole values, events are keyed by sequence number).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// HTTP/2 pings on the connection: a dead connection (etcd gone, a
-/// partition) fails the streams that use it (lease renewals, watches)
-/// instead of leaving them waiting.
-const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// HTTP/2 pings on the connection while a stream is open: a dead
+/// connection (etcd gone, a partition) fails the streams that use it (a
+/// standby's watches) instead of leaving them waiting. etcd sends a client
+/// that pings more often than every 5 s (`--grpc-keepalive-min-time`), or
+/// pings without a stream open, away ("too many pings"), so: every 10 s,
+/// and only while a stream is open. The leader's lease does not depend on
+/// these: its keeper has its own deadline.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a ping may go unanswered.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Responses may be large: a page of records (each at most a task spec), a
 /// watch response catching up on many revisions. tonic's default (4 MiB)
@@ -245,7 +249,8 @@ impl Etcd {
     /// the endpoints).
     pub async fn connect(options: EtcdOptions) -> Result<Self, StoreError> {
         let described = options.describe();
-        let options = options.validated().map_err(|err| StoreError::Etcd { store: described, reason: err.to_string() })?;
+        let options =
+            options.validated().map_err(|err| StoreError::Etcd { store: described, reason: err.to_string() })?;
         let store: Arc<str> = options.describe().into();
         let tls = options.tls.is_some();
         let unreachable = |reason: String| StoreError::Etcd {
@@ -258,7 +263,7 @@ impl Etcd {
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(PING_INTERVAL, PING_TIMEOUT)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(false);
         let scheme = match &options.tls {
             Some(settings) => {
                 let settings = tls_options(settings)
@@ -326,10 +331,11 @@ impl Etcd {
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
             Ok(Ok(response)) => Ok(response),
+            Ok(Err(err)) if unavailable(&err) => {
+                Err(self.error(format!("{what} failed: {}; {UNAVAILABLE_HINT}", reason(&err))))
+            }
             Ok(Err(err)) => Err(self.error(format!("{what} failed: {}", reason(&err)))),
-            Err(_) => Err(self.error(format!(
-                "{what} got no answer within {REQUEST_TIMEOUT:?}; is etcd running and reachable (a quorum of its members up)?"
-            ))),
+            Err(_) => Err(self.error(format!("{what} got no answer within {REQUEST_TIMEOUT:?}; {UNAVAILABLE_HINT}"))),
         }
     }
 }
@@ -346,6 +352,19 @@ async fn tls_options(tls: &EtcdTls) -> Result<TlsOptions, String> {
         options = options.identity(Identity::from_pem(cert, key));
     }
     Ok(options)
+}
+
+/// What to check when etcd does not answer.
+const UNAVAILABLE_HINT: &str = "is etcd running there and reachable, with a quorum of its members up?";
+
+/// Whether `err` means etcd could not be reached (rather than refused).
+fn unavailable(err: &etcd_client::Error) -> bool {
+    match err {
+        // gRPC's DEADLINE_EXCEEDED (4) and UNAVAILABLE (14).
+        etcd_client::Error::GRpcStatus(status) => matches!(i32::from(status.code()), 4 | 14),
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        _ => false,
+    }
 }
 
 /// What an etcd client error says, without the transport's noise.
@@ -411,17 +430,17 @@ mod tests {
         assert_eq!(options.lease_ttl, DEFAULT_LEASE_TTL);
         let options = EtcdOptions { prefix: "/group-a".into(), ..options };
         assert_eq!(options.clone().validated().unwrap().prefix, "/group-a/");
-        assert_eq!(EtcdOptions { prefix: String::new(), ..options.clone() }.validated(), Err(EtcdOptionsError::EmptyPrefix));
+        assert_eq!(
+            EtcdOptions { prefix: String::new(), ..options.clone() }.validated(),
+            Err(EtcdOptionsError::EmptyPrefix)
+        );
         let short = Duration::from_millis(500);
         assert_eq!(
             EtcdOptions { lease_ttl: short, ..options.clone() }.validated(),
             Err(EtcdOptionsError::LeaseTtl(short))
         );
         let half = EtcdTls { ca: "ca.pem".into(), cert: Some("c.pem".into()), key: None };
-        assert_eq!(
-            EtcdOptions { tls: Some(half), ..options.clone() }.validated(),
-            Err(EtcdOptionsError::HalfIdentity)
-        );
+        assert_eq!(EtcdOptions { tls: Some(half), ..options.clone() }.validated(), Err(EtcdOptionsError::HalfIdentity));
         assert_eq!(EtcdOptions { lease_ttl: Duration::from_millis(2100), ..options.clone() }.lease_seconds(), 3);
         assert_eq!(options.lease_seconds(), 2);
     }

@@ -304,10 +304,7 @@ impl Etcd {
     pub async fn hold(&self, leadership: &Leadership) -> LostLeadership {
         let mut lost = leadership.held.lost.clone();
         let outcome = lost.wait_for(Option::is_some).await.ok().and_then(|lost| lost.clone());
-        outcome.unwrap_or_else(|| LostLeadership {
-            term: leadership.term(),
-            reason: "its lease keeper stopped".into(),
-        })
+        outcome.unwrap_or_else(|| LostLeadership { term: leadership.term(), reason: "its lease keeper stopped".into() })
     }
 
     /// Gives the leadership up: stops renewing and revokes the lease, which
@@ -350,7 +347,9 @@ impl Etcd {
                 "reading who leads",
                 self.kv().get(
                     self.key(ELECTION),
-                    Some(GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend).with_limit(1)),
+                    Some(
+                        GetOptions::new().with_prefix().with_sort(SortTarget::Create, SortOrder::Ascend).with_limit(1),
+                    ),
                 ),
             )
             .await?;
@@ -539,7 +538,9 @@ impl Keeper {
                 }
                 Ok(Ok(false)) => return Some("its etcd lease expired or was revoked".into()),
                 Ok(Err(err)) => {
-                    warn!(err, "renewing the leader's lease failed; trying again");
+                    if failure.is_none() {
+                        warn!(err, "renewing the leader's lease failed; trying again until it would be unsafe");
+                    }
                     renewal = None;
                     failure = Some(err);
                     next = Instant::now() + RETRY;
@@ -587,7 +588,8 @@ impl Keeper {
     /// is gone.
     async fn watch_key(&self, fence: &Fence, watch_from: &mut i64) -> Result<Option<WatchStream>, StoreError> {
         if *watch_from == 0 {
-            let current = self.etcd.request("reading the election key", self.etcd.kv().get(fence.key.as_str(), None)).await?;
+            let current =
+                self.etcd.request("reading the election key", self.etcd.kv().get(fence.key.as_str(), None)).await?;
             if current.kvs().first().is_none_or(|kv| kv.create_revision() != fence.term) {
                 return Ok(None);
             }
@@ -597,7 +599,9 @@ impl Keeper {
             .etcd
             .request(
                 "watching the election key",
-                self.etcd.watcher().watch(fence.key.as_str(), Some(WatchOptions::new().with_start_revision(*watch_from))),
+                self.etcd
+                    .watcher()
+                    .watch(fence.key.as_str(), Some(WatchOptions::new().with_start_revision(*watch_from))),
             )
             .await?;
         Ok(Some(stream))
@@ -635,7 +639,9 @@ async fn next_key_event(watch: &mut Option<WatchStream>) -> KeyEvent {
             if response.events().iter().any(|event| event.event_type() == EventType::Delete) {
                 KeyEvent::Deleted
             } else {
-                KeyEvent::Seen(response.events().iter().filter_map(|event| event.kv()).map(|kv| kv.mod_revision()).max())
+                KeyEvent::Seen(
+                    response.events().iter().filter_map(|event| event.kv()).map(|kv| kv.mod_revision()).max(),
+                )
             }
         }
         Ok(None) | Err(_) => KeyEvent::Broken,

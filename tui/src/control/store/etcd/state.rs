@@ -42,7 +42,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use etcd_client::{DeleteOptions, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchOptions, WatchStream};
+use etcd_client::{
+    DeleteOptions, EventType, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchOptions, WatchStream,
+};
 use ringwatch_shared::status::ClusterEvent;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -334,9 +336,9 @@ impl Etcd {
         if let Staged::Marked(ops) = self.staged(Some(revision)).await? {
             for op in &ops {
                 match op {
-                    Op::Put { key, value } if key.starts_with(RECORDS) => image
-                        .load(&key[RECORDS.len()..], value)
-                        .map_err(|err| self.data_error(err.to_string()))?,
+                    Op::Put { key, value } if key.starts_with(RECORDS) => {
+                        image.load(&key[RECORDS.len()..], value).map_err(|err| self.data_error(err.to_string()))?
+                    }
                     Op::Delete { key } if key.starts_with(RECORDS) => image.remove(&key[RECORDS.len()..]),
                     Op::Put { key, value } if key.starts_with(EVENTS) => {
                         events.push(self.event(key.as_bytes(), value.as_bytes())?);
@@ -359,8 +361,12 @@ impl Etcd {
     /// # Errors
     /// [`StoreError::Etcd`] when the watch cannot be made.
     pub async fn watch_records(&self, from_revision: u64, recent_events: usize) -> Result<StoreWatch, StoreError> {
-        let mut watch =
-            StoreWatch { etcd: self.clone(), stream: None, from: i64::try_from(from_revision).unwrap_or(i64::MAX), recent_events };
+        let mut watch = StoreWatch {
+            etcd: self.clone(),
+            stream: None,
+            from: i64::try_from(from_revision).unwrap_or(i64::MAX),
+            recent_events,
+        };
         watch.stream = Some(watch.open().await?);
         Ok(watch)
     }
@@ -384,7 +390,8 @@ impl Etcd {
     /// One transaction of `ops`, conditioned on the leadership.
     async fn fenced(&self, fence: &Fence, what: &str, ops: &[Op]) -> Result<(), StoreError> {
         let prefix = self.options.prefix.as_str();
-        let txn = Txn::new().when(vec![fence.compare()]).and_then(ops.iter().map(|op| op.txn_op(prefix)).collect::<Vec<_>>());
+        let txn =
+            Txn::new().when(vec![fence.compare()]).and_then(ops.iter().map(|op| op.txn_op(prefix)).collect::<Vec<_>>());
         let response = self.request(what, self.kv().txn(txn)).await?;
         if response.succeeded() { Ok(()) } else { Err(StoreError::NotLeader { term: fence.term() }) }
     }
@@ -396,21 +403,29 @@ impl Etcd {
             None => options,
         };
         let count = self
-            .request("reading staged batches", self.kv().get(self.key(STAGED), Some(at(GetOptions::new().with_prefix().with_count_only()))))
+            .request(
+                "reading staged batches",
+                self.kv().get(self.key(STAGED), Some(at(GetOptions::new().with_prefix().with_count_only()))),
+            )
             .await?;
         if count.count() == 0 {
             return Ok(Staged::Nothing);
         }
-        let marker = self.request("reading staged batches", self.kv().get(self.key(STAGED_MARKER), Some(at(GetOptions::new())))).await?;
+        let marker = self
+            .request("reading staged batches", self.kv().get(self.key(STAGED_MARKER), Some(at(GetOptions::new()))))
+            .await?;
         let Some(marker) = marker.kvs().first() else {
             return Ok(Staged::Unmarked);
         };
-        let marker: Marker = serde_json::from_slice(marker.value())
-            .map_err(|err| self.data_error(format!("the marker \"{}\" does not decode: {err}", self.key(STAGED_MARKER))))?;
+        let marker: Marker = serde_json::from_slice(marker.value()).map_err(|err| {
+            self.data_error(format!("the marker \"{}\" does not decode: {err}", self.key(STAGED_MARKER)))
+        })?;
         let mut ops = Vec::new();
         for index in 0..marker.chunks {
             let key = self.key(&staged_key(index));
-            let chunk = self.request("reading a staged batch", self.kv().get(key.as_str(), Some(at(GetOptions::new())))).await?;
+            let chunk = self
+                .request("reading a staged batch", self.kv().get(key.as_str(), Some(at(GetOptions::new()))))
+                .await?;
             let Some(chunk) = chunk.kvs().first() else {
                 return Err(self.data_error(format!(
                     "the staged batch {} has {} chunks, but \"{key}\" is missing",
@@ -508,8 +523,12 @@ impl EtcdStore {
         }
         let marker = serde_json::to_string(&Marker { seq: batch.seq, chunks: chunks.len() })
             .map_err(|err| etcd.error(format!("cannot encode a staged batch: {err}")))?;
-        etcd.fenced(&self.fence, "marking a large batch durable", &[Op::Put { key: STAGED_MARKER.into(), value: marker }])
-            .await?;
+        etcd.fenced(
+            &self.fence,
+            "marking a large batch durable",
+            &[Op::Put { key: STAGED_MARKER.into(), value: marker }],
+        )
+        .await?;
         if std::mem::take(&mut self.interrupt_after_staging) {
             return Err(etcd.error("the commit was interrupted after its batch became durable (a test)"));
         }
@@ -606,13 +625,17 @@ impl StoreWatch {
                     self.from = i64::try_from(revision).unwrap_or(i64::MAX) + 1;
                     return Ok(vec![Watched::Reloaded(Box::new(loaded))]);
                 }
-                return Err(self.etcd.error(format!("etcd cancelled the watch of the records: {}", response.cancel_reason())));
+                return Err(self
+                    .etcd
+                    .error(format!("etcd cancelled the watch of the records: {}", response.cancel_reason())));
             }
             let mut changes = Vec::new();
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 self.from = self.from.max(kv.mod_revision() + 1);
-                let Some(key) = std::str::from_utf8(kv.key()).ok().and_then(|key| key.strip_prefix(self.etcd.options.prefix.as_str()))
+                let Some(key) = std::str::from_utf8(kv.key())
+                    .ok()
+                    .and_then(|key| key.strip_prefix(self.etcd.options.prefix.as_str()))
                 else {
                     continue;
                 };
@@ -639,7 +662,12 @@ impl StoreWatch {
 
     async fn open(&self) -> Result<WatchStream, StoreError> {
         let options = WatchOptions::new().with_prefix().with_start_revision(self.from);
-        self.etcd.request("watching the records", self.etcd.watcher().watch(self.etcd.options.prefix.as_str(), Some(options))).await
+        self.etcd
+            .request(
+                "watching the records",
+                self.etcd.watcher().watch(self.etcd.options.prefix.as_str(), Some(options)),
+            )
+            .await
     }
 }
 
