@@ -18,6 +18,7 @@ use ringwatch::control::records::{Change, ClusterRecord, CredentialRecord, Insta
 use ringwatch::control::store::etcd::{
     Etcd, EtcdOptions, EtcdStore, EtcdTls, LeaderInfo, Leadership, LostLeadership, Watched,
 };
+use ringwatch::control::store::writer::Writer;
 use ringwatch::control::store::{Batch, EVENT_LOG_LIMIT, Loaded, StateStore, StoreError};
 use ringwatch_shared::names::{InstanceId, NodeName};
 use ringwatch_shared::status::{ClusterEvent, NodeState};
@@ -155,6 +156,49 @@ fn etcd_records_and_events_survive_an_etcd_restart() {
     assert_eq!(loaded.image.cluster.map(|c| c.placement_seed), Some(7));
     assert!(loaded.image.instances.is_empty(), "the removal was applied");
     assert_eq!(seqs(&loaded.events), [1, 2, 3]);
+}
+
+/// The console's way: load on a blocking thread of its runtime, then the
+/// writer thread commits; a deposed leader's writer reports why it fails.
+#[test]
+fn etcd_the_writer_thread_commits_through_the_store_until_the_leadership_ends() {
+    let sandbox = Sandbox::new("etcd-writer");
+    let server = EtcdServer::start(&sandbox.dir("etcd"));
+    let rt = runtime();
+    let etcd = connect(&rt, &server.endpoint());
+    let leadership = campaign(&rt, &etcd, "a");
+    let mut store = {
+        let _runtime = rt.enter();
+        etcd.store(&leadership).unwrap()
+    };
+    let (store, loaded) = within(&rt, "loading on a blocking thread", async move {
+        tokio::task::spawn_blocking(move || {
+            let loaded = store.load(100);
+            (store, loaded)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(loaded.unwrap(), Loaded::default());
+    let (writer, mut progress) = Writer::start(Box::new(store), 0).unwrap();
+    writer.submit(Batch { seq: 1, changes: vec![node("x", false)], events: vec![event(1)] });
+    writer.submit(Batch { seq: 2, changes: vec![node("x", true)], events: vec![event(2)] });
+    within(&rt, "both batches durable", progress.wait_for(|progress| progress.durable == 2)).unwrap();
+
+    rt.block_on(etcd.resign(&leadership)).unwrap();
+    writer.submit(Batch { seq: 3, changes: vec![node("y", false)], events: vec![] });
+    let failing = within(&rt, "the writer reporting the lost leadership", progress.wait_for(|p| p.failing.is_some()))
+        .unwrap()
+        .failing
+        .clone()
+        .unwrap_or_default();
+    assert!(failing.contains("no longer leads"), "{failing}");
+    drop(progress);
+    writer.finish();
+    let (loaded, _) = rt.block_on(etcd.load_with_revision(10)).unwrap();
+    assert!(loaded.image.nodes["x"].cordoned);
+    assert!(!loaded.image.nodes.contains_key("y"));
+    assert_eq!(seqs(&loaded.events), [1, 2]);
 }
 
 #[test]
