@@ -47,6 +47,9 @@
 //!   workload tests and benches.
 //! - [`standby`]: [`FakeStandby`], a console that only ever says "I am a
 //!   standby; the leader is X", on a real console's PKI.
+//! - [`etcd`]: [`EtcdServer`], a real single-member etcd on loopback that a
+//!   test can stop, restart and freeze, and [`TcpRelay`], a TCP relay that
+//!   partitions one client from it (the highly available group's tests).
 //! - [`rogue`]: hand-written peers — a client with a joined agent's stolen
 //!   credentials, strangers without a certificate or with a foreign one,
 //!   bursts and floods of handshakes.
@@ -54,6 +57,7 @@
 pub mod agent;
 pub mod bins;
 pub mod console;
+pub mod etcd;
 pub mod fleet;
 pub mod instances;
 pub mod poll;
@@ -69,6 +73,7 @@ pub mod udp;
 
 pub use agent::Agent;
 pub use console::Console;
+pub use etcd::{EtcdServer, TcpRelay};
 pub use fleet::{AgentSpec, Fleet};
 pub use instances::{LifeLog, Reaper};
 pub use process::{Proc, Signal};

@@ -21,6 +21,9 @@
 //! - `cli`: the admin commands without a console.
 //! - `consoles`: an agent given several consoles moves past a dead one and
 //!   follows a (fake) standby to the leader.
+//! - `etcd` (feature `etcd`): the highly available group's store against a
+//!   real etcd — elections, conditioned writes, stepping down, large
+//!   batches, standbys following the records, TLS.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -39,6 +42,8 @@
 mod cli;
 mod consoles;
 mod control_plane;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod hostile_input;
 mod hostile_peers;
 mod membership;

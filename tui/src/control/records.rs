@@ -348,6 +348,44 @@ impl Image {
     }
 }
 
+impl Image {
+    /// Removes the record stored under `key`, as a store's deletion (a
+    /// standby following the store sees removals by key only). Keys of
+    /// unknown kinds, or naming nothing held, change nothing.
+    pub fn remove(&mut self, key: &str) {
+        if let Some(name) = key.strip_prefix(prefix::TASK) {
+            self.tasks.remove(name);
+        } else if let Some(id) = key.strip_prefix(prefix::INSTANCE) {
+            if let Ok(id) = InstanceId::parse(id) {
+                self.instances.remove(&id);
+            }
+        } else if let Some(name) = key.strip_prefix(prefix::NODE) {
+            self.nodes.remove(name);
+        } else if key == prefix::CLUSTER {
+            self.cluster = None;
+        } else if let Some(fingerprint) = key.strip_prefix(prefix::CREDENTIAL) {
+            self.credentials.remove(fingerprint);
+        } else if let Some(id) = key.strip_prefix(prefix::TOKEN) {
+            self.tokens.remove(id);
+        }
+    }
+
+    /// Applies what a store holds under `key` now: the record's JSON, or
+    /// `None` when it was removed (a standby following the store).
+    ///
+    /// # Errors
+    /// [`RecordError`] when the record does not decode (see [`Image::load`]).
+    pub fn load_stored(&mut self, key: &str, json: Option<&str>) -> Result<(), RecordError> {
+        match json {
+            Some(json) => self.load(key, json),
+            None => {
+                self.remove(key);
+                Ok(())
+            }
+        }
+    }
+}
+
 fn check_key(in_key: &str, in_value: &str) -> Result<(), String> {
     if in_key == in_value { Ok(()) } else { Err(format!("its key names \"{in_key}\" but it holds \"{in_value}\"")) }
 }
@@ -403,5 +441,28 @@ mod tests {
         assert!(image.load("node/a", "{not json").is_err());
         image.load("future-kind/x", "{}").unwrap();
         assert_eq!(image, Image::default());
+    }
+
+    #[test]
+    fn a_removal_by_key_undoes_every_kind_of_record() {
+        let id = InstanceId::parse("web/3").unwrap();
+        let changes = [
+            Change::Instance(InstanceRecord::new(id.clone())),
+            Change::Node(NodeRecord::new(node("a"), NodeState::Alive)),
+            Change::Cluster(ClusterRecord::new(42)),
+            Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: false }),
+        ];
+        let mut image = Image::default();
+        for change in &changes {
+            image.load_stored(&change.key(), change.value().unwrap().as_deref()).unwrap();
+        }
+        assert_eq!(image.instances.len(), 1);
+        for change in &changes {
+            image.load_stored(&change.key(), None).unwrap();
+        }
+        image.remove("instance/not an id");
+        image.remove("future-kind/x");
+        assert_eq!(image, Image::default());
+        image.load_stored(&Change::InstanceRemoved(id).key(), None).unwrap();
     }
 }

@@ -1,14 +1,16 @@
 //! Where a console's durable records live: a small trait, so that one
 //! console keeps them in an embedded database ([`redb::RedbStore`], the
-//! default) and a group of consoles can keep them elsewhere, and the writer
-//! thread that applies the owner's batches of changes in order
-//! ([`writer`]).
+//! default) and a group of consoles can keep them in etcd ([`etcd`], cargo
+//! feature `etcd`), and the writer thread that applies the owner's batches of
+//! changes in order ([`writer`]).
 //!
 //! ARCHITECTURE.md, "The change log", explains the contract: batches are
 //! applied in the order they are made, each atomically and durably, and
 //! nothing the owner decided takes effect outside the console (a frame to an
 //! agent, an answer to an operator) before the batch holding it is durable.
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod redb;
 pub mod writer;
 
@@ -47,7 +49,7 @@ impl Batch {
 }
 
 /// What a store holds, as loaded at start.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Loaded {
     /// Every record.
     pub image: Image,
@@ -109,6 +111,36 @@ pub enum StoreError {
         /// The file.
         path: PathBuf,
         /// What failed.
+        reason: String,
+    },
+    /// A write conditioned on this console's leadership was refused: the
+    /// leadership ended (its etcd lease expired or was revoked, or its
+    /// election key is gone), so another console may lead. Retrying cannot
+    /// succeed; the console must stand by and campaign again.
+    #[error(
+        "this console no longer leads the group (term {term}): its etcd lease expired or was revoked, or its election key is gone, so another console may lead; nothing of the write was stored"
+    )]
+    NotLeader {
+        /// The term that ended.
+        term: u64,
+    },
+    /// etcd could not be reached, refused a request or did not answer in
+    /// time.
+    #[error("etcd {store}: {reason}")]
+    Etcd {
+        /// The endpoints and prefix, as [`StateStore::describe`] says them.
+        store: String,
+        /// What failed, and what to check.
+        reason: String,
+    },
+    /// etcd holds a record, event or election value that does not decode.
+    #[error(
+        "etcd {store} holds data that does not decode ({reason}); a console never starts on a state it cannot trust: restore the prefix from a backup, or remove the key with etcdctl"
+    )]
+    EtcdData {
+        /// The endpoints and prefix.
+        store: String,
+        /// Which key, and why.
         reason: String,
     },
 }
