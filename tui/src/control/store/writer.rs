@@ -9,14 +9,15 @@
 //! [`Progress::failing`] says why, and nothing waiting on durability takes
 //! effect.
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use super::{Batch, StateStore};
+use super::{Batch, StateStore, StoreError};
 
 /// How far the log is durable.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,6 +38,9 @@ const RETRY_CAP: Duration = Duration::from_secs(5);
 pub struct Writer {
     /// Batches to commit; closing it ends the thread once it is idle.
     batches: Option<mpsc::Sender<Batch>>,
+    /// Set by [`Writer::finish`]: a failing commit is then given up instead
+    /// of retried, so a console can stop with a broken store.
+    closing: Arc<AtomicBool>,
     /// The thread.
     thread: Option<JoinHandle<()>>,
 }
@@ -50,10 +54,12 @@ impl Writer {
     pub fn start(store: Box<dyn StateStore>, start: u64) -> std::io::Result<(Self, watch::Receiver<Progress>)> {
         let (batches_tx, batches) = mpsc::channel::<Batch>();
         let (progress_tx, progress) = watch::channel(Progress { durable: start, failing: None });
+        let closing = Arc::new(AtomicBool::new(false));
+        let closed = closing.clone();
         let thread = std::thread::Builder::new()
             .name("state-writer".into())
-            .spawn(move || write_batches(store, &batches, &progress_tx))?;
-        Ok((Self { batches: Some(batches_tx), thread: Some(thread) }, progress))
+            .spawn(move || write_batches(store, &batches, &progress_tx, &closed))?;
+        Ok((Self { batches: Some(batches_tx), closing, thread: Some(thread) }, progress))
     }
 
     /// Hands `batch` to the writer.
@@ -65,8 +71,10 @@ impl Writer {
         }
     }
 
-    /// Lets the writer finish what it was given, then waits for it.
+    /// Lets the writer finish what it was given — trying each remaining
+    /// batch once more if its store fails —, then waits for it.
     pub fn finish(mut self) {
+        self.closing.store(true, Ordering::Release);
         self.batches.take();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -76,7 +84,12 @@ impl Writer {
     }
 }
 
-fn write_batches(mut store: Box<dyn StateStore>, batches: &mpsc::Receiver<Batch>, progress: &watch::Sender<Progress>) {
+fn write_batches(
+    mut store: Box<dyn StateStore>,
+    batches: &mpsc::Receiver<Batch>,
+    progress: &watch::Sender<Progress>,
+    closing: &AtomicBool,
+) {
     while let Ok(mut batch) = batches.recv() {
         // Whatever queued meanwhile goes into the same commit.
         while let Ok(later) = batches.try_recv() {
@@ -91,6 +104,18 @@ fn write_batches(mut store: Box<dyn StateStore>, batches: &mpsc::Receiver<Batch>
                     }
                     progress.send_replace(Progress { durable: batch.seq, failing: None });
                     break;
+                }
+                Err(err @ StoreError::NotLeader { .. }) => {
+                    // A leadership that ended never writes again: nothing
+                    // of what waits here may take effect.
+                    error!(%err, lost = batch.changes.len(), "this console no longer leads; its pending changes are dropped");
+                    progress.send_modify(|progress| progress.failing = Some(err.to_string()));
+                    return;
+                }
+                Err(err) if closing.load(Ordering::Acquire) => {
+                    error!(%err, lost = batch.changes.len(), "the console stopped before its state could be written");
+                    progress.send_modify(|progress| progress.failing = Some(err.to_string()));
+                    return;
                 }
                 Err(err) => {
                     error!(%err, retry_in = ?delay, "failed to write the console's state; retrying");
