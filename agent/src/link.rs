@@ -58,8 +58,11 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// How long the console has to answer a hello or a join.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence of the console (no beat, no frame) after which the agent drops
-/// the connection and reconnects. The console beats every second.
-const CONSOLE_SILENCE: Duration = Duration::from_secs(4);
+/// the connection and reconnects. The console beats every second, so two
+/// beats may be lost; short enough that, with the default 2 s etcd lease,
+/// agents find a new leader within 5 s of the old one dying
+/// (ARCHITECTURE.md, "Several consoles").
+const CONSOLE_SILENCE: Duration = Duration::from_secs(3);
 /// How often that silence is checked.
 const CONSOLE_SILENCE_CHECK: Duration = Duration::from_millis(500);
 /// How long a goodbye waits for the console to close the connection.
@@ -682,7 +685,7 @@ fn carry_out(frame: ConsoleFrame, workers: Option<&Workers>) -> Option<InstanceR
 
 /// The highest console term this agent has seen: frames of a lower term
 /// come from a leader that was deposed (and may not know it yet), and are
-/// ignored (ARCHITECTURE.md, "High availability").
+/// ignored (ARCHITECTURE.md, "Several consoles").
 #[derive(Debug, Default)]
 struct Terms(std::sync::atomic::AtomicU64);
 

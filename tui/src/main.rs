@@ -25,6 +25,24 @@ use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// Writes to standard output. Unlike `print!`, a closed pipe
+/// (`ringwatch status | head -1`) is an error the command returns rather
+/// than a panic; `main` then exits quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// `out!` with a newline.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 /// ringwatch keeps work running on a fleet of hosts when hosts fail.
 ///
 /// Run with no command for a live one-node cluster in the terminal UI: the
@@ -258,11 +276,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`| head`): nothing left to say to anyone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("ringwatch: error: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -489,9 +515,9 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
             };
             let AdminResponse::Tasks(tasks) = response else { anyhow::bail!("the console sent an unexpected answer") };
             if json {
-                println!("{}", serde_json::to_string_pretty(&tasks).context("failed to encode the tasks")?);
+                outln!("{}", serde_json::to_string_pretty(&tasks).context("failed to encode the tasks")?);
             } else {
-                print!("{}", ringwatch::report::task_table(&tasks));
+                out!("{}", ringwatch::report::task_table(&tasks));
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -513,17 +539,22 @@ fn parse_token_ttl(text: &str) -> Result<Duration, String> {
 async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -> Result<ExitCode> {
     let response = match admin::request(&config.data_dir, &request).await {
         Ok(response) => response,
+        Err(AdminError::NotRunning(_)) if matches!(config.store, StoreChoice::Group(_)) => anyhow::bail!(
+            "no console runs on the data dir \"{}\": the tokens of a group live in its store, so ask a \
+             running console of the group (`ringwatch join-token --data-dir DIR` on its host)",
+            config.data_dir.display()
+        ),
         Err(AdminError::NotRunning(_)) => offline_tokens(config, request)?,
         Err(AdminError::Refused(reason)) => anyhow::bail!("{reason}"),
         Err(err) => return Err(err.into()),
     };
     match response {
-        AdminResponse::Token(token) => println!("{token}"),
-        AdminResponse::Done(text) => println!("{text}"),
+        AdminResponse::Token(token) => outln!("{token}"),
+        AdminResponse::Done(text) => outln!("{text}"),
         AdminResponse::Tokens(tokens) if json => {
-            println!("{}", serde_json::to_string_pretty(&tokens).context("failed to encode the tokens")?);
+            outln!("{}", serde_json::to_string_pretty(&tokens).context("failed to encode the tokens")?);
         }
-        AdminResponse::Tokens(tokens) => print!("{}", ringwatch::report::token_table(&tokens, unix_now())),
+        AdminResponse::Tokens(tokens) => out!("{}", ringwatch::report::token_table(&tokens, unix_now())),
         AdminResponse::Error(err) => anyhow::bail!("{err}"),
         _ => anyhow::bail!("the console sent an unexpected answer"),
     }
@@ -569,7 +600,7 @@ fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
         PkiCommand::Export { file, force } => {
             let bundle = PkiBundle::from_data_dir(data_dir).context("failed to export the PKI")?;
             bundle.write(&file, force).context("failed to export the PKI")?;
-            println!(
+            outln!(
                 "wrote the PKI of the cluster with CA SHA-256 {} to \"{}\"; it is as secret as the CA key: delete it once imported with `ringwatch pki import`",
                 bundle.ca_fingerprint(),
                 file.display()
@@ -580,16 +611,16 @@ fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
             let dir = data_dir.display();
             match outcome {
                 ImportOutcome::AlreadyPresent => {
-                    println!("the data dir \"{dir}\" already holds this PKI; nothing changed")
+                    outln!("the data dir \"{dir}\" already holds this PKI; nothing changed")
                 }
-                ImportOutcome::Imported => println!(
+                ImportOutcome::Imported => outln!(
                     "imported the cluster's PKI into \"{dir}\": the console there makes its own certificate on start"
                 ),
-                ImportOutcome::ReplacedCa(previous) => println!(
+                ImportOutcome::ReplacedCa(previous) => outln!(
                     "replaced the CA (SHA-256 {previous}) of \"{dir}\": agents that joined with it must join again with a new token"
                 ),
                 ImportOutcome::ReplacedTokenKey => {
-                    println!("replaced the join-token key of \"{dir}\": the join tokens issued there no longer work")
+                    outln!("replaced the join-token key of \"{dir}\": the join tokens issued there no longer work")
                 }
             }
         }
@@ -601,7 +632,7 @@ fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
 async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode> {
     match ask(config, request).await? {
         Ok(AdminResponse::Done(text)) => {
-            println!("{text}");
+            outln!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
@@ -612,8 +643,8 @@ async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode
 async fn act(config: &ConsoleConfig, action: OperatorAction, dry_run: bool) -> Result<ExitCode> {
     match ask(config, &AdminRequest::Act { action, dry_run, confirmed: None }).await? {
         Ok(AdminResponse::Plan { plan, executed }) => {
-            println!("{plan}");
-            println!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });
+            outln!("{plan}");
+            outln!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
@@ -630,13 +661,13 @@ async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
         anyhow::bail!("the console sent an unexpected answer");
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status).context("failed to encode the status")?);
+        outln!("{}", serde_json::to_string_pretty(&status).context("failed to encode the status")?);
     } else {
-        print!("{}", ringwatch::report::console_line(&status.console));
-        print!("{}", ringwatch::report::status_table(&status));
+        out!("{}", ringwatch::report::console_line(&status.console));
+        out!("{}", ringwatch::report::status_table(&status));
         if !status.tasks.is_empty() {
-            println!();
-            print!("{}", ringwatch::report::instance_table(&status));
+            outln!();
+            out!("{}", ringwatch::report::instance_table(&status));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -35,7 +35,7 @@ use rustls::server::WebPkiClientVerifier;
 use tokio::time::MissedTickBehavior;
 use tokio_util::task::AbortOnDropHandle;
 
-/// The console's beat period (its default): agents reconnect after 4 s
+/// The console's beat period (its default): agents reconnect after 3 s
 /// without one.
 const BEAT: Duration = Duration::from_secs(1);
 /// How often the counters are printed.

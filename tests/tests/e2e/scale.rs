@@ -36,7 +36,7 @@ fn a_swarm_with_fewer_start_up_slots_than_agents_brings_them_all_up() {
 }
 
 /// `bare_quinn` takes agents joined to a console on that console's PKI, and
-/// its beats keep them connected past the agents' 4 s silence limit.
+/// its beats keep them connected past the agents' 3 s silence limit.
 #[test]
 fn bare_quinn_keeps_a_swarm_joined_elsewhere_connected() {
     let sandbox = Sandbox::new("bare-quinn");

@@ -34,6 +34,10 @@ const CAMPAIGN_RETRY: Duration = Duration::from_secs(1);
 /// How long a standby waits before following the store again after etcd
 /// failed.
 const FOLLOW_RETRY: Duration = Duration::from_millis(500);
+/// How often, at most, a standby rebuilds its snapshot while records
+/// change: a busy leader writes many batches a second, and a snapshot of a
+/// large cluster is not free. Well inside the 1 s a standby may lag.
+const STANDBY_PUBLISH: Duration = Duration::from_millis(250);
 
 /// What a console of a group needs.
 pub(crate) struct Group {
@@ -220,8 +224,16 @@ async fn follow_once(
     set_leader(console, leader.as_ref());
     role.send_replace(standby(leader.as_ref()));
     publish(outlets, &image, &events, console);
+    let mut publish_tick = tokio::time::interval(STANDBY_PUBLISH);
+    publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Records changed since the last snapshot.
+    let mut unpublished = false;
     loop {
         tokio::select! {
+            _ = publish_tick.tick(), if unpublished => {
+                publish(outlets, &image, &events, console);
+                unpublished = false;
+            }
             changed = leaders.changed() => {
                 if changed.is_err() {
                     return Err(StoreError::Database { path: "etcd".into(), reason: "the leader watch ended".into() });
@@ -229,6 +241,9 @@ async fn follow_once(
                 leader = leaders.borrow_and_update().clone();
                 set_leader(console, leader.as_ref());
                 role.send_replace(standby(leader.as_ref()));
+                // Who leads is shown at once.
+                publish(outlets, &image, &events, console);
+                unpublished = false;
             }
             batch = changes.next() => {
                 for change in batch? {
@@ -250,9 +265,9 @@ async fn follow_once(
                         }
                     }
                 }
+                unpublished = true;
             }
         }
-        publish(outlets, &image, &events, console);
     }
 }
 
