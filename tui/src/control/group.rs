@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use ringwatch_shared::status::{ClusterEvent, ConsoleRole, ConsoleStatus};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::control::owner::Outlets;
+use crate::control::owner::{ControlSnapshot, Outlets};
 use crate::control::pki::ClusterPki;
 use crate::control::records::Image;
-use crate::control::role::{LeaderInfo as KnownLeader, Role};
+use crate::control::role::{Hold, LeaderInfo as KnownLeader, Role};
 use crate::control::standby;
 use crate::control::store::etcd::{Etcd, Leader, LeaderInfo, Watched};
 use crate::control::store::{StateStore, StoreError};
@@ -59,6 +60,8 @@ impl Group {
     /// Campaigns, leads, steps down, stands by — until `shutdown`, when a
     /// leader resigns (another console takes over at once).
     pub(crate) async fn run(self, shutdown: CancellationToken) {
+        // The sessions of a leadership lost with the store, held open.
+        let mut hold: Option<Hold> = None;
         loop {
             let follow = CancellationToken::new();
             let follower = tokio::spawn(follow_store(
@@ -66,6 +69,7 @@ impl Group {
                 self.outlets.clone(),
                 self.role.clone(),
                 self.standby_status(),
+                hold,
                 follow.clone(),
             ));
             let leadership = tokio::select! {
@@ -102,12 +106,24 @@ impl Group {
                 lost = self.etcd.hold(&leadership) => Some(lost),
                 () = shutdown.cancelled() => None,
             };
-            // Step down at once: sessions end when the role changes, the
-            // owner stops (its last writes fail: it no longer leads).
-            self.role.send_replace(Role::Standby { leader: None, snapshots: self.outlets.snapshots.subscribe() });
+            // Step down at once: the owner stops (its last writes fail: it
+            // no longer leads). Sessions end when the role changes — or, the
+            // store being out of reach, are held open for a while, deciding
+            // nothing (role::Hold).
+            hold = lost.is_some().then(|| Hold { term, until: Instant::now() + self.config.reconnect_grace / 2 });
+            self.role.send_replace(Role::Standby { leader: None, snapshots: self.outlets.snapshots.subscribe(), hold });
             running.stop().await;
             match lost {
-                Some(lost) => error!("{lost}; stepping down to stand by"),
+                Some(lost) => {
+                    let mut console = self.standby_status();
+                    console.store_problem = Some(lost.to_string());
+                    republish(&self.outlets, &console);
+                    error!(
+                        "{lost}; stepping down to stand by: nothing is decided until a leader is elected, and this \
+                         console's agents stay connected for up to {:?} meanwhile",
+                        self.config.reconnect_grace / 2
+                    );
+                }
                 None => {
                     if let Err(err) = self.etcd.resign(&leadership).await {
                         warn!(%err, "could not resign the leadership; it lapses with the lease");
@@ -178,6 +194,7 @@ async fn follow_store(
     outlets: Outlets,
     role: watch::Sender<Role>,
     mut console: ConsoleStatus,
+    hold: Option<Hold>,
     stop: CancellationToken,
 ) {
     let standby = |leader: Option<&Leader>| Role::Standby {
@@ -187,6 +204,7 @@ async fn follow_store(
             term: leader.term,
         }),
         snapshots: outlets.snapshots.subscribe(),
+        hold,
     };
     role.send_replace(standby(None));
     loop {
@@ -195,8 +213,9 @@ async fn follow_store(
             () = stop.cancelled() => return,
         };
         if let Err(err) = followed {
-            console.store_problem = Some(err.to_string());
-            publish(&outlets, &Image::default(), &[], &console);
+            // What was last known stays on show, marked as out of date.
+            console.store_problem = Some(format!("cannot reach the store: {err}"));
+            republish(&outlets, &console);
             warn!(%err, "cannot follow the group's store; trying again");
         }
         tokio::select! {
@@ -279,5 +298,14 @@ fn set_leader(console: &mut ConsoleStatus, leader: Option<&Leader>) {
 /// Publishes what a standby knows.
 fn publish(outlets: &Outlets, image: &Image, events: &[ClusterEvent], console: &ConsoleStatus) {
     let snapshot = standby::snapshot_of(image, Arc::from(events), console.clone(), Now::read().unix_ms);
+    outlets.snapshots.send_replace(Arc::new(snapshot));
+}
+
+/// Publishes the last snapshot again as `console` sees it now: the store is
+/// out of reach, and what was last known is all there is to show.
+fn republish(outlets: &Outlets, console: &ConsoleStatus) {
+    let mut snapshot = ControlSnapshot::clone(&outlets.snapshots.borrow());
+    snapshot.status.console = console.clone();
+    snapshot.store_failing.clone_from(&console.store_problem);
     outlets.snapshots.send_replace(Arc::new(snapshot));
 }

@@ -5,12 +5,16 @@
 //!
 //! The role is published on a `watch` channel: every connection reads it
 //! when it starts, and an agent's session ends the moment its console
-//! stops leading, so a deposed leader says nothing more to anyone.
+//! stops leading, so a deposed leader says nothing more to anyone — except
+//! under a [`Hold`]: a leader that lost its store keeps beating to its
+//! agents for a bounded time, deciding nothing, so that a store outage does
+//! not cut the fleet off.
 
 use std::sync::Arc;
 
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::control::owner::{ControlSnapshot, OwnerHandle};
 
@@ -23,6 +27,22 @@ pub struct LeaderInfo {
     pub address: String,
     /// Its term.
     pub term: u64,
+}
+
+/// A leadership lost because the store went out of reach (ARCHITECTURE.md,
+/// "Several consoles"). Until `until`, while no other leader is known, the
+/// agent sessions of `term` stay open and keep beating — the console
+/// decides nothing, sends no command — so a short store outage neither
+/// disconnects the fleet nor runs down its fenced instances' clocks. The
+/// bound is what makes this safe: a new leader elsewhere fails no node over
+/// before its reconnect grace ends, and the hold lasts half of it, so the
+/// agents reach the new leader first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The term of the lost leadership.
+    pub term: u64,
+    /// When the sessions close in any case.
+    pub until: Instant,
 }
 
 /// This console's role now.
@@ -41,6 +61,9 @@ pub enum Role {
         leader: Option<LeaderInfo>,
         /// What this console knows of the cluster, from the store.
         snapshots: watch::Receiver<Arc<ControlSnapshot>>,
+        /// Sessions of a leadership this console lost with its store,
+        /// kept open meanwhile.
+        hold: Option<Hold>,
     },
 }
 
@@ -66,6 +89,18 @@ impl Role {
         matches!(self, Self::Leader { term: current, .. } if *current == term)
     }
 
+    /// Until when the sessions of the leadership of `term` are held open
+    /// after it was lost, if they are (see [`Hold`]): only while no other
+    /// leader is known.
+    pub fn holds_sessions_of(&self, term: u64) -> Option<Instant> {
+        match self {
+            Self::Standby { leader: None, hold: Some(hold), .. } if hold.term == term && Instant::now() < hold.until => {
+                Some(hold.until)
+            }
+            _ => None,
+        }
+    }
+
     /// Answers an operator's request: the owner does while this console
     /// leads; a standby answers `status` from what it knows of the store and
     /// points every other request at the leader.
@@ -85,5 +120,31 @@ impl Role {
             Self::Leader { owner, .. } => owner.fresh_snapshot().await,
             Self::Standby { snapshots, .. } => Some(snapshots.borrow().clone()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn standby(leader: Option<LeaderInfo>, hold: Option<Hold>) -> Role {
+        let (_, snapshots) = watch::channel(Arc::new(ControlSnapshot::default()));
+        Role::Standby { leader, snapshots, hold }
+    }
+
+    #[test]
+    fn a_lost_leadership_holds_its_sessions_only_until_the_hold_ends_and_while_no_leader_is_known() {
+        let until = Instant::now() + Duration::from_secs(7);
+        let hold = Some(Hold { term: 4, until });
+        assert_eq!(standby(None, hold).holds_sessions_of(4), Some(until));
+        assert_eq!(standby(None, hold).holds_sessions_of(5), None, "another term's sessions are not held");
+        assert_eq!(standby(None, None).holds_sessions_of(4), None);
+        let elsewhere = LeaderInfo { name: "c2".into(), address: "127.0.0.1:7000".into(), term: 5 };
+        assert_eq!(standby(Some(elsewhere), hold).holds_sessions_of(4), None, "a known leader takes the agents");
+        let ended = Some(Hold { term: 4, until: Instant::now() });
+        assert_eq!(standby(None, ended).holds_sessions_of(4), None, "the hold is bounded");
     }
 }

@@ -348,7 +348,8 @@ impl Session<'_> {
         // own reads, and hands what it read to the liveness or the owner.
         let reader = tokio::spawn(read_agent_frames(
             recv,
-            self.leader.owner.clone(),
+            self.leader.clone(),
+            self.context.role.clone(),
             self.node.clone(),
             self.id,
             self.liveness.clone(),
@@ -359,16 +360,35 @@ impl Session<'_> {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut beat_seq = 0u64;
         let mut role = self.context.role.clone();
+        // Set while the leadership is lost but the session is held open
+        // (role::Hold): beats only, until then.
+        let mut held_until: Option<tokio::time::Instant> = None;
+        let mut outbox_open = true;
         loop {
             tokio::select! {
                 changed = role.changed() => {
                     // A console that stops leading says nothing more: no
                     // frame, no beat (its agents' fenced instances stop on
-                    // time, and the next leader takes over cleanly).
-                    if changed.is_err() || !role.borrow_and_update().leads_at(self.leader.term) {
-                        self.connection.close(close_code::SHUTDOWN.into(), b"this console no longer leads");
-                        return "this console no longer leads".into();
+                    // time, and the next leader takes over cleanly) — unless
+                    // it holds its sessions through a store outage.
+                    let now = if changed.is_ok() { Some(role.borrow_and_update().clone()) } else { None };
+                    match now {
+                        Some(now) if now.leads_at(self.leader.term) => held_until = None,
+                        Some(now) if now.holds_sessions_of(self.leader.term).is_some() => {
+                            if held_until.is_none() {
+                                debug!("the store is out of reach: holding the session, deciding nothing");
+                            }
+                            held_until = now.holds_sessions_of(self.leader.term);
+                        }
+                        _ => {
+                            self.connection.close(close_code::SHUTDOWN.into(), b"this console no longer leads");
+                            return "this console no longer leads".into();
+                        }
                     }
+                }
+                () = sleep_until_or_never(held_until) => {
+                    self.connection.close(close_code::SHUTDOWN.into(), b"this console lost its store");
+                    return "this console lost its store and no longer leads".into();
                 }
                 _ = beat.tick() => {
                     beat_seq += 1;
@@ -377,8 +397,16 @@ impl Session<'_> {
                         let _ = self.connection.send_datagram(datagram.into());
                     }
                 }
-                frame = outbox.recv() => {
-                    let Some(frame) = frame else { return "replaced by a newer connection".into() };
+                frame = outbox.recv(), if outbox_open => {
+                    let Some(frame) = frame else {
+                        // The owner of a lost leadership is gone; a held
+                        // session only beats.
+                        if self.context.role.borrow().holds_sessions_of(self.leader.term).is_some() {
+                            outbox_open = false;
+                            continue;
+                        }
+                        return "replaced by a newer connection".into();
+                    };
                     if let Err(err) = send.write_all(&frame).await {
                         return format!("failed to send to the agent: {err}");
                     }
@@ -424,7 +452,8 @@ enum ReaderEnd {
 
 async fn read_agent_frames(
     mut recv: RecvStream,
-    owner: OwnerHandle,
+    leader: Leader,
+    role: watch::Receiver<Role>,
     node: NodeName,
     connection: ConnectionId,
     liveness: Arc<Liveness>,
@@ -459,7 +488,9 @@ async fn read_agent_frames(
         };
         let goodbye = matches!(event, SessionEvent::Goodbye(_));
         let input = Input::Session { node: node.clone(), connection, event };
-        if owner.inputs.send(input).await.is_err() {
+        // A held session (role::Hold) has no owner to tell: what the agent
+        // reports now, it reports again to the next leader.
+        if leader.owner.inputs.send(input).await.is_err() && role.borrow().holds_sessions_of(leader.term).is_none() {
             return ReaderEnd::Closed("the console is shutting down".into());
         }
         if goodbye {
@@ -511,5 +542,13 @@ pub(crate) fn frame_name(frame: &AgentFrame) -> &'static str {
         AgentFrame::Inventory(_) => "an inventory",
         AgentFrame::Instance(_) => "an instance report",
         AgentFrame::Goodbye { .. } => "a goodbye",
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_or_never(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
