@@ -14,8 +14,10 @@
 //! - a named leader is tried next, at once the first time; every further
 //!   redirect before a welcome waits out the backoff, so standbys that point
 //!   at each other (or at a leader that died) never make the agent loop
-//!   faster than that; a leader already tried in this round is not followed
-//!   again: the round goes on with the list;
+//!   faster than that; a leader that failed in this round is not followed
+//!   again, and one tried in this round without failing (it may have been
+//!   a standby then, and leads now) is followed once more at most: the
+//!   round then goes on with the list;
 //! - a standby that knows no leader costs a backoff, then the next console;
 //! - a console that shuts down or goes silent is tried last in the next
 //!   round.
@@ -266,6 +268,10 @@ pub(crate) struct Policy {
     candidates: Vec<SocketAddr>,
     /// The addresses tried in this round.
     tried: Vec<SocketAddr>,
+    /// Those of them that failed (no answer, refused, gone).
+    failed: Vec<SocketAddr>,
+    /// Those of them followed a second time, when a standby named them.
+    refollowed: Vec<SocketAddr>,
     /// A leader a standby named, to try next.
     leader: Option<String>,
     /// Redirects followed since the last welcome: only the first is free.
@@ -282,6 +288,8 @@ impl Policy {
             preferred: None,
             candidates: Vec::new(),
             tried: Vec::new(),
+            failed: Vec::new(),
+            refollowed: Vec::new(),
             leader: None,
             redirects: 0,
         }
@@ -292,15 +300,27 @@ impl Policy {
         self.leader.take()
     }
 
-    /// Whether to try the named leader at `addr` now: not when this round
-    /// tried it already (it failed, or redirected us), so redirects that
-    /// bounce between consoles never starve the rest of the list.
+    /// Whether to try the named leader at `addr` now: not when it failed
+    /// in this round, nor a third time, so redirects that bounce between
+    /// consoles never starve the rest of the list. A second time is right:
+    /// an election may have made a standby of a moment ago the leader.
     pub(crate) fn follow(&mut self, addr: SocketAddr) -> bool {
-        if self.tried.contains(&addr) {
+        if !self.tried.contains(&addr) {
+            self.tried.push(addr);
+            return true;
+        }
+        if self.failed.contains(&addr) || self.refollowed.contains(&addr) {
             return false;
         }
-        self.tried.push(addr);
+        self.refollowed.push(addr);
         true
+    }
+
+    /// Forgets this round's attempts.
+    fn new_round(&mut self) {
+        self.tried.clear();
+        self.failed.clear();
+        self.refollowed.clear();
     }
 
     /// The next console to try, given the list as resolved now: the
@@ -312,7 +332,7 @@ impl Policy {
         let next = match self.candidates.iter().find(|addr| !self.tried.contains(addr)) {
             Some(addr) => *addr,
             None => {
-                self.tried.clear();
+                self.new_round();
                 *self.candidates.first()?
             }
         };
@@ -348,7 +368,7 @@ impl Policy {
                     self.welcomed(addr);
                 }
                 self.backoff.reset();
-                self.tried.clear();
+                self.new_round();
                 Duration::ZERO
             }
             Outcome::Lost { lasted, move_on } => {
@@ -358,7 +378,7 @@ impl Policy {
                 if lasted >= self.healthy {
                     self.backoff.reset();
                 }
-                self.tried.clear();
+                self.new_round();
                 if move_on && let Some(addr) = addr {
                     self.tried.push(addr);
                 }
@@ -376,11 +396,10 @@ impl Policy {
                 self.backoff.next_delay(rng)
             }
             Outcome::Failed => {
-                if self.end_round_if_done() {
-                    self.backoff.next_delay(rng)
-                } else {
-                    Duration::ZERO
+                if let Some(addr) = addr {
+                    self.failed.push(addr);
                 }
+                if self.end_round_if_done() { self.backoff.next_delay(rng) } else { Duration::ZERO }
             }
         }
     }
@@ -390,7 +409,7 @@ impl Policy {
     fn end_round_if_done(&mut self) -> bool {
         let done = self.candidates.iter().all(|addr| self.tried.contains(addr));
         if done {
-            self.tried.clear();
+            self.new_round();
         }
         done
     }
@@ -636,6 +655,40 @@ mod tests {
         assert!(visited.contains(&3), "the rest of the list is not starved: {visited:?}");
         assert!(delays.iter().all(|delay| *delay <= CAP));
         assert!(delays[30..].iter().filter(|d| !d.is_zero()).all(|d| *d >= CAP / 2), "{delays:?}");
+    }
+
+    #[test]
+    fn regression_a_standby_of_a_moment_ago_that_now_leads_is_followed() {
+        // After an etcd outage, agents asked every console (none knew a
+        // leader), then the third named the first, which had been elected
+        // meanwhile; the agent would not follow a console "tried in this
+        // round already" and went on round the list (here to a fourth
+        // console), for 11 s more.
+        let list = [addr(1), addr(2), addr(3), addr(4)];
+        let mut policy = policy();
+        let mut rng = rng();
+        assert_eq!(next(&mut policy, &list), Some(addr(1)));
+        policy.after(Some(addr(1)), Outcome::NotLeader(None), &mut rng);
+        assert_eq!(next(&mut policy, &list), Some(addr(2)));
+        policy.after(Some(addr(2)), Outcome::NotLeader(None), &mut rng);
+        assert_eq!(next(&mut policy, &list), Some(addr(3)));
+        assert_eq!(
+            policy.after(Some(addr(3)), Outcome::NotLeader(Some(addr(1).to_string())), &mut rng),
+            Duration::ZERO
+        );
+        assert_eq!(next(&mut policy, &list), Some(addr(1)), "the new leader, asked a moment ago as a standby");
+    }
+
+    #[test]
+    fn a_leader_that_failed_in_this_round_is_not_followed_again_in_it() {
+        let list = [addr(1), addr(2), addr(3)];
+        let mut policy = policy();
+        let mut rng = rng();
+        assert_eq!(next(&mut policy, &list), Some(addr(1)));
+        assert_eq!(policy.after(Some(addr(1)), Outcome::Failed, &mut rng), Duration::ZERO);
+        assert_eq!(next(&mut policy, &list), Some(addr(2)));
+        policy.after(Some(addr(2)), Outcome::NotLeader(Some(addr(1).to_string())), &mut rng);
+        assert_eq!(next(&mut policy, &list), Some(addr(3)), "the dead leader waits for the next round");
     }
 
     #[test]

@@ -43,8 +43,11 @@ use crate::supervisor::Supervisor;
 
 /// First reconnect delay ceiling.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
-/// No reconnect delay exceeds this.
-const BACKOFF_CAP: Duration = Duration::from_secs(15);
+/// No reconnect delay exceeds this. Well under a console's reconnect grace
+/// (15 s by default): after a console restart, a takeover or a store
+/// outage, every agent tries again — and is back — before the grace ends
+/// and its work would be failed over for want of a retry.
+const BACKOFF_CAP: Duration = Duration::from_secs(5);
 /// Consecutive "name in use" refusals after which the agent gives up.
 const NAME_IN_USE_ATTEMPTS: u32 = 6;
 /// Consecutive failed TLS handshakes, while other consoles remain to be

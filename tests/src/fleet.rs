@@ -25,7 +25,8 @@ use crate::{Agent, Console, LIVENESS, Sandbox, UdpRelay};
 pub const AGENT_DIR_PREFIX: &str = "agent-";
 
 /// How long agents get to come back after a console restart: their
-/// reconnect backoff reaches 15 s, plus the handshake on a busy machine.
+/// reconnect backoff reaches 5 s, plus the handshake on a busy machine, with
+/// a wide margin.
 pub const RECONNECT: Duration = Duration::from_secs(40);
 
 /// The programs the test tasks run (every [`LifeLog`](crate::instances::LifeLog)

@@ -21,9 +21,38 @@ pub struct Status {
     /// Desired tasks and their instances.
     #[serde(default)]
     pub tasks: Vec<TaskStatus>,
+    /// The console that answered and its place in its group.
+    #[serde(default)]
+    pub console: Option<ConsoleInfo>,
     /// The JSON text this was parsed from, for failure messages.
     #[serde(skip)]
     pub raw: String,
+}
+
+/// The console that answered `status`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleInfo {
+    /// Its name in its group.
+    pub name: String,
+    /// The address agents reach it on.
+    pub address: String,
+    /// `leader` or `standby`.
+    pub role: String,
+    /// The term it leads or follows (0 when alone).
+    pub term: u64,
+    /// The leader's address, when one is known.
+    #[serde(default)]
+    pub leader: Option<String>,
+    /// Why it cannot reach or write its store, while it cannot.
+    #[serde(default)]
+    pub store_problem: Option<String>,
+}
+
+impl ConsoleInfo {
+    /// Whether it says it leads.
+    pub fn leads(&self) -> bool {
+        self.role == "leader"
+    }
 }
 
 /// One node as `status` shows it.

@@ -24,6 +24,10 @@
 //! - `etcd` (feature `etcd`): the highly available group's store against a
 //!   real etcd — elections, conditioned writes, stepping down, large
 //!   batches, standbys following the records, TLS.
+//! - `ha` (feature `etcd`): three consoles on a real etcd and four agents —
+//!   the leader killed or paused past its lease, an agent dying during the
+//!   takeover, etcd down for 10 s, rolling restarts — checked against the
+//!   task processes: nothing lost, never a duplicate.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -44,6 +48,8 @@ mod consoles;
 mod control_plane;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod ha;
 mod hostile_input;
 mod hostile_peers;
 mod membership;

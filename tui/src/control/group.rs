@@ -12,6 +12,7 @@
 //! again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringwatch_shared::status::{ClusterEvent, ConsoleRole, ConsoleStatus};
@@ -94,6 +95,14 @@ impl Group {
             };
             let term = leadership.term();
             info!(term, "this console leads the group");
+            // Until the owner runs, agents asking here learn that no leader
+            // serves yet (not "the leader is here", which would bounce them).
+            self.role.send_replace(Role::Standby {
+                leader: None,
+                snapshots: self.outlets.snapshots.subscribe(),
+                hold: None,
+                term,
+            });
             let running = match self.lead(&leadership).await {
                 Ok(running) => running,
                 Err(err) => {
@@ -111,7 +120,12 @@ impl Group {
             // store being out of reach, are held open for a while, deciding
             // nothing (role::Hold).
             hold = lost.is_some().then(|| Hold { term, until: Instant::now() + self.config.reconnect_grace / 2 });
-            self.role.send_replace(Role::Standby { leader: None, snapshots: self.outlets.snapshots.subscribe(), hold });
+            self.role.send_replace(Role::Standby {
+                leader: None,
+                snapshots: self.outlets.snapshots.subscribe(),
+                hold,
+                term,
+            });
             running.stop().await;
             match lost {
                 Some(lost) => {
@@ -197,14 +211,26 @@ async fn follow_store(
     hold: Option<Hold>,
     stop: CancellationToken,
 ) {
-    let standby = |leader: Option<&Leader>| Role::Standby {
-        leader: leader.map(|leader| KnownLeader {
-            name: leader.info.name.clone(),
-            address: leader.info.address.clone(),
-            term: leader.term,
-        }),
-        snapshots: outlets.snapshots.subscribe(),
-        hold,
+    // The highest term seen, kept when the leader vanishes.
+    let known_term = AtomicU64::new(hold.map_or(0, |hold| hold.term).max(role.borrow().term()));
+    let own_address = console.address.clone();
+    let standby = |leader: Option<&Leader>| {
+        if let Some(leader) = leader {
+            known_term.fetch_max(leader.term, Ordering::Relaxed);
+        }
+        // This console, elected a moment ago and still taking over, is no
+        // leader to send agents to yet: they would come straight back.
+        let leader = leader.filter(|leader| leader.info.address != own_address);
+        Role::Standby {
+            leader: leader.map(|leader| KnownLeader {
+                name: leader.info.name.clone(),
+                address: leader.info.address.clone(),
+                term: leader.term,
+            }),
+            snapshots: outlets.snapshots.subscribe(),
+            hold,
+            term: known_term.load(Ordering::Relaxed),
+        }
     };
     role.send_replace(standby(None));
     loop {

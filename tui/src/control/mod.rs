@@ -457,7 +457,12 @@ impl ControlPlane {
         options.tls = group.ca.clone().map(|ca| EtcdTls { ca, cert: group.cert.clone(), key: group.key.clone() });
         let options = options.validated().map_err(|err| ConsoleError::Group(err.to_string()))?;
         let etcd = Etcd::connect(options).await?;
-        let role = watch::Sender::new(Role::Standby { leader: None, snapshots: outlets.snapshots.subscribe(), hold: None });
+        let role = watch::Sender::new(Role::Standby {
+            leader: None,
+            snapshots: outlets.snapshots.subscribe(),
+            hold: None,
+            term: 0,
+        });
         let member = group::Group {
             etcd,
             config: config.clone(),

@@ -402,9 +402,9 @@ impl Owner {
         if tokio::task::spawn_blocking(move || writer.finish()).await.is_err() {
             warn!("the state writer did not finish cleanly");
         }
-        for session in self.sessions.values() {
-            session.connection.close(close_code::SHUTDOWN.into(), b"console shutting down");
-        }
+        // The sessions are not the owner's to close: a console that stops
+        // has closed its endpoint already, and one that lost its store may
+        // hold them open a while (role::Hold).
     }
 
     fn handle(&mut self, input: Input) {

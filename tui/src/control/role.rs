@@ -64,6 +64,10 @@ pub enum Role {
         /// Sessions of a leadership this console lost with its store,
         /// kept open meanwhile.
         hold: Option<Hold>,
+        /// The highest term this console has seen, stamped on what it
+        /// says to agents: a standby that knows no leader right now is not
+        /// mistaken for a deposed leader.
+        term: u64,
     },
 }
 
@@ -72,7 +76,7 @@ impl Role {
     pub fn term(&self) -> u64 {
         match self {
             Self::Leader { term, .. } => *term,
-            Self::Standby { leader, .. } => leader.as_ref().map_or(0, |leader| leader.term),
+            Self::Standby { leader, term, .. } => leader.as_ref().map_or(*term, |leader| leader.term.max(*term)),
         }
     }
 
@@ -94,7 +98,9 @@ impl Role {
     /// leader is known.
     pub fn holds_sessions_of(&self, term: u64) -> Option<Instant> {
         match self {
-            Self::Standby { leader: None, hold: Some(hold), .. } if hold.term == term && Instant::now() < hold.until => {
+            Self::Standby { leader: None, hold: Some(hold), .. }
+                if hold.term == term && Instant::now() < hold.until =>
+            {
                 Some(hold.until)
             }
             _ => None,
@@ -132,7 +138,7 @@ mod tests {
 
     fn standby(leader: Option<LeaderInfo>, hold: Option<Hold>) -> Role {
         let (_, snapshots) = watch::channel(Arc::new(ControlSnapshot::default()));
-        Role::Standby { leader, snapshots, hold }
+        Role::Standby { leader, snapshots, hold, term: 0 }
     }
 
     #[test]
