@@ -134,6 +134,14 @@ impl EtcdServer {
         format!("etcd://{}", self.endpoint())
     }
 
+    /// Its Prometheus metrics (`/metrics` on the plain-HTTP metrics port).
+    ///
+    /// # Errors
+    /// When etcd does not answer.
+    pub fn metrics(&self) -> std::io::Result<String> {
+        http_get(self.ports.metrics, "/metrics")
+    }
+
     /// Kills etcd (SIGKILL); its data stays for [`EtcdServer::restart`].
     pub fn stop(&mut self) {
         if let Some(mut proc) = self.proc.take() {
@@ -268,12 +276,17 @@ pub fn etcd_binary() -> PathBuf {
 
 /// Whether etcd's `/health` on `port` says it is healthy.
 fn health(port: u16) -> std::io::Result<bool> {
+    Ok(http_get(port, "/health")?.contains("\"health\":\"true\""))
+}
+
+/// `GET path` on 127.0.0.1:`port` over HTTP/1.0: the whole answer.
+fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
-    Ok(answer.contains("\"health\":\"true\""))
+    Ok(answer)
 }
 
 /// A TCP relay on 127.0.0.1 in front of one address, which a test can cut:

@@ -364,6 +364,19 @@ impl ConsoleGroup {
         self.agents.iter_mut().find(|a| a.name() == name).unwrap_or_else(|| panic!("no agent {name} in this group"))
     }
 
+    /// Starts the agent called `name` again on its data dir, with its
+    /// stored credentials, after [`ConsoleGroup::kill_host`].
+    ///
+    /// # Panics
+    /// When there is no such agent.
+    #[track_caller]
+    pub fn restart_agent(&mut self, name: &str) {
+        let index = self.agents.iter().position(|a| a.name() == name).unwrap_or_else(|| panic!("no agent {name}"));
+        let args = self.specs[index].agent_args().into_iter().map(str::to_owned).collect::<Vec<_>>();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.agents[index] = Agent::start_stored(self.console_list(), name, &self.agent_dir(name), &args);
+    }
+
     /// What a dead host does: SIGKILL of the agent and of every process of
     /// its instances. Returns the instances' pids.
     pub fn kill_host(&mut self, name: &str) -> Vec<u32> {
