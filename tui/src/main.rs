@@ -477,17 +477,22 @@ async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
 /// Exit code when no console runs on the data dir.
 const NOT_RUNNING: u8 = 3;
 
+/// What a standby's refusal tells the operator.
+fn standby_refusal(leader: Option<String>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the console of this data dir is a standby of its group and changes nothing; {}",
+        match leader {
+            Some(leader) => format!("the leader is {leader}: run the command on its host"),
+            None => "no console leads the group now (is etcd reachable?)".to_string(),
+        }
+    )
+}
+
 /// Sends `request`; `Err(code)` when the console is not running (the
 /// message is printed).
 async fn ask(config: &ConsoleConfig, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
     match admin::request(&config.data_dir, request).await {
-        Ok(AdminResponse::NotLeader { leader }) => anyhow::bail!(
-            "the console of this data dir is a standby of its group and changes nothing; {}",
-            match leader {
-                Some(leader) => format!("the leader is {leader}: run the command on its host"),
-                None => "no console leads the group now (is etcd reachable?)".to_string(),
-            }
-        ),
+        Ok(AdminResponse::NotLeader { leader }) => Err(standby_refusal(leader)),
         Ok(response) => Ok(Ok(response)),
         Err(err @ AdminError::NotRunning(_)) => {
             eprintln!("ringwatch: {err}");
@@ -555,6 +560,7 @@ async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -
             outln!("{}", serde_json::to_string_pretty(&tokens).context("failed to encode the tokens")?);
         }
         AdminResponse::Tokens(tokens) => out!("{}", ringwatch::report::token_table(&tokens, unix_now())),
+        AdminResponse::NotLeader { leader } => return Err(standby_refusal(leader)),
         AdminResponse::Error(err) => anyhow::bail!("{err}"),
         _ => anyhow::bail!("the console sent an unexpected answer"),
     }

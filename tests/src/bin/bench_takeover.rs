@@ -224,8 +224,9 @@ fn etcd_counters(group: &ConsoleGroup) -> BTreeMap<String, f64> {
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let Some((name, value)) = line.rsplit_once(' ') else { continue };
         if let Some(wanted) = WANTED.iter().find(|wanted| name.starts_with(*wanted)) {
-            *counters.entry((*wanted).replace("{grpc_method=\"LeaseKeepAlive\"", " (LeaseKeepAlive)")).or_insert(0.0) +=
-                value.parse::<f64>().unwrap_or(0.0);
+            *counters
+                .entry((*wanted).replace("{grpc_method=\"LeaseKeepAlive\"", " (LeaseKeepAlive)"))
+                .or_insert(0.0) += value.parse::<f64>().unwrap_or(0.0);
         }
     }
     counters

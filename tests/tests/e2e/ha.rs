@@ -288,3 +288,27 @@ fn ha_a_console_restart_and_a_rolling_restart_of_all_three_never_duplicate_or_lo
         assert_untouched(&life, &before, &format!("after restarting {name}"));
     }
 }
+
+#[test]
+fn ha_a_standby_serves_status_and_refuses_changes_naming_the_leader() {
+    let sandbox = Sandbox::new("ha-standby");
+    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &agents()[..1]);
+    let leader = group.wait_leader(LIVENESS);
+    let standby = (0..group.len()).find(|index| *index != leader).unwrap();
+    let leader_address = group.address(leader).to_string();
+    // Read-only from the store: the agent the leader serves, as it records it.
+    let status = group
+        .console(standby)
+        .wait_for(&format!("{} known on the standby", AGENTS[0]), |status| status.node(AGENTS[0]).is_some());
+    let console = status.console.clone().expect("a console section");
+    assert!(!console.leads());
+    assert_eq!(console.leader.as_deref(), Some(leader_address.as_str()));
+    let file = group.new_file("tasks", "toml");
+    ringwatch_tests::tasks::write_task_file(&file, &[TaskDef::new("web", ["sleep", "1000"])]);
+    let path = file.to_string_lossy().into_owned();
+    for args in [&["join-token"][..], &["task", "apply", &path], &["cordon", AGENTS[0]]] {
+        let output = group.admin(standby, args);
+        assert!(!output.status.success(), "{args:?} on a standby must fail: {output}");
+        assert!(output.stderr.contains(&leader_address), "{args:?}: the refusal names the leader: {output}");
+    }
+}

@@ -1,5 +1,5 @@
 //! The records of a highly available group of consoles, kept in etcd
-//! (cargo feature `etcd`; README.md, "A highly available group";
+//! (cargo feature `etcd`; README.md, "Running several consoles";
 //! ARCHITECTURE.md, "The change log").
 //!
 //! Consoles sharing a store elect one leader through an etcd lease
