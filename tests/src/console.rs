@@ -329,6 +329,20 @@ where
     process::run(&bins::ringwatch(), args, COMMAND_TIMEOUT)
 }
 
+/// `ringwatch pki ACTION FILE --data-dir DIR` (`export`, `import`), which
+/// must succeed; its standard output.
+///
+/// # Panics
+/// When the command fails.
+#[track_caller]
+pub fn pki(action: &str, file: &Path, data_dir: &Path) -> String {
+    let output =
+        ringwatch(["pki".as_ref(), action.as_ref(), file.as_os_str(), "--data-dir".as_ref(), data_dir.as_os_str()])
+            .unwrap_or_else(|err| panic!("pki {action}: {err:#}"));
+    assert!(output.status.success(), "pki {action} failed: {output}");
+    output.stdout
+}
+
 /// `ringwatch join-token --data-dir DIR [--ttl TTL]`: the token, checked to
 /// be one line. Works with or without a console running on that dir.
 ///

@@ -114,9 +114,9 @@ impl ConsoleGroup {
         group.start_console(0);
         group.wait_leader(LIVENESS);
         let bundle = sandbox.path().join("cluster.pki");
-        pki("export", &bundle, &group.members[0].dir);
+        console::pki("export", &bundle, &group.members[0].dir);
         for index in 1..group.members.len() {
-            pki("import", &bundle, &group.members[index].dir);
+            console::pki("import", &bundle, &group.members[index].dir);
             group.start_console(index);
         }
         let leader = group.wait_leader(LIVENESS);
@@ -458,20 +458,6 @@ fn describe_roles(statuses: &[(usize, Result<Status, String>)], members: &[Membe
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// `ringwatch pki ACTION FILE --data-dir DIR`, which must succeed.
-#[track_caller]
-fn pki(action: &str, file: &Path, data_dir: &Path) {
-    let output = console::ringwatch([
-        "pki".as_ref(),
-        action.as_ref(),
-        file.as_os_str(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-    ])
-    .unwrap_or_else(|err| panic!("pki {action}: {err:#}"));
-    assert!(output.status.success(), "pki {action} failed: {output}");
 }
 
 /// The copies of each instance, by instance id.

@@ -68,6 +68,7 @@ pub mod rogue;
 pub mod sandbox;
 pub mod scale;
 pub mod standby;
+pub mod stats;
 pub mod status;
 pub mod tasks;
 pub mod udp;

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
+use ringwatch_tests::stats::quantile;
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
@@ -57,7 +58,7 @@ fn main() {
         }
     }
     latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let pick = |q: f64| quantile(&latencies, q);
     println!(
         "kill -9 → failed over {} runs: p50 {} ms, p99 {} ms, max {} ms",
         latencies.len(),

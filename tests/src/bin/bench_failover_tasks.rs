@@ -23,6 +23,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
+use ringwatch_tests::stats::quantile;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -146,7 +147,7 @@ fn summary(what: &str, latencies: &mut [Duration]) {
         return;
     }
     latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1];
+    let pick = |q: f64| quantile(latencies, q);
     println!(
         "{what} over {} runs: p50 {} ms, p99 {} ms, max {} ms",
         latencies.len(),

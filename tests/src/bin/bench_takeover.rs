@@ -21,6 +21,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
+use ringwatch_tests::stats::quantile;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +36,10 @@ use ringwatch_tests::{ConsoleGroup, LIVENESS, Sandbox, TaskDef, tasks};
 const CONSOLES: [&str; 3] = ["c1", "c2", "c3"];
 /// The consoles' reconnect grace (their default).
 const GRACE: Duration = Duration::from_secs(15);
+/// How long every run waits before its kill: an agent starts its reconnect
+/// backoff over after a session of 10 s, and a takeover is measured from
+/// that steady state, not from the tail of the previous run's.
+const STEADY: Duration = Duration::from_secs(11);
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -64,6 +69,7 @@ fn leader(runs: usize, agent_count: usize) {
     for run in 1..=runs {
         let old = group.wait_leader(LIVENESS);
         group.wait_all_alive(RECONNECT);
+        std::thread::sleep(STEADY);
         let killed_at = SystemTime::now();
         group.kill(old);
         let new = group.wait_leader_where(LIVENESS, "a new leader", |index| index != old);
@@ -114,6 +120,7 @@ fn leader_and_agent(runs: usize) {
         let placed = status.running_on_distinct_nodes("web", 2).unwrap();
         let (instance, victim) = placed.iter().next().map(|(i, n)| (i.clone(), n.clone())).unwrap();
         let old = group.wait_leader(LIVENESS);
+        std::thread::sleep(STEADY);
         let copies_before = life.copies().len();
         let killed_at = wall_clock_now();
         group.kill(old);
@@ -246,7 +253,7 @@ fn since(from: SystemTime, to: SystemTime) -> Duration {
 
 fn summary(what: &str, values: &mut [Duration]) {
     values.sort();
-    let pick = |q: f64| values[((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1];
+    let pick = |q: f64| quantile(values, q);
     println!(
         "{what}, {} runs: p50 {} ms, p99 {} ms, max {} ms",
         values.len(),

@@ -3,25 +3,9 @@
 //! console through the CA they hold, and either console verifies the join
 //! tokens of the other.
 
-use std::path::Path;
-
 use ringwatch_tests::agent::mentions_any;
-use ringwatch_tests::{Agent, Console, EXIT_DEADLINE, NodeState, Sandbox, console};
-
-/// `ringwatch pki ACTION FILE --data-dir DIR`, which must succeed.
-#[track_caller]
-fn pki(action: &str, file: &Path, data_dir: &Path) -> String {
-    let output = console::ringwatch([
-        "pki".as_ref(),
-        action.as_ref(),
-        file.as_os_str(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-    ])
-    .unwrap();
-    assert!(output.status.success(), "pki {action} failed: {output}");
-    output.stdout
-}
+use ringwatch_tests::console::pki;
+use ringwatch_tests::{Agent, Console, EXIT_DEADLINE, NodeState, Sandbox};
 
 #[test]
 fn an_agent_verifies_every_console_sharing_the_pki_and_tokens_verify_on_both() {
