@@ -285,6 +285,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `err` comes from writing to a pipe whose reader is gone.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain()
         .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
