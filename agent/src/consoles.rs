@@ -390,6 +390,12 @@ impl Policy {
                 // them from coming back in lockstep.
                 self.backoff.next_delay(rng)
             }
+            // A standby that still names the console this round found dead
+            // (it has not seen the lease lapse yet) knows no leader either.
+            Outcome::NotLeader(Some(leader)) if self.failed_in_round(&leader) => {
+                self.end_round_if_done();
+                self.backoff.next_delay(rng)
+            }
             Outcome::NotLeader(Some(leader)) => {
                 self.leader = Some(leader);
                 self.redirects = self.redirects.saturating_add(1);
@@ -406,6 +412,12 @@ impl Policy {
                 if self.end_round_if_done() { self.backoff.next_delay(rng) } else { Duration::ZERO }
             }
         }
+    }
+
+    /// Whether `leader` (as a standby named it) is an address that failed
+    /// in this round.
+    fn failed_in_round(&self, leader: &str) -> bool {
+        leader.parse::<SocketAddr>().is_ok_and(|addr| self.failed.contains(&addr))
     }
 
     /// Starts a new round when this one tried every candidate; says whether
@@ -594,8 +606,13 @@ mod tests {
         policy.welcomed(addr(1));
         policy.after(Some(addr(1)), Outcome::Lost { lasted: HEALTHY, move_on: true }, &mut rng);
         assert_eq!(next(&mut policy, &list), Some(addr(2)));
-        policy.after(Some(addr(2)), Outcome::NotLeader(Some(addr(1).to_string())), &mut rng);
+        let delay = policy.after(Some(addr(2)), Outcome::NotLeader(Some(addr(1).to_string())), &mut rng);
+        assert!(delay <= BASE * 2, "a stale answer costs the next backoff step, as \"no leader yet\" does: {delay:?}");
         assert_eq!(next(&mut policy, &list), Some(addr(3)), "not back to the console just left");
+        // It was no redirect: the first real one is still followed at once.
+        let delay = policy.after(Some(addr(3)), Outcome::NotLeader(Some(addr(2).to_string())), &mut rng);
+        assert_eq!(delay, Duration::ZERO);
+        assert_eq!(next(&mut policy, &list), Some(addr(2)), "the new leader, a standby a moment ago");
     }
 
     #[test]
