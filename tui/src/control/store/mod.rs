@@ -12,6 +12,7 @@
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod redb;
+pub mod round_one;
 pub mod writer;
 
 use std::path::PathBuf;

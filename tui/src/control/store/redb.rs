@@ -10,9 +10,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ringwatch_shared::status::ClusterEvent;
+use tracing::{info, warn};
 
+use super::round_one::{self, RoundOne};
 use super::{Batch, EVENT_LOG_LIMIT, Loaded, StateStore, StoreError};
 use crate::control::records::Image;
 
@@ -20,6 +22,10 @@ use crate::control::records::Image;
 const RECORDS: TableDefinition<&str, &str> = TableDefinition::new("records");
 /// Event sequence number → [`ClusterEvent`] JSON.
 const EVENTS: TableDefinition<u64, &str> = TableDefinition::new("events");
+/// The first round's tables (store::round_one), read once and kept.
+const ROUND_ONE_CREDENTIALS: TableDefinition<&str, &str> = TableDefinition::new("credentials");
+const ROUND_ONE_NODES: TableDefinition<&str, &str> = TableDefinition::new("nodes");
+const ROUND_ONE_WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 
 /// The open database.
 pub struct RedbStore {
@@ -69,6 +75,7 @@ impl RedbStore {
             let txn = db.begin_write().map_err(|err| database(path, err))?;
             txn.open_table(RECORDS).map_err(|err| corrupt(path, err))?;
             txn.open_table(EVENTS).map_err(|err| corrupt(path, err))?;
+            migrate_round_one(&txn, path)?;
             txn.commit().map_err(|err| database(path, err))?;
             Ok(db)
         })?;
@@ -97,6 +104,61 @@ impl RedbStore {
         events.reverse();
         Ok(Loaded { image, events })
     }
+}
+
+/// Writes today's records for a store the first round wrote
+/// (store::round_one): once, while the records table is empty.
+fn migrate_round_one(txn: &WriteTransaction, path: &Path) -> Result<(), StoreError> {
+    let tables: Vec<String> = txn
+        .list_tables()
+        .map_err(|err| corrupt(path, err))?
+        .map(|table| redb::TableHandle::name(&table).to_string())
+        .collect();
+    let has = |name: &str| tables.iter().any(|table| table == name);
+    if !(has("credentials") || has("nodes") || has("workloads")) {
+        return Ok(());
+    }
+    let mut records = txn.open_table(RECORDS).map_err(|err| corrupt(path, err))?;
+    if !records.is_empty().map_err(|err| corrupt(path, err))? {
+        return Ok(());
+    }
+    let mut old = RoundOne::default();
+    let read_all =
+        |definition: TableDefinition<&str, &str>, into: &mut Vec<(String, String)>| -> Result<(), StoreError> {
+            let table = txn.open_table(definition).map_err(|err| corrupt(path, err))?;
+            for entry in table.iter().map_err(|err| corrupt(path, err))? {
+                let (key, value) = entry.map_err(|err| corrupt(path, err))?;
+                into.push((key.value().to_string(), value.value().to_string()));
+            }
+            Ok(())
+        };
+    if has("credentials") {
+        read_all(ROUND_ONE_CREDENTIALS, &mut old.credentials)?;
+    }
+    if has("nodes") {
+        read_all(ROUND_ONE_NODES, &mut old.nodes)?;
+    }
+    if has("workloads") {
+        let mut documents = Vec::new();
+        read_all(ROUND_ONE_WORKLOADS, &mut documents)?;
+        old.workloads = documents.into_iter().next().map(|(_, json)| json);
+    }
+    let migrated = round_one::records_from(&old, rand::random());
+    for change in &migrated.changes {
+        if let Some(json) = change.value().map_err(|err| database(path, err))? {
+            records.insert(change.key().as_str(), json.as_str()).map_err(|err| database(path, err))?;
+        }
+    }
+    for skipped in &migrated.skipped {
+        warn!(path = %path.display(), "a record of the first round's store does not carry over: {skipped}");
+    }
+    info!(
+        path = %path.display(),
+        credentials = old.credentials.len(),
+        nodes = old.nodes.len(),
+        "read the first round's store into today's records (its old tables stay in the file)"
+    );
+    Ok(())
 }
 
 impl StateStore for RedbStore {
@@ -180,6 +242,43 @@ mod tests {
 
     fn node_change(name: &str) -> Change {
         Change::Node(NodeRecord::new(NodeName::parse(name).unwrap(), NodeState::Alive))
+    }
+
+    #[test]
+    fn a_first_round_store_is_read_into_records_once_and_its_tables_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut credentials = txn.open_table(ROUND_ONE_CREDENTIALS).unwrap();
+                credentials
+                    .insert("ab12", r#"{"name":"a","key_fingerprint":"ff","issued_unix":1,"revoked":false}"#)
+                    .unwrap();
+                txn.open_table(ROUND_ONE_NODES).unwrap().insert("a", r#""alive""#).unwrap();
+                let workloads =
+                    r#"{"tasks":{},"instances":{},"cordoned":["a"],"next_epoch":12,"failover_paused":null}"#;
+                txn.open_table(ROUND_ONE_WORKLOADS).unwrap().insert("state", workloads).unwrap();
+                txn.open_table(EVENTS).unwrap().insert(1, serde_json::to_string(&event(1)).unwrap().as_str()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let mut store = RedbStore::open(&path).unwrap();
+        let loaded = store.load(10).unwrap();
+        assert_eq!(loaded.image.credentials["ab12"].name.as_str(), "a", "the agents keep their credentials");
+        assert!(loaded.image.nodes[&NodeName::parse("a").unwrap()].cordoned);
+        assert_eq!(loaded.image.cluster.as_ref().unwrap().last_epoch, 11, "epochs only grow");
+        assert_eq!(loaded.events, vec![event(1)], "the event log is the same table");
+        // Later changes are today's records only: a reopen does not read the
+        // old tables again over them.
+        let uncordoned = Change::Node(NodeRecord::new(NodeName::parse("a").unwrap(), NodeState::Alive));
+        store.commit(&Batch { seq: 1, changes: vec![uncordoned], events: vec![] }).unwrap();
+        drop(store);
+        let mut store = RedbStore::open(&path).unwrap();
+        assert!(!store.load(10).unwrap().image.nodes[&NodeName::parse("a").unwrap()].cordoned);
+        let txn = store.db.begin_read().unwrap();
+        assert!(txn.open_table(ROUND_ONE_CREDENTIALS).is_ok(), "the old tables stay in the file");
     }
 
     #[test]
