@@ -169,8 +169,70 @@ impl ConsoleRole {
     }
 }
 
+/// What an event is about: `ringwatch events --json` prints it as `kind`,
+/// and scripts filter on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    /// The console itself: start, stop, pauses, leadership, the store.
+    #[default]
+    Console,
+    /// A node changed state (`from` and `to` are set).
+    NodeState,
+    /// A node joined, or its credentials were revoked.
+    Membership,
+    /// The desired state: a task added, updated or removed.
+    Task,
+    /// An instance was placed, started, stopped, restarted or crashed.
+    Instance,
+    /// Work moves because something failed, or automatic failover was
+    /// paused or resumed.
+    Failover,
+    /// An operator's action: cordon, drain, restart, migrate.
+    Operator,
+    /// Join tokens and operator credentials were issued or revoked.
+    Credential,
+}
+
+impl EventKind {
+    /// Every kind, in the order of the documentation.
+    pub const ALL: [Self; 8] = [
+        Self::Console,
+        Self::NodeState,
+        Self::Membership,
+        Self::Task,
+        Self::Instance,
+        Self::Failover,
+        Self::Operator,
+        Self::Credential,
+    ];
+
+    /// The kebab-case name used in JSON and filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Console => "console",
+            Self::NodeState => "node-state",
+            Self::Membership => "membership",
+            Self::Task => "task",
+            Self::Instance => "instance",
+            Self::Failover => "failover",
+            Self::Operator => "operator",
+            Self::Credential => "credential",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry of the event log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Stored as JSON: fields added later carry `#[serde(default)]`, so the
+/// events a store kept before them still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterEvent {
     /// Position in the log, increasing from 1.
     pub seq: u64,
@@ -182,6 +244,12 @@ pub struct ClusterEvent {
     pub change: Option<(NodeState, NodeState)>,
     /// Why, in a sentence.
     pub reason: String,
+    /// What it is about.
+    #[serde(default)]
+    pub kind: EventKind,
+    /// The task concerned, if one is.
+    #[serde(default)]
+    pub task: Option<String>,
 }
 
 impl std::fmt::Display for ClusterEvent {
@@ -190,6 +258,44 @@ impl std::fmt::Display for ClusterEvent {
             (Some(node), Some((from, to))) => write!(f, "node \"{node}\" {from} → {to}: {}", self.reason),
             (Some(node), None) => write!(f, "node \"{node}\": {}", self.reason),
             (None, _) => f.write_str(&self.reason),
+        }
+    }
+}
+
+/// An event as `ringwatch events --json` prints it: one object per line,
+/// with the field names scripts and alerting rules match on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventLine {
+    /// Position in the log (a follower that reconnects skips what it saw).
+    pub seq: u64,
+    /// RFC 3339 time, UTC, milliseconds.
+    pub time: String,
+    /// What it is about.
+    pub kind: EventKind,
+    /// The node concerned, or null.
+    pub node: Option<String>,
+    /// The task concerned, or null.
+    pub task: Option<String>,
+    /// A node's state before a state change, or null.
+    pub from: Option<NodeState>,
+    /// A node's state after a state change, or null.
+    pub to: Option<NodeState>,
+    /// What happened, in a sentence.
+    pub message: String,
+}
+
+impl From<&ClusterEvent> for EventLine {
+    fn from(event: &ClusterEvent) -> Self {
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(event.at_unix_ms);
+        Self {
+            seq: event.seq,
+            time: humantime::format_rfc3339_millis(time).to_string(),
+            kind: event.kind,
+            node: event.node.clone(),
+            task: event.task.clone(),
+            from: event.change.map(|(from, _)| from),
+            to: event.change.map(|(_, to)| to),
+            message: event.reason.clone(),
         }
     }
 }
@@ -206,8 +312,51 @@ mod tests {
             node: Some("a".into()),
             change: Some((NodeState::Alive, NodeState::Failed)),
             reason: "phi 8.1 ≥ 8".into(),
+            kind: EventKind::NodeState,
+            task: None,
         };
         assert_eq!(event.to_string(), "node \"a\" alive → failed: phi 8.1 ≥ 8");
+    }
+
+    #[test]
+    fn events_stored_before_kinds_existed_still_read() {
+        let json = r#"{"seq":3,"at_unix_ms":5,"node":null,"change":null,"reason":"console started"}"#;
+        let event: ClusterEvent = serde_json::from_str(json).unwrap();
+        assert_eq!((event.kind, event.task), (EventKind::Console, None));
+    }
+
+    #[test]
+    fn an_event_line_has_the_documented_fields() {
+        let event = ClusterEvent {
+            seq: 7,
+            at_unix_ms: 1_700_000_000_123,
+            node: Some("web-1".into()),
+            change: Some((NodeState::Suspect, NodeState::Failed)),
+            reason: "phi 9.0 ≥ 8".into(),
+            kind: EventKind::NodeState,
+            task: None,
+        };
+        let line = serde_json::to_value(EventLine::from(&event)).unwrap();
+        assert_eq!(
+            line,
+            serde_json::json!({
+                "seq": 7,
+                "time": "2023-11-14T22:13:20.123Z",
+                "kind": "node-state",
+                "node": "web-1",
+                "task": null,
+                "from": "suspect",
+                "to": "failed",
+                "message": "phi 9.0 ≥ 8",
+            })
+        );
+    }
+
+    #[test]
+    fn event_kinds_name_themselves_as_in_json() {
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), serde_json::json!(kind.as_str()));
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use ringwatch::ui::views;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus, InstanceStatus, NodeState, NodeStatus, TaskStatus};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, EventKind, InstanceStatus, NodeState, NodeStatus, TaskStatus};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 
@@ -109,6 +109,8 @@ fn fleet(count: usize) -> Snapshot {
             node: Some(format!("node-{:05}", seq as usize % count.max(1))),
             change: Some((NodeState::Alive, NodeState::Suspect)),
             reason: "phi 5.1 ≥ 5".to_string(),
+            kind: EventKind::NodeState,
+            task: None,
         })
         .collect();
     Snapshot {

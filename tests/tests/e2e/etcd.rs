@@ -80,7 +80,7 @@ fn node(name: &str, cordoned: bool) -> Change {
 }
 
 fn event(seq: u64) -> ClusterEvent {
-    ClusterEvent { seq, at_unix_ms: seq, node: None, change: None, reason: format!("event {seq}") }
+    ClusterEvent { seq, at_unix_ms: seq, reason: format!("event {seq}"), ..ClusterEvent::default() }
 }
 
 /// A credential whose record takes about `bytes` bytes.

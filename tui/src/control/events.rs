@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ringwatch_shared::bounds::cap_message;
-use ringwatch_shared::status::{ClusterEvent, NodeState};
+use ringwatch_shared::status::{ClusterEvent, EventKind, NodeState};
 use tokio::sync::broadcast;
 use tracing::info;
 
@@ -48,8 +48,16 @@ impl EventLog {
         }
     }
 
-    /// Records an event.
-    pub fn emit(&mut self, node: Option<&str>, change: Option<(NodeState, NodeState)>, reason: &str) {
+    /// Records an event of `kind` about `node` and `task` (either may be
+    /// `None`); `change` is a node's state change.
+    pub fn emit(
+        &mut self,
+        kind: EventKind,
+        node: Option<&str>,
+        task: Option<&str>,
+        change: Option<(NodeState, NodeState)>,
+        reason: &str,
+    ) {
         let reason = if reason.len() > MAX_EVENT_LEN { cap_message(reason) } else { reason.to_string() };
         let event = ClusterEvent {
             seq: self.next_seq,
@@ -59,6 +67,8 @@ impl EventLog {
             node: node.map(str::to_string),
             change,
             reason,
+            kind,
+            task: task.map(str::to_string),
         };
         self.next_seq += 1;
         info!(target: "ringwatch::event", "{event}");
@@ -88,9 +98,9 @@ mod tests {
 
     #[test]
     fn events_are_numbered_after_the_stored_ones_and_handed_to_the_store_once() {
-        let stored = ClusterEvent { seq: 41, at_unix_ms: 0, node: None, change: None, reason: "old".into() };
+        let stored = ClusterEvent { seq: 41, reason: "old".into(), ..ClusterEvent::default() };
         let mut log = EventLog::new(vec![stored], broadcast::channel(4).0);
-        log.emit(Some("a"), None, "new");
+        log.emit(EventKind::Membership, Some("a"), None, None, "new");
         let recent = log.recent();
         assert_eq!(recent.iter().map(|event| event.seq).collect::<Vec<_>>(), vec![41, 42]);
         assert_eq!(log.take_unpersisted().len(), 1);
@@ -100,7 +110,7 @@ mod tests {
     #[test]
     fn a_huge_reason_is_capped() {
         let mut log = EventLog::new(Vec::new(), broadcast::channel(4).0);
-        log.emit(None, None, &"x".repeat(1 << 20));
+        log.emit(EventKind::Console, None, None, None, &"x".repeat(1 << 20));
         assert!(log.recent()[0].reason.len() <= MAX_EVENT_LEN);
     }
 }

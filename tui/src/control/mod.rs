@@ -346,7 +346,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
         writer,
         outlets,
     });
-    owner.event(None, &format!("{opening}; {known} known node(s)"));
+    owner.event(&format!("{opening}; {known} known node(s)"));
     owner.resume();
     let stop = CancellationToken::new();
     let task = tokio::spawn(owner.run(inputs, stop.clone()));

@@ -37,9 +37,9 @@ pub fn with_registry<T>(
             .map(|reason| ringwatch_shared::status::ClusterEvent {
                 seq: loaded.events.last().map_or(1, |last| last.seq + 1),
                 at_unix_ms: crate::control::pki::unix_now().saturating_mul(1000),
-                node: None,
-                change: None,
                 reason,
+                kind: ringwatch_shared::status::EventKind::Credential,
+                ..Default::default()
             })
             .into_iter()
             .collect();

@@ -23,11 +23,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringwatch_shared::codec;
 use ringwatch_shared::metrics::MetricsSample;
-use ringwatch_shared::names::NodeName;
+use ringwatch_shared::names::{NodeName, TaskName};
 use ringwatch_shared::protocol::{
     AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, Refusal, RefusalKind, close_code,
 };
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, EventKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -352,8 +352,8 @@ impl Owner {
     }
 
     /// Logs an event now (start-up messages).
-    pub fn event(&mut self, node: Option<&str>, text: &str) {
-        self.events.emit(node, None, text);
+    pub fn event(&mut self, text: &str) {
+        self.events.emit(EventKind::Console, None, None, None, text);
     }
 
     /// Says what the records hold that is still under way.
@@ -392,7 +392,7 @@ impl Owner {
 
     /// Hands the last batch to the writer and waits until it is written.
     async fn finish(mut self) {
-        self.events.emit(None, None, "console shutting down");
+        self.events.emit(EventKind::Console, None, None, None, "console shutting down");
         self.commit(Effects::default());
         if !self.pending.is_empty() {
             self.pending.seq = self.next_seq;
@@ -431,6 +431,8 @@ impl Owner {
         if gap >= self.config.pause_threshold {
             self.table.forgive_connected(now.at);
             self.events.emit(
+                EventKind::Console,
+                None,
                 None,
                 None,
                 &format!(
@@ -463,7 +465,13 @@ impl Owner {
     fn transition(&mut self, transition: Transition, now: Now) {
         let effects =
             self.workloads.node_changed(&transition.node, transition.to, transition.last_heard, now, self.table.len());
-        self.events.emit(Some(transition.node.as_str()), Some((transition.from, transition.to)), &transition.reason);
+        self.events.emit(
+            EventKind::NodeState,
+            Some(transition.node.as_str()),
+            None,
+            Some((transition.from, transition.to)),
+            &transition.reason,
+        );
         self.commit(effects);
     }
 
@@ -525,7 +533,7 @@ impl Owner {
             return;
         }
         let JoinCheck { name, key_fingerprint, token_id, cert_fingerprint, address } = request;
-        self.events.emit(Some(name.as_str()), None, &format!("joined from {address} with token {token_id}"));
+        self.events.emit(EventKind::Membership, Some(name.as_str()), None, None, &format!("joined from {address} with token {token_id}"));
         self.registry.record_join(cert_fingerprint, name, key_fingerprint, token_id, now_unix);
         let seq = self.commit(Effects::default());
         self.held.push_back(Held::Join { seq, reply });
@@ -591,7 +599,7 @@ impl Owner {
             AdminRequest::IssueToken { ttl_secs } => {
                 match self.registry.issue_token(&self.pki, Duration::from_secs(ttl_secs), unix_now()) {
                     Ok(token) => {
-                        self.events.emit(None, None, &format!("join token {} issued", token.id));
+                        self.events.emit(EventKind::Credential, None, None, None, &format!("join token {} issued", token.id));
                         AdminResponse::Token(token.text)
                     }
                     Err(err) => AdminResponse::Error(err),
@@ -600,7 +608,7 @@ impl Owner {
             AdminRequest::ListTokens => AdminResponse::Tokens(self.registry.list_tokens()),
             AdminRequest::RevokeToken(id) => match self.registry.revoke_token(&id) {
                 Ok(true) => {
-                    self.events.emit(None, None, &format!("join token {id} revoked"));
+                    self.events.emit(EventKind::Credential, None, None, None, &format!("join token {id} revoked"));
                     AdminResponse::Done(format!("revoked join token {id}"))
                 }
                 Ok(false) => AdminResponse::Done(format!("join token {id} was already revoked")),
@@ -608,7 +616,7 @@ impl Owner {
             },
             AdminRequest::RevokeAllTokens => {
                 let count = self.registry.revoke_all_tokens();
-                self.events.emit(None, None, &format!("{count} join token(s) revoked"));
+                self.events.emit(EventKind::Credential, None, None, None, &format!("{count} join token(s) revoked"));
                 AdminResponse::Done(format!("revoked {count} join token(s)"))
             }
         }
@@ -635,7 +643,9 @@ impl Owner {
             session.connection.close(RefusalKind::UnknownCredential.close_code().into(), reason.as_bytes());
         }
         self.events.emit(
+            EventKind::Membership,
             Some(name),
+            None,
             None,
             &format!("{revoked} credential(s) revoked: it must join again with a new token"),
         );
@@ -653,7 +663,13 @@ impl Owner {
         changes.extend(self.registry.take_changes());
         self.pending.changes.extend(changes);
         for note in effects.notes {
-            self.events.emit(note.node.as_ref().map(NodeName::as_str), None, &note.text);
+            self.events.emit(
+                note.kind,
+                note.node.as_ref().map(NodeName::as_str),
+                note.task.as_ref().map(TaskName::as_str),
+                None,
+                &note.text,
+            );
         }
         self.pending.events.extend(self.events.take_unpersisted());
         let seq = if self.pending.changes.is_empty() { self.submitted } else { self.next_seq };

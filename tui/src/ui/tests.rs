@@ -126,6 +126,7 @@ fn event(seq: u64, node: Option<&str>, change: Option<(NodeState, NodeState)>, r
         node: node.map(str::to_string),
         change,
         reason: reason.to_string(),
+        ..ClusterEvent::default()
     }
 }
 

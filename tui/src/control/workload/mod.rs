@@ -46,7 +46,7 @@ use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::protocol::{Assignment, ConsoleFrame, InstanceState};
 use ringwatch_shared::ring::Ring;
-use ringwatch_shared::status::{InstanceStatus, NodeState, TaskStatus};
+use ringwatch_shared::status::{EventKind, InstanceStatus, NodeState, TaskStatus};
 use ringwatch_shared::task::{MigrateMode, OnDisconnect, RestartMode, TaskSpec};
 
 use self::placement::Candidates;
@@ -261,6 +261,10 @@ pub struct Outgoing {
 /// A sentence for the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
+    /// What it is about.
+    pub kind: EventKind,
+    /// The task concerned, if one is.
+    pub task: Option<TaskName>,
     /// The node concerned, if one is.
     pub node: Option<NodeName>,
     /// What happened.
@@ -277,8 +281,8 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn note(&mut self, node: Option<&NodeName>, text: String) {
-        self.notes.push(Note { node: node.cloned(), text });
+    fn note(&mut self, kind: EventKind, task: Option<&TaskName>, node: Option<&NodeName>, text: String) {
+        self.notes.push(Note { kind, task: task.cloned(), node: node.cloned(), text });
     }
 
     fn send(&mut self, node: &NodeName, frame: ConsoleFrame) {
@@ -453,7 +457,7 @@ impl Workloads {
             let target = instance.record.placement.take().map(|placement| placement.node);
             instance.record.placement = instance.record.source.take();
             let (Some(target), Some(kept)) = (target, instance.record.node().cloned()) else { continue };
-            effects.note(
+            effects.note(EventKind::Failover, Some(id.task()), 
                 Some(&target),
                 format!("undoing the move of {id} to \"{target}\": it had left; {id} stays on \"{kept}\""),
             );
@@ -465,7 +469,7 @@ impl Workloads {
             let record = &instance.record;
             if let (Some(source), Some(target)) = (&record.source, &record.placement) {
                 let min_healthy = self.tasks.get(id.task()).map_or(Duration::ZERO, |spec| spec.migrate.min_healthy);
-                effects.note(
+                effects.note(EventKind::Instance, Some(id.task()), 
                     Some(&target.node),
                     format!(
                         "resuming the move of {id} from \"{}\" to \"{}\": the old copy stops once the new one has run {}",
@@ -476,7 +480,7 @@ impl Workloads {
                 );
             }
             if let (Some(due), Some(placement)) = (record.failover_due_unix_ms, &record.placement) {
-                effects.note(
+                effects.note(EventKind::Failover, Some(id.task()), 
                     Some(&placement.node),
                     format!(
                         "resuming the delayed failover of {id}: it moves in {:.1}s unless \"{}\" returns",
@@ -488,13 +492,13 @@ impl Workloads {
         }
         for node in self.nodes.values().filter(|node| node.draining) {
             let left = self.instances.values().filter(|instance| instance.record.touches(node.name.as_str())).count();
-            effects.note(
+            effects.note(EventKind::Operator, None, 
                 Some(&node.name),
                 format!("resuming the drain of \"{}\": {left} instance(s) still to move", node.name),
             );
         }
         if let Some(reason) = &self.cluster.failover_paused {
-            effects.note(None, format!("automatic failover is still paused: {reason}"));
+            effects.note(EventKind::Failover, None, None, format!("automatic failover is still paused: {reason}"));
         }
         effects
     }
@@ -591,9 +595,9 @@ impl Workloads {
             let name = spec.name.clone();
             let previous = self.tasks.insert(name.clone(), spec.clone());
             match &previous {
-                None => effects.note(None, format!("task \"{name}\" added with {} replica(s)", spec.replicas)),
+                None => effects.note(EventKind::Task, Some(&name), None, format!("task \"{name}\" added with {} replica(s)", spec.replicas)),
                 Some(old) if old == &spec => continue,
-                Some(_) => effects.note(None, format!("task \"{name}\" updated")),
+                Some(_) => effects.note(EventKind::Task, Some(&name), None, format!("task \"{name}\" updated")),
             }
             self.dirty.tasks.insert(name.clone());
             self.changed();
@@ -654,7 +658,7 @@ impl Workloads {
         self.blocked_said.remove(&spec.name);
         self.changed();
         self.placement_due = true;
-        effects.note(None, format!("task \"{name}\" removed"));
+        effects.note(EventKind::Task, Some(&spec.name), None, format!("task \"{name}\" removed"));
         Ok(effects)
     }
 
@@ -710,7 +714,7 @@ impl Workloads {
                         instance.record.failover_due_unix_ms = None;
                     }
                     self.touch(&id);
-                    effects.note(Some(node), format!("{id} stays: \"{node}\" returned in time"));
+                    effects.note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} stays: \"{node}\" returned in time"));
                 }
             }
             NodeState::Suspect | NodeState::Unknown => {}
@@ -747,7 +751,7 @@ impl Workloads {
                 if let Some(source) = record.source.take() {
                     // The move toward this node is abandoned: the old copy
                     // still runs where it was.
-                    effects.note(
+                    effects.note(EventKind::Failover, Some(id.task()), 
                         Some(node),
                         format!("the move of {id} to \"{node}\" is abandoned: {id} stays on \"{}\"", source.node),
                     );
@@ -764,9 +768,9 @@ impl Workloads {
                     record.failover_due_unix_ms = Some(now.wall_of(due));
                     let wait = due.saturating_duration_since(now.at);
                     if to == NodeState::Left {
-                        effects.note(Some(node), format!("{id} moves: \"{node}\" left"));
+                        effects.note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} moves: \"{node}\" left"));
                     } else if !wait.is_zero() {
-                        effects.note(
+                        effects.note(EventKind::Failover, Some(id.task()), 
                             Some(node),
                             format!("{id} moves in {:.1}s unless \"{node}\" returns", wait.as_secs_f64()),
                         );
@@ -797,7 +801,7 @@ impl Workloads {
                 "{failures} of {total_nodes} nodes failed within {}s: automatic failover is PAUSED (a console-side network fault must not become a mass migration); resume with `ringwatch resume` or `:resume`",
                 self.config.mass_failure_window.as_secs()
             );
-            effects.note(None, reason.clone());
+            effects.note(EventKind::Failover, None, None, reason.clone());
             self.cluster.failover_paused = Some(reason);
             self.touch_cluster();
         }
@@ -834,7 +838,7 @@ impl Workloads {
                 if nodes.is_up(placement.node.as_str()) {
                     instance.record.placement = Some(placement);
                 } else {
-                    effects.note(Some(&placement.node), format!("{id} leaves \"{}\"", placement.node));
+                    effects.note(EventKind::Failover, Some(id.task()), Some(&placement.node), format!("{id} leaves \"{}\"", placement.node));
                     instance.phase = Phase::Pending;
                     instance.running_since = None;
                     self.placement_due = true;
@@ -866,7 +870,7 @@ impl Workloads {
             if let Some(source) = instance.record.source.take() {
                 effects.stop(&source.node, &id, source.epoch, "migrated");
                 let to = instance.record.node().map(ToString::to_string).unwrap_or_default();
-                effects.note(Some(&source.node), format!("{id} moved to \"{to}\"; the old copy is stopped"));
+                effects.note(EventKind::Instance, Some(id.task()), Some(&source.node), format!("{id} moved to \"{to}\"; the old copy is stopped"));
             }
             self.placement_due = true;
             self.touch(&id);
@@ -881,7 +885,7 @@ impl Workloads {
         for node in draining {
             if !self.instances.values().any(|instance| instance.record.touches(node.as_str())) {
                 self.node_record(&node).draining = false;
-                effects.note(Some(&node), format!("drain of \"{node}\" finished: it runs nothing"));
+                effects.note(EventKind::Operator, None, Some(&node), format!("drain of \"{node}\" finished: it runs nothing"));
                 continue;
             }
             let queued = self
@@ -981,13 +985,13 @@ impl Workloads {
         instance.running_since = None;
         instance.message.clear();
         effects.send(&node, assign_frame(id, spec, epoch));
-        effects.note(Some(&node), format!("{id} placed on \"{node}\""));
+        effects.note(EventKind::Instance, Some(id.task()), Some(&node), format!("{id} placed on \"{node}\""));
         self.touch(id);
     }
 
     fn say_blocked(&mut self, task: &TaskName, waiting: usize, effects: &mut Effects) {
         if self.blocked_said.insert(task.clone()) {
-            effects.note(
+            effects.note(EventKind::Instance, Some(task), 
                 None,
                 format!(
                     "{waiting} instance(s) of \"{task}\" wait for a node: every node that may take work already runs one of its instances (or it gave up there); they are placed when a node joins or frees up"

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
 use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
+use ringwatch_shared::status::EventKind;
 use ringwatch_shared::task::MigrateMode;
 
 use super::{Effects, Nodes, Phase, Workloads, assign_frame};
@@ -194,7 +195,7 @@ impl Workloads {
                 let name = self.known(nodes, node)?;
                 if !self.is_cordoned(node) {
                     self.node_record(&name).cordoned = true;
-                    effects.note(Some(&name), format!("cordoned \"{name}\": no new placements"));
+                    effects.note(EventKind::Operator, None, Some(&name), format!("cordoned \"{name}\": no new placements"));
                 }
             }
             OperatorAction::Uncordon { node } => {
@@ -204,7 +205,7 @@ impl Workloads {
                     record.cordoned = false;
                     let stopped_drain = std::mem::take(&mut record.draining);
                     self.placement_due = true;
-                    effects.note(
+                    effects.note(EventKind::Operator, None, 
                         Some(&name),
                         if stopped_drain {
                             format!("uncordoned \"{name}\": its drain stops; moves under way finish")
@@ -219,7 +220,7 @@ impl Workloads {
                     self.recent_failures.clear();
                     self.placement_due = true;
                     self.touch_cluster();
-                    effects.note(None, "automatic failover resumed by the operator".into());
+                    effects.note(EventKind::Operator, None, None, "automatic failover resumed by the operator".into());
                 }
             }
             OperatorAction::Restart { .. } => {
@@ -235,7 +236,7 @@ impl Workloads {
                             epoch: placement.epoch,
                         },
                     );
-                    effects.note(Some(&placement.node), format!("operator restarts {id} on \"{node}\""));
+                    effects.note(EventKind::Operator, Some(id.task()), Some(&placement.node), format!("operator restarts {id} on \"{node}\""));
                 }
             }
             OperatorAction::Drain { node } => {
@@ -243,7 +244,7 @@ impl Workloads {
                 let record = self.node_record(&name);
                 record.cordoned = true;
                 record.draining = true;
-                effects.note(
+                effects.note(EventKind::Operator, None, 
                     Some(&name),
                     format!("draining \"{name}\": cordoned, {} instance(s) to move", plan.moves.len()),
                 );
@@ -290,7 +291,7 @@ impl Workloads {
             instance.running_since = None;
             instance.message.clear();
             effects.send(&to, assign_frame(&id, &spec, epoch));
-            effects.note(Some(&to), format!("{id} starting on \"{to}\" (make-before-break)"));
+            effects.note(EventKind::Operator, Some(id.task()), Some(&to), format!("{id} starting on \"{to}\" (make-before-break)"));
             self.touch(&id);
         }
         self.placement_due = true;

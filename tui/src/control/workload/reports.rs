@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 
 use ringwatch_shared::names::{InstanceId, NodeName};
 use ringwatch_shared::protocol::{InstanceReport, InstanceState};
+use ringwatch_shared::status::EventKind;
 
 use super::{Effects, MAX_STOPS_REMEMBERED, Now, Phase, Workloads, assign_frame, capped};
 
@@ -90,7 +91,7 @@ impl Workloads {
             }
         }
         if !foreign.is_empty() {
-            effects.note(
+            effects.note(EventKind::Instance, None, 
                 Some(node),
                 format!(
                     "stopping {} on \"{node}\": this console did not place {} there",
@@ -100,7 +101,7 @@ impl Workloads {
             );
         }
         if !future.is_empty() {
-            effects.note(
+            effects.note(EventKind::Instance, None, 
                 Some(node),
                 format!(
                     "refused and stopping {} on \"{node}\": an epoch above any this console gave ({})",
@@ -160,7 +161,7 @@ impl Workloads {
                     "this console did not place it there".to_string()
                 };
                 effects.stop(node, &report.instance, report.epoch, &why);
-                effects.note(
+                effects.note(EventKind::Instance, Some(report.instance.task()), 
                     Some(node),
                     format!("stopping {} (epoch {}) on \"{node}\": {why}", report.instance, report.epoch),
                 );
@@ -191,7 +192,7 @@ impl Workloads {
             Phase::Failed => {
                 // Escalation: it gave up here; it goes elsewhere.
                 effects
-                    .note(Some(node), format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message));
+                    .note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message));
                 instance.record.avoid.insert(node.clone());
                 instance.record.placement = None;
                 instance.record.reported = None;
@@ -202,7 +203,7 @@ impl Workloads {
                 return;
             }
             Phase::Restarting => {
-                effects.note(
+                effects.note(EventKind::Instance, Some(id.task()), 
                     Some(node),
                     format!("{id} crashed on \"{node}\" ({}); restarting in place", instance.message),
                 );

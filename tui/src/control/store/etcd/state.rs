@@ -680,7 +680,7 @@ mod tests {
     use crate::control::records::{Change, ClusterRecord, NodeRecord};
 
     fn event(seq: u64) -> ClusterEvent {
-        ClusterEvent { seq, at_unix_ms: seq, node: None, change: None, reason: format!("event {seq}") }
+        ClusterEvent { seq, at_unix_ms: seq, reason: format!("event {seq}"), ..ClusterEvent::default() }
     }
 
     fn node(name: &str) -> Change {
