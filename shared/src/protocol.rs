@@ -11,12 +11,14 @@
 //! [`crate::codec`]), so a peer of another version is recognised before its
 //! payload is decoded and refused with both versions named.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricsSample;
 use crate::names::{InstanceId, NodeName};
 use crate::plan::{OperatorAction, Plan};
-use crate::status::ClusterStatus;
+use crate::status::{ClusterEvent, ClusterStatus};
 use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
@@ -356,6 +358,155 @@ pub enum AdminRequest {
     RevokeToken(String),
     /// Revoke every join token.
     RevokeAllTokens,
+    /// The event log, oldest first, as [`AdminResponse::Events`] frames on
+    /// the same stream; with `follow`, then every new event as it happens
+    /// until the client goes away.
+    Events(EventQuery),
+    /// A stream of [`AdminResponse::Snapshot`] frames, pushed as the cluster
+    /// changes (an attached terminal UI), until the client goes away.
+    Watch,
+    /// Sign an operator credential: `csr_der` is the certificate request
+    /// of a key the client made (the key never travels).
+    IssueCredential {
+        /// Its name, unique among unrevoked credentials.
+        name: String,
+        /// What it may do.
+        role: OperatorRole,
+        /// Its lifetime in seconds.
+        ttl_secs: u64,
+        /// The certificate signing request (DER).
+        csr_der: Vec<u8>,
+    },
+    /// Every operator credential issued, with its state.
+    ListCredentials,
+    /// Revoke the operator credential with this name: refused from now on,
+    /// its open connections closed.
+    RevokeCredential(String),
+}
+
+/// Which events an [`AdminRequest::Events`] asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventQuery {
+    /// Only events at or after this time (milliseconds since the Unix
+    /// epoch); `None`: every event the console keeps.
+    pub since_unix_ms: Option<u64>,
+    /// Then every new event as it happens.
+    pub follow: bool,
+    /// Only events about this node.
+    pub node: Option<String>,
+    /// Only events about this task.
+    pub task: Option<String>,
+}
+
+impl EventQuery {
+    /// Whether `event` is one this query asks for.
+    pub fn matches(&self, event: &ClusterEvent) -> bool {
+        self.since_unix_ms.is_none_or(|since| event.at_unix_ms >= since)
+            && self.node.as_ref().is_none_or(|node| event.node.as_ref() == Some(node))
+            && self.task.as_ref().is_none_or(|task| event.task.as_ref() == Some(task))
+    }
+}
+
+/// What an operator credential may do (README.md, "Operating ringwatch").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OperatorRole {
+    /// Everything the console's own admin tool may do.
+    Admin,
+    /// Read everything, change nothing.
+    Viewer,
+}
+
+impl OperatorRole {
+    /// The lowercase name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::fmt::Display for OperatorRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AdminRequest {
+    /// Whether the request only reads: what a viewer may send. A dry run
+    /// plans and changes nothing.
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Self::Status
+            | Self::ListTasks
+            | Self::ListTokens
+            | Self::Events(_)
+            | Self::Watch
+            | Self::ListCredentials
+            | Self::Act { dry_run: true, .. } => true,
+            Self::ApplyTasks(_)
+            | Self::RemoveTask(_)
+            | Self::Revoke(_)
+            | Self::Act { dry_run: false, .. }
+            | Self::IssueToken { .. }
+            | Self::RevokeToken(_)
+            | Self::RevokeAllTokens
+            | Self::IssueCredential { .. }
+            | Self::RevokeCredential(_) => false,
+        }
+    }
+
+    /// Whether the answer is a stream of frames rather than one.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Self::Events(_) | Self::Watch)
+    }
+}
+
+/// An operator credential as `credential list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialInfo {
+    /// Its name.
+    pub name: String,
+    /// What it may do.
+    pub role: OperatorRole,
+    /// SHA-256 (hex) of its certificate.
+    pub fingerprint: String,
+    /// When it was issued, Unix seconds.
+    pub issued_unix: u64,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
+    /// Revoked by an operator.
+    pub revoked: bool,
+}
+
+/// A signed operator credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCredential {
+    /// The client certificate (PEM).
+    pub certificate_pem: String,
+    /// The cluster CA certificate (PEM).
+    pub ca_pem: String,
+    /// The addresses of the group's consoles the console knows.
+    pub consoles: Vec<String>,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
+}
+
+/// What an attached terminal UI is pushed (see [`AdminRequest::Watch`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WatchedSnapshot {
+    /// The status document.
+    pub status: ClusterStatus,
+    /// The latest full metrics sample of each node.
+    pub samples: BTreeMap<String, MetricsSample>,
+    /// Events after the ones sent before on this stream (all the console
+    /// keeps in the first frame), oldest first.
+    pub new_events: Vec<ClusterEvent>,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// The watcher may only read (a viewer credential).
+    pub read_only: bool,
 }
 
 /// A join token as `join-token --list` shows it.
@@ -404,6 +555,16 @@ pub enum AdminResponse {
     },
     /// The request failed; the sentence says why.
     Error(String),
+    /// Events of the log, oldest first (one of several frames).
+    Events(Vec<ClusterEvent>),
+    /// A follower fell behind: this many events were not sent.
+    EventsMissed(u64),
+    /// The cluster now, for a watcher (one of several frames).
+    Snapshot(Box<WatchedSnapshot>),
+    /// An operator credential, signed.
+    Credential(IssuedCredential),
+    /// Every operator credential issued.
+    Credentials(Vec<CredentialInfo>),
 }
 
 #[cfg(test)]

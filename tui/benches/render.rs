@@ -126,6 +126,8 @@ fn fleet(count: usize) -> Snapshot {
         dropped_events: 0,
         listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7443))),
         demo: true,
+        link_problem: None,
+        read_only: false,
         at_unix_ms: 0,
     }
 }

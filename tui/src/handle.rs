@@ -31,6 +31,12 @@ pub struct Snapshot {
     pub demo: bool,
     /// When the snapshot was taken, milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
+    /// Why what this shows may be out of date (an attached console whose
+    /// link is down or stalled): said on every view until it is live again.
+    pub link_problem: Option<String>,
+    /// The operator may only read (an attached viewer credential): actions
+    /// are refused before they reach the console.
+    pub read_only: bool,
 }
 
 /// A fault the demo can inject into one of its local agents.

@@ -111,6 +111,8 @@ impl ConsoleHandle for LocalConsole {
             listen: Some(self.view.listen()),
             demo: self.demo.is_some(),
             at_unix_ms: published.at_unix_ms,
+            link_problem: None,
+            read_only: false,
         }
     }
 

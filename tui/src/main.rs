@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use ringwatch::config::ConfigFile;
-use ringwatch::control::admin::{self, AdminError};
+use ringwatch::control::admin::{self, AdminError, Target};
 use ringwatch::control::offline;
 use ringwatch::control::pki::{ImportOutcome, PkiBundle, unix_now};
 use ringwatch::control::{ConsoleConfig, ControlPlane, GroupStore, StoreChoice};
@@ -21,7 +21,7 @@ use ringwatch::local::{self, LocalConsole};
 use ringwatch::ui::UiOptions;
 use ringwatch_shared::duration::{parse_duration, parse_unbounded};
 use ringwatch_shared::plan::OperatorAction;
-use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse, EventQuery, OperatorRole};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -42,6 +42,8 @@ macro_rules! outln {
         writeln!(std::io::stdout().lock(), $($arg)*)?
     }};
 }
+
+mod operate;
 
 /// ringwatch keeps work running on a fleet of hosts when hosts fail.
 ///
@@ -74,6 +76,23 @@ struct CommonArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     group: GroupArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Talk to a console elsewhere (README.md, "Operating ringwatch").
+#[derive(Debug, Args, Clone)]
+struct RemoteArgs {
+    /// The console to ask, HOST:PORT[,HOST:PORT…] (tried in order), instead
+    /// of the console of the local data dir; needs --credential [default:
+    /// the addresses in the credential file].
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', env = "RINGWATCH_CONSOLE", global = true)]
+    console: Vec<String>,
+    /// An operator credential file from `ringwatch credential issue`: ask
+    /// the console at --console (or the addresses in the file) as that
+    /// credential's role.
+    #[arg(long, value_name = "FILE", env = "RINGWATCH_CREDENTIAL", global = true)]
+    credential: Option<PathBuf>,
 }
 
 /// A console of a highly available group (README.md, "Running several
@@ -216,6 +235,98 @@ enum Command {
     /// of one cluster: `export` on a console host, `import` on another.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Operator credentials: client certificates with a role (admin or
+    /// viewer) for using a console from elsewhere.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+    /// The terminal UI of a console elsewhere, with an operator credential:
+    /// live from snapshots the console pushes; a viewer sees everything and
+    /// can do nothing.
+    Attach {
+        /// The console, HOST:PORT[,HOST:PORT…] (tried in order) [default:
+        /// --console, or the addresses in the credential file].
+        #[arg(value_name = "ADDR", value_delimiter = ',')]
+        addresses: Vec<String>,
+    },
+    /// The event log, oldest first; with --follow, then every event as it
+    /// happens (until interrupted).
+    Events {
+        /// Keep printing new events as they happen.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// One JSON object per line: time, kind, node, task, from, to,
+        /// message (and seq).
+        #[arg(long)]
+        json: bool,
+        /// Only events of the last DUR, like 10m or 2h.
+        #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+        since: Option<Duration>,
+        /// Only events about this node.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Only events about this task.
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Issues an operator credential and writes it to FILE (mode 0600): a
+    /// client certificate with its key, the CA, and the console addresses.
+    /// Give FILE to the operator; `credential revoke NAME` takes it back.
+    Issue {
+        /// Its name (letters, digits, `.`, `_`, `-`), unique among
+        /// unrevoked credentials.
+        name: String,
+        /// admin: everything; viewer: read everything, change nothing.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// How long it is valid, like 12h or 30d (at most 366d).
+        #[arg(long, value_name = "DUR", default_value = "30d", value_parser = parse_unbounded)]
+        ttl: Duration,
+        /// Where to write it.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+        /// The console addresses the file names, HOST:PORT[,…] [default:
+        /// the addresses used to reach the console, then the one it
+        /// advertises].
+        #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+        address: Vec<String>,
+    },
+    /// Lists every operator credential: name, role, expiry, revoked.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes the credential NAME: refused from now on, its open
+    /// connections (attached UIs, event followers) closed at once.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// A credential's role on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    /// Everything the console's own admin may do.
+    Admin,
+    /// Read everything, change nothing.
+    Viewer,
+}
+
+impl From<RoleArg> for OperatorRole {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Self::Admin,
+            RoleArg::Viewer => Self::Viewer,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .context("failed to start the async runtime")?;
     let demo = matches!(cli.command, Some(Command::Demo { .. }));
     let Settings { console: config, local_agent_allow_exec } = settings(&cli.common, demo)?;
+    let target = &target(&cli.common, &config, &cli.command)?;
     runtime.block_on(async {
         match cli.command {
             None => run_ui(config, None, local_agent_allow_exec).await,
@@ -317,25 +429,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 } else {
                     AdminRequest::IssueToken { ttl_secs: ttl.as_secs() }
                 };
-                join_token(&config, request, json).await
+                join_token(&config, target, request, json).await
             }
-            Some(Command::Status { json }) => status(&config, json).await,
-            Some(Command::Task(command)) => task(&config, command).await,
-            Some(Command::Restart { target, plan }) => {
-                act(&config, OperatorAction::Restart { target }, plan.dry_run).await
+            Some(Command::Status { json }) => status(target, json).await,
+            Some(Command::Task(command)) => task(target, command).await,
+            Some(Command::Restart { target: restarted, plan }) => {
+                act(target, OperatorAction::Restart { target: restarted }, plan.dry_run).await
             }
             Some(Command::Migrate { instance, to, plan }) => {
-                act(&config, OperatorAction::Migrate { instance, to }, plan.dry_run).await
+                act(target, OperatorAction::Migrate { instance, to }, plan.dry_run).await
             }
-            Some(Command::Drain { node, plan }) => act(&config, OperatorAction::Drain { node }, plan.dry_run).await,
-            Some(Command::Cordon { node, plan }) => act(&config, OperatorAction::Cordon { node }, plan.dry_run).await,
+            Some(Command::Drain { node, plan }) => act(target, OperatorAction::Drain { node }, plan.dry_run).await,
+            Some(Command::Cordon { node, plan }) => act(target, OperatorAction::Cordon { node }, plan.dry_run).await,
             Some(Command::Uncordon { node, plan }) => {
-                act(&config, OperatorAction::Uncordon { node }, plan.dry_run).await
+                act(target, OperatorAction::Uncordon { node }, plan.dry_run).await
             }
-            Some(Command::WhatIf { node }) => act(&config, OperatorAction::WhatIf { node }, true).await,
-            Some(Command::Revoke { node }) => done(&config, &AdminRequest::Revoke(node)).await,
-            Some(Command::Resume { plan }) => act(&config, OperatorAction::Resume, plan.dry_run).await,
+            Some(Command::WhatIf { node }) => act(target, OperatorAction::WhatIf { node }, true).await,
+            Some(Command::Revoke { node }) => done(target, &AdminRequest::Revoke(node)).await,
+            Some(Command::Resume { plan }) => act(target, OperatorAction::Resume, plan.dry_run).await,
             Some(Command::Pki(command)) => pki(&config.data_dir, command),
+            Some(Command::Credential(command)) => operate::credential(target, command).await,
+            Some(Command::Attach { .. }) => operate::attach(target.clone()).await,
+            Some(Command::Events { follow, json, since, node, task }) => {
+                let since_unix_ms =
+                    since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
+                operate::events(target, EventQuery { since_unix_ms, follow, node, task }, json).await
+            }
         }
     })
 }
@@ -475,27 +594,73 @@ async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit code when no console runs on the data dir.
+/// Exit code when no console runs on the data dir, or none answers.
 const NOT_RUNNING: u8 = 3;
 
+/// Which console the admin commands ask: the one of the data dir, or with
+/// --credential the one at --console (or the credential's addresses).
+fn target(common: &CommonArgs, config: &ConsoleConfig, command: &Option<Command>) -> Result<Target> {
+    let remote = &common.remote;
+    let mut consoles = remote.console.clone();
+    if let Some(Command::Attach { addresses }) = command
+        && !addresses.is_empty()
+    {
+        consoles.clone_from(addresses);
+    }
+    let Some(path) = &remote.credential else {
+        if matches!(command, Some(Command::Attach { .. })) {
+            anyhow::bail!(
+                "attach needs an operator credential: --credential FILE (or RINGWATCH_CREDENTIAL), made with `ringwatch credential issue NAME --role viewer -o FILE` on the console's host"
+            );
+        }
+        // An address alone cannot be used: the console knows no one by it.
+        if !consoles.is_empty() && !matches!(command, None | Some(Command::Serve | Command::Demo { .. })) {
+            anyhow::bail!(
+                "--console (or RINGWATCH_CONSOLE) needs --credential FILE (or RINGWATCH_CREDENTIAL): an operator credential from `ringwatch credential issue`"
+            );
+        }
+        return Ok(Target::Local(config.data_dir.clone()));
+    };
+    let credential = ringwatch::remote::bundle::CredentialBundle::read(path)?;
+    if consoles.is_empty() {
+        consoles.clone_from(&credential.consoles);
+    }
+    if consoles.is_empty() {
+        anyhow::bail!("the credential \"{}\" names no console: pass --console HOST:PORT", path.display());
+    }
+    Ok(Target::Remote { consoles, credential: Box::new(credential), path: path.clone() })
+}
+
 /// What a standby's refusal tells the operator.
-fn standby_refusal(leader: Option<String>) -> anyhow::Error {
+fn standby_refusal(target: &Target, leader: Option<String>) -> anyhow::Error {
+    let (console, hint) = match target {
+        Target::Local(_) => ("the console of this data dir", "run the command on its host"),
+        Target::Remote { .. } => ("the console asked", "pass --console with its address"),
+    };
     anyhow::anyhow!(
-        "the console of this data dir is a standby of its group and changes nothing; {}",
+        "{console} is a standby of its group and changes nothing; {}",
         match leader {
-            Some(leader) => format!("the leader is {leader}: run the command on its host"),
+            Some(leader) => format!("the leader is {leader}: {hint}"),
             None => "no console leads the group now (is etcd reachable?)".to_string(),
         }
     )
 }
 
-/// Sends `request`; `Err(code)` when the console is not running (the
-/// message is printed).
-async fn ask(config: &ConsoleConfig, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
-    match admin::request(&config.data_dir, request).await {
-        Ok(AdminResponse::NotLeader { leader }) => Err(standby_refusal(leader)),
+/// Sends `request`; `Err(code)` when no console runs or answers (the
+/// message is printed). A remote standby's answer is followed once to the
+/// leader it names.
+async fn ask(target: &Target, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
+    let mut answer = admin::request(target, request).await;
+    if let (Ok(AdminResponse::NotLeader { leader: Some(leader) }), Target::Remote { credential, path, .. }) =
+        (&answer, target)
+    {
+        let at_leader = Target::Remote { consoles: vec![leader.clone()], credential: credential.clone(), path: path.clone() };
+        answer = admin::request(&at_leader, request).await;
+    }
+    match answer {
+        Ok(AdminResponse::NotLeader { leader }) => Err(standby_refusal(target, leader)),
         Ok(response) => Ok(Ok(response)),
-        Err(err @ AdminError::NotRunning(_)) => {
+        Err(err @ (AdminError::NotRunning(_) | AdminError::Unreachable { .. })) => {
             eprintln!("ringwatch: {err}");
             Ok(Err(ExitCode::from(NOT_RUNNING)))
         }
@@ -504,7 +669,7 @@ async fn ask(config: &ConsoleConfig, request: &AdminRequest) -> Result<Result<Ad
     }
 }
 
-async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> {
+async fn task(target: &Target, command: TaskCommand) -> Result<ExitCode> {
     let request = match command {
         TaskCommand::Apply { file } => {
             let text = std::fs::read_to_string(&file)
@@ -515,7 +680,7 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
         }
         TaskCommand::Rm { name } => AdminRequest::RemoveTask(name),
         TaskCommand::List { json } => {
-            let response = match ask(config, &AdminRequest::ListTasks).await? {
+            let response = match ask(target, &AdminRequest::ListTasks).await? {
                 Ok(response) => response,
                 Err(code) => return Ok(code),
             };
@@ -528,7 +693,7 @@ async fn task(config: &ConsoleConfig, command: TaskCommand) -> Result<ExitCode> 
             return Ok(ExitCode::SUCCESS);
         }
     };
-    done(config, &request).await
+    done(target, &request).await
 }
 
 /// A join token's lifetime: a duration of at most 30 days. Read without
@@ -542,8 +707,15 @@ fn parse_token_ttl(text: &str) -> Result<Duration, String> {
 
 /// Issues, lists or revokes join tokens: through the running console, or
 /// straight in the data dir when none runs.
-async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -> Result<ExitCode> {
-    let response = match admin::request(&config.data_dir, &request).await {
+async fn join_token(config: &ConsoleConfig, target: &Target, request: AdminRequest, json: bool) -> Result<ExitCode> {
+    if let Target::Remote { .. } = target {
+        let response = match ask(target, &request).await? {
+            Ok(response) => response,
+            Err(code) => return Ok(code),
+        };
+        return print_token_answer(target, response, json);
+    }
+    let response = match admin::request(target, &request).await {
         Ok(response) => response,
         Err(AdminError::NotRunning(_)) if matches!(config.store, StoreChoice::Group(_)) => anyhow::bail!(
             "no console runs on the data dir \"{}\": the tokens of a group live in its store, so ask a \
@@ -554,6 +726,11 @@ async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -
         Err(AdminError::Refused(reason)) => anyhow::bail!("{reason}"),
         Err(err) => return Err(err.into()),
     };
+    print_token_answer(target, response, json)
+}
+
+/// Prints what `join-token` got back.
+fn print_token_answer(target: &Target, response: AdminResponse, json: bool) -> Result<ExitCode> {
     match response {
         AdminResponse::Token(token) => outln!("{token}"),
         AdminResponse::Done(text) => outln!("{text}"),
@@ -561,7 +738,7 @@ async fn join_token(config: &ConsoleConfig, request: AdminRequest, json: bool) -
             outln!("{}", serde_json::to_string_pretty(&tokens).context("failed to encode the tokens")?);
         }
         AdminResponse::Tokens(tokens) => out!("{}", ringwatch::report::token_table(&tokens, unix_now())),
-        AdminResponse::NotLeader { leader } => return Err(standby_refusal(leader)),
+        AdminResponse::NotLeader { leader } => return Err(standby_refusal(target, leader)),
         AdminResponse::Error(err) => anyhow::bail!("{err}"),
         _ => anyhow::bail!("the console sent an unexpected answer"),
     }
@@ -636,8 +813,8 @@ fn pki(data_dir: &Path, command: PkiCommand) -> Result<ExitCode> {
 }
 
 /// Sends a request answered by a sentence, and prints it.
-async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode> {
-    match ask(config, request).await? {
+async fn done(target: &Target, request: &AdminRequest) -> Result<ExitCode> {
+    match ask(target, request).await? {
         Ok(AdminResponse::Done(text)) => {
             outln!("{text}");
             Ok(ExitCode::SUCCESS)
@@ -647,8 +824,8 @@ async fn done(config: &ConsoleConfig, request: &AdminRequest) -> Result<ExitCode
     }
 }
 
-async fn act(config: &ConsoleConfig, action: OperatorAction, dry_run: bool) -> Result<ExitCode> {
-    match ask(config, &AdminRequest::Act { action, dry_run, confirmed: None }).await? {
+async fn act(target: &Target, action: OperatorAction, dry_run: bool) -> Result<ExitCode> {
+    match ask(target, &AdminRequest::Act { action, dry_run, confirmed: None }).await? {
         Ok(AdminResponse::Plan { plan, executed }) => {
             outln!("{plan}");
             outln!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });
@@ -659,8 +836,8 @@ async fn act(config: &ConsoleConfig, action: OperatorAction, dry_run: bool) -> R
     }
 }
 
-async fn status(config: &ConsoleConfig, json: bool) -> Result<ExitCode> {
-    let response = match ask(config, &AdminRequest::Status).await? {
+async fn status(target: &Target, json: bool) -> Result<ExitCode> {
+    let response = match ask(target, &AdminRequest::Status).await? {
         Ok(response) => response,
         Err(code) => return Ok(code),
     };

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use ringwatch_shared::protocol::TokenInfo;
+use ringwatch_shared::protocol::{CredentialInfo, TokenInfo};
 use ringwatch_shared::status::{ClusterStatus, ConsoleRole, ConsoleStatus, NodeState};
 use ringwatch_shared::task::TaskSpec;
 
@@ -157,21 +157,47 @@ pub fn task_table(tasks: &[TaskSpec]) -> String {
     columns(&["TASK", "REPLICAS", "PLACEMENT", "RESTART", "MIGRATE", "COMMAND"], &rows)
 }
 
+/// A Unix time (seconds) in RFC 3339, UTC.
+pub fn unix_time(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
+}
+
+/// Whether something issued is revoked, expired or valid, in words.
+fn validity(revoked: bool, expires_unix: u64, now_unix: u64) -> &'static str {
+    if revoked {
+        "revoked"
+    } else if expires_unix < now_unix {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+/// Operator credentials, as `ringwatch credential list` prints them.
+pub fn credential_table(credentials: &[CredentialInfo], now_unix: u64) -> String {
+    let rows: Vec<Vec<String>> = credentials
+        .iter()
+        .map(|credential| {
+            vec![
+                credential.name.clone(),
+                credential.role.to_string(),
+                unix_time(credential.issued_unix),
+                unix_time(credential.expires_unix),
+                validity(credential.revoked, credential.expires_unix, now_unix).to_string(),
+                credential.fingerprint.chars().take(16).collect(),
+            ]
+        })
+        .collect();
+    columns(&["NAME", "ROLE", "ISSUED", "EXPIRES", "STATE", "SHA-256"], &rows)
+}
+
 /// Join tokens, as `ringwatch join-token --list` prints them (times in UTC).
 pub fn token_table(tokens: &[TokenInfo], now_unix: u64) -> String {
-    let time = |unix: u64| {
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix)).to_string()
-    };
+    let time = unix_time;
     let rows: Vec<Vec<String>> = tokens
         .iter()
         .map(|token| {
-            let state = if token.revoked {
-                "revoked"
-            } else if token.expires_unix < now_unix {
-                "expired"
-            } else {
-                "valid"
-            };
+            let state = validity(token.revoked, token.expires_unix, now_unix);
             vec![
                 token.id.clone(),
                 time(token.issued_unix),

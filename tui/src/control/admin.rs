@@ -1,21 +1,50 @@
-//! The client side of the admin channel: `ringwatch status` and friends
-//! find the running console through its data dir (address file, lock file)
-//! and authenticate with the admin certificate the console made there.
+//! The client side of the admin channel. `ringwatch status` and friends
+//! reach the console of a local data dir (address file, lock file) with the
+//! admin certificate the console made there, or a remote console with an
+//! operator credential (README.md, "Operating ringwatch").
 
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_ADMIN_FRAME_LEN};
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, CONSOLE_SERVER_NAME, close_code};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::control::{ADDRESS_FILE, LOCK_FILE};
+use crate::remote::bundle::CredentialBundle;
 
 /// How long an admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which console to ask, and as whom.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The console running on this data dir, with its admin certificate.
+    Local(PathBuf),
+    /// Consoles elsewhere (tried in order), with an operator credential.
+    Remote {
+        /// `HOST:PORT` of each.
+        consoles: Vec<String>,
+        /// The credential.
+        credential: Box<CredentialBundle>,
+        /// The credential's file, for messages.
+        path: PathBuf,
+    },
+}
+
+impl Target {
+    /// What the target is, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local(dir) => format!("the console of data dir \"{}\"", dir.display()),
+            Self::Remote { consoles, .. } => format!("the console at {}", consoles.join(", ")),
+        }
+    }
+}
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,16 +67,25 @@ pub enum AdminError {
     #[error("the console at {addr} did not answer: {reason}")]
     Unreachable {
         /// Where it should be.
-        addr: SocketAddr,
+        addr: String,
         /// What happened.
         reason: String,
     },
     /// The admin credentials in the data dir are unusable.
     #[error("cannot use the admin credentials in \"{dir}\": {reason}")]
     Credentials {
-        /// The data dir.
+        /// The data dir, or the credential file.
         dir: PathBuf,
         /// What is wrong.
+        reason: String,
+    },
+    /// The console refused the connection (a revoked or expired credential,
+    /// one of another cluster).
+    #[error("the console at {addr} refused the credential: {reason}")]
+    Rejected {
+        /// Where.
+        addr: String,
+        /// Its reason.
         reason: String,
     },
     /// The console answered with an error.
@@ -55,42 +93,189 @@ pub enum AdminError {
     Refused(String),
 }
 
-/// Sends `request` to the console running on `data_dir`.
+/// An open admin connection.
+#[derive(Debug)]
+pub struct AdminClient {
+    endpoint: Endpoint,
+    connection: Connection,
+    /// Where it is connected.
+    pub addr: String,
+}
+
+/// The answer frames of one request (events, snapshots).
+#[derive(Debug)]
+pub struct AnswerStream {
+    _send: SendStream,
+    recv: RecvStream,
+    addr: String,
+}
+
+impl AnswerStream {
+    /// The next frame; `None` when the console ended the answer.
+    ///
+    /// # Errors
+    /// [`AdminError::Unreachable`] when the link fails;
+    /// [`AdminError::Rejected`] when the console closed it on purpose (a
+    /// revocation).
+    pub async fn next(&mut self) -> Result<Option<AdminResponse>, AdminError> {
+        codec::read_frame::<AdminResponse, _>(&mut self.recv, MAX_ADMIN_FRAME_LEN)
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))
+    }
+}
+
+impl AdminClient {
+    /// Connects to `target`: the first of its consoles that answers.
+    ///
+    /// # Errors
+    /// [`AdminError`] naming what is missing or failed.
+    pub async fn connect(target: &Target) -> Result<Self, AdminError> {
+        match target {
+            Target::Local(data_dir) => {
+                let addr = running_console(data_dir)?;
+                let (ca, cert, key) = admin_credentials(data_dir)?;
+                let client = ringwatch_net::tls::mutual_client(&ca, &cert, key)
+                    .map_err(|err| AdminError::Credentials { dir: data_dir.clone(), reason: err.to_string() })?;
+                Self::connect_to(addr, addr.to_string(), client).await
+            }
+            Target::Remote { consoles, credential, path } => {
+                let identity =
+                    credential.identity().map_err(|reason| AdminError::Credentials { dir: path.clone(), reason })?;
+                let client = ringwatch_net::tls::mutual_client(&identity.ca, &identity.cert, identity.key)
+                    .map_err(|err| AdminError::Credentials { dir: path.clone(), reason: err.to_string() })?;
+                let mut last = None;
+                for console in consoles {
+                    match resolve(console).await {
+                        Ok(addr) => match Self::connect_to(addr, console.clone(), client.clone()).await {
+                            Ok(connected) => return Ok(connected),
+                            Err(err @ AdminError::Rejected { .. }) => return Err(err),
+                            Err(err) => last = Some(err),
+                        },
+                        Err(err) => last = Some(err),
+                    }
+                }
+                Err(last.unwrap_or_else(|| AdminError::Unreachable {
+                    addr: "(none)".into(),
+                    reason: "no console address: pass --console ADDR".into(),
+                }))
+            }
+        }
+    }
+
+    async fn connect_to(addr: SocketAddr, name: String, client: quinn::ClientConfig) -> Result<Self, AdminError> {
+        let endpoint = ringwatch_net::client_endpoint(addr).map_err(|err| unreachable(&name, &err.to_string()))?;
+        let connecting =
+            endpoint.connect_with(client, addr, CONSOLE_SERVER_NAME).map_err(|err| unreachable(&name, &err.to_string()))?;
+        let connection = match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(err)) => return Err(link_error(&name, &err.to_string(), connection_reason(&err))),
+            Err(_) => return Err(unreachable(&name, &format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))),
+        };
+        Ok(Self { endpoint, connection, addr: name })
+    }
+
+    /// Opens a stream and sends `request` on it.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the link fails.
+    pub async fn open(&self, request: &AdminRequest) -> Result<AnswerStream, AdminError> {
+        let (mut send, recv) =
+            self.connection.open_bi().await.map_err(|err| link_error(&self.addr, &err.to_string(), connection_reason(&err)))?;
+        codec::write_frame(&mut send, request)
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
+        let _ = send.finish();
+        Ok(AnswerStream { _send: send, recv, addr: self.addr.clone() })
+    }
+
+    /// Sends `request` and waits (at most [`REQUEST_TIMEOUT`]) for its one
+    /// answer; an error answer is [`AdminError::Refused`].
+    ///
+    /// # Errors
+    /// [`AdminError`] naming what failed.
+    pub async fn request(&self, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
+        let exchange = async {
+            let mut answer = self.open(request).await?;
+            answer.next().await?.ok_or_else(|| unreachable(&self.addr, "the console closed the stream without answering"))
+        };
+        let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| unreachable(&self.addr, &format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())))??;
+        match response {
+            AdminResponse::Error(reason) => Err(AdminError::Refused(reason)),
+            other => Ok(other),
+        }
+    }
+
+    /// Whether the link is up.
+    pub fn is_open(&self) -> bool {
+        self.connection.close_reason().is_none()
+    }
+
+    /// Closes the connection and waits until the console knows.
+    pub async fn close(self) {
+        self.connection.close(close_code::NORMAL.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// Sends `request` to `target` and waits for its one answer.
 ///
 /// # Errors
 /// [`AdminError`] naming what is missing or failed.
-pub async fn request(data_dir: &Path, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
-    let addr = running_console(data_dir)?;
-    let credentials = admin_credentials(data_dir)?;
-    let (ca, cert, key) = credentials;
-    let client = ringwatch_net::tls::mutual_client(&ca, &cert, key)
-        .map_err(|err| AdminError::Credentials { dir: data_dir.to_path_buf(), reason: err.to_string() })?;
-    let unreachable = |reason: String| AdminError::Unreachable { addr, reason };
-    let endpoint = ringwatch_net::client_endpoint(addr).map_err(|err| unreachable(err.to_string()))?;
-    let exchange = async {
-        let connection = endpoint
-            .connect_with(client, addr, CONSOLE_SERVER_NAME)
-            .map_err(|err| unreachable(err.to_string()))?
-            .await
-            .map_err(|err| unreachable(err.to_string()))?;
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|err| unreachable(err.to_string()))?;
-        codec::write_frame(&mut send, request).await.map_err(|err| unreachable(err.to_string()))?;
-        let _ = send.finish();
-        let response = codec::read_frame::<AdminResponse, _>(&mut recv, MAX_ADMIN_FRAME_LEN)
-            .await
-            .map_err(|err| unreachable(err.to_string()))?
-            .ok_or_else(|| unreachable("the console closed the stream without answering".into()))?;
-        connection.close(close_code::NORMAL.into(), b"done");
-        Ok(response)
-    };
-    let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+pub async fn request(target: &Target, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
+    let client = AdminClient::connect(target).await?;
+    let response = client.request(request).await;
+    client.close().await;
+    response
+}
+
+/// The socket address of `HOST:PORT`.
+async fn resolve(console: &str) -> Result<SocketAddr, AdminError> {
+    let mut addrs = tokio::net::lookup_host(console)
         .await
-        .map_err(|_| unreachable(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())))??;
-    endpoint.wait_idle().await;
-    match response {
-        AdminResponse::Error(reason) => Err(AdminError::Refused(reason)),
-        other => Ok(other),
+        .map_err(|err| unreachable(console, &format!("not a reachable HOST:PORT ({err})")))?;
+    addrs.next().ok_or_else(|| unreachable(console, "the name has no address"))
+}
+
+fn unreachable(addr: &str, reason: &str) -> AdminError {
+    AdminError::Unreachable { addr: addr.to_string(), reason: reason.to_string() }
+}
+
+/// A failed link, or the console's refusal when it closed the connection
+/// saying why.
+fn link_error(addr: &str, error: &str, closed: Option<String>) -> AdminError {
+    match closed {
+        Some(reason) => AdminError::Rejected { addr: addr.to_string(), reason },
+        None => unreachable(addr, error),
     }
+}
+
+/// The console's reason, when it closed the connection on purpose.
+fn connection_reason(err: &quinn::ConnectionError) -> Option<String> {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) if u64::from(close.error_code) != u64::from(close_code::NORMAL) => {
+            Some(String::from_utf8_lossy(&close.reason).into_owned())
+        }
+        _ => None,
+    }
+}
+
+/// [`connection_reason`] for a frame read or write that failed.
+fn closed_reason(err: &codec::CodecError) -> Option<String> {
+    let codec::CodecError::Io(io) = err else { return None };
+    let inner = io.get_ref()?;
+    if let Some(read) = inner.downcast_ref::<quinn::ReadError>()
+        && let quinn::ReadError::ConnectionLost(lost) = read
+    {
+        return connection_reason(lost);
+    }
+    if let Some(write) = inner.downcast_ref::<quinn::WriteError>()
+        && let quinn::WriteError::ConnectionLost(lost) = write
+    {
+        return connection_reason(lost);
+    }
+    None
 }
 
 /// The address of the console holding `data_dir`'s lock.

@@ -323,6 +323,7 @@ fn set_leader(console: &mut ConsoleStatus, leader: Option<&Leader>) {
 
 /// Publishes what a standby knows.
 fn publish(outlets: &Outlets, image: &Image, events: &[ClusterEvent], console: &ConsoleStatus) {
+    outlets.operators.replace(image.operators.values());
     let snapshot = standby::snapshot_of(image, Arc::from(events), console.clone(), Now::read().unix_ms);
     outlets.snapshots.send_replace(Arc::new(snapshot));
 }

@@ -31,6 +31,7 @@ pub mod join;
 pub mod liveness;
 pub mod nodes;
 pub mod offline;
+pub mod operators;
 pub mod owner;
 pub mod pki;
 pub mod records;
@@ -316,6 +317,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     let OwnerStart { config, pki, loaded, store, console, outlets } = start;
     let image = loaded.image;
     let registry = Registry::from_image(&image);
+    outlets.operators.replace(image.operators.values());
     let seed = config.placement_seed.unwrap_or_else(rand::random);
     let workloads = Workloads::new(
         config.workloads.clone(),
@@ -385,6 +387,7 @@ impl ControlPlane {
         let tracker = TaskTracker::new();
         let context = Arc::new(ServerContext {
             role: role.subscribe(),
+            outlets: outlets.clone(),
             counters: outlets.counters.clone(),
             pki,
             admission: Admission::new(MAX_PENDING_HANDSHAKES),

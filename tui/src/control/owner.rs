@@ -24,9 +24,12 @@ use bytes::Bytes;
 use ringwatch_shared::codec;
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::{NodeName, TaskName};
+use ringwatch_net::pem::to_pem;
 use ringwatch_shared::protocol::{
-    AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, Refusal, RefusalKind, close_code,
+    AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, IssuedCredential, OperatorRole,
+    Refusal, RefusalKind, close_code,
 };
+use ringwatch_shared::token::{fingerprint, to_hex};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, EventKind};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +39,9 @@ use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::{ConnectionId, NodeTable, Transition};
 use crate::control::pki::{ClusterPki, unix_now};
-use crate::control::registry::Registry;
+use crate::control::operators::OperatorDirectory;
+use crate::control::records::OperatorRecord;
+use crate::control::registry::{Registry, check_operator_ttl};
 use crate::control::store::Batch;
 use crate::control::store::writer::{Progress, Writer};
 use crate::control::workload::{ActError, Effects, Nodes, Now, Workloads};
@@ -240,6 +245,8 @@ pub struct Owner {
     held: VecDeque<Held>,
     /// Where snapshots are published.
     snapshots: Arc<watch::Sender<Arc<ControlSnapshot>>>,
+    /// Operator credentials, for the connection handlers.
+    operators: Arc<OperatorDirectory>,
     /// The latest snapshot built, and when.
     latest: Option<(Instant, Arc<ControlSnapshot>)>,
     /// When the last tick ran, to notice our own pauses.
@@ -258,6 +265,9 @@ pub struct Outlets {
     pub events: broadcast::Sender<ClusterEvent>,
     /// Refusals and drops, counted by connection tasks.
     pub counters: Arc<Counters>,
+    /// The operator credentials admin connections are checked against,
+    /// kept by whoever holds the records.
+    pub operators: Arc<OperatorDirectory>,
 }
 
 impl Outlets {
@@ -267,6 +277,7 @@ impl Outlets {
             snapshots: Arc::new(watch::Sender::new(Arc::new(ControlSnapshot::default()))),
             events: broadcast::channel(1024).0,
             counters: Arc::new(Counters::default()),
+            operators: Arc::new(OperatorDirectory::default()),
         }
     }
 }
@@ -345,6 +356,7 @@ impl Owner {
             durable,
             held: VecDeque::new(),
             snapshots: parts.outlets.snapshots,
+            operators: parts.outlets.operators,
             latest: None,
             last_tick: Instant::now(),
         };
@@ -540,9 +552,8 @@ impl Owner {
     }
 
     fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
-        let reads_only = matches!(&request, AdminRequest::Status | AdminRequest::ListTasks | AdminRequest::ListTokens)
-            || matches!(&request, AdminRequest::Act { action, dry_run, .. }
-            if *dry_run || matches!(action, ringwatch_shared::plan::OperatorAction::WhatIf { .. }));
+        let reads_only = request.is_read_only()
+            || matches!(&request, AdminRequest::Act { action: ringwatch_shared::plan::OperatorAction::WhatIf { .. }, .. });
         let response = self.answer(request);
         if reads_only {
             // Nothing to make durable: a reader is answered even while the
@@ -619,7 +630,66 @@ impl Owner {
                 self.events.emit(EventKind::Credential, None, None, None, &format!("{count} join token(s) revoked"));
                 AdminResponse::Done(format!("revoked {count} join token(s)"))
             }
+            AdminRequest::IssueCredential { name, role, ttl_secs, csr_der } => {
+                self.issue_credential(&name, role, Duration::from_secs(ttl_secs), &csr_der)
+            }
+            AdminRequest::ListCredentials => AdminResponse::Credentials(self.registry.list_operators()),
+            AdminRequest::RevokeCredential(name) => match self.registry.revoke_operator(&name) {
+                Ok(revoked) => {
+                    for record in &revoked {
+                        self.operators.update(record);
+                    }
+                    self.events.emit(
+                        EventKind::Credential,
+                        None,
+                        None,
+                        None,
+                        &format!("operator credential \"{name}\" revoked"),
+                    );
+                    AdminResponse::Done(format!(
+                        "revoked the credential \"{name}\": it is refused from now on, and its open connections are closed"
+                    ))
+                }
+                Err(err) => AdminResponse::Error(err),
+            },
+            AdminRequest::Events(_) | AdminRequest::Watch => {
+                AdminResponse::Error("a stream is served by the connection, not the owner".into())
+            }
         }
+    }
+
+    /// Signs and records an operator credential.
+    fn issue_credential(&mut self, name: &str, role: OperatorRole, ttl: Duration, csr_der: &[u8]) -> AdminResponse {
+        if let Err(err) = self.registry.check_operator_name(name).and_then(|()| check_operator_ttl(ttl)) {
+            return AdminResponse::Error(err);
+        }
+        let (cert, expires_unix) = match self.pki.issue_operator_cert(name, csr_der, ttl) {
+            Ok(issued) => issued,
+            Err(err) => return AdminResponse::Error(format!("the credential could not be signed: {err}")),
+        };
+        let record = OperatorRecord {
+            fingerprint: to_hex(&fingerprint(&cert)),
+            name: name.to_string(),
+            role,
+            issued_unix: unix_now(),
+            expires_unix,
+            revoked: false,
+        };
+        self.operators.update(&record);
+        self.registry.record_operator(record);
+        self.events.emit(
+            EventKind::Credential,
+            None,
+            None,
+            None,
+            &format!("operator credential \"{name}\" ({role}) issued"),
+        );
+        AdminResponse::Credential(IssuedCredential {
+            certificate_pem: to_pem("CERTIFICATE", &cert),
+            ca_pem: to_pem("CERTIFICATE", &self.pki.ca),
+            consoles: vec![self.config.console.address.clone()],
+            expires_unix,
+        })
     }
 
     /// Revokes node `name`'s credentials and closes its connection with the

@@ -343,6 +343,32 @@ impl ClusterPki {
         })
     }
 
+    /// Issues an operator's client certificate (README.md, "Operating
+    /// ringwatch") named `name`, to the key in `csr_der`, valid from an hour
+    /// ago (clock skew) for `ttl`. Returns it with its expiry, Unix seconds.
+    ///
+    /// # Errors
+    /// [`PkiError::BadRequest`] for an unusable request, or a signing error.
+    pub fn issue_operator_cert(
+        &self,
+        name: &str,
+        csr_der: &[u8],
+        ttl: Duration,
+    ) -> Result<(CertificateDer<'static>, u64), PkiError> {
+        let request = parse_request(csr_der)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = common_name(&format!("operator {name}"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let now = unix_now();
+        let expires_unix = now.saturating_add(ttl.as_secs());
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        params.not_before = epoch + Duration::from_secs(now.saturating_sub(3_600));
+        params.not_after = epoch + Duration::from_secs(expires_unix);
+        let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
+        let cert = params.signed_by(&request.public_key, &issuer)?;
+        Ok((cert.der().clone(), expires_unix))
+    }
+
     /// Where the PKI lives.
     pub fn dir(&self) -> &Path {
         &self.dir

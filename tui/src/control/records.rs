@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
-use ringwatch_shared::protocol::InstanceState;
+use ringwatch_shared::protocol::{InstanceState, OperatorRole};
 use ringwatch_shared::status::NodeState;
 use ringwatch_shared::task::TaskSpec;
 use serde::{Deserialize, Serialize};
@@ -166,6 +166,27 @@ pub struct CredentialRecord {
 
 /// A join token the console issued. Tokens are verified by their MAC; the
 /// record makes them listable and revocable.
+/// An operator credential (README.md, "Operating ringwatch"): a client
+/// certificate the console signed for a person or a script, with a role.
+/// Recorded by certificate fingerprint, like an agent's; revoked ones stay
+/// recorded, so that they are refused across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    /// SHA-256 (hex) of the certificate.
+    pub fingerprint: String,
+    /// Its name, unique among unrevoked operator credentials.
+    pub name: String,
+    /// What it may do.
+    pub role: OperatorRole,
+    /// When it was issued, Unix seconds.
+    pub issued_unix: u64,
+    /// When its certificate expires, Unix seconds.
+    pub expires_unix: u64,
+    /// Revoked by an operator.
+    #[serde(default)]
+    pub revoked: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Its id, as printed in the token and by `join-token --list`.
@@ -203,6 +224,8 @@ pub enum Change {
     },
     /// A join token's record.
     Token(TokenRecord),
+    /// An operator credential, issued or revoked.
+    Operator(OperatorRecord),
 }
 
 /// The key prefixes of the records, one per kind.
@@ -219,6 +242,8 @@ pub mod prefix {
     pub const CREDENTIAL: &str = "credential/";
     /// Join tokens, by id.
     pub const TOKEN: &str = "token/";
+    /// Operator credentials, by certificate fingerprint.
+    pub const OPERATOR: &str = "operator/";
 }
 
 impl Change {
@@ -233,6 +258,7 @@ impl Change {
             Self::Cluster(_) => prefix::CLUSTER.to_string(),
             Self::Credential { fingerprint, .. } => format!("{}{fingerprint}", prefix::CREDENTIAL),
             Self::Token(record) => format!("{}{}", prefix::TOKEN, record.id),
+            Self::Operator(record) => format!("{}{}", prefix::OPERATOR, record.fingerprint),
         }
     }
 
@@ -249,6 +275,7 @@ impl Change {
             Self::Cluster(record) => serde_json::to_string(record)?,
             Self::Credential { record, .. } => serde_json::to_string(record)?,
             Self::Token(record) => serde_json::to_string(record)?,
+            Self::Operator(record) => serde_json::to_string(record)?,
         }))
     }
 }
@@ -269,6 +296,8 @@ pub struct Image {
     pub credentials: BTreeMap<String, CredentialRecord>,
     /// Join tokens by id.
     pub tokens: BTreeMap<String, TokenRecord>,
+    /// Operator credentials by certificate fingerprint.
+    pub operators: BTreeMap<String, OperatorRecord>,
 }
 
 /// A stored record that does not decode.
@@ -307,6 +336,9 @@ impl Image {
             Change::Token(record) => {
                 self.tokens.insert(record.id.clone(), record.clone());
             }
+            Change::Operator(record) => {
+                self.operators.insert(record.fingerprint.clone(), record.clone());
+            }
         }
     }
 
@@ -339,6 +371,10 @@ impl Image {
             let record: TokenRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
             check_key(id, &record.id).map_err(bad)?;
             Change::Token(record)
+        } else if let Some(fingerprint) = key.strip_prefix(prefix::OPERATOR) {
+            let record: OperatorRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(fingerprint, &record.fingerprint).map_err(bad)?;
+            Change::Operator(record)
         } else {
             tracing::warn!(key, "skipped a stored record of an unknown kind");
             return Ok(());
@@ -367,6 +403,8 @@ impl Image {
             self.credentials.remove(fingerprint);
         } else if let Some(id) = key.strip_prefix(prefix::TOKEN) {
             self.tokens.remove(id);
+        } else if let Some(fingerprint) = key.strip_prefix(prefix::OPERATOR) {
+            self.operators.remove(fingerprint);
         }
     }
 
@@ -421,6 +459,14 @@ mod tests {
                 },
             },
             Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: true }),
+            Change::Operator(OperatorRecord {
+                fingerprint: "cd34".into(),
+                name: "alice".into(),
+                role: OperatorRole::Viewer,
+                issued_unix: 1,
+                expires_unix: 2,
+                revoked: true,
+            }),
         ];
         let mut direct = Image::default();
         let mut loaded = Image::default();

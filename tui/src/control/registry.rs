@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ringwatch_shared::names::NodeName;
-use ringwatch_shared::protocol::{Refusal, RefusalKind, TokenInfo};
+use ringwatch_shared::protocol::{CredentialInfo, OperatorRole, Refusal, RefusalKind, TokenInfo};
 
 use crate::control::pki::ClusterPki;
-use crate::control::records::{Change, CredentialRecord, Image, TokenRecord};
+use crate::control::records::{Change, CredentialRecord, Image, OperatorRecord, TokenRecord};
 
 /// The longest a join token may live.
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -31,6 +31,8 @@ pub struct Registry {
     credentials: BTreeMap<String, CredentialRecord>,
     /// Issued tokens by id.
     tokens: BTreeMap<String, TokenRecord>,
+    /// Operator credentials by certificate fingerprint (hex).
+    operators: BTreeMap<String, OperatorRecord>,
     /// Records changed since the change log took them.
     changes: Vec<Change>,
 }
@@ -49,7 +51,12 @@ pub struct IssuedToken {
 impl Registry {
     /// The registry of the records in `image`.
     pub fn from_image(image: &Image) -> Self {
-        Self { credentials: image.credentials.clone(), tokens: image.tokens.clone(), changes: Vec::new() }
+        Self {
+            credentials: image.credentials.clone(),
+            tokens: image.tokens.clone(),
+            operators: image.operators.clone(),
+            changes: Vec::new(),
+        }
     }
 
     /// The changed records, for the change log.
@@ -213,6 +220,61 @@ impl Registry {
         Ok(true)
     }
 
+    /// Checks that an operator credential named `name` may be issued: a
+    /// valid name no unrevoked credential has.
+    ///
+    /// # Errors
+    /// A sentence saying why not.
+    pub fn check_operator_name(&self, name: &str) -> Result<(), String> {
+        NodeName::parse(name).map_err(|err| format!("\"{name}\" is not a usable credential name: {err}"))?;
+        if self.operators.values().any(|record| record.name == name && !record.revoked) {
+            return Err(format!(
+                "a credential named \"{name}\" exists: revoke it first (`ringwatch credential revoke {name}`) or choose another name"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the operator credential whose certificate was just signed.
+    pub fn record_operator(&mut self, record: OperatorRecord) {
+        self.operators.insert(record.fingerprint.clone(), record.clone());
+        self.changes.push(Change::Operator(record));
+    }
+
+    /// Every operator credential, by name, then newest first.
+    pub fn list_operators(&self) -> Vec<CredentialInfo> {
+        let mut list: Vec<CredentialInfo> = self.operators.values().map(operator_info).collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| b.issued_unix.cmp(&a.issued_unix)));
+        list
+    }
+
+    /// Revokes the unrevoked operator credential(s) named `name`; returns
+    /// the revoked records.
+    ///
+    /// # Errors
+    /// When no credential has that name, or all that do are revoked.
+    pub fn revoke_operator(&mut self, name: &str) -> Result<Vec<OperatorRecord>, String> {
+        let mut revoked = Vec::new();
+        for record in self.operators.values_mut().filter(|record| record.name == name && !record.revoked) {
+            record.revoked = true;
+            revoked.push(record.clone());
+            self.changes.push(Change::Operator(record.clone()));
+        }
+        if revoked.is_empty() {
+            return Err(if self.operators.values().any(|record| record.name == name) {
+                format!("the credential \"{name}\" is already revoked")
+            } else {
+                format!("no credential named \"{name}\" (see `ringwatch credential list`)")
+            });
+        }
+        Ok(revoked)
+    }
+
+    /// The operator credentials, for the connection handlers.
+    pub fn operators(&self) -> impl Iterator<Item = &OperatorRecord> {
+        self.operators.values()
+    }
+
     /// Revokes every token not yet revoked; returns how many were.
     pub fn revoke_all_tokens(&mut self) -> usize {
         let mut revoked = 0;
@@ -223,6 +285,47 @@ impl Registry {
         }
         revoked
     }
+}
+
+/// An operator credential as `credential list` shows it.
+pub fn operator_info(record: &OperatorRecord) -> CredentialInfo {
+    CredentialInfo {
+        name: record.name.clone(),
+        role: record.role,
+        fingerprint: record.fingerprint.clone(),
+        issued_unix: record.issued_unix,
+        expires_unix: record.expires_unix,
+        revoked: record.revoked,
+    }
+}
+
+/// The longest an operator credential may live: a year; issue a new one
+/// when it ends.
+pub const MAX_OPERATOR_TTL: Duration = Duration::from_secs(366 * 86_400);
+
+/// Checks an operator credential's lifetime.
+///
+/// # Errors
+/// A sentence when it is zero or beyond [`MAX_OPERATOR_TTL`].
+pub fn check_operator_ttl(ttl: Duration) -> Result<(), String> {
+    if ttl < Duration::from_secs(60) {
+        return Err("a credential must live at least 1 minute".into());
+    }
+    if ttl > MAX_OPERATOR_TTL {
+        return Err(format!(
+            "a credential may live at most 366 days, not {}: use --ttl 366d or less, and issue a new one when it expires",
+            in_days(ttl)
+        ));
+    }
+    Ok(())
+}
+
+/// Who a role lets do what, in the words of a refusal.
+pub fn viewer_refusal(name: &str) -> String {
+    format!(
+        "the credential \"{name}\" is a viewer: it may read everything and change nothing (ask an admin to run this, or for a credential with --role {})",
+        OperatorRole::Admin
+    )
 }
 
 /// Checks a token lifetime.

@@ -21,12 +21,13 @@ use ringwatch_shared::codec::{self, CodecError, MAX_FIRST_FRAME_LEN, MAX_FRAME_L
 use ringwatch_shared::limits::ResourceLimits;
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{
-    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, FromConsole, InstanceReport, Refusal, RefusalKind,
-    Welcome, close_code,
+    AdminRequest, AdminResponse, AgentFrame, ConsoleFrame, Datagram, EventQuery, FromConsole, InstanceReport,
+    OperatorRole, Refusal, RefusalKind, WatchedSnapshot, Welcome, close_code,
 };
+use ringwatch_shared::status::ClusterEvent;
 use ringwatch_shared::token::{fingerprint, to_hex};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
@@ -36,8 +37,10 @@ use crate::control::admission::Admission;
 use crate::control::join::handle_join;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::ConnectionId;
-use crate::control::owner::{Counters, Input, OwnerHandle, SessionEvent};
+use crate::control::operators::{Operator, Verdict};
+use crate::control::owner::{Counters, Input, Outlets, OwnerHandle, SessionEvent};
 use crate::control::pki::ClusterPki;
+use crate::control::registry::viewer_refusal;
 use crate::control::role::Role;
 
 /// How long a new connection has to send its first frame.
@@ -54,6 +57,9 @@ pub struct ServerContext {
     /// This console's role: who answers (ARCHITECTURE.md, "Several
     /// consoles").
     pub role: watch::Receiver<Role>,
+    /// Snapshots and events for watchers and event followers, and the
+    /// operator credentials.
+    pub outlets: Outlets,
     /// Refusals and drops, counted without the owner.
     pub counters: Arc<Counters>,
     /// Certificates (read-only).
@@ -105,6 +111,8 @@ enum Peer {
     },
     /// A local admin tool.
     Admin,
+    /// Someone holding an operator credential.
+    Operator(Operator),
 }
 
 async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
@@ -132,10 +140,17 @@ async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
         }
     };
     let role = context.role.borrow().clone();
-    match (identify(&connection, &context.pki), role) {
+    match (identify(&connection, &context), role) {
         (Ok(Peer::Admin), _) => {
             drop(slot);
-            serve_admin(connection, context).instrument(info_span!("admin", %remote)).await;
+            serve_admin(connection, context, None).instrument(info_span!("admin", %remote)).await;
+        }
+        (Ok(Peer::Operator(operator)), _) => {
+            drop(slot);
+            let span = info_span!("operator", %remote, name = %operator.name, role = %operator.role);
+            context.outlets.operators.opened(&operator, &connection);
+            serve_admin(connection.clone(), context.clone(), Some(operator.clone())).instrument(span).await;
+            context.outlets.operators.closed(&operator, &connection);
         }
         (Ok(Peer::Joining), Role::Leader { owner, term }) => {
             handle_join(connection, context, owner, term, slot).instrument(info_span!("join", %remote)).await;
@@ -178,7 +193,8 @@ pub(crate) struct Leader {
     pub(crate) term: u64,
 }
 
-fn identify(connection: &Connection, pki: &ClusterPki) -> Result<Peer, Refusal> {
+fn identify(connection: &Connection, context: &ServerContext) -> Result<Peer, Refusal> {
+    let pki = &context.pki;
     let Some(identity) = connection.peer_identity() else {
         return Ok(Peer::Joining);
     };
@@ -191,7 +207,12 @@ fn identify(connection: &Connection, pki: &ClusterPki) -> Result<Peer, Refusal> 
     if cert_fingerprint == pki.admin_fingerprint {
         return Ok(Peer::Admin);
     }
-    Ok(Peer::Agent { cert_fingerprint: to_hex(&cert_fingerprint) })
+    let cert_fingerprint = to_hex(&cert_fingerprint);
+    match context.outlets.operators.check(&cert_fingerprint) {
+        Verdict::Valid(operator) => Ok(Peer::Operator(operator)),
+        Verdict::Refused(reason) => Err(Refusal { kind: RefusalKind::UnknownCredential, reason }),
+        Verdict::Unknown => Ok(Peer::Agent { cert_fingerprint }),
+    }
 }
 
 /// Refuses a peer: logs why (within the log budget), sends the refusal on
@@ -499,30 +520,185 @@ async fn read_agent_frames(
     }
 }
 
-async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
+/// Serves an admin connection: each request on a stream of its own, so a
+/// follower or a watcher does not hold up the next request. `operator` is
+/// `None` for the console's own admin tool.
+async fn serve_admin(connection: Connection, context: Arc<ServerContext>, operator: Option<Operator>) {
+    let streams = TaskTracker::new();
     loop {
-        let (mut send, mut recv) = match connection.accept_bi().await {
+        let (send, recv) = match connection.accept_bi().await {
             Ok(streams) => streams,
             Err(err) => {
                 debug!(%err, "admin connection ended");
-                return;
+                break;
             }
         };
-        let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(request)) => {
-                let role = context.role.borrow().clone();
-                role.answer(request).await
-            }
-            Ok(None) => continue,
-            Err(err) => AdminResponse::Error(frame_refusal(&err).reason),
-        };
-        let frame = codec::encode_admin_frame(&response)
-            .or_else(|err| codec::encode_frame(&AdminResponse::Error(format!("the answer could not be sent: {err}"))));
-        if let Ok(frame) = frame
-            && send.write_all(&frame).await.is_ok()
-        {
-            let _ = send.finish();
+        streams.spawn(serve_admin_stream(send, recv, context.clone(), operator.clone()).in_current_span());
+    }
+    streams.close();
+    streams.wait().await;
+}
+
+/// Events per frame of an event log's backlog.
+const EVENTS_PER_FRAME: usize = 500;
+/// The shortest gap between two snapshots pushed to a watcher.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+async fn serve_admin_stream(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    context: Arc<ServerContext>,
+    operator: Option<Operator>,
+) {
+    let request = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return,
+        Err(err) => {
+            write_answer(&mut send, &AdminResponse::Error(frame_refusal(&err).reason)).await;
+            return;
         }
+    };
+    let viewer = operator.as_ref().filter(|operator| operator.role == OperatorRole::Viewer);
+    if let Some(viewer) = viewer
+        && !request.is_read_only()
+    {
+        info!(request = request_name(&request), "refused a viewer's request");
+        write_answer(&mut send, &AdminResponse::Error(viewer_refusal(&viewer.name))).await;
+        return;
+    }
+    if let Some(operator) = &operator
+        && !request.is_read_only()
+    {
+        info!(request = request_name(&request), operator = %operator.name, "an operator's request");
+    }
+    match request {
+        AdminRequest::Events(query) => serve_events(&mut send, query, &context).await,
+        AdminRequest::Watch => serve_watch(&mut send, &context, viewer.is_some()).await,
+        request => {
+            let role = context.role.borrow().clone();
+            let response = role.answer(request).await;
+            write_answer(&mut send, &response).await;
+        }
+    }
+}
+
+/// Writes one answer and ends the stream.
+async fn write_answer(send: &mut SendStream, response: &AdminResponse) {
+    if write_frame(send, response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// Writes one frame of a (possibly longer) answer.
+async fn write_frame(send: &mut SendStream, response: &AdminResponse) -> Result<(), ()> {
+    let frame = codec::encode_admin_frame(response)
+        .or_else(|err| codec::encode_frame(&AdminResponse::Error(format!("the answer could not be sent: {err}"))))
+        .map_err(|_| ())?;
+    send.write_all(&frame).await.map_err(|_| ())
+}
+
+/// `ringwatch events`: the log the console keeps, then (with `follow`)
+/// every new event. Subscribing before reading the log, and skipping what
+/// the log already held, loses nothing in between and sends nothing twice.
+async fn serve_events(send: &mut SendStream, query: EventQuery, context: &ServerContext) {
+    let mut live = context.outlets.events.subscribe();
+    let role = context.role.borrow().clone();
+    let Some(snapshot) = role.snapshot().await else {
+        write_answer(send, &AdminResponse::Error("the console is shutting down".into())).await;
+        return;
+    };
+    let mut last_seq = snapshot.events.last().map_or(0, |event| event.seq);
+    let backlog: Vec<ClusterEvent> = snapshot.events.iter().filter(|event| query.matches(event)).cloned().collect();
+    for chunk in backlog.chunks(EVENTS_PER_FRAME) {
+        if write_frame(send, &AdminResponse::Events(chunk.to_vec())).await.is_err() {
+            return;
+        }
+    }
+    if backlog.is_empty() && write_frame(send, &AdminResponse::Events(Vec::new())).await.is_err() {
+        return;
+    }
+    if !query.follow {
+        let _ = send.finish();
+        return;
+    }
+    loop {
+        let received = tokio::select! {
+            received = live.recv() => received,
+            _ = send.stopped() => return,
+        };
+        let frame = match received {
+            Ok(event) if event.seq <= last_seq => continue,
+            Ok(event) => {
+                last_seq = event.seq;
+                if !query.matches(&event) {
+                    continue;
+                }
+                AdminResponse::Events(vec![event])
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => AdminResponse::EventsMissed(missed),
+            Err(broadcast::error::RecvError::Closed) => break,
+        };
+        if write_frame(send, &frame).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
+}
+
+/// `ringwatch attach`: a snapshot now, then one whenever the cluster
+/// changes, at most one per [`WATCH_INTERVAL`]; events travel once each.
+async fn serve_watch(send: &mut SendStream, context: &ServerContext, read_only: bool) {
+    // While this receiver exists, whoever answers publishes snapshots.
+    let mut snapshots = context.outlets.snapshots.subscribe();
+    let role = context.role.borrow().clone();
+    let mut snapshot = match role.snapshot().await {
+        Some(snapshot) => snapshot,
+        None => snapshots.borrow_and_update().clone(),
+    };
+    let mut last_seq = 0;
+    loop {
+        let watched = WatchedSnapshot {
+            status: snapshot.status.clone(),
+            samples: snapshot.samples.iter().map(|(name, sample)| (name.clone(), (**sample).clone())).collect(),
+            new_events: snapshot.events.iter().filter(|event| event.seq > last_seq).cloned().collect(),
+            at_unix_ms: snapshot.at_unix_ms,
+            read_only,
+        };
+        last_seq = snapshot.events.last().map_or(last_seq, |event| event.seq.max(last_seq));
+        if write_frame(send, &AdminResponse::Snapshot(Box::new(watched))).await.is_err() {
+            return;
+        }
+        let next = tokio::time::Instant::now() + WATCH_INTERVAL;
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            _ = send.stopped() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            _ = send.stopped() => return,
+        }
+        snapshot = snapshots.borrow_and_update().clone();
+    }
+    let _ = send.finish();
+}
+
+/// A request's name, for logs (never its contents: a CSR, task commands).
+fn request_name(request: &AdminRequest) -> &'static str {
+    match request {
+        AdminRequest::Status => "status",
+        AdminRequest::ApplyTasks(_) => "task apply",
+        AdminRequest::RemoveTask(_) => "task rm",
+        AdminRequest::ListTasks => "task list",
+        AdminRequest::Revoke(_) => "revoke",
+        AdminRequest::Act { .. } => "act",
+        AdminRequest::IssueToken { .. } => "join-token",
+        AdminRequest::ListTokens => "join-token --list",
+        AdminRequest::RevokeToken(_) | AdminRequest::RevokeAllTokens => "join-token --revoke",
+        AdminRequest::Events(_) => "events",
+        AdminRequest::Watch => "attach",
+        AdminRequest::IssueCredential { .. } => "credential issue",
+        AdminRequest::ListCredentials => "credential list",
+        AdminRequest::RevokeCredential(_) => "credential revoke",
     }
 }
 

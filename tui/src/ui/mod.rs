@@ -50,6 +50,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use ringwatch_shared::plan::OperatorAction;
+
 use crate::handle::{Command, CommandError, ConsoleHandle};
 use crate::ui::keys::Action;
 use crate::ui::ring::RingCache;
@@ -92,13 +94,27 @@ pub enum Flow {
     Quit,
 }
 
+/// What an attached viewer is told when it tries to act.
+pub const VIEWER_REFUSAL: &str =
+    "refused: this is a viewer credential; it may look at everything and change nothing (ask an admin)";
+
 /// Carries out what an input asked for, against the console: a plan goes
 /// into the confirmation dialog (or its refusal into the status line), a
-/// command's outcome into the status line.
+/// command's outcome into the status line. A read-only UI refuses actions
+/// itself (what-if only reads).
+
 pub async fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) -> Flow {
     match action {
         Action::None => Flow::Stay,
         Action::Quit => Flow::Quit,
+        Action::Plan(action) if app.read_only && !matches!(action, OperatorAction::WhatIf { .. }) => {
+            app.command_result(Err(VIEWER_REFUSAL.to_string()));
+            Flow::Stay
+        }
+        Action::Command(Command::Act { .. }) if app.read_only => {
+            app.command_result(Err(VIEWER_REFUSAL.to_string()));
+            Flow::Stay
+        }
         Action::Plan(action) => {
             let plan = handle.plan(&action).await;
             app.show_plan(action, plan);

@@ -705,6 +705,10 @@ pub struct App {
     pub(crate) command_line: Option<String>,
     /// Whether demo commands are available.
     pub(crate) demo: bool,
+    /// Why what is shown may be out of date (an attached console's link).
+    pub(crate) link_problem: Option<String>,
+    /// Actions are refused here: an attached viewer.
+    pub(crate) read_only: bool,
     /// Where the console listens.
     pub(crate) listen: Option<SocketAddr>,
     /// The status-line message.
@@ -763,6 +767,8 @@ impl App {
             picker: None,
             command_line: None,
             demo: false,
+            link_problem: None,
+            read_only: false,
             listen: None,
             message: None,
             now_ms: 0,
@@ -773,8 +779,11 @@ impl App {
     /// Takes in a snapshot taken at `now_ms`.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        let Snapshot { status, mut samples, events, dropped_events, listen, demo, at_unix_ms: _ } = snapshot;
+        let Snapshot { status, mut samples, events, dropped_events, listen, demo, at_unix_ms: _, link_problem, read_only } =
+            snapshot;
         self.demo = demo;
+        self.link_problem = link_problem;
+        self.read_only = read_only;
         self.listen = listen;
         self.dropped_events = dropped_events;
 

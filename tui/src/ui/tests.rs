@@ -160,6 +160,8 @@ fn snapshot() -> Snapshot {
         listen: Some("127.0.0.1:7443".parse().unwrap()),
         demo: true,
         at_unix_ms: 1_795_000_000_000,
+        link_problem: None,
+        read_only: false,
     }
 }
 

@@ -117,6 +117,9 @@ pub(crate) fn centered(area: Rect, width: u16, height: u16) -> Rect {
 /// What the red banner says: a store that cannot be written (no decision
 /// takes effect), then a failover pause.
 fn banner_text(app: &App) -> Option<String> {
+    if let Some(problem) = &app.link_problem {
+        return Some(format!("NOT LIVE: {problem}"));
+    }
     match (&app.console.store_problem, &app.failover_paused) {
         (Some(problem), _) => Some(format!("the state store cannot be written; no decision takes effect: {problem}")),
         (None, Some(reason)) => Some(reason.clone()),
@@ -161,6 +164,9 @@ fn draw_header(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
 
     // The right side as far as it fits: the demo badge, then the address.
     let demo = app.demo.then(|| Span::styled(" demo ", Style::new().fg(Color::Black).bg(Color::Yellow)));
+    let demo = demo.or_else(|| {
+        app.read_only.then(|| Span::styled(" viewer · read-only ", Style::new().fg(Color::Black).bg(Color::Cyan)))
+    });
     let listen = app.listen.map(|listen| Span::styled(format!(" {listen} "), theme::dim()));
     let badge = console_badge(app);
     for candidate in [vec![demo.clone(), badge.clone(), listen], vec![demo.clone(), badge], vec![demo]] {
