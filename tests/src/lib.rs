@@ -71,6 +71,7 @@ pub mod standby;
 pub mod stats;
 pub mod status;
 pub mod tasks;
+pub mod tmux;
 pub mod udp;
 
 pub use agent::Agent;
@@ -84,6 +85,7 @@ pub use sandbox::Sandbox;
 pub use standby::FakeStandby;
 pub use status::{ConsoleInfo, InstanceStatus, NodeState, NodeStatus, Status, TaskStatus};
 pub use tasks::TaskDef;
+pub use tmux::Tmux;
 pub use udp::{RelayMode, UdpRelay, send_random_datagrams};
 
 use std::time::Duration;

@@ -19,7 +19,9 @@ use ringwatch::ui::views;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus, EventKind, InstanceStatus, NodeState, NodeStatus, TaskStatus};
+use ringwatch_shared::status::{
+    ClusterEvent, ClusterStatus, EventKind, InstanceStatus, NodeState, NodeStatus, TaskStatus,
+};
 
 const GIB: u64 = 1024 * 1024 * 1024;
 

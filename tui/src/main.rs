@@ -451,8 +451,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(Command::Credential(command)) => operate::credential(target, command).await,
             Some(Command::Attach { .. }) => operate::attach(target.clone()).await,
             Some(Command::Events { follow, json, since, node, task }) => {
-                let since_unix_ms =
-                    since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
+                let since_unix_ms = since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
                 operate::events(target, EventQuery { since_unix_ms, follow, node, task }, json).await
             }
         }
@@ -654,7 +653,8 @@ async fn ask(target: &Target, request: &AdminRequest) -> Result<Result<AdminResp
     if let (Ok(AdminResponse::NotLeader { leader: Some(leader) }), Target::Remote { credential, path, .. }) =
         (&answer, target)
     {
-        let at_leader = Target::Remote { consoles: vec![leader.clone()], credential: credential.clone(), path: path.clone() };
+        let at_leader =
+            Target::Remote { consoles: vec![leader.clone()], credential: credential.clone(), path: path.clone() };
         answer = admin::request(&at_leader, request).await;
     }
     match answer {

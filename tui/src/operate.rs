@@ -33,8 +33,12 @@ pub(crate) async fn credential(target: &Target, command: CredentialCommand) -> R
             let mut params = rcgen::CertificateParams::default();
             params.distinguished_name.push(rcgen::DnType::CommonName, format!("operator {name}"));
             let csr = params.serialize_request(&key).context("failed to build a certificate request")?;
-            let request =
-                AdminRequest::IssueCredential { name: name.clone(), role: role.into(), ttl_secs: ttl.as_secs(), csr_der: csr.der().to_vec() };
+            let request = AdminRequest::IssueCredential {
+                name: name.clone(),
+                role: role.into(),
+                ttl_secs: ttl.as_secs(),
+                csr_der: csr.der().to_vec(),
+            };
             let issued = match ask(target, &request).await? {
                 Ok(AdminResponse::Credential(issued)) => issued,
                 Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
@@ -45,7 +49,9 @@ pub(crate) async fn credential(target: &Target, command: CredentialCommand) -> R
                 if let Target::Remote { consoles: used, .. } = target {
                     consoles.extend(used.iter().cloned());
                 }
-                consoles.extend(issued.consoles.iter().filter(|console| !consoles.contains(console)).cloned().collect::<Vec<_>>());
+                consoles.extend(
+                    issued.consoles.iter().filter(|console| !consoles.contains(console)).cloned().collect::<Vec<_>>(),
+                );
             }
             let bundle = CredentialBundle::new(
                 &name,

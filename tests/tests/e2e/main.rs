@@ -31,6 +31,9 @@
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
+//! - `operate`: operator credentials — a viewer refused every action, an
+//!   admin draining from elsewhere, revocation (also of an open follower,
+//!   and across a restart), `events --follow --json`, `attach` in tmux.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
 //!   `pki import`: an agent verifies either, tokens verify on both.
@@ -53,6 +56,7 @@ mod ha;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
+mod operate;
 mod pki;
 mod refusals;
 mod scale;

@@ -164,8 +164,9 @@ impl AdminClient {
 
     async fn connect_to(addr: SocketAddr, name: String, client: quinn::ClientConfig) -> Result<Self, AdminError> {
         let endpoint = ringwatch_net::client_endpoint(addr).map_err(|err| unreachable(&name, &err.to_string()))?;
-        let connecting =
-            endpoint.connect_with(client, addr, CONSOLE_SERVER_NAME).map_err(|err| unreachable(&name, &err.to_string()))?;
+        let connecting = endpoint
+            .connect_with(client, addr, CONSOLE_SERVER_NAME)
+            .map_err(|err| unreachable(&name, &err.to_string()))?;
         let connection = match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(err)) => return Err(link_error(&name, &err.to_string(), connection_reason(&err))),
@@ -179,8 +180,11 @@ impl AdminClient {
     /// # Errors
     /// [`AdminError`] when the link fails.
     pub async fn open(&self, request: &AdminRequest) -> Result<AnswerStream, AdminError> {
-        let (mut send, recv) =
-            self.connection.open_bi().await.map_err(|err| link_error(&self.addr, &err.to_string(), connection_reason(&err)))?;
+        let (mut send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), connection_reason(&err)))?;
         codec::write_frame(&mut send, request)
             .await
             .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
@@ -196,7 +200,10 @@ impl AdminClient {
     pub async fn request(&self, request: &AdminRequest) -> Result<AdminResponse, AdminError> {
         let exchange = async {
             let mut answer = self.open(request).await?;
-            answer.next().await?.ok_or_else(|| unreachable(&self.addr, "the console closed the stream without answering"))
+            answer
+                .next()
+                .await?
+                .ok_or_else(|| unreachable(&self.addr, "the console closed the stream without answering"))
         };
         let response = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
@@ -254,7 +261,9 @@ fn link_error(addr: &str, error: &str, closed: Option<String>) -> AdminError {
 /// The console's reason, when it closed the connection on purpose.
 fn connection_reason(err: &quinn::ConnectionError) -> Option<String> {
     match err {
-        quinn::ConnectionError::ApplicationClosed(close) if u64::from(close.error_code) != u64::from(close_code::NORMAL) => {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if u64::from(close.error_code) != u64::from(close_code::NORMAL) =>
+        {
             Some(String::from_utf8_lossy(&close.reason).into_owned())
         }
         _ => None,

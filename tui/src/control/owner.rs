@@ -21,16 +21,16 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ringwatch_net::pem::to_pem;
 use ringwatch_shared::codec;
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::{NodeName, TaskName};
-use ringwatch_net::pem::to_pem;
 use ringwatch_shared::protocol::{
     AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, IssuedCredential, OperatorRole,
     Refusal, RefusalKind, close_code,
 };
-use ringwatch_shared::token::{fingerprint, to_hex};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, EventKind};
+use ringwatch_shared::token::{fingerprint, to_hex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -38,8 +38,8 @@ use tracing::warn;
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::{ConnectionId, NodeTable, Transition};
-use crate::control::pki::{ClusterPki, unix_now};
 use crate::control::operators::OperatorDirectory;
+use crate::control::pki::{ClusterPki, unix_now};
 use crate::control::records::OperatorRecord;
 use crate::control::registry::{Registry, check_operator_ttl};
 use crate::control::store::Batch;
@@ -545,7 +545,13 @@ impl Owner {
             return;
         }
         let JoinCheck { name, key_fingerprint, token_id, cert_fingerprint, address } = request;
-        self.events.emit(EventKind::Membership, Some(name.as_str()), None, None, &format!("joined from {address} with token {token_id}"));
+        self.events.emit(
+            EventKind::Membership,
+            Some(name.as_str()),
+            None,
+            None,
+            &format!("joined from {address} with token {token_id}"),
+        );
         self.registry.record_join(cert_fingerprint, name, key_fingerprint, token_id, now_unix);
         let seq = self.commit(Effects::default());
         self.held.push_back(Held::Join { seq, reply });
@@ -553,7 +559,10 @@ impl Owner {
 
     fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
         let reads_only = request.is_read_only()
-            || matches!(&request, AdminRequest::Act { action: ringwatch_shared::plan::OperatorAction::WhatIf { .. }, .. });
+            || matches!(
+                &request,
+                AdminRequest::Act { action: ringwatch_shared::plan::OperatorAction::WhatIf { .. }, .. }
+            );
         let response = self.answer(request);
         if reads_only {
             // Nothing to make durable: a reader is answered even while the
@@ -610,7 +619,13 @@ impl Owner {
             AdminRequest::IssueToken { ttl_secs } => {
                 match self.registry.issue_token(&self.pki, Duration::from_secs(ttl_secs), unix_now()) {
                     Ok(token) => {
-                        self.events.emit(EventKind::Credential, None, None, None, &format!("join token {} issued", token.id));
+                        self.events.emit(
+                            EventKind::Credential,
+                            None,
+                            None,
+                            None,
+                            &format!("join token {} issued", token.id),
+                        );
                         AdminResponse::Token(token.text)
                     }
                     Err(err) => AdminResponse::Error(err),

@@ -149,10 +149,9 @@ fn link_problem(link: &Link, console: &str, at_unix_ms: u64) -> Option<String> {
     };
     match link {
         Link::Connecting => Some(format!("connecting to the console…; {as_of}")),
-        Link::Up { last } if last.elapsed() >= STALE_AFTER => Some(format!(
-            "no update from the console at {console} for {}s; {as_of}",
-            last.elapsed().as_secs()
-        )),
+        Link::Up { last } if last.elapsed() >= STALE_AFTER => {
+            Some(format!("no update from the console at {console} for {}s; {as_of}", last.elapsed().as_secs()))
+        }
         Link::Up { .. } => None,
         Link::Down { since, reason } => Some(format!(
             "link to the console lost {}s ago ({reason}); reconnecting; {as_of}",
@@ -217,7 +216,8 @@ async fn watch_once(
 fn take(snapshot: &mut Snapshot, watched: WatchedSnapshot, first: bool, events: &broadcast::Sender<ClusterEvent>) {
     let WatchedSnapshot { status, samples, new_events, at_unix_ms, read_only } = watched;
     let last_seq = snapshot.events.last().map_or(0, |event| event.seq);
-    let mut kept: VecDeque<ClusterEvent> = if first { VecDeque::new() } else { std::mem::take(&mut snapshot.events).into() };
+    let mut kept: VecDeque<ClusterEvent> =
+        if first { VecDeque::new() } else { std::mem::take(&mut snapshot.events).into() };
     for event in new_events {
         if event.seq > last_seq || first {
             let _ = events.send(event.clone());

@@ -102,7 +102,6 @@ pub const VIEWER_REFUSAL: &str =
 /// into the confirmation dialog (or its refusal into the status line), a
 /// command's outcome into the status line. A read-only UI refuses actions
 /// itself (what-if only reads).
-
 pub async fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) -> Flow {
     match action {
         Action::None => Flow::Stay,

@@ -779,8 +779,17 @@ impl App {
     /// Takes in a snapshot taken at `now_ms`.
     pub fn apply_snapshot(&mut self, snapshot: Snapshot, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        let Snapshot { status, mut samples, events, dropped_events, listen, demo, at_unix_ms: _, link_problem, read_only } =
-            snapshot;
+        let Snapshot {
+            status,
+            mut samples,
+            events,
+            dropped_events,
+            listen,
+            demo,
+            at_unix_ms: _,
+            link_problem,
+            read_only,
+        } = snapshot;
         self.demo = demo;
         self.link_problem = link_problem;
         self.read_only = read_only;

@@ -457,7 +457,9 @@ impl Workloads {
             let target = instance.record.placement.take().map(|placement| placement.node);
             instance.record.placement = instance.record.source.take();
             let (Some(target), Some(kept)) = (target, instance.record.node().cloned()) else { continue };
-            effects.note(EventKind::Failover, Some(id.task()), 
+            effects.note(
+                EventKind::Failover,
+                Some(id.task()),
                 Some(&target),
                 format!("undoing the move of {id} to \"{target}\": it had left; {id} stays on \"{kept}\""),
             );
@@ -469,7 +471,7 @@ impl Workloads {
             let record = &instance.record;
             if let (Some(source), Some(target)) = (&record.source, &record.placement) {
                 let min_healthy = self.tasks.get(id.task()).map_or(Duration::ZERO, |spec| spec.migrate.min_healthy);
-                effects.note(EventKind::Instance, Some(id.task()), 
+                effects.note(EventKind::Instance, Some(id.task()),
                     Some(&target.node),
                     format!(
                         "resuming the move of {id} from \"{}\" to \"{}\": the old copy stops once the new one has run {}",
@@ -480,7 +482,9 @@ impl Workloads {
                 );
             }
             if let (Some(due), Some(placement)) = (record.failover_due_unix_ms, &record.placement) {
-                effects.note(EventKind::Failover, Some(id.task()), 
+                effects.note(
+                    EventKind::Failover,
+                    Some(id.task()),
                     Some(&placement.node),
                     format!(
                         "resuming the delayed failover of {id}: it moves in {:.1}s unless \"{}\" returns",
@@ -492,7 +496,9 @@ impl Workloads {
         }
         for node in self.nodes.values().filter(|node| node.draining) {
             let left = self.instances.values().filter(|instance| instance.record.touches(node.name.as_str())).count();
-            effects.note(EventKind::Operator, None, 
+            effects.note(
+                EventKind::Operator,
+                None,
                 Some(&node.name),
                 format!("resuming the drain of \"{}\": {left} instance(s) still to move", node.name),
             );
@@ -595,7 +601,12 @@ impl Workloads {
             let name = spec.name.clone();
             let previous = self.tasks.insert(name.clone(), spec.clone());
             match &previous {
-                None => effects.note(EventKind::Task, Some(&name), None, format!("task \"{name}\" added with {} replica(s)", spec.replicas)),
+                None => effects.note(
+                    EventKind::Task,
+                    Some(&name),
+                    None,
+                    format!("task \"{name}\" added with {} replica(s)", spec.replicas),
+                ),
                 Some(old) if old == &spec => continue,
                 Some(_) => effects.note(EventKind::Task, Some(&name), None, format!("task \"{name}\" updated")),
             }
@@ -714,7 +725,12 @@ impl Workloads {
                         instance.record.failover_due_unix_ms = None;
                     }
                     self.touch(&id);
-                    effects.note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} stays: \"{node}\" returned in time"));
+                    effects.note(
+                        EventKind::Failover,
+                        Some(id.task()),
+                        Some(node),
+                        format!("{id} stays: \"{node}\" returned in time"),
+                    );
                 }
             }
             NodeState::Suspect | NodeState::Unknown => {}
@@ -751,7 +767,9 @@ impl Workloads {
                 if let Some(source) = record.source.take() {
                     // The move toward this node is abandoned: the old copy
                     // still runs where it was.
-                    effects.note(EventKind::Failover, Some(id.task()), 
+                    effects.note(
+                        EventKind::Failover,
+                        Some(id.task()),
                         Some(node),
                         format!("the move of {id} to \"{node}\" is abandoned: {id} stays on \"{}\"", source.node),
                     );
@@ -768,9 +786,16 @@ impl Workloads {
                     record.failover_due_unix_ms = Some(now.wall_of(due));
                     let wait = due.saturating_duration_since(now.at);
                     if to == NodeState::Left {
-                        effects.note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} moves: \"{node}\" left"));
+                        effects.note(
+                            EventKind::Failover,
+                            Some(id.task()),
+                            Some(node),
+                            format!("{id} moves: \"{node}\" left"),
+                        );
                     } else if !wait.is_zero() {
-                        effects.note(EventKind::Failover, Some(id.task()), 
+                        effects.note(
+                            EventKind::Failover,
+                            Some(id.task()),
                             Some(node),
                             format!("{id} moves in {:.1}s unless \"{node}\" returns", wait.as_secs_f64()),
                         );
@@ -838,7 +863,12 @@ impl Workloads {
                 if nodes.is_up(placement.node.as_str()) {
                     instance.record.placement = Some(placement);
                 } else {
-                    effects.note(EventKind::Failover, Some(id.task()), Some(&placement.node), format!("{id} leaves \"{}\"", placement.node));
+                    effects.note(
+                        EventKind::Failover,
+                        Some(id.task()),
+                        Some(&placement.node),
+                        format!("{id} leaves \"{}\"", placement.node),
+                    );
                     instance.phase = Phase::Pending;
                     instance.running_since = None;
                     self.placement_due = true;
@@ -870,7 +900,12 @@ impl Workloads {
             if let Some(source) = instance.record.source.take() {
                 effects.stop(&source.node, &id, source.epoch, "migrated");
                 let to = instance.record.node().map(ToString::to_string).unwrap_or_default();
-                effects.note(EventKind::Instance, Some(id.task()), Some(&source.node), format!("{id} moved to \"{to}\"; the old copy is stopped"));
+                effects.note(
+                    EventKind::Instance,
+                    Some(id.task()),
+                    Some(&source.node),
+                    format!("{id} moved to \"{to}\"; the old copy is stopped"),
+                );
             }
             self.placement_due = true;
             self.touch(&id);
@@ -885,7 +920,12 @@ impl Workloads {
         for node in draining {
             if !self.instances.values().any(|instance| instance.record.touches(node.as_str())) {
                 self.node_record(&node).draining = false;
-                effects.note(EventKind::Operator, None, Some(&node), format!("drain of \"{node}\" finished: it runs nothing"));
+                effects.note(
+                    EventKind::Operator,
+                    None,
+                    Some(&node),
+                    format!("drain of \"{node}\" finished: it runs nothing"),
+                );
                 continue;
             }
             let queued = self
@@ -991,7 +1031,7 @@ impl Workloads {
 
     fn say_blocked(&mut self, task: &TaskName, waiting: usize, effects: &mut Effects) {
         if self.blocked_said.insert(task.clone()) {
-            effects.note(EventKind::Instance, Some(task), 
+            effects.note(EventKind::Instance, Some(task),
                 None,
                 format!(
                     "{waiting} instance(s) of \"{task}\" wait for a node: every node that may take work already runs one of its instances (or it gave up there); they are placed when a node joins or frees up"

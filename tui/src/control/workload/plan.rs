@@ -195,7 +195,12 @@ impl Workloads {
                 let name = self.known(nodes, node)?;
                 if !self.is_cordoned(node) {
                     self.node_record(&name).cordoned = true;
-                    effects.note(EventKind::Operator, None, Some(&name), format!("cordoned \"{name}\": no new placements"));
+                    effects.note(
+                        EventKind::Operator,
+                        None,
+                        Some(&name),
+                        format!("cordoned \"{name}\": no new placements"),
+                    );
                 }
             }
             OperatorAction::Uncordon { node } => {
@@ -205,7 +210,9 @@ impl Workloads {
                     record.cordoned = false;
                     let stopped_drain = std::mem::take(&mut record.draining);
                     self.placement_due = true;
-                    effects.note(EventKind::Operator, None, 
+                    effects.note(
+                        EventKind::Operator,
+                        None,
                         Some(&name),
                         if stopped_drain {
                             format!("uncordoned \"{name}\": its drain stops; moves under way finish")
@@ -236,7 +243,12 @@ impl Workloads {
                             epoch: placement.epoch,
                         },
                     );
-                    effects.note(EventKind::Operator, Some(id.task()), Some(&placement.node), format!("operator restarts {id} on \"{node}\""));
+                    effects.note(
+                        EventKind::Operator,
+                        Some(id.task()),
+                        Some(&placement.node),
+                        format!("operator restarts {id} on \"{node}\""),
+                    );
                 }
             }
             OperatorAction::Drain { node } => {
@@ -244,7 +256,9 @@ impl Workloads {
                 let record = self.node_record(&name);
                 record.cordoned = true;
                 record.draining = true;
-                effects.note(EventKind::Operator, None, 
+                effects.note(
+                    EventKind::Operator,
+                    None,
                     Some(&name),
                     format!("draining \"{name}\": cordoned, {} instance(s) to move", plan.moves.len()),
                 );
@@ -291,7 +305,12 @@ impl Workloads {
             instance.running_since = None;
             instance.message.clear();
             effects.send(&to, assign_frame(&id, &spec, epoch));
-            effects.note(EventKind::Operator, Some(id.task()), Some(&to), format!("{id} starting on \"{to}\" (make-before-break)"));
+            effects.note(
+                EventKind::Operator,
+                Some(id.task()),
+                Some(&to),
+                format!("{id} starting on \"{to}\" (make-before-break)"),
+            );
             self.touch(&id);
         }
         self.placement_due = true;

@@ -91,7 +91,9 @@ impl Workloads {
             }
         }
         if !foreign.is_empty() {
-            effects.note(EventKind::Instance, None, 
+            effects.note(
+                EventKind::Instance,
+                None,
                 Some(node),
                 format!(
                     "stopping {} on \"{node}\": this console did not place {} there",
@@ -101,7 +103,9 @@ impl Workloads {
             );
         }
         if !future.is_empty() {
-            effects.note(EventKind::Instance, None, 
+            effects.note(
+                EventKind::Instance,
+                None,
                 Some(node),
                 format!(
                     "refused and stopping {} on \"{node}\": an epoch above any this console gave ({})",
@@ -161,7 +165,9 @@ impl Workloads {
                     "this console did not place it there".to_string()
                 };
                 effects.stop(node, &report.instance, report.epoch, &why);
-                effects.note(EventKind::Instance, Some(report.instance.task()), 
+                effects.note(
+                    EventKind::Instance,
+                    Some(report.instance.task()),
                     Some(node),
                     format!("stopping {} (epoch {}) on \"{node}\": {why}", report.instance, report.epoch),
                 );
@@ -191,8 +197,12 @@ impl Workloads {
         match phase {
             Phase::Failed => {
                 // Escalation: it gave up here; it goes elsewhere.
-                effects
-                    .note(EventKind::Failover, Some(id.task()), Some(node), format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message));
+                effects.note(
+                    EventKind::Failover,
+                    Some(id.task()),
+                    Some(node),
+                    format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message),
+                );
                 instance.record.avoid.insert(node.clone());
                 instance.record.placement = None;
                 instance.record.reported = None;
@@ -203,7 +213,9 @@ impl Workloads {
                 return;
             }
             Phase::Restarting => {
-                effects.note(EventKind::Instance, Some(id.task()), 
+                effects.note(
+                    EventKind::Instance,
+                    Some(id.task()),
                     Some(node),
                     format!("{id} crashed on \"{node}\" ({}); restarting in place", instance.message),
                 );
