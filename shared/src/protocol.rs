@@ -572,6 +572,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_event_query_filters_by_time_node_and_task() {
+        let event = ClusterEvent {
+            at_unix_ms: 5_000,
+            node: Some("a".into()),
+            task: Some("web".into()),
+            ..ClusterEvent::default()
+        };
+        assert!(EventQuery::default().matches(&event));
+        assert!(EventQuery { since_unix_ms: Some(5_000), ..EventQuery::default() }.matches(&event));
+        assert!(!EventQuery { since_unix_ms: Some(5_001), ..EventQuery::default() }.matches(&event));
+        assert!(EventQuery { node: Some("a".into()), task: Some("web".into()), ..EventQuery::default() }.matches(&event));
+        assert!(!EventQuery { node: Some("b".into()), ..EventQuery::default() }.matches(&event));
+        assert!(!EventQuery { task: Some("db".into()), ..EventQuery::default() }.matches(&ClusterEvent::default()));
+    }
+
+    #[test]
+    fn a_viewer_may_send_only_what_reads() {
+        let dry = |dry_run| AdminRequest::Act {
+            action: OperatorAction::Drain { node: "a".into() },
+            dry_run,
+            confirmed: None,
+        };
+        assert!(dry(true).is_read_only());
+        assert!(!dry(false).is_read_only());
+        for reader in [AdminRequest::Status, AdminRequest::Watch, AdminRequest::ListCredentials] {
+            assert!(reader.is_read_only(), "{reader:?}");
+        }
+        for writer in [
+            AdminRequest::IssueToken { ttl_secs: 60 },
+            AdminRequest::RevokeCredential("x".into()),
+            AdminRequest::RemoveTask("web".into()),
+        ] {
+            assert!(!writer.is_read_only(), "{writer:?}");
+        }
+    }
+
+    #[test]
     fn close_codes_round_trip_and_are_distinct() {
         let kinds = [
             RefusalKind::VersionMismatch,

@@ -372,6 +372,41 @@ mod tests {
         (registry, dir, token.id)
     }
 
+    fn operator(fingerprint: &str, name: &str) -> OperatorRecord {
+        OperatorRecord {
+            fingerprint: fingerprint.into(),
+            name: name.into(),
+            role: OperatorRole::Viewer,
+            issued_unix: 1,
+            expires_unix: 2,
+            revoked: false,
+        }
+    }
+
+    #[test]
+    fn an_operator_name_is_free_again_once_revoked_and_revocations_are_recorded() {
+        let mut registry = Registry::default();
+        registry.check_operator_name("alice").unwrap();
+        assert!(registry.check_operator_name("bad name!").is_err());
+        registry.record_operator(operator("f1", "alice"));
+        assert!(registry.check_operator_name("alice").unwrap_err().contains("revoke it first"));
+        let revoked = registry.revoke_operator("alice").unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert!(registry.revoke_operator("alice").unwrap_err().contains("already revoked"));
+        assert!(registry.revoke_operator("bob").unwrap_err().contains("no credential named"));
+        registry.check_operator_name("alice").unwrap();
+        let changes = registry.take_changes();
+        assert!(matches!(changes.last(), Some(Change::Operator(record)) if record.revoked), "{changes:?}");
+        assert!(registry.list_operators()[0].revoked);
+    }
+
+    #[test]
+    fn operator_lifetimes_are_bounded() {
+        assert!(check_operator_ttl(Duration::from_secs(30 * 86_400)).is_ok());
+        assert!(check_operator_ttl(Duration::from_secs(1)).is_err());
+        assert!(check_operator_ttl(Duration::from_secs(400 * 86_400)).unwrap_err().contains("366 days"));
+    }
+
     #[test]
     fn regression_a_name_stays_with_the_key_that_joined_until_revoked() {
         // Case 7: after node "a" died, a new agent with a fresh key and the

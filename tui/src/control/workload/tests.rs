@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
 use ringwatch_shared::plan::{MoveKind, OperatorAction};
 use ringwatch_shared::protocol::{ConsoleFrame, InstanceReport, InstanceState};
-use ringwatch_shared::status::NodeState;
+use ringwatch_shared::status::{EventKind, NodeState};
 use ringwatch_shared::task::{
     MigrateMode, MigratePolicy, OnDisconnect, Placement as Strategy, RestartMode, RestartPolicy, TaskSpec,
 };
@@ -219,6 +219,24 @@ fn delayed_failover_is_cancelled_when_the_node_returns_in_time() {
     assert!(notes(&back).iter().any(|note| note.contains("returned in time")), "{:?}", notes(&back));
     assert!(assigned(&workloads.tick(clock.at(20_000), Nodes::new(&four_alive()))).is_empty());
     assert_eq!(where_is(&workloads, "web/0"), Some(victim));
+}
+
+#[test]
+fn failover_events_name_their_kind_task_and_node() {
+    let mut workloads = workloads();
+    let clock = Clock::new();
+    let mut task = spec("web", 1);
+    task.restart.mode = RestartMode::Delayed;
+    task.restart.delay = Duration::from_secs(10);
+    let placed = placed(&mut workloads, task, &four_alive(), clock.at(0));
+    let (victim, _) = placed["web/0"].clone();
+    let effects = workloads.node_changed(&name(&victim), NodeState::Failed, Some(clock.0), clock.at(0), 4);
+    let note = effects.notes.iter().find(|note| note.text.contains("unless")).expect("the delayed failover is told");
+    assert_eq!(note.kind, EventKind::Failover);
+    assert_eq!(note.task.as_ref().map(TaskName::as_str), Some("web"));
+    assert_eq!(note.node.as_ref().map(NodeName::as_str), Some(victim.as_str()));
+    let removed = workloads.remove("web").unwrap();
+    assert!(removed.notes.iter().any(|note| note.kind == EventKind::Task && note.text.contains("removed")));
 }
 
 #[test]
