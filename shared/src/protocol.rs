@@ -582,7 +582,9 @@ mod tests {
         assert!(EventQuery::default().matches(&event));
         assert!(EventQuery { since_unix_ms: Some(5_000), ..EventQuery::default() }.matches(&event));
         assert!(!EventQuery { since_unix_ms: Some(5_001), ..EventQuery::default() }.matches(&event));
-        assert!(EventQuery { node: Some("a".into()), task: Some("web".into()), ..EventQuery::default() }.matches(&event));
+        assert!(
+            EventQuery { node: Some("a".into()), task: Some("web".into()), ..EventQuery::default() }.matches(&event)
+        );
         assert!(!EventQuery { node: Some("b".into()), ..EventQuery::default() }.matches(&event));
         assert!(!EventQuery { task: Some("db".into()), ..EventQuery::default() }.matches(&ClusterEvent::default()));
     }

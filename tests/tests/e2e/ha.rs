@@ -2,7 +2,8 @@
 //! several consoles"): three consoles, four agents, a task without fencing
 //! and one with, broken the ways a group breaks — its leader killed or
 //! paused past its lease, an agent dying during the takeover, etcd gone for
-//! 10 s, consoles restarted one after another.
+//! 10 s, consoles restarted one after another; and operator credentials
+//! used through a standby.
 //!
 //! What the consoles say is checked through `status --json`; what runs is
 //! checked on the task processes themselves: every copy records its start
@@ -311,4 +312,48 @@ fn ha_a_standby_serves_status_and_refuses_changes_naming_the_leader() {
         assert!(!output.status.success(), "{args:?} on a standby must fail: {output}");
         assert!(output.stderr.contains(&leader_address), "{args:?}: the refusal names the leader: {output}");
     }
+}
+
+#[test]
+fn ha_an_operator_credential_works_through_any_console_of_the_group() {
+    let sandbox = Sandbox::new("ha-operator");
+    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &agents()[..1]);
+    let leader = group.wait_leader(LIVENESS);
+    let standby = (0..group.len()).find(|index| *index != leader).unwrap();
+    let standby_address = group.address(standby).to_string();
+    let elsewhere = sandbox.dir("laptop");
+    let issue = |name: &str, role: &str| {
+        let file = elsewhere.join(name);
+        let output = group.admin(leader, &["credential", "issue", name, "--role", role, "-o", file.to_str().unwrap()]);
+        assert!(output.status.success(), "credential issue: {output}");
+        file
+    };
+    let (admin, viewer) = (issue("ops", "admin"), issue("watcher", "viewer"));
+    let at_standby = |credential: &std::path::Path, args: &[&str]| {
+        let mut all = vec!["--credential", credential.to_str().unwrap(), "--console", standby_address.as_str()];
+        all.extend_from_slice(args);
+        ringwatch_tests::console::ringwatch(all).unwrap()
+    };
+
+    // The standby learns the credentials from the store; it reads for both.
+    poll::until(LIVENESS, Duration::from_millis(100), || {
+        let output = at_standby(&viewer, &["status", "--json"]);
+        if output.status.success() { Step::Done(()) } else { Step::Pending(output.to_string()) }
+    })
+    .unwrap_or_else(|failure| panic!("the standby never accepted the viewer: {failure}"));
+    // An action sent to the standby is carried out by the leader it names.
+    let cordoned = at_standby(&admin, &["cordon", AGENTS[0]]);
+    assert!(cordoned.status.success(), "an admin's cordon through a standby reaches the leader: {cordoned}");
+    group.wait_on_leader(LIVENESS, "the node cordoned", |status| status.node(AGENTS[0]).is_some_and(|n| n.cordoned));
+    let refused = at_standby(&viewer, &["uncordon", AGENTS[0]]);
+    assert!(!refused.status.success() && refused.stderr.contains("is a viewer"), "{refused}");
+
+    // A revocation at the leader reaches the standby through the store.
+    let revoked = group.admin(leader, &["credential", "revoke", "watcher"]);
+    assert!(revoked.status.success(), "{revoked}");
+    poll::until(LIVENESS, Duration::from_millis(100), || {
+        let output = at_standby(&viewer, &["status"]);
+        if output.stderr.contains("was revoked") { Step::Done(()) } else { Step::Pending(output.to_string()) }
+    })
+    .unwrap_or_else(|failure| panic!("the standby kept accepting a revoked credential: {failure}"));
 }
