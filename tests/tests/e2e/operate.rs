@@ -155,7 +155,7 @@ fn events_follow_json_prints_the_failed_event_of_a_killed_agent() {
 }
 
 #[test]
-fn a_viewer_attaches_the_terminal_ui_live_and_its_actions_are_refused() {
+fn two_attached_uis_stay_live_a_viewers_actions_are_refused_and_an_admins_are_carried_out() {
     if !Tmux::available() {
         eprintln!("skipped: tmux is not installed (the TUI end-to-end test needs it)");
         return;
@@ -164,30 +164,49 @@ fn a_viewer_attaches_the_terminal_ui_live_and_its_actions_are_refused() {
     let mut fleet = Fleet::start(&sandbox, &["a", "b"]);
     let elsewhere = sandbox.dir("laptop");
     let viewer = issue(&fleet, "grace", "viewer", &elsewhere);
-    let command = format!(
-        "cd {}; {} attach --credential {}; echo RINGWATCH-EXITED $?; sleep 60",
-        elsewhere.display(),
-        bins::ringwatch().display(),
-        viewer.display()
-    );
-    let tmux = Tmux::start("attach", 160, 48, &command);
-    tmux.wait_for("both nodes alive, marked read-only", |screen| {
-        (row(screen, "a").is_some_and(|line| line.contains("alive"))
+    let admin = issue(&fleet, "heidi", "admin", &elsewhere);
+    let attach = |name: &str, credential: &Path| {
+        let command = format!(
+            "cd {}; {} attach --credential {}; echo RINGWATCH-EXITED $?; sleep 60",
+            elsewhere.display(),
+            bins::ringwatch().display(),
+            credential.display()
+        );
+        Tmux::start(name, 160, 48, &command)
+    };
+    let both_alive = |screen: &str| {
+        row(screen, "a").is_some_and(|line| line.contains("alive"))
             && row(screen, "b").is_some_and(|line| line.contains("alive"))
-            && screen.contains("read-only"))
-        .then_some(())
+    };
+    let tmux = attach("attach-viewer", &viewer);
+    let operator = attach("attach-admin", &admin);
+    tmux.wait_for("both nodes alive, marked read-only", |screen| {
+        (both_alive(screen) && screen.contains("read-only")).then_some(())
     });
-    sandbox.step("attached");
+    operator.wait_for("both nodes alive on the admin's screen", |screen| {
+        (both_alive(screen) && !screen.contains("read-only")).then_some(())
+    });
+    sandbox.step("two UIs attached");
 
     tmux.keys("c");
     tmux.wait_for("the cordon refused", |screen| screen.contains("viewer credential").then_some(()));
     assert!(fleet.console.status().nodes.iter().all(|node| !node.cordoned), "nothing was cordoned");
+    // The admin's UI acts: the plan, then `y`.
+    operator.keys("c");
+    operator.wait_for("the cordon's plan", |screen| screen.contains("cordon").then_some(()));
+    operator.keys("y");
+    fleet
+        .console
+        .wait_for("a node cordoned from the admin's UI", |status| status.nodes.iter().any(|node| node.cordoned));
+    sandbox.step("cordoned from the admin's UI");
 
     fleet.kill_host("b");
-    tmux.wait_for("b failed, pushed live", |screen| {
-        row(screen, "b").is_some_and(|line| line.contains("failed")).then_some(())
-    });
-    sandbox.step("the failure showed");
+    for screen in [&tmux, &operator] {
+        screen.wait_for("b failed, pushed live", |screen| {
+            row(screen, "b").is_some_and(|line| line.contains("failed")).then_some(())
+        });
+    }
+    sandbox.step("the failure showed on both");
 
     fleet.console.kill();
     tmux.wait_for("the lost link said loudly", |screen| screen.contains("NOT LIVE").then_some(()));
