@@ -18,6 +18,8 @@
 //! - [`placement`]: choosing a node for an instance; headroom.
 //! - [`plan`]: plans of operator actions.
 //! - [`ring`]: the weighted consistent-hash ring.
+//! - [`data`]: the replicated data store's keys, versions, reads, digests
+//!   and repair plans.
 //! - [`limits`]: resource limits that mark a node degraded.
 //! - [`task`]: task files, the desired state.
 //! - [`policy`]: restarting a crashed instance in place, or giving up.
@@ -31,6 +33,7 @@
 pub mod backoff;
 pub mod bounds;
 pub mod codec;
+pub mod data;
 pub mod detector;
 pub mod duration;
 pub mod limits;
