@@ -15,6 +15,7 @@
 //!   (following the leader among several).
 //! - [`endpoints`]: the QUIC endpoints that reach the consoles.
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
+//! - [`objects`]: the agent's copies of the data store's objects.
 //! - [`swarm`]: many simulated agents in one process.
 //! - [`error`]: the library's error type.
 //!
@@ -26,6 +27,7 @@ pub mod credentials;
 pub mod endpoints;
 pub mod error;
 pub mod link;
+pub mod objects;
 pub mod supervisor;
 pub mod swarm;
 
