@@ -43,6 +43,8 @@ macro_rules! outln {
     }};
 }
 
+mod docs;
+
 /// ringwatch keeps work running on a fleet of hosts when hosts fail.
 ///
 /// Run with no command for a live one-node cluster in the terminal UI: the
@@ -216,6 +218,20 @@ enum Command {
     /// of one cluster: `export` on a console host, `import` on another.
     #[command(subcommand)]
     Pki(PkiCommand),
+    /// Prints the shell completion script for SHELL.
+    ///
+    /// For example `ringwatch completions bash >
+    /// /usr/share/bash-completion/completions/ringwatch`.
+    Completions {
+        /// The shell.
+        shell: ringwatch_net::cli_docs::Shell,
+    },
+    /// Writes one man page per command into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// Where to write `ringwatch.1`, `ringwatch-serve.1`, …
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +352,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(Command::Revoke { node }) => done(&config, &AdminRequest::Revoke(node)).await,
             Some(Command::Resume { plan }) => act(&config, OperatorAction::Resume, plan.dry_run).await,
             Some(Command::Pki(command)) => pki(&config.data_dir, command),
+            Some(Command::Completions { shell }) => docs::completions(shell),
+            Some(Command::Man { dir }) => docs::man_pages(&dir),
         }
     })
 }

@@ -31,6 +31,8 @@
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
+//! - `ops`: operating it on a host — the systemd units verified, shell
+//!   completions and man pages of both binaries, `ringwatch-agent status`.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
 //!   `pki import`: an agent verifies either, tokens verify on both.
@@ -53,6 +55,7 @@ mod ha;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
+mod ops;
 mod pki;
 mod refusals;
 mod scale;
