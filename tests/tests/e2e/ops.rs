@@ -82,6 +82,25 @@ fn the_systemd_units_stop_with_sigterm_and_restart_only_on_failure() {
     }
 }
 
+/// The config the console unit reads, as shipped, is one the console takes
+/// (an unknown key would stop the service at start).
+#[test]
+fn the_shipped_console_config_is_accepted() {
+    let sandbox = Sandbox::new("unit-config");
+    let config = units_dir().join("ringwatch.toml");
+    let args = [
+        "status".into(),
+        "--config".into(),
+        config.into_os_string(),
+        "--data-dir".into(),
+        sandbox.dir("c").into_os_string(),
+    ];
+    let output = process::run(&bins::ringwatch(), args, COMMAND_TIMEOUT).unwrap();
+    // Read and accepted: it gets as far as finding no console.
+    assert_eq!(output.status.code(), Some(3), "{output}");
+    assert!(output.stderr.contains("no console"), "{output}");
+}
+
 #[test]
 fn both_binaries_print_completions_for_every_shell() {
     let binaries = [
