@@ -39,6 +39,9 @@ pub const SOCKET_FILE: &str = "agent.sock";
 /// that does not read cannot hold the socket up for longer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long the socket pauses after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// The largest document a client accepts: far above any real one (a few
 /// hundred bytes per instance), far below what could hurt.
 const MAX_DOCUMENT: u64 = 16 << 20;
@@ -329,8 +332,12 @@ async fn serve(listener: UnixListener, source: StatusSource, stop: CancellationT
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(err) => {
+                    // Out of descriptors, say: wait a little rather than spin.
                     warn!(%err, "status socket: accept failed");
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                        () = stop.cancelled() => return,
+                    }
                 }
             },
             () = stop.cancelled() => return,
@@ -422,7 +429,17 @@ pub fn query(data_dir: &Path, timeout: Duration) -> Result<AgentStatus, StatusEr
         }
         Err(source) => return Err(StatusError::NoAnswer { path, source }),
     };
-    let no_answer = |source| StatusError::NoAnswer { path: path.clone(), source };
+    let no_answer = |source: io::Error| {
+        let source = if matches!(source.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no answer within {}s (is the agent stopped or stuck?)", timeout.as_secs()),
+            )
+        } else {
+            source
+        };
+        StatusError::NoAnswer { path: path.clone(), source }
+    };
     stream.set_read_timeout(Some(timeout)).map_err(no_answer)?;
     let mut bytes = Vec::new();
     (&stream).take(MAX_DOCUMENT).read_to_end(&mut bytes).map_err(no_answer)?;
@@ -655,6 +672,16 @@ mod tests {
         let answer = tokio::task::spawn_blocking(move || query(&path, Duration::from_secs(10))).await.unwrap();
         assert!(answer.is_ok(), "{answer:?}");
         server.stop().await;
+    }
+
+    #[test]
+    fn an_agent_that_accepts_but_never_answers_is_reported_as_stuck() {
+        let dir = tempfile::tempdir().unwrap();
+        // A stopped (SIGSTOP) agent: the kernel accepts, nobody writes.
+        let _listener = std::os::unix::net::UnixListener::bind(socket_path(dir.path())).unwrap();
+        let err = query(dir.path(), Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, StatusError::NoAnswer { .. }), "{err}");
+        assert!(err.to_string().contains("is the agent stopped or stuck?"), "{err}");
     }
 
     #[test]
