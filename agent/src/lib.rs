@@ -17,6 +17,8 @@
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
 //! - [`objects`]: the agent's copies of the data store's objects.
 //! - [`swarm`]: many simulated agents in one process.
+//! - [`status`]: the agent's own view on a Unix socket in its data dir
+//!   (`ringwatch-agent status`).
 //! - [`error`]: the library's error type.
 //!
 //! Endpoints, TLS configs and durable files come from `ringwatch-net`.
@@ -28,6 +30,7 @@ pub mod endpoints;
 pub mod error;
 pub mod link;
 pub mod objects;
+pub mod status;
 pub mod supervisor;
 pub mod swarm;
 
@@ -68,8 +71,19 @@ pub async fn run_agent(
     let metrics = collector::spawn(sampler_stop.clone(), Some(Arc::new(move || pids.pids())))
         .map_err(AgentError::io("metrics thread"))?;
     let endpoints = Endpoints::new();
-    let mut workers =
-        Workers { supervisor: supervisor.clone(), reports, last_word: Arc::new(Mutex::new(Instant::now())) };
+    let link_state = status::LinkState::new();
+    let status_server = status::StatusServer::start(status::StatusSource {
+        data_dir: config.data_dir.clone(),
+        consoles: config.consoles.to_string(),
+        link: link_state.clone(),
+        supervisor: supervisor.clone(),
+    });
+    let mut workers = Workers {
+        supervisor: supervisor.clone(),
+        reports,
+        last_word: Arc::new(Mutex::new(Instant::now())),
+        link: link_state,
+    };
     // Fencing runs whether or not a connection is up.
     let fencing = tokio::spawn(fence(supervisor.clone(), workers.last_word.clone(), sampler_stop.clone()));
     // The supervisor and fencing live here, across sessions and consoles:
@@ -79,6 +93,9 @@ pub async fn run_agent(
     sampler_stop.cancel();
     let _ = fencing.await;
     endpoints.wait_idle().await;
+    if let Some(server) = status_server {
+        server.stop().await;
+    }
     result
 }
 

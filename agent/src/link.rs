@@ -148,6 +148,8 @@ pub struct Workers {
     pub reports: mpsc::Receiver<InstanceReport>,
     /// When the console was last heard from (frame or beat).
     pub last_word: Arc<Mutex<Instant>>,
+    /// What `ringwatch-agent status` says of the connection.
+    pub link: crate::status::LinkState,
 }
 
 impl Workers {
@@ -271,6 +273,9 @@ pub async fn run(
                 (Outcome::Failed, reason)
             }
         };
+        if let Some(workers) = workers.as_deref() {
+            workers.link.ended(console, &reason);
+        }
         let delay = policy.after(Some(console), outcome.clone(), &mut rng);
         log_switch(console, &outcome, &reason, delay);
         if sleep_or_shutdown(delay, shutdown).await {
@@ -468,6 +473,7 @@ impl Attempt<'_> {
                 );
                 if let Some(workers) = workers.as_deref() {
                     workers.supervisor.set_node_name(welcome.node.as_str());
+                    workers.link.connected(self.console, welcome.node.as_str(), self.terms.highest());
                 }
                 if let Some(welcomed) = &config.welcomed {
                     welcomed.notify_one();

@@ -5,9 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use ringwatch_agent::status::{self, StatusError};
 use ringwatch_agent::swarm::SwarmConfig;
 use ringwatch_agent::{Consoles, LinkConfig, SupervisorConfig};
+use ringwatch_net::cli_docs::{self, Shell};
 use ringwatch_shared::duration::parse_duration;
 use ringwatch_shared::protocol::PROTOCOL_VERSION;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,34 @@ enum Command {
     /// Runs N simulated agents in this process, each a real QUIC connection
     /// with synthetic metrics, for load tests.
     Swarm(SwarmArgs),
+    /// Prints the running agent's own view: connection, console, certificate, instances.
+    ///
+    /// Asks the agent running on the data dir (through `agent.sock` there),
+    /// never the console: whether it is connected, to which console and since
+    /// when, its node name, its certificate's expiry and the instances it
+    /// runs. Exits 3 when no agent runs on the data dir.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The running agent's data dir [default: the platform data dir + ringwatch-agent].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Prints the shell completion script for SHELL.
+    ///
+    /// For example `ringwatch-agent completions bash >
+    /// /usr/share/bash-completion/completions/ringwatch-agent`.
+    Completions {
+        /// The shell.
+        shell: Shell,
+    },
+    /// Writes one man page per command into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// Where to write `ringwatch-agent.1`, `ringwatch-agent-status.1`, …
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -108,10 +138,25 @@ struct SwarmArgs {
     concurrency: usize,
 }
 
+/// Exit code of `status` when no agent runs on the data dir (as `ringwatch
+/// status` when no console runs).
+const NOT_RUNNING: u8 = 3;
+
+/// How long `status` waits for the agent's answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that only ask or print need no logging and no runtime.
+    let daemon = match cli.command {
+        Some(Command::Status { json, data_dir }) => return finish(agent_status(data_dir, json)),
+        Some(Command::Completions { shell }) => return finish(print(&cli_docs::completions(Cli::command(), shell))),
+        Some(Command::Man { dir }) => return finish(man_pages(&dir)),
+        Some(Command::Swarm(args)) => Daemon::Swarm(args),
+        None => Daemon::Agent(cli.run),
+    };
     ringwatch_net::logging::log_to_stderr();
-    match run(cli) {
+    match run(daemon) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             error!("{err:#}");
@@ -121,7 +166,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+/// What runs until a signal: one agent, or a swarm.
+enum Daemon {
+    /// `ringwatch-agent --console …`.
+    Agent(RunArgs),
+    /// `ringwatch-agent swarm …`.
+    Swarm(SwarmArgs),
+}
+
+/// The exit code of a command that only asks or prints.
+fn finish(result: Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        // The reader went away (`| head`): nothing left to say to anyone.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ringwatch-agent: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `err` comes from writing to a pipe whose reader is gone.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// Writes `bytes` to stdout.
+fn print(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes).and_then(|()| stdout.flush()).context("failed to write to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringwatch-agent status [--json]`: asks the agent on the data dir.
+fn agent_status(data_dir: Option<PathBuf>, json: bool) -> Result<ExitCode> {
+    let data_dir = data_dir.map_or_else(default_data_dir, Ok)?;
+    match status::query(&data_dir, STATUS_TIMEOUT) {
+        Ok(answer) if json => {
+            let mut text = serde_json::to_string_pretty(&answer).context("failed to encode the status")?;
+            text.push('\n');
+            print(text.as_bytes())
+        }
+        Ok(answer) => print(status::render(&answer, std::time::SystemTime::now()).as_bytes()),
+        Err(err @ StatusError::NotRunning { .. }) => {
+            eprintln!("ringwatch-agent: {err}");
+            Ok(ExitCode::from(NOT_RUNNING))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// `ringwatch-agent man DIR`.
+fn man_pages(dir: &std::path::Path) -> Result<ExitCode> {
+    let written = cli_docs::man_pages(Cli::command(), dir)
+        .with_context(|| format!("failed to write man pages to \"{}\"", dir.display()))?;
+    let mut text = String::new();
+    for path in written {
+        text.push_str(&format!("{}\n", path.display()));
+    }
+    print(text.as_bytes())
+}
+
+fn run(daemon: Daemon) -> Result<()> {
     // One thread: an agent sends a few small messages a second, and a
     // current-thread runtime keeps its footprint small.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -131,9 +241,9 @@ fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));
-        match cli.command {
-            Some(Command::Swarm(args)) => run_swarm(args, shutdown).await,
-            None => run_single(cli.run, shutdown).await,
+        match daemon {
+            Daemon::Swarm(args) => run_swarm(args, shutdown).await,
+            Daemon::Agent(args) => run_single(args, shutdown).await,
         }
     })
 }

@@ -12,7 +12,9 @@
 //! - [`pem`]: PEM armour, and reading files of several PEM sections.
 //! - [`signal`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`logging`]: the log filter and the stderr subscriber.
+//! - [`cli_docs`]: shell completions and man pages from a clap definition.
 
+pub mod cli_docs;
 pub mod endpoint;
 pub mod files;
 pub mod logging;

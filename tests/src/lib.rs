@@ -31,6 +31,7 @@
 //! - [`console`]: [`Console`], a headless `ringwatch serve`, and the admin
 //!   commands run against its data dir.
 //! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
+//! - [`agent_status`]: `ringwatch-agent status --json`, the agent's own view.
 //! - [`procfs`]: CPU time and RSS of a process, and the machine, for the
 //!   bench drivers.
 //! - [`scale`]: the at-scale bench's pieces: a `ringwatch-agent swarm`
@@ -55,6 +56,7 @@
 //!   bursts and floods of handshakes.
 
 pub mod agent;
+pub mod agent_status;
 pub mod bins;
 pub mod console;
 pub mod etcd;

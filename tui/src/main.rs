@@ -43,6 +43,7 @@ macro_rules! outln {
     }};
 }
 
+mod docs;
 mod operate;
 
 /// ringwatch keeps work running on a fleet of hosts when hosts fail.
@@ -268,6 +269,20 @@ enum Command {
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
     },
+    /// Prints the shell completion script for SHELL.
+    ///
+    /// For example `ringwatch completions bash >
+    /// /usr/share/bash-completion/completions/ringwatch`.
+    Completions {
+        /// The shell.
+        shell: ringwatch_net::cli_docs::Shell,
+    },
+    /// Writes one man page per command into DIR (for packagers).
+    #[command(hide = true)]
+    Man {
+        /// Where to write `ringwatch.1`, `ringwatch-serve.1`, …
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +469,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let since_unix_ms = since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
                 operate::events(target, EventQuery { since_unix_ms, follow, node, task }, json).await
             }
+            Some(Command::Completions { shell }) => docs::completions(shell),
+            Some(Command::Man { dir }) => docs::man_pages(&dir),
         }
     })
 }
@@ -600,6 +617,15 @@ const NOT_RUNNING: u8 = 3;
 /// --credential the one at --console (or the credential's addresses).
 fn target(common: &CommonArgs, config: &ConsoleConfig, command: &Option<Command>) -> Result<Target> {
     let remote = &common.remote;
+    // These run a console or work on files: they ask none.
+    if matches!(
+        command,
+        None | Some(
+            Command::Serve | Command::Demo { .. } | Command::Pki(_) | Command::Completions { .. } | Command::Man { .. }
+        )
+    ) {
+        return Ok(Target::Local(config.data_dir.clone()));
+    }
     let mut consoles = remote.console.clone();
     if let Some(Command::Attach { addresses }) = command
         && !addresses.is_empty()
@@ -613,7 +639,7 @@ fn target(common: &CommonArgs, config: &ConsoleConfig, command: &Option<Command>
             );
         }
         // An address alone cannot be used: the console knows no one by it.
-        if !consoles.is_empty() && !matches!(command, None | Some(Command::Serve | Command::Demo { .. })) {
+        if !consoles.is_empty() {
             anyhow::bail!(
                 "--console (or RINGWATCH_CONSOLE) needs --credential FILE (or RINGWATCH_CREDENTIAL): an operator credential from `ringwatch credential issue`"
             );

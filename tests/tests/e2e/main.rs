@@ -34,6 +34,8 @@
 //! - `operate`: operator credentials — a viewer refused every action, an
 //!   admin draining from elsewhere, revocation (also of an open follower,
 //!   and across a restart), `events --follow --json`, `attach` in tmux.
+//! - `ops`: operating it on a host — the systemd units verified, shell
+//!   completions and man pages of both binaries, `ringwatch-agent status`.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
 //!   `pki import`: an agent verifies either, tokens verify on both.
@@ -57,6 +59,7 @@ mod hostile_input;
 mod hostile_peers;
 mod membership;
 mod operate;
+mod ops;
 mod pki;
 mod refusals;
 mod scale;
