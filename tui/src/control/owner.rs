@@ -39,6 +39,7 @@ use crate::control::pki::{ClusterPki, unix_now};
 use crate::control::registry::Registry;
 use crate::control::store::Batch;
 use crate::control::store::writer::{Progress, Writer};
+use crate::control::tally::Tallies;
 use crate::control::workload::{ActError, Effects, Nodes, Now, Workloads};
 
 /// Inputs queued for the owner before senders wait: a burst of thousands of
@@ -56,6 +57,8 @@ pub struct Counters {
     /// Connections turned away (retry or refusal) because too many
     /// handshakes were in progress.
     pub shed: AtomicU64,
+    /// What the rest of the control plane counts, for `/metrics`.
+    pub tallies: Tallies,
 }
 
 /// Something for the owner to handle.
@@ -244,6 +247,8 @@ pub struct Owner {
     latest: Option<(Instant, Arc<ControlSnapshot>)>,
     /// When the last tick ran, to notice our own pauses.
     last_tick: Instant,
+    /// Where transitions and the scheduler's counts go, for `/metrics`.
+    counters: Arc<Counters>,
 }
 
 /// What readers subscribe to, kept by the console across leaderships: each
@@ -347,6 +352,7 @@ impl Owner {
             snapshots: parts.outlets.snapshots,
             latest: None,
             last_tick: Instant::now(),
+            counters: parts.outlets.counters,
         };
         (owner, handle, inputs)
     }
@@ -464,6 +470,8 @@ impl Owner {
         let effects =
             self.workloads.node_changed(&transition.node, transition.to, transition.last_heard, now, self.table.len());
         self.events.emit(Some(transition.node.as_str()), Some((transition.from, transition.to)), &transition.reason);
+        let silence = transition.last_heard.map(|heard| now.at.saturating_duration_since(heard));
+        self.counters.tallies.transition(transition.from, transition.to, silence);
         self.commit(effects);
     }
 
@@ -652,6 +660,7 @@ impl Owner {
         let mut changes = self.workloads.take_changes();
         changes.extend(self.registry.take_changes());
         self.pending.changes.extend(changes);
+        self.counters.tallies.add(&effects.tally);
         for note in effects.notes {
             self.events.emit(note.node.as_ref().map(NodeName::as_str), None, &note.text);
         }

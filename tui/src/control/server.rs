@@ -39,6 +39,7 @@ use crate::control::nodes::ConnectionId;
 use crate::control::owner::{Counters, Input, OwnerHandle, SessionEvent};
 use crate::control::pki::ClusterPki;
 use crate::control::role::Role;
+use crate::control::tally;
 
 /// How long a new connection has to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -413,7 +414,10 @@ impl Session<'_> {
                 }
                 datagram = self.connection.read_datagram() => match datagram {
                     Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
-                        Ok(Datagram::Heartbeat(beat)) => self.liveness.heartbeat(&beat, Instant::now()),
+                        Ok(Datagram::Heartbeat(beat)) => {
+                            let lost = self.liveness.heartbeat(&beat, Instant::now());
+                            self.context.counters.tallies.heartbeats_lost.inc_by(lost);
+                        }
                         Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {
                             self.context.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
                         }
@@ -511,7 +515,10 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>) {
         let response = match codec::read_frame::<AdminRequest, _>(&mut recv, MAX_FRAME_LEN).await {
             Ok(Some(request)) => {
                 let role = context.role.borrow().clone();
-                role.answer(request).await
+                let name = tally::request_name(&request);
+                let response = role.answer(request).await;
+                context.counters.tallies.admin_request(name, &response);
+                response
             }
             Ok(None) => continue,
             Err(err) => AdminResponse::Error(frame_refusal(&err).reason),

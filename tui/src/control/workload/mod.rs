@@ -52,6 +52,7 @@ use ringwatch_shared::task::{MigrateMode, OnDisconnect, RestartMode, TaskSpec};
 use self::placement::Candidates;
 pub use self::plan::ActError;
 use crate::control::records::{Change, ClusterRecord, InstanceRecord, NodeRecord, Placement};
+use crate::control::tally::{FailoverReason, MoveKind, Tally};
 
 /// Settings of the scheduler.
 #[derive(Debug, Clone)]
@@ -274,6 +275,8 @@ pub struct Effects {
     pub outgoing: Vec<Outgoing>,
     /// Events.
     pub notes: Vec<Note>,
+    /// What the step counted, for `/metrics`.
+    pub tally: Tally,
 }
 
 impl Effects {
@@ -293,6 +296,7 @@ impl Effects {
     pub fn extend(&mut self, other: Self) {
         self.outgoing.extend(other.outgoing);
         self.notes.extend(other.notes);
+        self.tally.add(&other.tally);
     }
 }
 
@@ -835,6 +839,8 @@ impl Workloads {
                     instance.record.placement = Some(placement);
                 } else {
                     effects.note(Some(&placement.node), format!("{id} leaves \"{}\"", placement.node));
+                    let left = nodes.get(placement.node.as_str()).is_some_and(|view| view.state == NodeState::Left);
+                    effects.tally.failover(if left { FailoverReason::NodeLeft } else { FailoverReason::NodeFailed });
                     instance.phase = Phase::Pending;
                     instance.running_since = None;
                     self.placement_due = true;
@@ -981,6 +987,9 @@ impl Workloads {
         instance.running_since = None;
         instance.message.clear();
         effects.send(&node, assign_frame(id, spec, epoch));
+        if is_move {
+            effects.tally.moved(MoveKind::Replace);
+        }
         effects.note(Some(&node), format!("{id} placed on \"{node}\""));
         self.touch(id);
     }

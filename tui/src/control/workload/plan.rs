@@ -290,6 +290,7 @@ impl Workloads {
             instance.running_since = None;
             instance.message.clear();
             effects.send(&to, assign_frame(&id, &spec, epoch));
+            effects.tally.moved(crate::control::tally::MoveKind::Migrate);
             effects.note(Some(&to), format!("{id} starting on \"{to}\" (make-before-break)"));
             self.touch(&id);
         }
