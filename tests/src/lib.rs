@@ -31,6 +31,8 @@
 //! - [`console`]: [`Console`], a headless `ringwatch serve`, and the admin
 //!   commands run against its data dir.
 //! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
+//! - [`prometheus`]: the console's `/metrics`: scrapes, `promtool`, and a
+//!   real Prometheus on loopback that scrapes a console and answers queries.
 //! - [`procfs`]: CPU time and RSS of a process, and the machine, for the
 //!   bench drivers.
 //! - [`scale`]: the at-scale bench's pieces: a `ringwatch-agent swarm`
@@ -64,6 +66,7 @@ pub mod instances;
 pub mod poll;
 pub mod process;
 pub mod procfs;
+pub mod prometheus;
 pub mod rogue;
 pub mod sandbox;
 pub mod scale;

@@ -31,6 +31,10 @@
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
+//! - `metrics`: `/metrics` passes `promtool check metrics`, a real
+//!   Prometheus scrapes a console and counts its nodes, the example alerts
+//!   load and fire, a taken address stops the console, the demo serves
+//!   metrics.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
 //!   `pki import`: an agent verifies either, tokens verify on both.
@@ -53,6 +57,7 @@ mod ha;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
+mod metrics;
 mod pki;
 mod refusals;
 mod scale;

@@ -259,3 +259,44 @@ async fn a_taken_address_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains(&format!("\"{}\"", taken.local_addr())) && text.contains("--metrics-listen"), "{text}");
 }
+
+/// The `ringwatch_…` names `text` mentions.
+fn mentioned_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("ringwatch_") {
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_use_only_names_the_console_exposes() {
+    let (metrics, _sender) = metrics(snapshot());
+    let text = metrics.encode(Format::Text).unwrap();
+    let exposed: Vec<(&str, &str)> =
+        text.lines().filter_map(|line| line.strip_prefix("# TYPE ")).filter_map(|line| line.split_once(' ')).collect();
+    let known = |name: &str| {
+        exposed.iter().any(|(exposed, kind)| {
+            *exposed == name
+                || (*kind == "histogram"
+                    && ["_bucket", "_sum", "_count"].iter().any(|suffix| name.strip_suffix(suffix) == Some(*exposed)))
+        })
+    };
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("dist");
+    for file in ["grafana/ringwatch.json", "prometheus/alerts.yml"] {
+        let content = std::fs::read_to_string(dist.join(file)).unwrap();
+        let names = mentioned_names(&content);
+        assert!(names.len() > 5, "{file} mentions {names:?}");
+        for name in names {
+            assert!(known(&name), "{file} uses \"{name}\", which the console does not expose");
+        }
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dist.join("grafana/ringwatch.json")).unwrap()).unwrap();
+    assert!(dashboard["panels"].as_array().is_some_and(|panels| panels.len() > 10), "an importable dashboard");
+}
