@@ -33,6 +33,8 @@ mod placement;
 mod plan;
 mod reports;
 #[cfg(test)]
+mod tally_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
