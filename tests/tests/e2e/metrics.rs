@@ -69,13 +69,15 @@ fn a_real_prometheus_scrapes_the_console_counts_its_nodes_and_alerts_on_a_failed
     // Counted where they happened: the conviction, with its latency, and
     // the admin requests the test made.
     let text = scrape(metrics);
-    assert_eq!(sample(&text, "ringwatch_detection_latency_seconds_count"), Some(1.0), "{text}");
+    // At least c's: a loaded machine may make a or b flap meanwhile.
+    let detected = sample(&text, "ringwatch_detection_latency_seconds_count").unwrap_or(0.0);
+    assert!(detected >= 1.0, "{text}");
     let to_failed: f64 = text
         .lines()
         .filter(|line| line.starts_with("ringwatch_node_transitions_total{") && line.contains("to=\"failed\""))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
-    assert_eq!(to_failed, 1.0, "{text}");
+    assert_eq!(to_failed, detected, "every conviction of a node heard from has its latency: {text}");
     assert!(
         sample(&text, "ringwatch_admin_requests_total{request=\"status\",outcome=\"ok\"}").is_some_and(|n| n >= 1.0),
         "{text}"
