@@ -299,3 +299,23 @@ fn url_encode(text: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_found_by_its_whole_series_only() {
+        let text = "# TYPE x gauge\nx{node=\"a\"} 1\nx{node=\"ab\"} 2\nx_total 3\n";
+        assert_eq!(sample(text, "x{node=\"a\"}"), Some(1.0));
+        assert_eq!(sample(text, "x{node=\"ab\"}"), Some(2.0));
+        assert_eq!(sample(text, "x"), None, "x_total is another series");
+        assert_eq!(sample(text, "x_total"), Some(3.0));
+    }
+
+    #[test]
+    fn queries_are_percent_encoded() {
+        assert_eq!(url_encode("count(x{a=\"b c\"})"), "count%28x%7Ba%3D%22b%20c%22%7D%29");
+    }
+}
