@@ -32,6 +32,8 @@
 //!   commands run against its data dir.
 //! - [`agent`]: [`Agent`], a `ringwatch-agent` process.
 //! - [`agent_status`]: `ringwatch-agent status --json`, the agent's own view.
+//! - [`prometheus`]: the console's `/metrics`: scrapes, `promtool`, and a
+//!   real Prometheus on loopback that scrapes a console and answers queries.
 //! - [`procfs`]: CPU time and RSS of a process, and the machine, for the
 //!   bench drivers.
 //! - [`scale`]: the at-scale bench's pieces: a `ringwatch-agent swarm`
@@ -66,6 +68,7 @@ pub mod instances;
 pub mod poll;
 pub mod process;
 pub mod procfs;
+pub mod prometheus;
 pub mod rogue;
 pub mod sandbox;
 pub mod scale;

@@ -36,6 +36,9 @@ pub struct ConfigFile {
     /// [`local::default_allow_exec`](crate::local::default_allow_exec)).
     #[serde(default)]
     pub local_agent_allow_exec: Option<Vec<String>>,
+    /// Where to serve Prometheus metrics (`--metrics-listen`; README.md,
+    /// "Metrics"); unset, none are served.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Why the config file is unusable.
@@ -173,6 +176,15 @@ mem_percent = 90.0
         assert!(err.contains("local_agent_allow_exec") && err.contains("\"[bad\""), "{err}");
         let err = ConfigFile::parse("local_agent_allow_exec = \"sh\"\n").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn the_metrics_address_is_optional_and_checked() {
+        assert_eq!(ConfigFile::parse("").unwrap().metrics_listen, None);
+        let file = ConfigFile::parse("metrics_listen = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(file.metrics_listen, Some(SocketAddr::from(([127, 0, 0, 1], 9464))));
+        let err = ConfigFile::parse("metrics_listen = \"localhost\"\n").unwrap_err();
+        assert!(err.contains("line 1") && err.contains("metrics_listen"), "{err}");
     }
 
     #[test]

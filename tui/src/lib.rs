@@ -9,6 +9,7 @@
 //! - [`config`]: the optional TOML config file.
 //! - [`demo`]: the demo's local agents and their fault-injecting relays.
 //! - [`local`]: agents run in-process (the embedded local agent, the demo).
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`.
 //! - [`remote`]: credentials and the terminal UI's link to a remote console.
 //! - [`report`]: human renderings of status for the command line.
 //! - [`ui`]: the terminal UI, drawn from snapshots read through [`handle`].
@@ -18,6 +19,7 @@ pub mod control;
 pub mod demo;
 pub mod handle;
 pub mod local;
+pub mod metrics;
 pub mod remote;
 pub mod report;
 pub mod ui;

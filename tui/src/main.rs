@@ -18,6 +18,7 @@ use ringwatch::control::{ConsoleConfig, ControlPlane, GroupStore, StoreChoice};
 use ringwatch::demo::DemoFleet;
 use ringwatch::handle::ConsoleHandle;
 use ringwatch::local::{self, LocalConsole};
+use ringwatch::metrics::{Metrics, MetricsListener, MetricsServer};
 use ringwatch::ui::UiOptions;
 use ringwatch_shared::duration::{parse_duration, parse_unbounded};
 use ringwatch_shared::plan::OperatorAction;
@@ -75,6 +76,11 @@ struct CommonArgs {
     /// what the embedded local agent may run).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (TCP), in `serve`,
+    /// the terminal UI and `demo` [default: `metrics_listen` of the config
+    /// file; unset, none].
+    #[arg(long, value_name = "ADDR", global = true)]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     group: GroupArgs,
     #[command(flatten)]
@@ -424,15 +430,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         .build()
         .context("failed to start the async runtime")?;
     let demo = matches!(cli.command, Some(Command::Demo { .. }));
-    let Settings { console: config, local_agent_allow_exec } = settings(&cli.common, demo)?;
+    let Settings { console: config, local_agent_allow_exec, metrics_listen } = settings(&cli.common, demo)?;
     let target = &target(&cli.common, &config, &cli.command)?;
     runtime.block_on(async {
         match cli.command {
-            None => run_ui(config, None, local_agent_allow_exec).await,
-            Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes)), Vec::new()).await,
+            None => run_ui(config, None, local_agent_allow_exec, metrics_listen).await,
+            Some(Command::Demo { nodes }) => run_ui(config, Some(usize::from(nodes)), Vec::new(), metrics_listen).await,
             Some(Command::Serve) => {
                 ringwatch_net::logging::log_to_stderr();
-                run_console(config).await
+                run_console(config, metrics_listen).await
             }
             Some(Command::JoinToken { ttl, list, revoke, revoke_all, json }) => {
                 let request = if list {
@@ -464,6 +470,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(Command::Resume { plan }) => act(target, OperatorAction::Resume, plan.dry_run).await,
             Some(Command::Pki(command)) => pki(&config.data_dir, command),
             Some(Command::Credential(command)) => operate::credential(target, command).await,
+            Some(Command::Attach { .. }) if cli.common.metrics_listen.is_some() => anyhow::bail!(
+                "--metrics-listen serves the metrics of a console this process runs; attach runs none: scrape the console's own --metrics-listen"
+            ),
             Some(Command::Attach { .. }) => operate::attach(target.clone()).await,
             Some(Command::Events { follow, json, since, node, task }) => {
                 let since_unix_ms = since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
@@ -483,6 +492,8 @@ struct Settings {
     console: ConsoleConfig,
     /// `local_agent_allow_exec`, or [`local::default_allow_exec`].
     local_agent_allow_exec: Vec<String>,
+    /// `--metrics-listen`, or `metrics_listen` of the file.
+    metrics_listen: Option<SocketAddr>,
 }
 
 /// The settings: defaults, then the config file, then flags. The demo
@@ -492,6 +503,7 @@ fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
     let mut file = common.config.as_deref().map(ConfigFile::load).transpose()?;
     let local_agent_allow_exec =
         file.as_mut().and_then(|file| file.local_agent_allow_exec.take()).unwrap_or_else(local::default_allow_exec);
+    let metrics_listen = common.metrics_listen.or_else(|| file.as_ref().and_then(|file| file.metrics_listen));
     let data_dir = match common.data_dir.clone().or_else(|| file.as_ref().and_then(|file| file.data_dir.clone())) {
         Some(dir) => dir,
         None => dirs::data_dir()
@@ -526,7 +538,7 @@ fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
         config.name.clone_from(name);
     }
     config.advertise = group.advertise;
-    Ok(Settings { console: config, local_agent_allow_exec })
+    Ok(Settings { console: config, local_agent_allow_exec, metrics_listen })
 }
 
 /// Logs to `console.log` in the data dir: the terminal belongs to the UI.
@@ -550,10 +562,17 @@ fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
 /// The terminal UI over a control plane of this process, with the embedded
 /// local agent (`demo_nodes = None`, running what `local_allow_exec`
 /// allows) or the demo's agents.
-async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>, local_allow_exec: Vec<String>) -> Result<ExitCode> {
+async fn run_ui(
+    config: ConsoleConfig,
+    demo_nodes: Option<usize>,
+    local_allow_exec: Vec<String>,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<ExitCode> {
     let log = init_file_logging(&config.data_dir)?;
     let shutdown = CancellationToken::new();
+    let metrics = bind_metrics(metrics_listen).await?;
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
+    let metrics = serve_metrics(metrics, &control, shutdown.clone())?;
     // Agents stop first (saying goodbye) while the console still listens.
     let agents_stop = CancellationToken::new();
     let (demo, local_agent, title) = match demo_nodes {
@@ -598,16 +617,44 @@ async fn run_ui(config: ConsoleConfig, demo_nodes: Option<usize>, local_allow_ex
     }
     shutdown.cancel();
     control.run_until_stopped().await;
+    if let Some(metrics) = metrics {
+        metrics.stopped().await;
+    }
     outcome.context("the terminal UI failed")?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_console(config: ConsoleConfig) -> Result<ExitCode> {
+async fn run_console(config: ConsoleConfig, metrics_listen: Option<SocketAddr>) -> Result<ExitCode> {
     let shutdown = CancellationToken::new();
+    let metrics = bind_metrics(metrics_listen).await?;
     let control = ControlPlane::start(config.clone(), shutdown.clone()).await.context("failed to start the console")?;
+    let metrics = serve_metrics(metrics, &control, shutdown.clone())?;
     tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));
     control.run_until_stopped().await;
+    if let Some(metrics) = metrics {
+        metrics.stopped().await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds `--metrics-listen` before the console starts, so that a taken
+/// address stops it with a clear error.
+async fn bind_metrics(listen: Option<SocketAddr>) -> Result<Option<MetricsListener>> {
+    match listen {
+        Some(addr) => Ok(Some(MetricsListener::bind(addr).await?)),
+        None => Ok(None),
+    }
+}
+
+/// Serves the control plane's metrics on the bound address, if any.
+fn serve_metrics(
+    listener: Option<MetricsListener>,
+    control: &ControlPlane,
+    shutdown: CancellationToken,
+) -> Result<Option<MetricsServer>> {
+    let Some(listener) = listener else { return Ok(None) };
+    let metrics = Metrics::new(&control.view());
+    Ok(Some(listener.serve(metrics, control.data_dir(), shutdown)?))
 }
 
 /// Exit code when no console runs on the data dir, or none answers.

@@ -36,6 +36,10 @@
 //!   and across a restart), `events --follow --json`, `attach` in tmux.
 //! - `ops`: operating it on a host — the systemd units verified, shell
 //!   completions and man pages of both binaries, `ringwatch-agent status`.
+//! - `metrics`: `/metrics` passes `promtool check metrics`, a real
+//!   Prometheus scrapes a console and counts its nodes, the example alerts
+//!   load and fire, a taken address stops the console, the demo serves
+//!   metrics.
 //! - `tui`: `ringwatch demo` in tmux: a crash shows, `q` restores the terminal.
 //! - `pki`: two consoles sharing one cluster's PKI through `pki export` and
 //!   `pki import`: an agent verifies either, tokens verify on both.
@@ -58,6 +62,7 @@ mod ha;
 mod hostile_input;
 mod hostile_peers;
 mod membership;
+mod metrics;
 mod operate;
 mod ops;
 mod pki;

@@ -92,18 +92,21 @@ impl Liveness {
     }
 
     /// A heartbeat arrived at `now`. Duplicates and reordered ones teach
-    /// nothing and are ignored.
-    pub fn heartbeat(&self, beat: &Heartbeat, now: Instant) {
+    /// nothing and are ignored. Returns how many heartbeats its sequence
+    /// number says were lost since the previous one.
+    pub fn heartbeat(&self, beat: &Heartbeat, now: Instant) -> u64 {
         let mut state = self.lock();
         if beat.seq <= state.last_seq {
-            return;
+            return 0;
         }
-        state.heartbeats_lost = state.heartbeats_lost.saturating_add(beat.seq - state.last_seq - 1);
+        let lost = beat.seq - state.last_seq - 1;
+        state.heartbeats_lost = state.heartbeats_lost.saturating_add(lost);
         state.last_seq = beat.seq;
         state.last_heard = now;
         state.beats += 1;
         state.quick = Some((beat.cpu_permille.min(1000), beat.mem_permille.min(1000)));
         state.detector.heartbeat(now);
+        lost
     }
 
     /// A full metrics sample arrived at `now`.
@@ -154,9 +157,9 @@ mod tests {
     fn gaps_count_as_lost_and_duplicates_teach_nothing() {
         let now = Instant::now();
         let liveness = Liveness::new(DetectorConfig::default(), Duration::from_millis(500), now);
-        liveness.heartbeat(&beat(1), now);
-        liveness.heartbeat(&beat(4), now);
-        liveness.heartbeat(&beat(3), now);
+        assert_eq!(liveness.heartbeat(&beat(1), now), 0);
+        assert_eq!(liveness.heartbeat(&beat(4), now), 2);
+        assert_eq!(liveness.heartbeat(&beat(3), now), 0);
         let reading = liveness.read(now);
         assert_eq!((reading.beats, reading.heartbeats_lost), (2, 2));
     }

@@ -13,6 +13,7 @@
 //! - [`records`]: the durable records and the typed changes to them.
 //! - [`store`]: where records live (redb by default) and the writer.
 //! - [`events`]: the event log.
+//! - [`tally`]: what is counted where it happens, for `/metrics`.
 //! - [`server`]: accepting connections and serving agents and admin clients.
 //! - [`admission`]: limits on peers not yet authenticated.
 //! - [`join`]: admitting new agents by token.
@@ -40,6 +41,7 @@ pub mod role;
 pub mod server;
 pub mod standby;
 pub mod store;
+pub mod tally;
 pub mod tls;
 pub mod workload;
 
@@ -238,6 +240,11 @@ impl ControlView {
     /// Where the console listens.
     pub fn listen(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// What connection tasks and the owner count, for `/metrics`.
+    pub fn counters(&self) -> Arc<owner::Counters> {
+        self.outlets.counters.clone()
     }
 }
 

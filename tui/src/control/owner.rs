@@ -44,6 +44,7 @@ use crate::control::records::OperatorRecord;
 use crate::control::registry::{Registry, check_operator_ttl};
 use crate::control::store::Batch;
 use crate::control::store::writer::{Progress, Writer};
+use crate::control::tally::Tallies;
 use crate::control::workload::{ActError, Effects, Nodes, Now, Workloads};
 
 /// Inputs queued for the owner before senders wait: a burst of thousands of
@@ -61,6 +62,8 @@ pub struct Counters {
     /// Connections turned away (retry or refusal) because too many
     /// handshakes were in progress.
     pub shed: AtomicU64,
+    /// What the rest of the control plane counts, for `/metrics`.
+    pub tallies: Tallies,
 }
 
 /// Something for the owner to handle.
@@ -251,6 +254,8 @@ pub struct Owner {
     latest: Option<(Instant, Arc<ControlSnapshot>)>,
     /// When the last tick ran, to notice our own pauses.
     last_tick: Instant,
+    /// Where transitions and the scheduler's counts go, for `/metrics`.
+    counters: Arc<Counters>,
 }
 
 /// What readers subscribe to, kept by the console across leaderships: each
@@ -359,6 +364,7 @@ impl Owner {
             operators: parts.outlets.operators,
             latest: None,
             last_tick: Instant::now(),
+            counters: parts.outlets.counters,
         };
         (owner, handle, inputs)
     }
@@ -484,6 +490,8 @@ impl Owner {
             Some((transition.from, transition.to)),
             &transition.reason,
         );
+        let silence = transition.last_heard.map(|heard| now.at.saturating_duration_since(heard));
+        self.counters.tallies.transition(transition.from, transition.to, silence);
         self.commit(effects);
     }
 
@@ -747,6 +755,7 @@ impl Owner {
         let mut changes = self.workloads.take_changes();
         changes.extend(self.registry.take_changes());
         self.pending.changes.extend(changes);
+        self.counters.tallies.add(&effects.tally);
         for note in effects.notes {
             self.events.emit(
                 note.kind,

@@ -42,6 +42,7 @@ use crate::control::owner::{Counters, Input, Outlets, OwnerHandle, SessionEvent}
 use crate::control::pki::ClusterPki;
 use crate::control::registry::viewer_refusal;
 use crate::control::role::Role;
+use crate::control::tally;
 
 /// How long a new connection has to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -434,7 +435,10 @@ impl Session<'_> {
                 }
                 datagram = self.connection.read_datagram() => match datagram {
                     Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
-                        Ok(Datagram::Heartbeat(beat)) => self.liveness.heartbeat(&beat, Instant::now()),
+                        Ok(Datagram::Heartbeat(beat)) => {
+                            let lost = self.liveness.heartbeat(&beat, Instant::now());
+                            self.context.counters.tallies.heartbeats_lost.inc_by(lost);
+                        }
                         Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {
                             self.context.counters.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
                         }
@@ -558,25 +562,36 @@ async fn serve_admin_stream(
             return;
         }
     };
+    let name = tally::request_name(&request);
+    let tallies = &context.counters.tallies;
     let viewer = operator.as_ref().filter(|operator| operator.role == OperatorRole::Viewer);
     if let Some(viewer) = viewer
         && !request.is_read_only()
     {
-        info!(request = request_name(&request), "refused a viewer's request");
-        write_answer(&mut send, &AdminResponse::Error(viewer_refusal(&viewer.name))).await;
+        info!(request = name, "refused a viewer's request");
+        let refusal = AdminResponse::Error(viewer_refusal(&viewer.name));
+        tallies.admin_request(name, &refusal);
+        write_answer(&mut send, &refusal).await;
         return;
     }
     if let Some(operator) = &operator
         && !request.is_read_only()
     {
-        info!(request = request_name(&request), operator = %operator.name, "an operator's request");
+        info!(request = name, operator = %operator.name, "an operator's request");
     }
     match request {
-        AdminRequest::Events(query) => serve_events(&mut send, query, &context).await,
-        AdminRequest::Watch => serve_watch(&mut send, &context, viewer.is_some()).await,
+        AdminRequest::Events(query) => {
+            tallies.admin_request(name, &AdminResponse::Events(Vec::new()));
+            serve_events(&mut send, query, &context).await;
+        }
+        AdminRequest::Watch => {
+            tallies.admin_request(name, &AdminResponse::Events(Vec::new()));
+            serve_watch(&mut send, &context, viewer.is_some()).await;
+        }
         request => {
             let role = context.role.borrow().clone();
             let response = role.answer(request).await;
+            tallies.admin_request(name, &response);
             write_answer(&mut send, &response).await;
         }
     }
@@ -680,26 +695,6 @@ async fn serve_watch(send: &mut SendStream, context: &ServerContext, read_only: 
         snapshot = snapshots.borrow_and_update().clone();
     }
     let _ = send.finish();
-}
-
-/// A request's name, for logs (never its contents: a CSR, task commands).
-fn request_name(request: &AdminRequest) -> &'static str {
-    match request {
-        AdminRequest::Status => "status",
-        AdminRequest::ApplyTasks(_) => "task apply",
-        AdminRequest::RemoveTask(_) => "task rm",
-        AdminRequest::ListTasks => "task list",
-        AdminRequest::Revoke(_) => "revoke",
-        AdminRequest::Act { .. } => "act",
-        AdminRequest::IssueToken { .. } => "join-token",
-        AdminRequest::ListTokens => "join-token --list",
-        AdminRequest::RevokeToken(_) | AdminRequest::RevokeAllTokens => "join-token --revoke",
-        AdminRequest::Events(_) => "events",
-        AdminRequest::Watch => "attach",
-        AdminRequest::IssueCredential { .. } => "credential issue",
-        AdminRequest::ListCredentials => "credential list",
-        AdminRequest::RevokeCredential(_) => "credential revoke",
-    }
 }
 
 /// Cuts the free text of an agent's report to what the console keeps.

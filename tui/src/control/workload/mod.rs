@@ -33,6 +33,8 @@ mod placement;
 mod plan;
 mod reports;
 #[cfg(test)]
+mod tally_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -52,6 +54,7 @@ use ringwatch_shared::task::{MigrateMode, OnDisconnect, RestartMode, TaskSpec};
 use self::placement::Candidates;
 pub use self::plan::ActError;
 use crate::control::records::{Change, ClusterRecord, InstanceRecord, NodeRecord, Placement};
+use crate::control::tally::{FailoverReason, MoveKind, Tally};
 
 /// Settings of the scheduler.
 #[derive(Debug, Clone)]
@@ -278,6 +281,8 @@ pub struct Effects {
     pub outgoing: Vec<Outgoing>,
     /// Events.
     pub notes: Vec<Note>,
+    /// What the step counted, for `/metrics`.
+    pub tally: Tally,
 }
 
 impl Effects {
@@ -297,6 +302,7 @@ impl Effects {
     pub fn extend(&mut self, other: Self) {
         self.outgoing.extend(other.outgoing);
         self.notes.extend(other.notes);
+        self.tally.add(&other.tally);
     }
 }
 
@@ -869,6 +875,8 @@ impl Workloads {
                         Some(&placement.node),
                         format!("{id} leaves \"{}\"", placement.node),
                     );
+                    let left = nodes.get(placement.node.as_str()).is_some_and(|view| view.state == NodeState::Left);
+                    effects.tally.failover(if left { FailoverReason::NodeLeft } else { FailoverReason::NodeFailed });
                     instance.phase = Phase::Pending;
                     instance.running_since = None;
                     self.placement_due = true;
@@ -1025,6 +1033,9 @@ impl Workloads {
         instance.running_since = None;
         instance.message.clear();
         effects.send(&node, assign_frame(id, spec, epoch));
+        if is_move {
+            effects.tally.moved(MoveKind::Replace);
+        }
         effects.note(EventKind::Instance, Some(id.task()), Some(&node), format!("{id} placed on \"{node}\""));
         self.touch(id);
     }

@@ -305,6 +305,7 @@ impl Workloads {
             instance.running_since = None;
             instance.message.clear();
             effects.send(&to, assign_frame(&id, &spec, epoch));
+            effects.tally.moved(crate::control::tally::MoveKind::Migrate);
             effects.note(
                 EventKind::Operator,
                 Some(id.task()),

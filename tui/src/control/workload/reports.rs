@@ -181,6 +181,8 @@ impl Workloads {
         let id = &report.instance;
         let Some(instance) = self.instances.get_mut(id) else { return };
         let phase = Phase::from_report(report.state);
+        // The durable count, so a console restart does not count them again.
+        effects.tally.restarts += u64::from(report.restarts.saturating_sub(instance.record.restarts));
         instance.restarts = report.restarts;
         instance.message = capped(&report.message);
         if instance.record.reported != Some(report.state) || instance.record.restarts != report.restarts {
@@ -203,6 +205,7 @@ impl Workloads {
                     Some(node),
                     format!("{id} failed on \"{node}\": {}; placing it elsewhere", instance.message),
                 );
+                effects.tally.failover(crate::control::tally::FailoverReason::InstanceFailed);
                 instance.record.avoid.insert(node.clone());
                 instance.record.placement = None;
                 instance.record.reported = None;
