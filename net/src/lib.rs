@@ -7,12 +7,14 @@
 //! - [`endpoint`]: QUIC endpoints with large socket buffers.
 //! - [`tls`]: client TLS configs (CA-pinned join, mutual TLS) and the QUIC
 //!   transport settings both ends use.
+//! - [`cert`]: a certificate's validity period; UTC dates for messages.
 //! - [`files`]: atomic, fsynced writes (also ones that never replace a
 //!   file); private files that refuse loose permissions.
 //! - [`pem`]: PEM armour, and reading files of several PEM sections.
 //! - [`signal`]: SIGINT/SIGTERM to a cancellation token.
 //! - [`logging`]: the log filter and the stderr subscriber.
 
+pub mod cert;
 pub mod endpoint;
 pub mod files;
 pub mod logging;

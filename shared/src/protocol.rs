@@ -20,7 +20,7 @@ use crate::status::ClusterStatus;
 use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The QUIC application protocol (ALPN) both sides require.
 pub const ALPN: &[u8] = b"ringwatch/1";
@@ -48,6 +48,19 @@ pub enum AgentFrame {
         /// Why it leaves, for the event log.
         reason: String,
     },
+    /// Renew the agent's client certificate (README.md, "Certificates"):
+    /// a certificate signing request for a new key, sent on the live
+    /// control stream once two thirds of the certificate's life have
+    /// passed. Answered by [`ConsoleFrame::Renewed`] or
+    /// [`ConsoleFrame::RenewalRefused`]; the connection stays as it is.
+    Renew(RenewRequest),
+}
+
+/// A certificate renewal request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// A PKCS#10 certificate signing request (DER) for the agent's new key.
+    pub csr_der: Vec<u8>,
 }
 
 /// An authenticated agent introduces itself. Its name comes from its
@@ -120,6 +133,19 @@ pub enum ConsoleFrame {
     NotLeader {
         /// The leader's address, when one is known.
         leader: Option<String>,
+    },
+    /// The renewed client certificate (DER) for the key of the agent's
+    /// [`AgentFrame::Renew`]: recorded by the console before it was sent,
+    /// to be used from the agent's next connection on.
+    Renewed {
+        /// The new certificate.
+        cert_der: Vec<u8>,
+    },
+    /// The console did not renew the certificate now; the agent keeps its
+    /// certificate and tries again later.
+    RenewalRefused {
+        /// Why, for the agent's log.
+        reason: String,
     },
 }
 

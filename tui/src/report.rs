@@ -226,6 +226,8 @@ mod tests {
             address: String::new(),
             reason: String::new(),
             instances: Vec::new(),
+            cert_sha256: None,
+            cert_expires_unix: None,
         }
     }
 

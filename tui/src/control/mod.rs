@@ -431,6 +431,7 @@ impl ControlPlane {
             term: 0,
             leader: Some(address.to_string()),
             store_problem: None,
+            ca_expires_unix: pki.ca_validity().not_after_unix,
         };
         let (owner, running) = start_owner(
             OwnerStart { config, pki: pki.clone(), loaded, store: Box::new(store), console, outlets: outlets.clone() },

@@ -394,6 +394,8 @@ impl NodeTable {
                     address: node.link.as_ref().map(|link| link.address.to_string()).unwrap_or_default(),
                     reason: node.reason.clone(),
                     instances: Vec::new(),
+                    cert_sha256: None,
+                    cert_expires_unix: None,
                 }
             })
             .collect()

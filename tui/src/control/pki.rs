@@ -22,6 +22,18 @@
 //! address, signed by another CA after a forced import, expired, not for
 //! its key) is reissued when the PKI is loaded.
 //!
+//! # Lifetimes (README.md, "Certificates")
+//!
+//! | certificate        | valid for                     | renewed                                   |
+//! |--------------------|-------------------------------|-------------------------------------------|
+//! | CA                 | 20 years                      | never: operators are warned 90 days ahead |
+//! | console, admin     | 1 year                        | by the console, with a third of it left   |
+//! | agent              | `agent_cert_ttl` (30 days)    | by the agent over its link, at two thirds |
+//!
+//! Certificates start a little in the past (a day for the console's and
+//! admin's, a tenth of the lifetime up to an hour for an agent's) so that a
+//! host whose clock is slightly behind still accepts them.
+//!
 //! # The bundle file
 //!
 //! Text, mode 0600: the line [`BUNDLE_HEADER`], comment lines (`#`), then
@@ -36,7 +48,7 @@
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
@@ -45,6 +57,7 @@ use rcgen::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use ringwatch_net::files::{self, PRIVATE, PUBLIC};
+use ringwatch_shared::lifetime::{DEFAULT_AGENT_CERT_TTL, Validity};
 use ringwatch_net::pem::{self, to_pem};
 use ringwatch_net::tls::provider;
 use ringwatch_shared::protocol::CONSOLE_SERVER_NAME;
@@ -165,6 +178,22 @@ pub struct ClusterPki {
     pub admin_fingerprint: [u8; 32],
     /// The join-token HMAC key.
     token_key: Vec<u8>,
+    /// How long agent certificates are valid.
+    agent_cert_ttl: Duration,
+    /// The certificates renewed while the console runs: what it serves
+    /// now, and every admin certificate it accepts.
+    renewed: Mutex<Renewed>,
+}
+
+/// Certificates renewed while the console runs.
+#[derive(Debug)]
+struct Renewed {
+    /// The server certificate served now.
+    console_cert: CertificateDer<'static>,
+    /// SHA-256 of the admin certificates accepted: the one loaded and any
+    /// renewed since (a renewed one replaces `admin.crt`; one read before
+    /// stays valid until it expires).
+    admin_fingerprints: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ClusterPki {
@@ -180,6 +209,8 @@ pub struct IssuedCert {
     pub cert: CertificateDer<'static>,
     /// SHA-256 of the agent's public key: the identity a name is bound to.
     pub key_fingerprint: String,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
 }
 
 impl ClusterPki {
@@ -234,33 +265,10 @@ impl ClusterPki {
         })?;
         let issuer = Issuer::from_ca_cert_der(&ca, &ca_key)?;
 
-        let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
         let names = listen.map(console_names);
-        let console_cert = keep_or_issue(
-            &dir.join(CONSOLE_CERT_FILE),
-            |cert| console_cert_fits(cert, &ca, &console_key, names.as_deref()),
-            || {
-                let wanted = names.clone().unwrap_or_else(|| vec![CONSOLE_SERVER_NAME.to_string()]);
-                let mut params = CertificateParams::new(wanted)?;
-                params.distinguished_name = common_name("ringwatch console");
-                valid_for(&mut params, CONSOLE_YEARS);
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                Ok(params.signed_by(&console_key, &issuer)?.der().clone())
-            },
-        )?;
-
-        let admin_key = load_or_create_key(&dir.join(ADMIN_KEY_FILE))?;
-        let admin_cert = keep_or_issue(
-            &dir.join(ADMIN_CERT_FILE),
-            |cert| admin_cert_fits(cert, &ca, &admin_key),
-            || {
-                let mut params = CertificateParams::default();
-                params.distinguished_name = common_name("ringwatch admin");
-                valid_for(&mut params, CONSOLE_YEARS);
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-                Ok(params.signed_by(&admin_key, &issuer)?.der().clone())
-            },
-        )?;
+        let console_cert = renew_console_cert(dir, &ca, &issuer, names.as_deref(), unix_now())?;
+        let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
+        let admin_cert = renew_admin_cert(dir, &ca, &issuer, unix_now())?;
 
         let token_path = dir.join(TOKEN_KEY_FILE);
         let token_key = match files::read_private(&token_path)? {
@@ -275,15 +283,85 @@ impl ClusterPki {
         };
         drop(lock);
 
+        let admin_fingerprint = fingerprint(&admin_cert);
         Ok(Self {
             dir: dir.to_path_buf(),
             ca,
             ca_key,
+            renewed: Mutex::new(Renewed {
+                console_cert: console_cert.clone(),
+                admin_fingerprints: vec![admin_fingerprint],
+            }),
             console_cert,
             console_key: console_key.serialize_der(),
-            admin_fingerprint: fingerprint(&admin_cert),
+            admin_fingerprint,
             token_key,
+            agent_cert_ttl: DEFAULT_AGENT_CERT_TTL,
         })
+    }
+
+    /// Sets how long the agent certificates this PKI issues are valid
+    /// (checked by the caller: [`ringwatch_shared::lifetime::check_agent_cert_ttl`]).
+    pub fn set_agent_cert_ttl(&mut self, ttl: Duration) {
+        self.agent_cert_ttl = ttl;
+    }
+
+    /// How long the agent certificates this PKI issues are valid.
+    pub fn agent_cert_ttl(&self) -> Duration {
+        self.agent_cert_ttl
+    }
+
+    /// When the cluster CA is valid.
+    pub fn ca_validity(&self) -> Validity {
+        ringwatch_net::cert::validity(&self.ca).unwrap_or(Validity { not_before_unix: 0, not_after_unix: 0 })
+    }
+
+    /// The console's server certificate served now (renewed ones included).
+    pub fn current_console_cert(&self) -> CertificateDer<'static> {
+        self.renewed.lock().unwrap_or_else(PoisonError::into_inner).console_cert.clone()
+    }
+
+    /// Whether `cert_fingerprint` (SHA-256 of a client certificate) is an
+    /// admin certificate of this console: the one loaded or one renewed
+    /// since.
+    pub fn is_admin(&self, cert_fingerprint: &[u8; 32]) -> bool {
+        *cert_fingerprint == self.admin_fingerprint
+            || self
+                .renewed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admin_fingerprints
+                .contains(cert_fingerprint)
+    }
+
+    /// Renews the console's server certificate and the admin certificate
+    /// in the data dir when less than a third of their life is left (or
+    /// they no longer fit), for a console listening on `listen`. Returns
+    /// the new server certificate, when there is one, for the running
+    /// endpoint (`Endpoint::set_server_config`); a renewed admin
+    /// certificate is accepted at once, and the old one until it expires.
+    ///
+    /// # Errors
+    /// When files cannot be read or written, or the CA cannot sign.
+    pub fn renew_due(&self, listen: Option<SocketAddr>, now_unix: u64) -> Result<Option<CertificateDer<'static>>, PkiError> {
+        let lock = init_lock(&self.dir)?;
+        let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
+        let names = listen.map(console_names);
+        let console_cert = renew_console_cert(&self.dir, &self.ca, &issuer, names.as_deref(), now_unix)?;
+        let admin_cert = renew_admin_cert(&self.dir, &self.ca, &issuer, now_unix)?;
+        drop(lock);
+        let mut renewed = self.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+        let admin = fingerprint(&admin_cert);
+        if !renewed.admin_fingerprints.contains(&admin) {
+            info!(dir = %self.dir.display(), "renewed the admin certificate");
+            renewed.admin_fingerprints.push(admin);
+        }
+        if console_cert == renewed.console_cert {
+            return Ok(None);
+        }
+        info!(dir = %self.dir.display(), "renewed the console's server certificate");
+        renewed.console_cert = console_cert.clone();
+        Ok(Some(console_cert))
     }
 
     /// The console's private key in the form rustls takes.
@@ -330,16 +408,27 @@ impl ClusterPki {
     /// # Errors
     /// [`PkiError::BadRequest`] for an unusable request, or a signing error.
     pub fn issue_agent_cert(&self, name: &str, csr_der: &[u8]) -> Result<IssuedCert, PkiError> {
+        self.issue_agent_cert_at(name, csr_der, unix_now())
+    }
+
+    /// As [`ClusterPki::issue_agent_cert`], valid from `now_unix` (tests
+    /// issue certificates in the past).
+    ///
+    /// # Errors
+    /// As [`ClusterPki::issue_agent_cert`].
+    pub fn issue_agent_cert_at(&self, name: &str, csr_der: &[u8], now_unix: u64) -> Result<IssuedCert, PkiError> {
         let request = parse_request(csr_der)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        valid_for(&mut params, AGENT_YEARS);
+        let ttl = self.agent_cert_ttl.as_secs();
+        let expires_unix = valid_between(&mut params, now_unix, (ttl / 10).min(AGENT_BACKDATE_MAX), ttl);
         let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
         let cert = params.signed_by(&request.public_key, &issuer)?;
         Ok(IssuedCert {
             cert: cert.der().clone(),
             key_fingerprint: to_hex(&fingerprint(request.public_key.der_bytes())),
+            expires_unix,
         })
     }
 
@@ -707,6 +796,65 @@ fn admin_cert_fits(cert: &CertificateDer<'static>, ca: &CertificateDer<'static>,
     Ok(())
 }
 
+/// The console's server certificate in `dir`, reissued (same key) when it
+/// does not fit `ca` and `names`, or less than a third of its life is left
+/// at `now_unix`.
+fn renew_console_cert(
+    dir: &Path,
+    ca: &CertificateDer<'static>,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    names: Option<&[String]>,
+    now_unix: u64,
+) -> Result<CertificateDer<'static>, PkiError> {
+    let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
+    keep_or_issue(
+        &dir.join(CONSOLE_CERT_FILE),
+        |cert| console_cert_fits(cert, ca, &console_key, names).and_then(|()| not_due(cert, now_unix)),
+        || {
+            let wanted = names.map_or_else(|| vec![CONSOLE_SERVER_NAME.to_string()], <[String]>::to_vec);
+            let mut params = CertificateParams::new(wanted)?;
+            params.distinguished_name = common_name("ringwatch console");
+            valid_between(&mut params, now_unix, CONSOLE_BACKDATE, CONSOLE_TTL);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            Ok(params.signed_by(&console_key, issuer)?.der().clone())
+        },
+    )
+}
+
+/// The admin certificate in `dir`, reissued (same key) when it does not
+/// fit `ca`, or less than a third of its life is left at `now_unix`.
+fn renew_admin_cert(
+    dir: &Path,
+    ca: &CertificateDer<'static>,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    now_unix: u64,
+) -> Result<CertificateDer<'static>, PkiError> {
+    let admin_key = load_or_create_key(&dir.join(ADMIN_KEY_FILE))?;
+    keep_or_issue(
+        &dir.join(ADMIN_CERT_FILE),
+        |cert| admin_cert_fits(cert, ca, &admin_key).and_then(|()| not_due(cert, now_unix)),
+        || {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = common_name("ringwatch admin");
+            valid_between(&mut params, now_unix, CONSOLE_BACKDATE, CONSOLE_TTL);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            Ok(params.signed_by(&admin_key, issuer)?.der().clone())
+        },
+    )
+}
+
+/// Refuses a certificate with less than a third of its life left.
+fn not_due(cert: &CertificateDer<'_>, now_unix: u64) -> Result<(), String> {
+    let validity = ringwatch_net::cert::validity(cert)?;
+    if validity.renewal_due(now_unix) {
+        return Err(format!(
+            "less than a third of its life is left (it expires {})",
+            ringwatch_net::cert::format_unix(validity.not_after_unix)
+        ));
+    }
+    Ok(())
+}
+
 /// The certificate in `path` if `fits` accepts it; otherwise a new one from
 /// `make`, checked with `fits` too and stored.
 fn keep_or_issue(
@@ -756,10 +904,26 @@ fn load_or_create_cert(
 
 /// Years the cluster CA is valid.
 const CA_YEARS: i32 = 20;
-/// Years the console's and the admin certificates are valid.
-const CONSOLE_YEARS: i32 = 10;
-/// Years an agent's certificate is valid; after that it joins again.
-const AGENT_YEARS: i32 = 5;
+/// How long the console's and the admin certificates are valid: a year,
+/// renewed by the console with four months left.
+const CONSOLE_TTL: u64 = 365 * 86_400;
+/// How far in the past the console's and admin certificates start: agents
+/// on hosts whose clocks lag a little still accept them.
+const CONSOLE_BACKDATE: u64 = 86_400;
+/// At most this far in the past an agent's certificate starts (a tenth of
+/// its lifetime when that is less): only consoles verify it, whose clocks
+/// agree closely.
+const AGENT_BACKDATE_MAX: u64 = 3_600;
+
+/// Valid from `backdate` seconds before `now_unix` until `ttl` seconds
+/// after it; returns the expiry, Unix seconds.
+fn valid_between(params: &mut CertificateParams, now_unix: u64, backdate: u64, ttl: u64) -> u64 {
+    let at = |unix: u64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix);
+    let expires = now_unix.saturating_add(ttl);
+    params.not_before = at(now_unix.saturating_sub(backdate));
+    params.not_after = at(expires);
+    expires
+}
 
 /// Valid from the start of last year (clock skew between hosts never makes a
 /// new certificate "not yet valid") for `years` years.

@@ -188,7 +188,7 @@ fn identify(connection: &Connection, pki: &ClusterPki) -> Result<Peer, Refusal> 
         .map_err(|_| unknown("the client certificate could not be read"))?;
     let cert = certs.first().ok_or_else(|| unknown("no client certificate was presented"))?;
     let cert_fingerprint = fingerprint(cert);
-    if cert_fingerprint == pki.admin_fingerprint {
+    if pki.is_admin(&cert_fingerprint) {
         return Ok(Peer::Admin);
     }
     Ok(Peer::Agent { cert_fingerprint: to_hex(&cert_fingerprint) })
@@ -476,6 +476,7 @@ async fn read_agent_frames(
                 SessionEvent::Instance(report)
             }
             Ok(Some(AgentFrame::Goodbye { reason })) => SessionEvent::Goodbye(cap_message(&reason)),
+            Ok(Some(AgentFrame::Renew(request))) => SessionEvent::Renew(request.csr_der),
             Ok(Some(other)) => {
                 return ReaderEnd::Refused(Refusal {
                     kind: RefusalKind::ProtocolViolation,
@@ -542,6 +543,7 @@ pub(crate) fn frame_name(frame: &AgentFrame) -> &'static str {
         AgentFrame::Inventory(_) => "an inventory",
         AgentFrame::Instance(_) => "an instance report",
         AgentFrame::Goodbye { .. } => "a goodbye",
+        AgentFrame::Renew(_) => "a certificate renewal",
     }
 }
 
