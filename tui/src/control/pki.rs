@@ -761,6 +761,7 @@ fn console_cert_fits(
     ca: &CertificateDer<'static>,
     key: &KeyPair,
     names: Option<&[String]>,
+    now_unix: u64,
 ) -> Result<(), String> {
     check_key(cert, key)?;
     let mut roots = RootCertStore::empty();
@@ -770,7 +771,7 @@ fn console_cert_fits(
         .map_err(|err| err.to_string())?;
     let server_name = ServerName::try_from(CONSOLE_SERVER_NAME).map_err(|err| err.to_string())?;
     verifier
-        .verify_server_cert(cert, &[], &server_name, &[], UnixTime::now())
+        .verify_server_cert(cert, &[], &server_name, &[], unix_time(now_unix))
         .map_err(|err| format!("agents would refuse it: {err}"))?;
     if let Some(names) = names {
         let present = certificate_names(cert).map_err(|err| err.to_string())?;
@@ -783,7 +784,12 @@ fn console_cert_fits(
 
 /// Whether `cert` serves as the admin certificate: for `key`, valid now,
 /// chaining to `ca` for client use.
-fn admin_cert_fits(cert: &CertificateDer<'static>, ca: &CertificateDer<'static>, key: &KeyPair) -> Result<(), String> {
+fn admin_cert_fits(
+    cert: &CertificateDer<'static>,
+    ca: &CertificateDer<'static>,
+    key: &KeyPair,
+    now_unix: u64,
+) -> Result<(), String> {
     check_key(cert, key)?;
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).map_err(|err| format!("the CA certificate is unusable: {err}"))?;
@@ -791,7 +797,7 @@ fn admin_cert_fits(cert: &CertificateDer<'static>, ca: &CertificateDer<'static>,
         .build()
         .map_err(|err| err.to_string())?;
     verifier
-        .verify_client_cert(cert, &[], UnixTime::now())
+        .verify_client_cert(cert, &[], unix_time(now_unix))
         .map_err(|err| format!("the console would refuse it: {err}"))?;
     Ok(())
 }
@@ -809,7 +815,7 @@ fn renew_console_cert(
     let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
     keep_or_issue(
         &dir.join(CONSOLE_CERT_FILE),
-        |cert| console_cert_fits(cert, ca, &console_key, names).and_then(|()| not_due(cert, now_unix)),
+        |cert| console_cert_fits(cert, ca, &console_key, names, now_unix).and_then(|()| not_due(cert, now_unix)),
         || {
             let wanted = names.map_or_else(|| vec![CONSOLE_SERVER_NAME.to_string()], <[String]>::to_vec);
             let mut params = CertificateParams::new(wanted)?;
@@ -832,7 +838,7 @@ fn renew_admin_cert(
     let admin_key = load_or_create_key(&dir.join(ADMIN_KEY_FILE))?;
     keep_or_issue(
         &dir.join(ADMIN_CERT_FILE),
-        |cert| admin_cert_fits(cert, ca, &admin_key).and_then(|()| not_due(cert, now_unix)),
+        |cert| admin_cert_fits(cert, ca, &admin_key, now_unix).and_then(|()| not_due(cert, now_unix)),
         || {
             let mut params = CertificateParams::default();
             params.distinguished_name = common_name("ringwatch admin");
@@ -841,6 +847,11 @@ fn renew_admin_cert(
             Ok(params.signed_by(&admin_key, issuer)?.der().clone())
         },
     )
+}
+
+/// `now_unix` as rustls takes it.
+fn unix_time(now_unix: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(now_unix))
 }
 
 /// Refuses a certificate with less than a third of its life left.
@@ -945,6 +956,23 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0; bytes];
     let _ = SystemRandom::new().fill(&mut buf);
     to_hex(&buf)
+}
+
+/// The warning about a CA that expires at `expires_unix`, seen at
+/// `now_unix`: what `status` and the console's log say within 90 days of
+/// it, and what to do.
+pub fn ca_expiry_warning(expires_unix: u64, now_unix: u64) -> String {
+    let when = ringwatch_net::cert::format_unix(expires_unix);
+    if expires_unix < now_unix {
+        format!(
+            "the cluster CA expired at {when}: no agent can connect; make a new cluster PKI and join every agent again (README.md, \"Certificates\")"
+        )
+    } else {
+        format!(
+            "the cluster CA expires at {when}, in {} days: plan its replacement — a new cluster PKI, then every agent joins again (README.md, \"Certificates\")",
+            (expires_unix - now_unix) / 86_400
+        )
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -1144,7 +1172,7 @@ mod tests {
             CertificateDer::from_pem_slice(&std::fs::read(second_dir.path().join(ADMIN_CERT_FILE)).unwrap()).unwrap();
         let admin_key =
             KeyPair::from_pem(&std::fs::read_to_string(second_dir.path().join(ADMIN_KEY_FILE)).unwrap()).unwrap();
-        assert_eq!(admin_cert_fits(&admin_cert, &first.ca, &admin_key), Ok(()));
+        assert_eq!(admin_cert_fits(&admin_cert, &first.ca, &admin_key, unix_now()), Ok(()));
     }
 
     #[test]
@@ -1251,5 +1279,67 @@ mod tests {
         let err = ClusterPki::load_or_create(dir.path()).unwrap_err();
         assert!(err.to_string().contains("not the key of the CA certificate"), "{err}");
         assert!(err.to_string().contains("pki import --force"), "{err}");
+    }
+
+    #[test]
+    fn agent_certificates_live_the_configured_lifetime_and_renew_at_two_thirds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pki = ClusterPki::load_or_create(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let csr = ringwatch_agent::credentials::signing_request("node-a", &key).unwrap();
+        let now = 1_795_883_482;
+
+        let default = pki.issue_agent_cert_at("node-a", &csr, now).unwrap();
+        let validity = ringwatch_net::cert::validity(&default.cert).unwrap();
+        assert_eq!(validity.not_after_unix, now + 30 * 86_400);
+        assert_eq!(default.expires_unix, validity.not_after_unix);
+        assert_eq!(validity.not_before_unix, now - 3_600, "an hour back at most");
+        assert!(!validity.renewal_due(now + 19 * 86_400));
+        assert!(validity.renewal_due(now + 20 * 86_400));
+
+        pki.set_agent_cert_ttl(Duration::from_secs(30));
+        let short = pki.issue_agent_cert_at("node-a", &csr, now).unwrap();
+        let validity = ringwatch_net::cert::validity(&short.cert).unwrap();
+        assert_eq!((validity.not_before_unix, validity.not_after_unix), (now - 3, now + 30));
+        assert_eq!(validity.renew_at_unix(), now + 19, "two thirds of 33 s from 3 s before issue");
+    }
+
+    #[test]
+    fn console_and_admin_certificates_last_a_year_and_renew_with_a_third_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_for_console(dir.path(), listen("127.0.0.1")).unwrap();
+        let now = unix_now();
+        let validity = ringwatch_net::cert::validity(&pki.console_cert).unwrap();
+        assert_eq!(validity.not_after_unix - validity.not_before_unix, 366 * 86_400, "a year, from a day back");
+        let ca = pki.ca_validity();
+        assert!(ca.not_after_unix > now + 19 * 365 * 86_400, "the CA lives 20 years");
+
+        assert_eq!(pki.renew_due(Some(listen("127.0.0.1")), now).unwrap(), None, "nothing is due yet");
+        let admin_before = std::fs::read(dir.path().join(ADMIN_CERT_FILE)).unwrap();
+        let later = validity.renew_at_unix() + 60;
+        let renewed = pki.renew_due(Some(listen("127.0.0.1")), later).unwrap().expect("the server certificate is due");
+        assert_ne!(renewed, pki.console_cert);
+        assert_eq!(pki.current_console_cert(), renewed, "what the endpoint serves from now on");
+        let console_key = KeyPair::from_pem(&std::fs::read_to_string(dir.path().join(CONSOLE_KEY_FILE)).unwrap()).unwrap();
+        let names = console_names(listen("127.0.0.1"));
+        assert_eq!(console_cert_fits(&renewed, &pki.ca, &console_key, Some(&names), later), Ok(()), "agents accept it");
+        assert_eq!(certificate_names(&renewed).unwrap(), vec!["127.0.0.1", CONSOLE_SERVER_NAME]);
+        assert!(ringwatch_net::cert::validity(&renewed).unwrap().not_after_unix >= later + 364 * 86_400);
+
+        let admin_after = std::fs::read(dir.path().join(ADMIN_CERT_FILE)).unwrap();
+        assert_ne!(admin_after, admin_before, "the admin certificate was renewed in the data dir");
+        let new_admin = fingerprint(&CertificateDer::from_pem_slice(&admin_after).unwrap());
+        assert!(pki.is_admin(&new_admin), "the renewed admin certificate is accepted at once");
+        assert!(pki.is_admin(&pki.admin_fingerprint), "and the old one until it expires");
+        assert!(!pki.is_admin(&[0; 32]));
+        assert_eq!(pki.renew_due(Some(listen("127.0.0.1")), later).unwrap(), None, "renewed once");
+    }
+
+    #[test]
+    fn the_ca_warning_says_when_and_what_to_do() {
+        let now = 1_795_883_482;
+        let warning = ca_expiry_warning(now + 30 * 86_400, now);
+        assert!(warning.contains("in 30 days") && warning.contains("joins again"), "{warning}");
+        assert!(ca_expiry_warning(now - 1, now).contains("expired at"));
     }
 }

@@ -450,4 +450,73 @@ mod tests {
         assert!(err.contains("not 31 days:"), "{err}");
         assert!(check_ttl(Duration::ZERO).is_err());
     }
+
+    fn issued(cert: &[u8], key: &str, expires_unix: u64) -> IssuedCert {
+        IssuedCert {
+            cert: rustls::pki_types::CertificateDer::from(cert.to_vec()),
+            key_fingerprint: key.into(),
+            expires_unix,
+        }
+    }
+
+    #[test]
+    fn a_renewal_is_recorded_and_the_old_credential_retires_when_the_new_one_connects() {
+        let (mut registry, _dir, token) = registry_with_token();
+        let a = name("a");
+        registry.record_join("cert-1".into(), a.clone(), "key-1".into(), token.clone(), 1_000, 1_030);
+        let interval = Duration::from_secs(3);
+        let err = registry.check_renewal(&a, "cert-1", 1_001, interval).unwrap_err();
+        assert!(err.contains("renewals are at least 3s apart"), "{err}");
+        registry.check_renewal(&a, "cert-1", 1_020, interval).unwrap();
+        assert!(registry.check_renewal(&name("b"), "cert-1", 1_020, interval).is_err(), "only its own credential");
+        registry.take_changes();
+
+        let renewed = issued(b"new certificate", "key-2", 1_050);
+        let new_fingerprint = to_hex(&fingerprint(&renewed.cert));
+        registry.record_renewal(&a, "cert-1", &renewed, 1_020);
+        let changes = registry.take_changes();
+        assert_eq!(changes.len(), 2, "the old record names its renewal, the new one is written: {changes:?}");
+        assert_eq!(registry.current_certificates()["a"], (new_fingerprint.as_str(), Some(1_050)));
+        assert_eq!(registry.credentials[&new_fingerprint].token_id.as_deref(), Some(token.as_str()));
+
+        // The old certificate stays valid on the live connection and the
+        // next one, until the agent connects with the new one.
+        assert_eq!(registry.identify("cert-1", 1_021).unwrap().1, "key-1");
+        assert!(registry.take_changes().is_empty());
+        assert_eq!(registry.identify(&new_fingerprint, 1_022).unwrap(), (a.clone(), "key-2".to_string()));
+        assert_eq!(registry.take_changes(), vec![Change::CredentialRemoved("cert-1".into())]);
+        assert!(registry.identify("cert-1", 1_023).is_err(), "retired");
+
+        // The name now belongs to the new key; revocation covers it.
+        registry.check_join(&a, "key-2", &token, 1_023).unwrap();
+        assert_eq!(registry.check_join(&a, "key-1", &token, 1_023).unwrap_err().kind, RefusalKind::NameTaken);
+        assert_eq!(registry.revoke_node("a"), 1);
+        assert!(registry.identify(&new_fingerprint, 1_024).is_err());
+    }
+
+    #[test]
+    fn while_a_renewal_is_unused_both_keys_own_the_name() {
+        let (mut registry, _dir, token) = registry_with_token();
+        let a = name("a");
+        registry.record_join("cert-1".into(), a.clone(), "key-1".into(), token.clone(), 1_000, 1_030);
+        registry.record_renewal(&a, "cert-1", &issued(b"renewed", "key-2", 1_050), 1_020);
+        // The agent may have crashed before storing the renewal: its old key
+        // still joins again; a stranger's does not.
+        registry.check_join(&a, "key-1", &token, 1_021).unwrap();
+        registry.check_join(&a, "key-2", &token, 1_021).unwrap();
+        assert_eq!(registry.check_join(&a, "key-3", &token, 1_021).unwrap_err().kind, RefusalKind::NameTaken);
+    }
+
+    #[test]
+    fn regression_an_expired_credential_is_refused_saying_to_join_again() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_030);
+        assert!(registry.identify("cert-1", 1_030).is_ok());
+        let refusal = registry.identify("cert-1", 1_031).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::UnknownCredential);
+        assert!(refusal.reason.contains("expired at 1970-01-01 00:17:10 UTC"), "{}", refusal.reason);
+        assert!(refusal.reason.contains("join the agent again with a token"), "{}", refusal.reason);
+        // It joins again with its key and a token.
+        registry.check_join(&name("a"), "key-1", &token, 1_031).unwrap();
+    }
 }
