@@ -553,6 +553,7 @@ impl Owner {
             }
         };
         self.registry.record_renewal(node, &cert_fingerprint, &issued, now_unix);
+        self.table.renewed_key(node, &issued.key_fingerprint);
         self.events.emit(
             Some(node.as_str()),
             None,
