@@ -246,11 +246,12 @@ fn write(dir: &Path, file: &str, bytes: &[u8], mode: u32) -> Result<(), AgentErr
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
     fn key_is_made_once_and_kept_private() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let first = load_or_create_key(dir.path()).unwrap();
         let second = load_or_create_key(dir.path()).unwrap();
@@ -263,5 +264,68 @@ mod tests {
     fn no_certificate_means_not_joined() {
         let dir = tempfile::tempdir().unwrap();
         assert!(Credentials::load(dir.path()).unwrap().is_none());
+    }
+
+    /// A certificate for `key`, signed by a throwaway CA.
+    fn cert_for(key: &KeyPair) -> Vec<u8> {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        CertificateParams::default().signed_by(key, &issuer).unwrap().der().to_vec()
+    }
+
+    fn joined(dir: &Path) -> KeyPair {
+        let key = load_or_create_key(dir).unwrap();
+        Credentials::store_grant(dir, "a", &cert_for(&key), &cert_for(&key)).unwrap();
+        key
+    }
+
+    #[test]
+    fn a_renewal_replaces_key_and_certificate_and_a_retry_keeps_the_pending_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = joined(dir.path());
+        let next = next_key(dir.path()).unwrap();
+        assert_eq!(
+            next_key(dir.path()).unwrap().public_key_raw(),
+            next.public_key_raw(),
+            "a retry asks for the same key"
+        );
+        assert_ne!(next.public_key_raw(), old.public_key_raw());
+
+        let err = store_renewal(dir.path(), &cert_for(&old)).unwrap_err();
+        assert!(err.to_string().contains("not for the key"), "{err}");
+        let renewed = cert_for(&next);
+        store_renewal(dir.path(), &renewed).unwrap();
+        let loaded = Credentials::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.cert.as_ref(), renewed.as_slice());
+        assert_eq!(loaded.key_pkcs8, next.serialize_der());
+        assert!(!dir.path().join(NEXT_KEY_FILE).exists() && !dir.path().join(NEXT_CERT_FILE).exists());
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the renewed key is private");
+    }
+
+    #[test]
+    fn regression_a_crash_between_the_renames_is_finished_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        joined(dir.path());
+        let next = next_key(dir.path()).unwrap();
+        let renewed = cert_for(&next);
+        // The certificate is stored beside the key and the key renamed; the
+        // process dies before the certificate's rename.
+        write(dir.path(), NEXT_CERT_FILE, to_pem("CERTIFICATE", &renewed).as_bytes(), PUBLIC).unwrap();
+        rename(dir.path(), NEXT_KEY_FILE, KEY_FILE).unwrap();
+        let loaded = Credentials::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.cert.as_ref(), renewed.as_slice(), "the renewal was finished");
+        assert_eq!(loaded.key_pkcs8, next.serialize_der());
+    }
+
+    #[test]
+    fn a_pending_key_without_a_certificate_leaves_the_credentials_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = joined(dir.path());
+        next_key(dir.path()).unwrap();
+        let loaded = Credentials::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.key_pkcs8, old.serialize_der(), "the console never answered: the old pair stays");
     }
 }

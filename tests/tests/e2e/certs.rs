@@ -91,9 +91,8 @@ fn an_agent_certificate_renews_over_the_live_link_and_the_next_connection_uses_i
     agent.kill9();
     let (current, _, _) = stored_credentials(&agent_dir);
     let mut agent = Agent::start_stored(console.addr(), "a", &agent_dir, &[]);
-    let connected = agent.wait_for_log(LIVENESS, "the restarted agent to connect", |log| {
-        log.contains("connected to the console at")
-    });
+    let connected = agent
+        .wait_for_log(LIVENESS, "the restarted agent to connect", |log| log.contains("connected to the console at"));
     assert!(connected, "the restarted agent connects with its renewed certificate\n{}", agent.log_tail());
     let status = console.wait_for_states(&[("a", Alive)]);
     let node = status.node("a").unwrap_or_else(|| panic!("no node a: {status}"));

@@ -293,7 +293,12 @@ const CERTIFICATE_CHECK: Duration = Duration::from_secs(86_400 / 4);
 /// their life is left, swapping the server certificate into the running
 /// endpoint (connections stay), and warns — at start, then daily — when
 /// the CA expires within 90 days (README.md, "Certificates").
-async fn renew_certificates(pki: Arc<ClusterPki>, endpoint: quinn::Endpoint, listen: SocketAddr, shutdown: CancellationToken) {
+async fn renew_certificates(
+    pki: Arc<ClusterPki>,
+    endpoint: quinn::Endpoint,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) {
     let mut check = tokio::time::interval(CERTIFICATE_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_warning: Option<u64> = None;

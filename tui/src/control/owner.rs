@@ -565,7 +565,11 @@ impl Owner {
         // The answer waits until the new credential is durable: a console
         // killed before would refuse the certificate it handed out.
         let seq = self.commit(Effects::default());
-        self.held.push_back(Held::Frame { seq, node: node.clone(), frame: ConsoleFrame::Renewed { cert_der: issued.cert.to_vec() } });
+        self.held.push_back(Held::Frame {
+            seq,
+            node: node.clone(),
+            frame: ConsoleFrame::Renewed { cert_der: issued.cert.to_vec() },
+        });
     }
 
     fn join(&mut self, request: JoinCheck, reply: oneshot::Sender<Result<(), Refusal>>) {

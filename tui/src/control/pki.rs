@@ -57,9 +57,9 @@ use rcgen::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use ringwatch_net::files::{self, PRIVATE, PUBLIC};
-use ringwatch_shared::lifetime::{DEFAULT_AGENT_CERT_TTL, Validity};
 use ringwatch_net::pem::{self, to_pem};
 use ringwatch_net::tls::provider;
+use ringwatch_shared::lifetime::{DEFAULT_AGENT_CERT_TTL, Validity};
 use ringwatch_shared::protocol::CONSOLE_SERVER_NAME;
 use ringwatch_shared::token::{JoinToken, fingerprint, to_hex};
 use rustls::RootCertStore;
@@ -326,12 +326,7 @@ impl ClusterPki {
     /// since.
     pub fn is_admin(&self, cert_fingerprint: &[u8; 32]) -> bool {
         *cert_fingerprint == self.admin_fingerprint
-            || self
-                .renewed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .admin_fingerprints
-                .contains(cert_fingerprint)
+            || self.renewed.lock().unwrap_or_else(PoisonError::into_inner).admin_fingerprints.contains(cert_fingerprint)
     }
 
     /// Renews the console's server certificate and the admin certificate
@@ -343,7 +338,11 @@ impl ClusterPki {
     ///
     /// # Errors
     /// When files cannot be read or written, or the CA cannot sign.
-    pub fn renew_due(&self, listen: Option<SocketAddr>, now_unix: u64) -> Result<Option<CertificateDer<'static>>, PkiError> {
+    pub fn renew_due(
+        &self,
+        listen: Option<SocketAddr>,
+        now_unix: u64,
+    ) -> Result<Option<CertificateDer<'static>>, PkiError> {
         let lock = init_lock(&self.dir)?;
         let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
         let names = listen.map(console_names);
@@ -1320,7 +1319,8 @@ mod tests {
         let renewed = pki.renew_due(Some(listen("127.0.0.1")), later).unwrap().expect("the server certificate is due");
         assert_ne!(renewed, pki.console_cert);
         assert_eq!(pki.current_console_cert(), renewed, "what the endpoint serves from now on");
-        let console_key = KeyPair::from_pem(&std::fs::read_to_string(dir.path().join(CONSOLE_KEY_FILE)).unwrap()).unwrap();
+        let console_key =
+            KeyPair::from_pem(&std::fs::read_to_string(dir.path().join(CONSOLE_KEY_FILE)).unwrap()).unwrap();
         let names = console_names(listen("127.0.0.1"));
         assert_eq!(console_cert_fits(&renewed, &pki.ca, &console_key, Some(&names), later), Ok(()), "agents accept it");
         assert_eq!(certificate_names(&renewed).unwrap(), vec!["127.0.0.1", CONSOLE_SERVER_NAME]);
