@@ -477,7 +477,7 @@ impl Attempt<'_> {
             .until_shutdown(timeout(ANSWER_TIMEOUT, read_console_frame(&mut recv, self.terms)))
             .await?
             .map_err(|_| LinkFailure::Retry("the console did not answer the hello".into()))?;
-        match answer {
+        let renew_now = match answer {
             Ok(Some(ConsoleFrame::Welcome(welcome))) => {
                 info!(
                     node = %welcome.node,
@@ -492,17 +492,18 @@ impl Attempt<'_> {
                 if let Some(welcomed) = &config.welcomed {
                     welcomed.notify_one();
                 }
+                welcome.renew_now
             }
             Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
             Ok(Some(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
             Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),
             Ok(None) => return Err(closed_early(&connection).await),
             Err(err) => return Err(read_error(&connection, err).await),
-        }
+        };
         if let Some(workers) = workers.as_deref_mut() {
             workers.heard_console();
         }
-        let welcomed = Welcomed { config, connection: &connection, terms: self.terms, credentials };
+        let welcomed = Welcomed { config, connection: &connection, terms: self.terms, credentials, renew_now };
         match welcomed.serve(send, recv, metrics, workers, self.shutdown).await {
             Ok(end) => Ok(end),
             Err(LinkFailure::Retry(reason) | LinkFailure::NameInUse(reason)) => {
@@ -549,6 +550,8 @@ struct Welcomed<'a> {
     /// The credentials it connected with: their certificate is renewed
     /// over it (README.md, "Certificates").
     credentials: &'a Credentials,
+    /// The console asked for a renewal at once.
+    renew_now: bool,
 }
 
 impl Welcomed<'_> {
@@ -590,6 +593,10 @@ impl Welcomed<'_> {
         let mut silence_check = tokio::time::interval(CONSOLE_SILENCE_CHECK);
         silence_check.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut renewal = Renewal::new(self.credentials.validity()?);
+        if self.renew_now {
+            info!("the console asks for a renewal now: the certificate outlives its agent certificate lifetime");
+            renewal.next = Some(tokio::time::Instant::now());
+        }
         loop {
             let next_report = async {
                 match workers.as_deref_mut() {
@@ -1008,6 +1015,25 @@ fn host_name() -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn regression_renewal_retries_double_up_to_the_cap_and_a_renewal_starts_over() {
+        let validity = ringwatch_shared::lifetime::Validity { not_before_unix: 0, not_after_unix: u64::MAX / 2 };
+        let mut renewal = Renewal::new(validity);
+        assert!(renewal.next.is_some_and(|next| next > tokio::time::Instant::now() + Duration::from_secs(86_400)));
+        renewal.asked();
+        assert!(renewal.next.is_none(), "no second request while one is awaited");
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            delays.push(renewal.retry);
+            renewal.failed("test");
+            assert!(renewal.next.is_some() && renewal.asked_at.is_none());
+        }
+        assert_eq!(delays[..4], [1, 2, 4, 8].map(Duration::from_secs));
+        assert_eq!(delays[11], RENEW_RETRY_CAP, "capped, not grown past it: {delays:?}");
+        let due = ringwatch_shared::lifetime::Validity { not_before_unix: 0, not_after_unix: 3 };
+        assert_eq!(Renewal::new(due).retry, RENEW_RETRY_BASE, "a new certificate starts the backoff over");
+    }
+
     #[test]
     fn crypto_codes_are_the_tls_alert_range() {
         assert!(is_crypto(0x100 + 42));
@@ -1019,6 +1045,7 @@ mod tests {
         let welcome = ConsoleFrame::Welcome(ringwatch_shared::protocol::Welcome {
             node: ringwatch_shared::names::NodeName::parse("a").unwrap(),
             console_version: "test".into(),
+            renew_now: false,
         });
         codec::encode_frame(&FromConsole { term, frame: welcome }).unwrap()
     }

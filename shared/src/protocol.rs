@@ -219,6 +219,10 @@ pub struct Welcome {
     pub node: NodeName,
     /// The console's build, for the agent's log.
     pub console_version: String,
+    /// Renew the certificate now rather than at two thirds of its life: it
+    /// outlives the console's agent certificate lifetime (issued before
+    /// certificates were renewed, or under a longer setting).
+    pub renew_now: bool,
 }
 
 /// Credentials for a newly joined agent.

@@ -105,6 +105,36 @@ fn an_agent_certificate_renews_over_the_live_link_and_the_next_connection_uses_i
 }
 
 #[test]
+fn a_certificate_outliving_a_shortened_lifetime_is_renewed_at_once() {
+    let sandbox = Sandbox::new("cert-shortened");
+    let console_dir = sandbox.dir("console");
+    let mut console = Console::start(&console_dir);
+    let token = console.join_token();
+    let agent_dir = sandbox.dir("agent-a");
+    let mut agent = Agent::start(console.addr(), &token, "a", &agent_dir, &[]);
+    let status = console.wait_for_states(&[("a", Alive)]);
+    let (first, _, _) = stored_credentials(&agent_dir);
+    let thirty_days = status.node("a").and_then(|node| node.cert_expires_unix).unwrap_or_else(|| panic!("{status}"));
+    sandbox.step("a joined with a 30-day certificate");
+
+    let addr = console.addr();
+    console.kill();
+    let mut console = Console::start_listening(&console_dir, &addr.to_string(), &["--agent-cert-ttl", SHORT_TTL]);
+    sandbox.step("the console restarted with --agent-cert-ttl 30s");
+    let status = console.wait_for_within(RENEWAL, "a renewed under the shorter lifetime", |status| {
+        status.node("a").is_some_and(|node| {
+            node.state == Alive && node.cert_expires_unix.is_some_and(|expires| expires + 60 < thirty_days)
+        })
+    });
+    let stored = agent.wait_for_log(LIVENESS, "the agent to store its renewed certificate", |log| {
+        log.contains("certificate renewed")
+    });
+    assert!(stored, "{}", agent.log_tail());
+    agent.assert_log_mentions(&["the console asks for a renewal now"]);
+    assert_ne!(stored_credentials(&agent_dir).0, first, "{status}");
+}
+
+#[test]
 fn regression_an_expired_agent_certificate_is_refused_saying_to_join_again() {
     let sandbox = Sandbox::new("cert-expired");
     let mut console = Console::start_with(&sandbox.dir("console"), &["--agent-cert-ttl", SHORT_TTL]);

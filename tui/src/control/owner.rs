@@ -149,6 +149,9 @@ pub struct Admitted {
     pub liveness: Arc<Liveness>,
     /// The limits its samples are checked against.
     pub limits: ringwatch_shared::limits::ResourceLimits,
+    /// Its certificate outlives the agent certificate lifetime: it is asked
+    /// to renew at once (README.md, "Certificates").
+    pub renew_now: bool,
 }
 
 /// What the owner publishes for readers: the status document, every
@@ -483,7 +486,10 @@ impl Owner {
         connection: quinn::Connection,
         outbox: mpsc::Sender<Bytes>,
     ) -> Result<Admitted, Refusal> {
-        let (node, key_fingerprint) = self.registry.identify(cert_fingerprint, unix_now())?;
+        let now_unix = unix_now();
+        let (node, key_fingerprint) = self.registry.identify(cert_fingerprint, now_unix)?;
+        let ttl = self.pki.agent_cert_ttl();
+        let renew_now = self.registry.outlives(cert_fingerprint, now_unix.saturating_add((ttl + ttl / 10).as_secs()));
         // Records a renewed certificate in use retired are removed with the
         // next batch; nothing waits for that.
         self.commit(Effects::default());
@@ -500,7 +506,7 @@ impl Owner {
         if let Some(transition) = accepted.transition {
             self.transition(transition, now);
         }
-        Ok(Admitted { node, liveness: accepted.liveness, limits: self.table.limits().clone() })
+        Ok(Admitted { node, liveness: accepted.liveness, limits: self.table.limits().clone(), renew_now })
     }
 
     fn session(&mut self, node: &NodeName, connection: ConnectionId, event: SessionEvent) {

@@ -184,6 +184,15 @@ impl Registry {
         newest.into_iter().map(|(name, (fingerprint, record))| (name, (fingerprint, record.expires_unix))).collect()
     }
 
+    /// Whether the certificate with `cert_fingerprint` is valid beyond
+    /// `limit_unix`, or has no recorded expiry (issued before certificates
+    /// were renewed): its agent is asked to renew it at once.
+    pub fn outlives(&self, cert_fingerprint: &str, limit_unix: u64) -> bool {
+        self.credentials
+            .get(cert_fingerprint)
+            .is_some_and(|record| record.expires_unix.is_none_or(|expires| expires > limit_unix))
+    }
+
     /// Whether `name` may join with the key `key_fingerprint` using token
     /// `token_id` at `now_unix`.
     ///
@@ -492,6 +501,19 @@ mod tests {
         assert_eq!(registry.check_join(&a, "key-1", &token, 1_023).unwrap_err().kind, RefusalKind::NameTaken);
         assert_eq!(registry.revoke_node("a"), 1);
         assert!(registry.identify(&new_fingerprint, 1_024).is_err());
+    }
+
+    #[test]
+    fn certificates_outliving_the_lifetime_are_renewed_at_once() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_030);
+        assert!(!registry.outlives("cert-1", 1_033));
+        assert!(registry.outlives("cert-1", 1_029), "issued under a longer lifetime");
+        let mut legacy = registry.credentials["cert-1"].clone();
+        legacy.expires_unix = None;
+        registry.credentials.insert("cert-0".into(), legacy);
+        assert!(registry.outlives("cert-0", u64::MAX), "issued before certificates were renewed");
+        assert!(!registry.outlives("unknown", 0));
     }
 
     #[test]

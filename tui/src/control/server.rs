@@ -301,6 +301,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, leader
         let welcome = ConsoleFrame::Welcome(Welcome {
             node: node.clone(),
             console_version: env!("CARGO_PKG_VERSION").to_string(),
+            renew_now: admitted.renew_now,
         });
         let written = match encode(leader.term, welcome) {
             Ok(frame) => send.write_all(&frame).await.map_err(|err| err.to_string()),
