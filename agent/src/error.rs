@@ -24,6 +24,18 @@ pub enum AgentError {
         /// What is wrong.
         problem: String,
     },
+    /// The agent's certificate expired: it was not renewed in time (the
+    /// agent was down, or the console unreachable, for a third of its
+    /// lifetime).
+    #[error(
+        "the agent's certificate in \"{dir}\" expired at {expired}: join again with a token: run `ringwatch join-token` on the console and start the agent with --token TOKEN (it keeps its name and key)"
+    )]
+    CertificateExpired {
+        /// The data dir.
+        dir: PathBuf,
+        /// When it expired (UTC).
+        expired: String,
+    },
     /// The agent has no credentials and no token to join with.
     #[error(
         "no credentials in \"{0}\" and no --token to join with: run `ringwatch join-token` on the console and pass its output as --token"

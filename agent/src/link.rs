@@ -25,7 +25,7 @@ use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::protocol::{
     AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, FromConsole, Heartbeat, Hello, InstanceReport,
-    InstanceState, JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, close_code,
+    InstanceState, JoinRequest, PROTOCOL_VERSION, Refusal, RefusalKind, RenewRequest, close_code,
 };
 use ringwatch_shared::token::JoinToken;
 use tokio::io::AsyncRead;
@@ -75,6 +75,11 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 /// for QUIC's idle timeout. With a single console the agent waits that out,
 /// as it has nowhere else to go.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first delay before a failed certificate renewal is tried again.
+const RENEW_RETRY_BASE: Duration = Duration::from_secs(1);
+/// No renewal retry waits longer: a third of a 30-day certificate's life
+/// leaves room for hundreds of tries.
+const RENEW_RETRY_CAP: Duration = Duration::from_secs(600);
 /// A leader's address is `HOST:PORT`; a standby's answer longer than this
 /// is not one, and is cut before it reaches a log.
 const MAX_LEADER_LEN: usize = 300;
@@ -380,7 +385,22 @@ fn credentials_for(config: &LinkConfig) -> Result<Option<Credentials>, AgentErro
             credentials.name
         )));
     }
+    let validity = credentials.validity()?;
+    if validity.expired(unix_now()) {
+        let expired = ringwatch_net::cert::format_unix(validity.not_after_unix);
+        if config.token.is_some() {
+            // The token lets the node join again under its name, with its key.
+            warn!(node = %credentials.name, "the agent's certificate expired at {expired}; joining again with --token");
+            return Ok(None);
+        }
+        return Err(AgentError::CertificateExpired { dir: config.data_dir.clone(), expired });
+    }
     Ok(Some(credentials))
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
 /// One attempt at one console.
@@ -462,7 +482,7 @@ impl Attempt<'_> {
             .until_shutdown(timeout(ANSWER_TIMEOUT, read_console_frame(&mut recv, self.terms)))
             .await?
             .map_err(|_| LinkFailure::Retry("the console did not answer the hello".into()))?;
-        match answer {
+        let renew_now = match answer {
             Ok(Some(ConsoleFrame::Welcome(welcome))) => {
                 info!(
                     node = %welcome.node,
@@ -478,17 +498,18 @@ impl Attempt<'_> {
                 if let Some(welcomed) = &config.welcomed {
                     welcomed.notify_one();
                 }
+                welcome.renew_now
             }
             Ok(Some(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
             Ok(Some(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
             Ok(Some(other)) => return Err(LinkFailure::Retry(format!("unexpected answer to a hello: {other:?}"))),
             Ok(None) => return Err(closed_early(&connection).await),
             Err(err) => return Err(read_error(&connection, err).await),
-        }
+        };
         if let Some(workers) = workers.as_deref_mut() {
             workers.heard_console();
         }
-        let welcomed = Welcomed { config, connection: &connection, terms: self.terms };
+        let welcomed = Welcomed { config, connection: &connection, terms: self.terms, credentials, renew_now };
         match welcomed.serve(send, recv, metrics, workers, self.shutdown).await {
             Ok(end) => Ok(end),
             Err(LinkFailure::Retry(reason) | LinkFailure::NameInUse(reason)) => {
@@ -532,6 +553,11 @@ struct Welcomed<'a> {
     connection: &'a Connection,
     /// The highest term seen.
     terms: &'a Arc<Terms>,
+    /// The credentials it connected with: their certificate is renewed
+    /// over it (README.md, "Certificates").
+    credentials: &'a Credentials,
+    /// The console asked for a renewal at once.
+    renew_now: bool,
 }
 
 impl Welcomed<'_> {
@@ -572,6 +598,11 @@ impl Welcomed<'_> {
         let mut last_heard = Instant::now();
         let mut silence_check = tokio::time::interval(CONSOLE_SILENCE_CHECK);
         silence_check.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut renewal = Renewal::new(self.credentials.validity()?);
+        if self.renew_now {
+            info!("the console asks for a renewal now: the certificate outlives its agent certificate lifetime");
+            renewal.next = Some(tokio::time::Instant::now());
+        }
         loop {
             let next_report = async {
                 match workers.as_deref_mut() {
@@ -591,6 +622,26 @@ impl Welcomed<'_> {
                 }
                 Some(report) = next_report => {
                     send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
+                }
+                () = renewal.wait() => {
+                    let dir = config.data_dir.clone();
+                    let name = self.credentials.name.clone();
+                    let request = tokio::task::spawn_blocking(move || {
+                        let key = credentials::next_key(&dir)?;
+                        credentials::signing_request(&name, &key)
+                    })
+                    .await
+                    .map_err(|err| AgentError::Setup(err.to_string()))
+                    .and_then(|request| request);
+                    match request {
+                        Ok(csr_der) => {
+                            info!("two thirds of the certificate's life have passed; asking the console to renew it");
+                            send_frame(&mut send, &AgentFrame::Renew(RenewRequest { csr_der }), config.protocol_version)
+                                .await?;
+                            renewal.asked();
+                        }
+                        Err(err) => renewal.failed(&format!("no certificate request could be made: {err}")),
+                    }
                 }
                 _ = silence_check.tick() => {
                     if last_heard.elapsed() >= CONSOLE_SILENCE {
@@ -641,6 +692,30 @@ impl Welcomed<'_> {
                 frame = frames_rx.recv() => match frame {
                     Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
                     Some(Ok(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
+                    Some(Ok(ConsoleFrame::Renewed { cert_der })) => {
+                        last_heard = Instant::now();
+                        let dir = config.data_dir.clone();
+                        let validity = ringwatch_net::cert::validity(&cert_der);
+                        let stored = tokio::task::spawn_blocking(move || credentials::store_renewal(&dir, &cert_der))
+                            .await
+                            .map_err(|err| AgentError::Setup(err.to_string()))
+                            .and_then(|stored| stored);
+                        match (stored, validity) {
+                            (Ok(()), Ok(validity)) => {
+                                info!(
+                                    "certificate renewed; it expires {}; the next connection uses it",
+                                    ringwatch_net::cert::format_unix(validity.not_after_unix)
+                                );
+                                renewal = Renewal::new(validity);
+                            }
+                            (Err(err), _) => renewal.failed(&format!("the renewed certificate could not be stored: {err}")),
+                            (_, Err(err)) => renewal.failed(&format!("the renewed certificate is unusable: {err}")),
+                        }
+                    }
+                    Some(Ok(ConsoleFrame::RenewalRefused { reason })) => {
+                        last_heard = Instant::now();
+                        renewal.failed(&format!("the console refused: {reason}"));
+                    }
                     Some(Ok(frame)) => {
                         last_heard = Instant::now();
                         if let Some(report) = carry_out(frame, workers.as_deref()) {
@@ -653,6 +728,59 @@ impl Welcomed<'_> {
                 err = connection.closed() => return Err(classify(err)),
             }
         }
+    }
+}
+
+/// When the agent renews its certificate over a welcomed session
+/// (README.md, "Certificates"): at two thirds of its life, and after a
+/// failure again with doubling delays.
+#[derive(Debug)]
+struct Renewal {
+    /// When to ask next (`None` while an answer is awaited).
+    next: Option<tokio::time::Instant>,
+    /// The delay after the next failure.
+    retry: Duration,
+    /// Since when an answer is awaited.
+    asked_at: Option<tokio::time::Instant>,
+}
+
+impl Renewal {
+    /// The schedule of a certificate valid as `validity`.
+    fn new(validity: ringwatch_shared::lifetime::Validity) -> Self {
+        let next = tokio::time::Instant::now() + validity.until_renewal(unix_now());
+        Self { next: Some(next), retry: RENEW_RETRY_BASE, asked_at: None }
+    }
+
+    /// Waits until it is time to ask, or an answer is overdue (then
+    /// counts a failure and waits for the retry).
+    async fn wait(&mut self) {
+        loop {
+            match (self.next, self.asked_at) {
+                (Some(next), _) => {
+                    tokio::time::sleep_until(next).await;
+                    return;
+                }
+                (None, Some(asked)) => {
+                    tokio::time::sleep_until(asked + ANSWER_TIMEOUT).await;
+                    self.failed("the console did not answer the renewal request");
+                }
+                (None, None) => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// A request was sent.
+    fn asked(&mut self) {
+        self.next = None;
+        self.asked_at = Some(tokio::time::Instant::now());
+    }
+
+    /// The renewal failed: try again after the next delay.
+    fn failed(&mut self, why: &str) {
+        warn!("certificate renewal failed: {why}; trying again in {}", human(self.retry));
+        self.next = Some(tokio::time::Instant::now() + self.retry);
+        self.asked_at = None;
+        self.retry = (self.retry * 2).min(RENEW_RETRY_CAP);
     }
 }
 
@@ -893,6 +1021,25 @@ fn host_name() -> String {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn regression_renewal_retries_double_up_to_the_cap_and_a_renewal_starts_over() {
+        let validity = ringwatch_shared::lifetime::Validity { not_before_unix: 0, not_after_unix: u64::MAX / 2 };
+        let mut renewal = Renewal::new(validity);
+        assert!(renewal.next.is_some_and(|next| next > tokio::time::Instant::now() + Duration::from_secs(86_400)));
+        renewal.asked();
+        assert!(renewal.next.is_none(), "no second request while one is awaited");
+        let mut delays = Vec::new();
+        for _ in 0..12 {
+            delays.push(renewal.retry);
+            renewal.failed("test");
+            assert!(renewal.next.is_some() && renewal.asked_at.is_none());
+        }
+        assert_eq!(delays[..4], [1, 2, 4, 8].map(Duration::from_secs));
+        assert_eq!(delays[11], RENEW_RETRY_CAP, "capped, not grown past it: {delays:?}");
+        let due = ringwatch_shared::lifetime::Validity { not_before_unix: 0, not_after_unix: 3 };
+        assert_eq!(Renewal::new(due).retry, RENEW_RETRY_BASE, "a new certificate starts the backoff over");
+    }
+
     #[test]
     fn crypto_codes_are_the_tls_alert_range() {
         assert!(is_crypto(0x100 + 42));
@@ -904,6 +1051,7 @@ mod tests {
         let welcome = ConsoleFrame::Welcome(ringwatch_shared::protocol::Welcome {
             node: ringwatch_shared::names::NodeName::parse("a").unwrap(),
             console_version: "test".into(),
+            renew_now: false,
         });
         codec::encode_frame(&FromConsole { term, frame: welcome }).unwrap()
     }

@@ -7,6 +7,7 @@
 //! - [`endpoint`]: QUIC endpoints with large socket buffers.
 //! - [`tls`]: client TLS configs (CA-pinned join, mutual TLS) and the QUIC
 //!   transport settings both ends use.
+//! - [`cert`]: a certificate's validity period; UTC dates for messages.
 //! - [`files`]: atomic, fsynced writes (also ones that never replace a
 //!   file); private files that refuse loose permissions.
 //! - [`pem`]: PEM armour, and reading files of several PEM sections.
@@ -14,6 +15,7 @@
 //! - [`logging`]: the log filter and the stderr subscriber.
 //! - [`cli_docs`]: shell completions and man pages from a clap definition.
 
+pub mod cert;
 pub mod cli_docs;
 pub mod endpoint;
 pub mod files;

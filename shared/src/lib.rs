@@ -23,6 +23,7 @@
 //! - [`limits`]: resource limits that mark a node degraded.
 //! - [`task`]: task files, the desired state.
 //! - [`policy`]: restarting a crashed instance in place, or giving up.
+//! - [`lifetime`]: certificate lifetimes, renewal at two thirds, expiry.
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines,
 //!   bounded.
 //! - [`names`]: node names, task names and instance ids, valid by
@@ -36,6 +37,7 @@ pub mod codec;
 pub mod data;
 pub mod detector;
 pub mod duration;
+pub mod lifetime;
 pub mod limits;
 pub mod metrics;
 pub mod names;

@@ -22,7 +22,7 @@ use crate::status::{ClusterEvent, ClusterStatus};
 use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The QUIC application protocol (ALPN) both sides require.
 pub const ALPN: &[u8] = b"ringwatch/1";
@@ -50,6 +50,19 @@ pub enum AgentFrame {
         /// Why it leaves, for the event log.
         reason: String,
     },
+    /// Renew the agent's client certificate (README.md, "Certificates"):
+    /// a certificate signing request for a new key, sent on the live
+    /// control stream once two thirds of the certificate's life have
+    /// passed. Answered by [`ConsoleFrame::Renewed`] or
+    /// [`ConsoleFrame::RenewalRefused`]; the connection stays as it is.
+    Renew(RenewRequest),
+}
+
+/// A certificate renewal request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// A PKCS#10 certificate signing request (DER) for the agent's new key.
+    pub csr_der: Vec<u8>,
 }
 
 /// An authenticated agent introduces itself. Its name comes from its
@@ -123,6 +136,19 @@ pub enum ConsoleFrame {
         /// The leader's address, when one is known.
         leader: Option<String>,
     },
+    /// The renewed client certificate (DER) for the key of the agent's
+    /// [`AgentFrame::Renew`]: recorded by the console before it was sent,
+    /// to be used from the agent's next connection on.
+    Renewed {
+        /// The new certificate.
+        cert_der: Vec<u8>,
+    },
+    /// The console did not renew the certificate now; the agent keeps its
+    /// certificate and tries again later.
+    RenewalRefused {
+        /// Why, for the agent's log.
+        reason: String,
+    },
 }
 
 /// An instance the console places on an agent.
@@ -195,6 +221,10 @@ pub struct Welcome {
     pub node: NodeName,
     /// The console's build, for the agent's log.
     pub console_version: String,
+    /// Renew the certificate now rather than at two thirds of its life: it
+    /// outlives the console's agent certificate lifetime (issued before
+    /// certificates were renewed, or under a longer setting).
+    pub renew_now: bool,
 }
 
 /// Credentials for a newly joined agent.

@@ -85,6 +85,13 @@ pub struct NodeStatus {
     pub reason: String,
     /// Instances placed on it (`task/index`).
     pub instances: Vec<String>,
+    /// SHA-256 (hex) of its newest client certificate: it changes when the
+    /// agent renews it (README.md, "Certificates").
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
+    /// When that certificate expires, Unix seconds.
+    #[serde(default)]
+    pub cert_expires_unix: Option<u64>,
 }
 
 /// One task in `status`.
@@ -146,6 +153,10 @@ pub struct ConsoleStatus {
     /// takes effect meanwhile.
     #[serde(default)]
     pub store_problem: Option<String>,
+    /// When the cluster CA expires, Unix seconds (0 when unknown): `status`
+    /// warns 90 days ahead (README.md, "Certificates").
+    #[serde(default)]
+    pub ca_expires_unix: u64,
 }
 
 /// Leader or standby.

@@ -265,6 +265,8 @@ pub fn describe_frame(frame: &ConsoleFrame) -> String {
         ConsoleFrame::Stop { instance, epoch, reason } => format!("stop {instance} @{epoch} ({reason})"),
         ConsoleFrame::Restart { instance, epoch } => format!("restart {instance} @{epoch}"),
         ConsoleFrame::NotLeader { leader } => format!("not the leader (leader: {leader:?})"),
+        ConsoleFrame::Renewed { .. } => "certificate renewed".to_owned(),
+        ConsoleFrame::RenewalRefused { reason } => format!("renewal refused ({reason})"),
     }
 }
 

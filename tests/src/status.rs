@@ -46,6 +46,9 @@ pub struct ConsoleInfo {
     /// Why it cannot reach or write its store, while it cannot.
     #[serde(default)]
     pub store_problem: Option<String>,
+    /// When the cluster CA expires, Unix seconds.
+    #[serde(default)]
+    pub ca_expires_unix: Option<u64>,
 }
 
 impl ConsoleInfo {
@@ -90,6 +93,12 @@ pub struct NodeStatus {
     /// new); shown beside any state.
     #[serde(default)]
     pub cordoned: bool,
+    /// SHA-256 (hex) of its newest client certificate.
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
+    /// When that certificate expires, Unix seconds.
+    #[serde(default)]
+    pub cert_expires_unix: Option<u64>,
 }
 
 /// A node state. Deserialized from the lowercase string; a state this crate

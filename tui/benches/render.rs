@@ -59,6 +59,8 @@ fn fleet(count: usize) -> Snapshot {
                 address: format!("10.{}.{}.{}:41000", index / 65_536, index / 256 % 256, index % 256),
                 reason: "heartbeats arrive".to_string(),
                 instances: Vec::new(),
+                cert_sha256: None,
+                cert_expires_unix: None,
             }
         })
         .collect();

@@ -39,6 +39,10 @@ pub struct ConfigFile {
     /// Where to serve Prometheus metrics (`--metrics-listen`; README.md,
     /// "Metrics"); unset, none are served.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long the agent certificates the console issues are valid, like
+    /// `30d` (README.md, "Certificates").
+    #[serde(default, with = "optional_duration")]
+    pub agent_cert_ttl: Option<Duration>,
 }
 
 /// Why the config file is unusable.
@@ -90,6 +94,9 @@ impl ConfigFile {
         {
             return Err(format!("reconnect_grace must be at most 1h, not {grace:?}"));
         }
+        if let Some(ttl) = file.agent_cert_ttl {
+            ringwatch_shared::lifetime::check_agent_cert_ttl(ttl)?;
+        }
         if let Some(patterns) = &file.local_agent_allow_exec {
             let tasks = SupervisorConfig { allow_exec: patterns.clone(), ..SupervisorConfig::new(PathBuf::new()) };
             if let Err(SupervisorError::BadPattern { pattern, reason }) = tasks.validate() {
@@ -112,6 +119,9 @@ impl ConfigFile {
         }
         if let Some(limits) = self.limits {
             config.limits = limits;
+        }
+        if let Some(ttl) = self.agent_cert_ttl {
+            config.agent_cert_ttl = ttl;
         }
     }
 }
@@ -139,6 +149,14 @@ mod tests {
         assert!(err.contains("mem_percent"), "{err}");
         let err = ConfigFile::parse("reconnect_grace = \"5y\"\n").unwrap_err();
         assert!(err.contains("reconnect_grace"), "{err}");
+        let err = ConfigFile::parse("agent_cert_ttl = \"5s\"\n").unwrap_err();
+        assert!(err.contains("agent_cert_ttl must be between 30s and 365 days"), "{err}");
+        let err = ConfigFile::parse("agent_cert_ttl = \"20y\"\n").unwrap_err();
+        assert!(err.contains("agent_cert_ttl"), "{err}");
+        let file = ConfigFile::parse("agent_cert_ttl = \"7d\"\n").unwrap();
+        let mut config = ConsoleConfig::new(PathBuf::from("/tmp/x"));
+        file.apply(&mut config);
+        assert_eq!(config.agent_cert_ttl, Duration::from_secs(7 * 86_400));
     }
 
     #[test]

@@ -81,6 +81,11 @@ struct CommonArgs {
     /// file; unset, none].
     #[arg(long, value_name = "ADDR", global = true)]
     metrics_listen: Option<SocketAddr>,
+    /// How long the agent certificates the console issues are valid, 30s to
+    /// 365d; agents renew theirs at two thirds of it [default: 30d, or
+    /// `agent_cert_ttl` in the config file].
+    #[arg(long, value_name = "DUR", value_parser = parse_agent_cert_ttl, global = true)]
+    agent_cert_ttl: Option<Duration>,
     #[command(flatten)]
     group: GroupArgs,
     #[command(flatten)]
@@ -520,6 +525,9 @@ fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
     if let Some(listen) = common.listen {
         config.listen = listen;
     }
+    if let Some(ttl) = common.agent_cert_ttl {
+        config.agent_cert_ttl = ttl;
+    }
     let group = &common.group;
     if let Some(url) = &group.store {
         if group.etcd_ca.is_none() && (group.etcd_cert.is_some() || group.etcd_key.is_some()) {
@@ -772,6 +780,12 @@ async fn task(target: &Target, command: TaskCommand) -> Result<ExitCode> {
 /// A join token's lifetime: a duration of at most 30 days. Read without
 /// the general ten-year bound first, so that any longer value is refused
 /// with the 30-day limit, not with "use at most 9years 11months…".
+fn parse_agent_cert_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = parse_unbounded(text)?;
+    ringwatch_shared::lifetime::check_agent_cert_ttl(ttl)?;
+    Ok(ttl)
+}
+
 fn parse_token_ttl(text: &str) -> Result<Duration, String> {
     let ttl = parse_unbounded(text)?;
     ringwatch::control::registry::check_ttl(ttl)?;
@@ -926,6 +940,7 @@ async fn status(target: &Target, json: bool) -> Result<ExitCode> {
             outln!();
             out!("{}", ringwatch::report::instance_table(&status));
         }
+        out!("{}", ringwatch::report::ca_line(&status.console, ringwatch::control::pki::unix_now()));
     }
     Ok(ExitCode::SUCCESS)
 }

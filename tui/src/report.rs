@@ -139,6 +139,21 @@ pub fn console_line(console: &ConsoleStatus) -> String {
     out
 }
 
+/// The cluster CA's expiry, as `ringwatch status` prints it below the
+/// tables: a date, or within 90 days a warning saying what to do
+/// (README.md, "Certificates"). Nothing when the console did not say.
+pub fn ca_line(console: &ConsoleStatus, now_unix: u64) -> String {
+    if console.ca_expires_unix == 0 {
+        return String::new();
+    }
+    let validity = ringwatch_shared::lifetime::Validity { not_before_unix: 0, not_after_unix: console.ca_expires_unix };
+    if validity.expires_within(ringwatch_shared::lifetime::CA_WARNING, now_unix) {
+        format!("WARNING: {}\n", crate::control::pki::ca_expiry_warning(console.ca_expires_unix, now_unix))
+    } else {
+        format!("cluster CA valid until {}\n", ringwatch_net::cert::format_unix(console.ca_expires_unix))
+    }
+}
+
 /// The desired tasks, as `ringwatch task list` prints them.
 pub fn task_table(tasks: &[TaskSpec]) -> String {
     let rows: Vec<Vec<String>> = tasks
@@ -252,6 +267,8 @@ mod tests {
             address: String::new(),
             reason: String::new(),
             instances: Vec::new(),
+            cert_sha256: None,
+            cert_expires_unix: None,
         }
     }
 
@@ -267,6 +284,21 @@ mod tests {
         assert!(lines[0].starts_with("NODE  STATE"));
         assert!(lines[2].starts_with("b     failed  0.2"), "{}", lines[2]);
         assert_eq!(lines[4], "3 node(s): 2 alive, 1 failed");
+    }
+
+    #[test]
+    fn the_ca_expiry_is_a_date_then_a_warning_90_days_ahead() {
+        let now = 1_795_883_482;
+        let mut console = ConsoleStatus { ca_expires_unix: now + 91 * 86_400, ..ConsoleStatus::default() };
+        assert_eq!(ca_line(&console, now), "cluster CA valid until 2027-02-27 16:31:22 UTC\n");
+        console.ca_expires_unix = now + 89 * 86_400 + 5;
+        let line = ca_line(&console, now);
+        assert!(line.starts_with("WARNING: the cluster CA expires at 2027-02-25"), "{line}");
+        assert!(line.contains("in 89 days") && line.contains("joins again"), "{line}");
+        console.ca_expires_unix = now - 1;
+        assert!(ca_line(&console, now).contains("expired"), "{}", ca_line(&console, now));
+        console.ca_expires_unix = 0;
+        assert_eq!(ca_line(&console, now), "");
     }
 
     #[test]

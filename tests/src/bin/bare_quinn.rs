@@ -142,7 +142,7 @@ async fn serve_connection(incoming: Incoming, counters: Arc<Counters>) {
     let Ok(node) = NodeName::parse(NODE) else { return };
     // Whatever the first frame is (an agent's hello), it gets the welcome.
     let Ok(Some(_)) = codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN).await else { return };
-    let welcome = ConsoleFrame::Welcome(Welcome { node, console_version: "bare-quinn".into() });
+    let welcome = ConsoleFrame::Welcome(Welcome { node, console_version: "bare-quinn".into(), renew_now: false });
     if codec::write_frame(&mut send, &FromConsole { term: 0, frame: welcome }).await.is_err() {
         return;
     }

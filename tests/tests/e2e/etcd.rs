@@ -93,6 +93,8 @@ fn credential(index: usize, bytes: usize) -> Change {
             issued_unix: 1,
             revoked: false,
             token_id: None,
+            expires_unix: None,
+            renewed_to: None,
         },
     }
 }

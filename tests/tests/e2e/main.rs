@@ -19,6 +19,8 @@
 //!   (streams, windows, a burst of handshakes), a flood of refused
 //!   connections.
 //! - `cli`: the admin commands without a console.
+//! - `certs`: certificate lifetimes — an agent's renewed over its live
+//!   link, an expired one refused, a revocation kept across a restart.
 //! - `consoles`: an agent given several consoles moves past a dead one and
 //!   follows a (fake) standby to the leader.
 //! - `etcd` (feature `etcd`): the highly available group's store against a
@@ -52,6 +54,7 @@
 // Test code: a failed unwrap is a failed test, which is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod certs;
 mod cli;
 mod consoles;
 mod control_plane;

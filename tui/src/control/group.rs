@@ -171,6 +171,7 @@ impl Group {
             term,
             leader: Some(self.info.address.clone()),
             store_problem: None,
+            ca_expires_unix: self.pki.ca_validity().not_after_unix,
         };
         let (owner, running) = start_owner(
             OwnerStart {
@@ -196,6 +197,7 @@ impl Group {
             term: 0,
             leader: None,
             store_problem: None,
+            ca_expires_unix: self.pki.ca_validity().not_after_unix,
         }
     }
 }

@@ -109,6 +109,7 @@ fn prepare(
         key_fingerprint: issued.key_fingerprint,
         token_id: token.id_hex(),
         cert_fingerprint: to_hex(&fingerprint(&issued.cert)),
+        expires_unix: issued.expires_unix,
         address: connection.remote_address(),
     };
     Ok((check, JoinGrant { cert_der: issued.cert.to_vec(), ca_der: pki.ca.to_vec() }))

@@ -117,6 +117,9 @@ pub struct ConsoleConfig {
     /// group; by default the one it listens on (on loopback when that is
     /// unspecified).
     pub advertise: Option<SocketAddr>,
+    /// How long the agent certificates it issues are valid (README.md,
+    /// "Certificates").
+    pub agent_cert_ttl: Duration,
 }
 
 /// Where a console keeps its records.
@@ -163,6 +166,7 @@ impl ConsoleConfig {
             name: crate::local::local_node_name(),
             store: StoreChoice::Embedded,
             advertise: None,
+            agent_cert_ttl: ringwatch_shared::lifetime::DEFAULT_AGENT_CERT_TTL,
         }
     }
 }
@@ -290,6 +294,52 @@ impl Running {
     }
 }
 
+/// How often the console checks its own certificates and the CA's expiry.
+const CERTIFICATE_CHECK: Duration = Duration::from_secs(86_400 / 4);
+
+/// Renews the console's server and admin certificates when a third of
+/// their life is left, swapping the server certificate into the running
+/// endpoint (connections stay), and warns — at start, then daily — when
+/// the CA expires within 90 days (README.md, "Certificates").
+async fn renew_certificates(
+    pki: Arc<ClusterPki>,
+    endpoint: quinn::Endpoint,
+    listen: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let mut check = tokio::time::interval(CERTIFICATE_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_warning: Option<u64> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = check.tick() => {}
+        }
+        let now = pki::unix_now();
+        let ca = pki.ca_validity();
+        if ca.expires_within(ringwatch_shared::lifetime::CA_WARNING, now)
+            && last_warning.is_none_or(|at| now.saturating_sub(at) >= 86_400)
+        {
+            warn!("{}", pki::ca_expiry_warning(ca.not_after_unix, now));
+            last_warning = Some(now);
+        }
+        let renewing = pki.clone();
+        let renewed = tokio::task::spawn_blocking(move || renewing.renew_due(Some(listen), now)).await;
+        match renewed {
+            Ok(Ok(Some(_))) => match tls::server_config(&pki) {
+                Ok(config) => {
+                    endpoint.set_server_config(Some(config));
+                    info!("the console now serves its renewed certificate; open connections stay");
+                }
+                Err(reason) => warn!("the renewed server certificate is unusable: {reason}"),
+            },
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => warn!("failed to renew the console's certificates: {err}; trying again in 6h"),
+            Err(err) => warn!("the certificate renewal task failed: {err}"),
+        }
+    }
+}
+
 /// Takes the data dir's lock, or says who holds it.
 ///
 /// # Errors
@@ -373,7 +423,9 @@ impl ControlPlane {
     pub async fn start(config: ConsoleConfig, shutdown: CancellationToken) -> Result<Self, ConsoleError> {
         let dir = config.data_dir.clone();
         let lock_file = lock_data_dir(&dir)?;
-        let pki = Arc::new(ClusterPki::load_for_console(&dir, config.listen)?);
+        let mut pki = ClusterPki::load_for_console(&dir, config.listen)?;
+        pki.set_agent_cert_ttl(config.agent_cert_ttl);
+        let pki = Arc::new(pki);
         let server_config =
             tls::server_config(&pki).map_err(|reason| ConsoleError::Listen { addr: config.listen, reason })?;
         let endpoint = ringwatch_net::endpoint(config.listen, Some(server_config))
@@ -392,6 +444,7 @@ impl ControlPlane {
         let address_path = dir.join(ADDRESS_FILE);
         files::write_atomic(&address_path, format!("{local_addr}\n").as_bytes(), PUBLIC).map_err(io(&address_path))?;
         let tracker = TaskTracker::new();
+        let pki_for_renewal = pki.clone();
         let context = Arc::new(ServerContext {
             role: role.subscribe(),
             outlets: outlets.clone(),
@@ -401,6 +454,7 @@ impl ControlPlane {
             console_beat: config.console_beat,
         });
         tracker.spawn(server::accept_loop(endpoint.clone(), context, tracker.clone(), shutdown.clone()));
+        tracker.spawn(renew_certificates(pki_for_renewal, endpoint.clone(), config.listen, shutdown.clone()));
         info!(listen = %local_addr, data_dir = %dir.display(), "control plane started");
         Ok(Self {
             role,
@@ -441,6 +495,7 @@ impl ControlPlane {
             term: 0,
             leader: Some(address.to_string()),
             store_problem: None,
+            ca_expires_unix: pki.ca_validity().not_after_unix,
         };
         let (owner, running) = start_owner(
             OwnerStart { config, pki: pki.clone(), loaded, store: Box::new(store), console, outlets: outlets.clone() },

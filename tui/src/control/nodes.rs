@@ -214,6 +214,16 @@ impl NodeTable {
         Ok(Accepted { replaced: replaced.filter(|old| *old != connection), transition, liveness })
     }
 
+    /// The node's agent was granted a renewed certificate for
+    /// `key_fingerprint` over its live link: its next connection, with that
+    /// key, replaces the live one rather than being refused as another
+    /// agent's (README.md, "Certificates").
+    pub fn renewed_key(&mut self, name: &NodeName, key_fingerprint: &str) {
+        if let Some(link) = self.nodes.get_mut(name).and_then(|node| node.link.as_mut()) {
+            link.key_fingerprint = key_fingerprint.to_string();
+        }
+    }
+
     /// The node said goodbye: `left` at once.
     pub fn goodbye(&mut self, name: &NodeName, connection: ConnectionId, reason: &str) -> Option<Transition> {
         let node = self.nodes.get_mut(name).filter(|node| node.is_linked(connection))?;
@@ -394,6 +404,8 @@ impl NodeTable {
                     address: node.link.as_ref().map(|link| link.address.to_string()).unwrap_or_default(),
                     reason: node.reason.clone(),
                     instances: Vec::new(),
+                    cert_sha256: None,
+                    cert_expires_unix: None,
                 }
             })
             .collect()

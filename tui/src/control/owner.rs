@@ -124,6 +124,9 @@ pub enum SessionEvent {
     Instance(InstanceReport),
     /// The agent leaves on purpose.
     Goodbye(String),
+    /// The agent asks for a renewed certificate: a signing request (DER)
+    /// for its new key (README.md, "Certificates").
+    Renew(Vec<u8>),
     /// The connection ended.
     Ended,
 }
@@ -139,6 +142,8 @@ pub struct JoinCheck {
     pub token_id: String,
     /// SHA-256 (hex) of the certificate signed for it.
     pub cert_fingerprint: String,
+    /// When that certificate expires, Unix seconds.
+    pub expires_unix: u64,
     /// Where it connects from, for the event log.
     pub address: SocketAddr,
 }
@@ -152,6 +157,9 @@ pub struct Admitted {
     pub liveness: Arc<Liveness>,
     /// The limits its samples are checked against.
     pub limits: ringwatch_shared::limits::ResourceLimits,
+    /// Its certificate outlives the agent certificate lifetime: it is asked
+    /// to renew at once (README.md, "Certificates").
+    pub renew_now: bool,
 }
 
 /// What the owner publishes for readers: the status document, every
@@ -195,6 +203,9 @@ struct Session {
     /// Frames for it, encoded (a queue of small handles: ten thousand
     /// agents' queues cost little).
     outbox: mpsc::Sender<Bytes>,
+    /// SHA-256 (hex) of the certificate it connected with: the credential
+    /// a renewal on this connection renews.
+    cert_fingerprint: String,
 }
 
 /// Something waiting until the change log is durable up to `seq`.
@@ -503,7 +514,13 @@ impl Owner {
         connection: quinn::Connection,
         outbox: mpsc::Sender<Bytes>,
     ) -> Result<Admitted, Refusal> {
-        let (node, key_fingerprint) = self.registry.identify(cert_fingerprint)?;
+        let now_unix = unix_now();
+        let (node, key_fingerprint) = self.registry.identify(cert_fingerprint, now_unix)?;
+        let ttl = self.pki.agent_cert_ttl();
+        let renew_now = self.registry.outlives(cert_fingerprint, now_unix.saturating_add((ttl + ttl / 10).as_secs()));
+        // Records a renewed certificate in use retired are removed with the
+        // next batch; nothing waits for that.
+        self.commit(Effects::default());
         let id = connection.stable_id();
         let now = Now::read();
         let accepted = self.table.connect(&node, id, &key_fingerprint, address, hello, now.at)?;
@@ -512,11 +529,12 @@ impl Owner {
         {
             session.connection.close(close_code::REPLACED.into(), b"replaced by a new connection of the same agent");
         }
-        self.sessions.insert(id, Session { node: node.clone(), connection, outbox });
+        let cert_fingerprint = cert_fingerprint.to_string();
+        self.sessions.insert(id, Session { node: node.clone(), connection, outbox, cert_fingerprint });
         if let Some(transition) = accepted.transition {
             self.transition(transition, now);
         }
-        Ok(Admitted { node, liveness: accepted.liveness, limits: self.table.limits().clone() })
+        Ok(Admitted { node, liveness: accepted.liveness, limits: self.table.limits().clone(), renew_now })
     }
 
     fn session(&mut self, node: &NodeName, connection: ConnectionId, event: SessionEvent) {
@@ -541,7 +559,53 @@ impl Owner {
                     self.transition(transition, now);
                 }
             }
+            SessionEvent::Renew(csr_der) => self.renew(node, connection, &csr_der),
         }
+    }
+
+    /// Renews the certificate of `node`'s agent over its live connection:
+    /// signs the request, records the new credential and answers once it
+    /// is durable (README.md, "Certificates"). A refusal changes nothing;
+    /// the agent keeps its certificate and tries again later.
+    fn renew(&mut self, node: &NodeName, connection: ConnectionId, csr_der: &[u8]) {
+        let Some(cert_fingerprint) = self.sessions.get(&connection).map(|session| session.cert_fingerprint.clone())
+        else {
+            return;
+        };
+        let now_unix = unix_now();
+        let min_interval = self.pki.agent_cert_ttl() / 10;
+        let issued = self
+            .registry
+            .check_renewal(node, &cert_fingerprint, now_unix, min_interval)
+            .and_then(|()| self.pki.issue_agent_cert(node.as_str(), csr_der).map_err(|err| err.to_string()));
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(reason) => {
+                warn!(%node, "refused to renew the certificate: {reason}");
+                self.send(node, ConsoleFrame::RenewalRefused { reason });
+                return;
+            }
+        };
+        self.registry.record_renewal(node, &cert_fingerprint, &issued, now_unix);
+        self.table.renewed_key(node, &issued.key_fingerprint);
+        self.events.emit(
+            EventKind::Credential,
+            Some(node.as_str()),
+            None,
+            None,
+            &format!(
+                "certificate renewed; the new one expires {}",
+                ringwatch_net::cert::format_unix(issued.expires_unix)
+            ),
+        );
+        // The answer waits until the new credential is durable: a console
+        // killed before would refuse the certificate it handed out.
+        let seq = self.commit(Effects::default());
+        self.held.push_back(Held::Frame {
+            seq,
+            node: node.clone(),
+            frame: ConsoleFrame::Renewed { cert_der: issued.cert.to_vec() },
+        });
     }
 
     fn join(&mut self, request: JoinCheck, reply: oneshot::Sender<Result<(), Refusal>>) {
@@ -552,7 +616,7 @@ impl Owner {
             let _ = reply.send(Err(refusal));
             return;
         }
-        let JoinCheck { name, key_fingerprint, token_id, cert_fingerprint, address } = request;
+        let JoinCheck { name, key_fingerprint, token_id, cert_fingerprint, expires_unix, address } = request;
         self.events.emit(
             EventKind::Membership,
             Some(name.as_str()),
@@ -560,7 +624,7 @@ impl Owner {
             None,
             &format!("joined from {address} with token {token_id}"),
         );
-        self.registry.record_join(cert_fingerprint, name, key_fingerprint, token_id, now_unix);
+        self.registry.record_join(cert_fingerprint, name, key_fingerprint, token_id, now_unix, expires_unix);
         let seq = self.commit(Effects::default());
         self.held.push_back(Held::Join { seq, reply });
     }
@@ -826,9 +890,14 @@ impl Owner {
         let now = Instant::now();
         let mut nodes = self.table.status(now);
         let mut by_node = self.workloads.instances_by_node();
+        let certificates = self.registry.current_certificates();
         for node in &mut nodes {
             node.cordoned = self.workloads.is_cordoned(&node.name);
             node.instances = by_node.remove(node.name.as_str()).unwrap_or_default();
+            if let Some((sha256, expires)) = certificates.get(node.name.as_str()) {
+                node.cert_sha256 = Some((*sha256).to_string());
+                node.cert_expires_unix = *expires;
+            }
         }
         let views = self.table.views();
         let status = ClusterStatus {

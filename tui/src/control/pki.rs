@@ -22,6 +22,18 @@
 //! address, signed by another CA after a forced import, expired, not for
 //! its key) is reissued when the PKI is loaded.
 //!
+//! # Lifetimes (README.md, "Certificates")
+//!
+//! | certificate        | valid for                     | renewed                                   |
+//! |--------------------|-------------------------------|-------------------------------------------|
+//! | CA                 | 20 years                      | never: operators are warned 90 days ahead |
+//! | console, admin     | 1 year                        | by the console, with a third of it left   |
+//! | agent              | `agent_cert_ttl` (30 days)    | by the agent over its link, at two thirds |
+//!
+//! Certificates start a little in the past (a day for the console's and
+//! admin's, a tenth of the lifetime up to an hour for an agent's) so that a
+//! host whose clock is slightly behind still accepts them.
+//!
 //! # The bundle file
 //!
 //! Text, mode 0600: the line [`BUNDLE_HEADER`], comment lines (`#`), then
@@ -36,7 +48,7 @@
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
@@ -47,6 +59,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ringwatch_net::files::{self, PRIVATE, PUBLIC};
 use ringwatch_net::pem::{self, to_pem};
 use ringwatch_net::tls::provider;
+use ringwatch_shared::lifetime::{DEFAULT_AGENT_CERT_TTL, Validity};
 use ringwatch_shared::protocol::CONSOLE_SERVER_NAME;
 use ringwatch_shared::token::{JoinToken, fingerprint, to_hex};
 use rustls::RootCertStore;
@@ -165,6 +178,22 @@ pub struct ClusterPki {
     pub admin_fingerprint: [u8; 32],
     /// The join-token HMAC key.
     token_key: Vec<u8>,
+    /// How long agent certificates are valid.
+    agent_cert_ttl: Duration,
+    /// The certificates renewed while the console runs: what it serves
+    /// now, and every admin certificate it accepts.
+    renewed: Mutex<Renewed>,
+}
+
+/// Certificates renewed while the console runs.
+#[derive(Debug)]
+struct Renewed {
+    /// The server certificate served now.
+    console_cert: CertificateDer<'static>,
+    /// SHA-256 of the admin certificates accepted: the one loaded and any
+    /// renewed since (a renewed one replaces `admin.crt`; one read before
+    /// stays valid until it expires).
+    admin_fingerprints: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ClusterPki {
@@ -180,6 +209,8 @@ pub struct IssuedCert {
     pub cert: CertificateDer<'static>,
     /// SHA-256 of the agent's public key: the identity a name is bound to.
     pub key_fingerprint: String,
+    /// When it expires, Unix seconds.
+    pub expires_unix: u64,
 }
 
 impl ClusterPki {
@@ -234,33 +265,10 @@ impl ClusterPki {
         })?;
         let issuer = Issuer::from_ca_cert_der(&ca, &ca_key)?;
 
-        let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
         let names = listen.map(console_names);
-        let console_cert = keep_or_issue(
-            &dir.join(CONSOLE_CERT_FILE),
-            |cert| console_cert_fits(cert, &ca, &console_key, names.as_deref()),
-            || {
-                let wanted = names.clone().unwrap_or_else(|| vec![CONSOLE_SERVER_NAME.to_string()]);
-                let mut params = CertificateParams::new(wanted)?;
-                params.distinguished_name = common_name("ringwatch console");
-                valid_for(&mut params, CONSOLE_YEARS);
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-                Ok(params.signed_by(&console_key, &issuer)?.der().clone())
-            },
-        )?;
-
-        let admin_key = load_or_create_key(&dir.join(ADMIN_KEY_FILE))?;
-        let admin_cert = keep_or_issue(
-            &dir.join(ADMIN_CERT_FILE),
-            |cert| admin_cert_fits(cert, &ca, &admin_key),
-            || {
-                let mut params = CertificateParams::default();
-                params.distinguished_name = common_name("ringwatch admin");
-                valid_for(&mut params, CONSOLE_YEARS);
-                params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-                Ok(params.signed_by(&admin_key, &issuer)?.der().clone())
-            },
-        )?;
+        let console_cert = renew_console_cert(dir, &ca, &issuer, names.as_deref(), unix_now())?;
+        let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
+        let admin_cert = renew_admin_cert(dir, &ca, &issuer, unix_now())?;
 
         let token_path = dir.join(TOKEN_KEY_FILE);
         let token_key = match files::read_private(&token_path)? {
@@ -275,15 +283,84 @@ impl ClusterPki {
         };
         drop(lock);
 
+        let admin_fingerprint = fingerprint(&admin_cert);
         Ok(Self {
             dir: dir.to_path_buf(),
             ca,
             ca_key,
+            renewed: Mutex::new(Renewed {
+                console_cert: console_cert.clone(),
+                admin_fingerprints: vec![admin_fingerprint],
+            }),
             console_cert,
             console_key: console_key.serialize_der(),
-            admin_fingerprint: fingerprint(&admin_cert),
+            admin_fingerprint,
             token_key,
+            agent_cert_ttl: DEFAULT_AGENT_CERT_TTL,
         })
+    }
+
+    /// Sets how long the agent certificates this PKI issues are valid
+    /// (checked by the caller: [`ringwatch_shared::lifetime::check_agent_cert_ttl`]).
+    pub fn set_agent_cert_ttl(&mut self, ttl: Duration) {
+        self.agent_cert_ttl = ttl;
+    }
+
+    /// How long the agent certificates this PKI issues are valid.
+    pub fn agent_cert_ttl(&self) -> Duration {
+        self.agent_cert_ttl
+    }
+
+    /// When the cluster CA is valid.
+    pub fn ca_validity(&self) -> Validity {
+        ringwatch_net::cert::validity(&self.ca).unwrap_or(Validity { not_before_unix: 0, not_after_unix: 0 })
+    }
+
+    /// The console's server certificate served now (renewed ones included).
+    pub fn current_console_cert(&self) -> CertificateDer<'static> {
+        self.renewed.lock().unwrap_or_else(PoisonError::into_inner).console_cert.clone()
+    }
+
+    /// Whether `cert_fingerprint` (SHA-256 of a client certificate) is an
+    /// admin certificate of this console: the one loaded or one renewed
+    /// since.
+    pub fn is_admin(&self, cert_fingerprint: &[u8; 32]) -> bool {
+        *cert_fingerprint == self.admin_fingerprint
+            || self.renewed.lock().unwrap_or_else(PoisonError::into_inner).admin_fingerprints.contains(cert_fingerprint)
+    }
+
+    /// Renews the console's server certificate and the admin certificate
+    /// in the data dir when less than a third of their life is left (or
+    /// they no longer fit), for a console listening on `listen`. Returns
+    /// the new server certificate, when there is one, for the running
+    /// endpoint (`Endpoint::set_server_config`); a renewed admin
+    /// certificate is accepted at once, and the old one until it expires.
+    ///
+    /// # Errors
+    /// When files cannot be read or written, or the CA cannot sign.
+    pub fn renew_due(
+        &self,
+        listen: Option<SocketAddr>,
+        now_unix: u64,
+    ) -> Result<Option<CertificateDer<'static>>, PkiError> {
+        let lock = init_lock(&self.dir)?;
+        let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
+        let names = listen.map(console_names);
+        let console_cert = renew_console_cert(&self.dir, &self.ca, &issuer, names.as_deref(), now_unix)?;
+        let admin_cert = renew_admin_cert(&self.dir, &self.ca, &issuer, now_unix)?;
+        drop(lock);
+        let mut renewed = self.renewed.lock().unwrap_or_else(PoisonError::into_inner);
+        let admin = fingerprint(&admin_cert);
+        if !renewed.admin_fingerprints.contains(&admin) {
+            info!(dir = %self.dir.display(), "renewed the admin certificate");
+            renewed.admin_fingerprints.push(admin);
+        }
+        if console_cert == renewed.console_cert {
+            return Ok(None);
+        }
+        info!(dir = %self.dir.display(), "renewed the console's server certificate");
+        renewed.console_cert = console_cert.clone();
+        Ok(Some(console_cert))
     }
 
     /// The console's private key in the form rustls takes.
@@ -330,16 +407,27 @@ impl ClusterPki {
     /// # Errors
     /// [`PkiError::BadRequest`] for an unusable request, or a signing error.
     pub fn issue_agent_cert(&self, name: &str, csr_der: &[u8]) -> Result<IssuedCert, PkiError> {
+        self.issue_agent_cert_at(name, csr_der, unix_now())
+    }
+
+    /// As [`ClusterPki::issue_agent_cert`], valid from `now_unix` (tests
+    /// issue certificates in the past).
+    ///
+    /// # Errors
+    /// As [`ClusterPki::issue_agent_cert`].
+    pub fn issue_agent_cert_at(&self, name: &str, csr_der: &[u8], now_unix: u64) -> Result<IssuedCert, PkiError> {
         let request = parse_request(csr_der)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = common_name(name);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        valid_for(&mut params, AGENT_YEARS);
+        let ttl = self.agent_cert_ttl.as_secs();
+        let expires_unix = valid_between(&mut params, now_unix, (ttl / 10).min(AGENT_BACKDATE_MAX), ttl);
         let issuer = Issuer::from_ca_cert_der(&self.ca, &self.ca_key)?;
         let cert = params.signed_by(&request.public_key, &issuer)?;
         Ok(IssuedCert {
             cert: cert.der().clone(),
             key_fingerprint: to_hex(&fingerprint(request.public_key.der_bytes())),
+            expires_unix,
         })
     }
 
@@ -698,6 +786,7 @@ fn console_cert_fits(
     ca: &CertificateDer<'static>,
     key: &KeyPair,
     names: Option<&[String]>,
+    now_unix: u64,
 ) -> Result<(), String> {
     check_key(cert, key)?;
     let mut roots = RootCertStore::empty();
@@ -707,7 +796,7 @@ fn console_cert_fits(
         .map_err(|err| err.to_string())?;
     let server_name = ServerName::try_from(CONSOLE_SERVER_NAME).map_err(|err| err.to_string())?;
     verifier
-        .verify_server_cert(cert, &[], &server_name, &[], UnixTime::now())
+        .verify_server_cert(cert, &[], &server_name, &[], unix_time(now_unix))
         .map_err(|err| format!("agents would refuse it: {err}"))?;
     if let Some(names) = names {
         let present = certificate_names(cert).map_err(|err| err.to_string())?;
@@ -720,7 +809,12 @@ fn console_cert_fits(
 
 /// Whether `cert` serves as the admin certificate: for `key`, valid now,
 /// chaining to `ca` for client use.
-fn admin_cert_fits(cert: &CertificateDer<'static>, ca: &CertificateDer<'static>, key: &KeyPair) -> Result<(), String> {
+fn admin_cert_fits(
+    cert: &CertificateDer<'static>,
+    ca: &CertificateDer<'static>,
+    key: &KeyPair,
+    now_unix: u64,
+) -> Result<(), String> {
     check_key(cert, key)?;
     let mut roots = RootCertStore::empty();
     roots.add(ca.clone()).map_err(|err| format!("the CA certificate is unusable: {err}"))?;
@@ -728,8 +822,72 @@ fn admin_cert_fits(cert: &CertificateDer<'static>, ca: &CertificateDer<'static>,
         .build()
         .map_err(|err| err.to_string())?;
     verifier
-        .verify_client_cert(cert, &[], UnixTime::now())
+        .verify_client_cert(cert, &[], unix_time(now_unix))
         .map_err(|err| format!("the console would refuse it: {err}"))?;
+    Ok(())
+}
+
+/// The console's server certificate in `dir`, reissued (same key) when it
+/// does not fit `ca` and `names`, or less than a third of its life is left
+/// at `now_unix`.
+fn renew_console_cert(
+    dir: &Path,
+    ca: &CertificateDer<'static>,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    names: Option<&[String]>,
+    now_unix: u64,
+) -> Result<CertificateDer<'static>, PkiError> {
+    let console_key = load_or_create_key(&dir.join(CONSOLE_KEY_FILE))?;
+    keep_or_issue(
+        &dir.join(CONSOLE_CERT_FILE),
+        |cert| console_cert_fits(cert, ca, &console_key, names, now_unix).and_then(|()| not_due(cert, now_unix)),
+        || {
+            let wanted = names.map_or_else(|| vec![CONSOLE_SERVER_NAME.to_string()], <[String]>::to_vec);
+            let mut params = CertificateParams::new(wanted)?;
+            params.distinguished_name = common_name("ringwatch console");
+            valid_between(&mut params, now_unix, CONSOLE_BACKDATE, CONSOLE_TTL);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            Ok(params.signed_by(&console_key, issuer)?.der().clone())
+        },
+    )
+}
+
+/// The admin certificate in `dir`, reissued (same key) when it does not
+/// fit `ca`, or less than a third of its life is left at `now_unix`.
+fn renew_admin_cert(
+    dir: &Path,
+    ca: &CertificateDer<'static>,
+    issuer: &Issuer<'_, impl rcgen::SigningKey>,
+    now_unix: u64,
+) -> Result<CertificateDer<'static>, PkiError> {
+    let admin_key = load_or_create_key(&dir.join(ADMIN_KEY_FILE))?;
+    keep_or_issue(
+        &dir.join(ADMIN_CERT_FILE),
+        |cert| admin_cert_fits(cert, ca, &admin_key, now_unix).and_then(|()| not_due(cert, now_unix)),
+        || {
+            let mut params = CertificateParams::default();
+            params.distinguished_name = common_name("ringwatch admin");
+            valid_between(&mut params, now_unix, CONSOLE_BACKDATE, CONSOLE_TTL);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            Ok(params.signed_by(&admin_key, issuer)?.der().clone())
+        },
+    )
+}
+
+/// `now_unix` as rustls takes it.
+fn unix_time(now_unix: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(now_unix))
+}
+
+/// Refuses a certificate with less than a third of its life left.
+fn not_due(cert: &CertificateDer<'_>, now_unix: u64) -> Result<(), String> {
+    let validity = ringwatch_net::cert::validity(cert)?;
+    if validity.renewal_due(now_unix) {
+        return Err(format!(
+            "less than a third of its life is left (it expires {})",
+            ringwatch_net::cert::format_unix(validity.not_after_unix)
+        ));
+    }
     Ok(())
 }
 
@@ -782,10 +940,26 @@ fn load_or_create_cert(
 
 /// Years the cluster CA is valid.
 const CA_YEARS: i32 = 20;
-/// Years the console's and the admin certificates are valid.
-const CONSOLE_YEARS: i32 = 10;
-/// Years an agent's certificate is valid; after that it joins again.
-const AGENT_YEARS: i32 = 5;
+/// How long the console's and the admin certificates are valid: a year,
+/// renewed by the console with four months left.
+const CONSOLE_TTL: u64 = 365 * 86_400;
+/// How far in the past the console's and admin certificates start: agents
+/// on hosts whose clocks lag a little still accept them.
+const CONSOLE_BACKDATE: u64 = 86_400;
+/// At most this far in the past an agent's certificate starts (a tenth of
+/// its lifetime when that is less): only consoles verify it, whose clocks
+/// agree closely.
+const AGENT_BACKDATE_MAX: u64 = 3_600;
+
+/// Valid from `backdate` seconds before `now_unix` until `ttl` seconds
+/// after it; returns the expiry, Unix seconds.
+fn valid_between(params: &mut CertificateParams, now_unix: u64, backdate: u64, ttl: u64) -> u64 {
+    let at = |unix: u64| rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(unix);
+    let expires = now_unix.saturating_add(ttl);
+    params.not_before = at(now_unix.saturating_sub(backdate));
+    params.not_after = at(expires);
+    expires
+}
 
 /// Valid from the start of last year (clock skew between hosts never makes a
 /// new certificate "not yet valid") for `years` years.
@@ -807,6 +981,23 @@ fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0; bytes];
     let _ = SystemRandom::new().fill(&mut buf);
     to_hex(&buf)
+}
+
+/// The warning about a CA that expires at `expires_unix`, seen at
+/// `now_unix`: what `status` and the console's log say within 90 days of
+/// it, and what to do.
+pub fn ca_expiry_warning(expires_unix: u64, now_unix: u64) -> String {
+    let when = ringwatch_net::cert::format_unix(expires_unix);
+    if expires_unix < now_unix {
+        format!(
+            "the cluster CA expired at {when}: no agent can connect; make a new cluster PKI and join every agent again (README.md, \"Certificates\")"
+        )
+    } else {
+        format!(
+            "the cluster CA expires at {when}, in {} days: plan its replacement — a new cluster PKI, then every agent joins again (README.md, \"Certificates\")",
+            (expires_unix - now_unix) / 86_400
+        )
+    }
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -1006,7 +1197,7 @@ mod tests {
             CertificateDer::from_pem_slice(&std::fs::read(second_dir.path().join(ADMIN_CERT_FILE)).unwrap()).unwrap();
         let admin_key =
             KeyPair::from_pem(&std::fs::read_to_string(second_dir.path().join(ADMIN_KEY_FILE)).unwrap()).unwrap();
-        assert_eq!(admin_cert_fits(&admin_cert, &first.ca, &admin_key), Ok(()));
+        assert_eq!(admin_cert_fits(&admin_cert, &first.ca, &admin_key, unix_now()), Ok(()));
     }
 
     #[test]
@@ -1113,5 +1304,68 @@ mod tests {
         let err = ClusterPki::load_or_create(dir.path()).unwrap_err();
         assert!(err.to_string().contains("not the key of the CA certificate"), "{err}");
         assert!(err.to_string().contains("pki import --force"), "{err}");
+    }
+
+    #[test]
+    fn agent_certificates_live_the_configured_lifetime_and_renew_at_two_thirds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut pki = ClusterPki::load_or_create(dir.path()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let csr = ringwatch_agent::credentials::signing_request("node-a", &key).unwrap();
+        let now = 1_795_883_482;
+
+        let default = pki.issue_agent_cert_at("node-a", &csr, now).unwrap();
+        let validity = ringwatch_net::cert::validity(&default.cert).unwrap();
+        assert_eq!(validity.not_after_unix, now + 30 * 86_400);
+        assert_eq!(default.expires_unix, validity.not_after_unix);
+        assert_eq!(validity.not_before_unix, now - 3_600, "an hour back at most");
+        assert!(!validity.renewal_due(now + 19 * 86_400));
+        assert!(validity.renewal_due(now + 20 * 86_400));
+
+        pki.set_agent_cert_ttl(Duration::from_secs(30));
+        let short = pki.issue_agent_cert_at("node-a", &csr, now).unwrap();
+        let validity = ringwatch_net::cert::validity(&short.cert).unwrap();
+        assert_eq!((validity.not_before_unix, validity.not_after_unix), (now - 3, now + 30));
+        assert_eq!(validity.renew_at_unix(), now + 19, "two thirds of 33 s from 3 s before issue");
+    }
+
+    #[test]
+    fn console_and_admin_certificates_last_a_year_and_renew_with_a_third_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_for_console(dir.path(), listen("127.0.0.1")).unwrap();
+        let now = unix_now();
+        let validity = ringwatch_net::cert::validity(&pki.console_cert).unwrap();
+        assert_eq!(validity.not_after_unix - validity.not_before_unix, 366 * 86_400, "a year, from a day back");
+        let ca = pki.ca_validity();
+        assert!(ca.not_after_unix > now + 19 * 365 * 86_400, "the CA lives 20 years");
+
+        assert_eq!(pki.renew_due(Some(listen("127.0.0.1")), now).unwrap(), None, "nothing is due yet");
+        let admin_before = std::fs::read(dir.path().join(ADMIN_CERT_FILE)).unwrap();
+        let later = validity.renew_at_unix() + 60;
+        let renewed = pki.renew_due(Some(listen("127.0.0.1")), later).unwrap().expect("the server certificate is due");
+        assert_ne!(renewed, pki.console_cert);
+        assert_eq!(pki.current_console_cert(), renewed, "what the endpoint serves from now on");
+        let console_key =
+            KeyPair::from_pem(&std::fs::read_to_string(dir.path().join(CONSOLE_KEY_FILE)).unwrap()).unwrap();
+        let names = console_names(listen("127.0.0.1"));
+        assert_eq!(console_cert_fits(&renewed, &pki.ca, &console_key, Some(&names), later), Ok(()), "agents accept it");
+        assert_eq!(certificate_names(&renewed).unwrap(), vec!["127.0.0.1", CONSOLE_SERVER_NAME]);
+        assert!(ringwatch_net::cert::validity(&renewed).unwrap().not_after_unix >= later + 364 * 86_400);
+
+        let admin_after = std::fs::read(dir.path().join(ADMIN_CERT_FILE)).unwrap();
+        assert_ne!(admin_after, admin_before, "the admin certificate was renewed in the data dir");
+        let new_admin = fingerprint(&CertificateDer::from_pem_slice(&admin_after).unwrap());
+        assert!(pki.is_admin(&new_admin), "the renewed admin certificate is accepted at once");
+        assert!(pki.is_admin(&pki.admin_fingerprint), "and the old one until it expires");
+        assert!(!pki.is_admin(&[0; 32]));
+        assert_eq!(pki.renew_due(Some(listen("127.0.0.1")), later).unwrap(), None, "renewed once");
+    }
+
+    #[test]
+    fn the_ca_warning_says_when_and_what_to_do() {
+        let now = 1_795_883_482;
+        let warning = ca_expiry_warning(now + 30 * 86_400, now);
+        assert!(warning.contains("in 30 days") && warning.contains("joins again"), "{warning}");
+        assert!(ca_expiry_warning(now - 1, now).contains("expired at"));
     }
 }

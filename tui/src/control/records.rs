@@ -159,9 +159,19 @@ pub struct CredentialRecord {
     #[serde(default)]
     pub revoked: bool,
     /// The join token it was issued for: a revoked node does not join again
-    /// with the token it used.
+    /// with the token it used. A renewed credential keeps its
+    /// predecessor's.
     #[serde(default)]
     pub token_id: Option<String>,
+    /// When the certificate expires, Unix seconds (`None` for credentials
+    /// recorded before certificates were renewed).
+    #[serde(default)]
+    pub expires_unix: Option<u64>,
+    /// The fingerprint of the certificate that renewed this one: it stays
+    /// valid until it expires or the agent connects with the renewed one
+    /// (then this record is removed), and no longer owns the node's name.
+    #[serde(default)]
+    pub renewed_to: Option<String>,
 }
 
 /// A join token the console issued. Tokens are verified by their MAC; the
@@ -222,6 +232,9 @@ pub enum Change {
         /// The record.
         record: CredentialRecord,
     },
+    /// A renewed credential removed: its agent connected with the
+    /// certificate that renewed it.
+    CredentialRemoved(String),
     /// A join token's record.
     Token(TokenRecord),
     /// An operator credential, issued or revoked.
@@ -256,7 +269,9 @@ impl Change {
             Self::InstanceRemoved(id) => format!("{}{id}", prefix::INSTANCE),
             Self::Node(record) => format!("{}{}", prefix::NODE, record.name),
             Self::Cluster(_) => prefix::CLUSTER.to_string(),
-            Self::Credential { fingerprint, .. } => format!("{}{fingerprint}", prefix::CREDENTIAL),
+            Self::Credential { fingerprint, .. } | Self::CredentialRemoved(fingerprint) => {
+                format!("{}{fingerprint}", prefix::CREDENTIAL)
+            }
             Self::Token(record) => format!("{}{}", prefix::TOKEN, record.id),
             Self::Operator(record) => format!("{}{}", prefix::OPERATOR, record.fingerprint),
         }
@@ -268,7 +283,7 @@ impl Change {
     /// When the record cannot be encoded (it always can: plain data).
     pub fn value(&self) -> Result<Option<String>, serde_json::Error> {
         Ok(Some(match self {
-            Self::TaskRemoved(_) | Self::InstanceRemoved(_) => return Ok(None),
+            Self::TaskRemoved(_) | Self::InstanceRemoved(_) | Self::CredentialRemoved(_) => return Ok(None),
             Self::Task(spec) => serde_json::to_string(spec)?,
             Self::Instance(record) => serde_json::to_string(record)?,
             Self::Node(record) => serde_json::to_string(record)?,
@@ -332,6 +347,9 @@ impl Image {
             Change::Cluster(record) => self.cluster = Some(record.clone()),
             Change::Credential { fingerprint, record } => {
                 self.credentials.insert(fingerprint.clone(), record.clone());
+            }
+            Change::CredentialRemoved(fingerprint) => {
+                self.credentials.remove(fingerprint);
             }
             Change::Token(record) => {
                 self.tokens.insert(record.id.clone(), record.clone());
@@ -456,6 +474,8 @@ mod tests {
                     issued_unix: 1,
                     revoked: false,
                     token_id: Some("t1".into()),
+                    expires_unix: Some(3),
+                    renewed_to: Some("cd34".into()),
                 },
             },
             Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: true }),

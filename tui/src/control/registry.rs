@@ -7,18 +7,25 @@
 //! - a node name belongs to the key that first joined under it, as long as
 //!   a credential for that name is unrevoked: a join under the name with
 //!   another key is refused, and `ringwatch revoke NODE` frees the name;
+//! - a renewal (README.md, "Certificates") records the new certificate for
+//!   the agent's new key; the old one stays valid until it expires or the
+//!   agent connects with the new one, when its record is removed, and from
+//!   then on the name belongs to the new key;
+//! - an expired credential is refused: the agent joins again with a token;
 //! - a join token is accepted only if the console recorded its id and it is
 //!   not revoked (its MAC and expiry are checked before, by the PKI);
 //! - a revoked node does not join again with the token it used;
 //! - tokens live at most [`MAX_TOKEN_TTL`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{CredentialInfo, OperatorRole, Refusal, RefusalKind, TokenInfo};
 
-use crate::control::pki::ClusterPki;
+use ringwatch_shared::token::{fingerprint, to_hex};
+
+use crate::control::pki::{ClusterPki, IssuedCert};
 use crate::control::records::{Change, CredentialRecord, Image, OperatorRecord, TokenRecord};
 
 /// The longest a join token may live.
@@ -65,22 +72,132 @@ impl Registry {
     }
 
     /// The node and key of the agent presenting the certificate with
-    /// `cert_fingerprint`.
+    /// `cert_fingerprint` at `now_unix`. A renewed certificate in use
+    /// retires the ones it renewed (their records are removed).
     ///
     /// # Errors
-    /// A refusal for an unknown or revoked credential.
-    pub fn identify(&self, cert_fingerprint: &str) -> Result<(NodeName, String), Refusal> {
+    /// A refusal for an unknown, revoked or expired credential.
+    pub fn identify(&mut self, cert_fingerprint: &str, now_unix: u64) -> Result<(NodeName, String), Refusal> {
         let unknown = |reason: String| Refusal { kind: RefusalKind::UnknownCredential, reason };
         match self.credentials.get(cert_fingerprint) {
             Some(record) if record.revoked => {
                 Err(unknown(format!("the credential of node \"{}\" was revoked: join again with a new token", record.name)))
             }
-            Some(record) => Ok((record.name.clone(), record.key_fingerprint.clone())),
+            Some(record) if record.expires_unix.is_some_and(|expires| expires < now_unix) => Err(unknown(format!(
+                "the certificate of node \"{}\" expired at {}: it was not renewed in time; join the agent again with a token from `ringwatch join-token` (it keeps its name and key)",
+                record.name,
+                ringwatch_net::cert::format_unix(record.expires_unix.unwrap_or_default())
+            ))),
+            Some(record) => {
+                let (name, key) = (record.name.clone(), record.key_fingerprint.clone());
+                self.retire_renewed(&name, cert_fingerprint);
+                Ok((name, key))
+            }
             None => Err(unknown(
                 "this certificate was not issued by this console (or the console lost its state): re-join with a token and a fresh data dir"
                     .into(),
             )),
         }
+    }
+
+    /// Removes the records of `name` that were renewed, now that the agent
+    /// connects with `in_use`.
+    fn retire_renewed(&mut self, name: &NodeName, in_use: &str) {
+        let retired: Vec<String> = self
+            .credentials
+            .iter()
+            .filter(|(fingerprint, record)| {
+                record.name == *name && !record.revoked && record.renewed_to.is_some() && fingerprint.as_str() != in_use
+            })
+            .map(|(fingerprint, _)| fingerprint.clone())
+            .collect();
+        for fingerprint in retired {
+            self.credentials.remove(&fingerprint);
+            self.changes.push(Change::CredentialRemoved(fingerprint));
+        }
+    }
+
+    /// Whether the agent of node `name`, connected with the certificate
+    /// `cert_fingerprint`, may renew it at `now_unix`: the credential must
+    /// be its own, valid, and not renewed in the last `min_interval`
+    /// (a renewal costs a signature and a durable write).
+    ///
+    /// # Errors
+    /// A sentence for the agent's log.
+    pub fn check_renewal(
+        &self,
+        name: &NodeName,
+        cert_fingerprint: &str,
+        now_unix: u64,
+        min_interval: Duration,
+    ) -> Result<(), String> {
+        match self.credentials.get(cert_fingerprint) {
+            Some(record) if record.name == *name && !record.revoked => {}
+            _ => return Err(format!("the certificate of this connection is no valid credential of node \"{name}\"")),
+        }
+        let latest = self
+            .credentials
+            .values()
+            .filter(|record| record.name == *name && !record.revoked)
+            .map(|record| record.issued_unix)
+            .max()
+            .unwrap_or(0);
+        if latest.saturating_add(min_interval.as_secs()) > now_unix {
+            return Err(format!(
+                "node \"{name}\" was issued a certificate {}s ago: renewals are at least {}s apart",
+                now_unix.saturating_sub(latest),
+                min_interval.as_secs()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records the certificate `renewed` issued to `name` for a new key,
+    /// renewing the one with `cert_fingerprint` (and any other of the
+    /// node's not renewed yet), at `now_unix`.
+    pub fn record_renewal(&mut self, name: &NodeName, cert_fingerprint: &str, renewed: &IssuedCert, now_unix: u64) {
+        let new_fingerprint = to_hex(&fingerprint(&renewed.cert));
+        let token_id = self.credentials.get(cert_fingerprint).and_then(|record| record.token_id.clone());
+        for (fingerprint, record) in &mut self.credentials {
+            if record.name == *name && !record.revoked && record.renewed_to.is_none() {
+                record.renewed_to = Some(new_fingerprint.clone());
+                self.changes.push(Change::Credential { fingerprint: fingerprint.clone(), record: record.clone() });
+            }
+        }
+        let record = CredentialRecord {
+            name: name.clone(),
+            key_fingerprint: renewed.key_fingerprint.clone(),
+            issued_unix: now_unix,
+            revoked: false,
+            token_id,
+            expires_unix: Some(renewed.expires_unix),
+            renewed_to: None,
+        };
+        self.credentials.insert(new_fingerprint.clone(), record.clone());
+        self.changes.push(Change::Credential { fingerprint: new_fingerprint, record });
+    }
+
+    /// Each node's newest unrevoked certificate: its fingerprint and expiry
+    /// (for `status`).
+    pub fn current_certificates(&self) -> HashMap<&str, (&str, Option<u64>)> {
+        let mut newest: HashMap<&str, (&str, &CredentialRecord)> = HashMap::new();
+        for (fingerprint, record) in self.credentials.iter().filter(|(_, record)| !record.revoked) {
+            let entry = newest.entry(record.name.as_str()).or_insert((fingerprint, record));
+            if record.renewed_to.is_none() && (entry.1.renewed_to.is_some() || record.issued_unix > entry.1.issued_unix)
+            {
+                *entry = (fingerprint, record);
+            }
+        }
+        newest.into_iter().map(|(name, (fingerprint, record))| (name, (fingerprint, record.expires_unix))).collect()
+    }
+
+    /// Whether the certificate with `cert_fingerprint` is valid beyond
+    /// `limit_unix`, or has no recorded expiry (issued before certificates
+    /// were renewed): its agent is asked to renew it at once.
+    pub fn outlives(&self, cert_fingerprint: &str, limit_unix: u64) -> bool {
+        self.credentials
+            .get(cert_fingerprint)
+            .is_some_and(|record| record.expires_unix.is_none_or(|expires| expires > limit_unix))
     }
 
     /// Whether `name` may join with the key `key_fingerprint` using token
@@ -115,13 +232,19 @@ impl Registry {
             }
             Some(_) => {}
         }
-        for record in self.credentials.values().filter(|record| record.name == *name) {
+        let of_name: Vec<&CredentialRecord> = self.credentials.values().filter(|record| record.name == *name).collect();
+        // The name belongs to the keys of its unrevoked credentials: the
+        // current one's, and while a renewal is not yet in use, the renewed
+        // one's too.
+        let owned_by_this_key =
+            of_name.iter().any(|record| !record.revoked && record.key_fingerprint == key_fingerprint);
+        for record in of_name {
             if record.revoked && record.token_id.as_deref() == Some(token_id) {
                 return Err(bad_token(format!(
                     "node \"{name}\" was revoked and may not join again with the token it used ({token_id}): make a new token with `ringwatch join-token`"
                 )));
             }
-            if !record.revoked && record.key_fingerprint != key_fingerprint {
+            if !record.revoked && !owned_by_this_key {
                 return Err(Refusal {
                     kind: RefusalKind::NameTaken,
                     reason: format!(
@@ -142,9 +265,17 @@ impl Registry {
         key_fingerprint: String,
         token_id: String,
         now_unix: u64,
+        expires_unix: u64,
     ) {
-        let record =
-            CredentialRecord { name, key_fingerprint, issued_unix: now_unix, revoked: false, token_id: Some(token_id) };
+        let record = CredentialRecord {
+            name,
+            key_fingerprint,
+            issued_unix: now_unix,
+            revoked: false,
+            token_id: Some(token_id),
+            expires_unix: Some(expires_unix),
+            renewed_to: None,
+        };
         self.credentials.insert(cert_fingerprint.clone(), record.clone());
         self.changes.push(Change::Credential { fingerprint: cert_fingerprint, record });
     }
@@ -413,7 +544,7 @@ mod tests {
         // still-valid token joined as "a"; the real "a" was then refused.
         let (mut registry, _dir, token) = registry_with_token();
         registry.check_join(&name("a"), "key-1", &token, 1_000).unwrap();
-        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_000_000);
         let refusal = registry.check_join(&name("a"), "key-2", &token, 1_001).unwrap_err();
         assert_eq!(refusal.kind, RefusalKind::NameTaken);
         assert!(refusal.reason.contains("ringwatch revoke a"), "{}", refusal.reason);
@@ -432,9 +563,9 @@ mod tests {
     #[test]
     fn regression_a_revoked_node_does_not_join_again_with_its_token() {
         let (mut registry, _dir, token) = registry_with_token();
-        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_000_000);
         registry.revoke_node("a");
-        assert!(registry.identify("cert-1").is_err());
+        assert!(registry.identify("cert-1", 1_001).is_err());
         let refusal = registry.check_join(&name("a"), "key-1", &token, 1_001).unwrap_err();
         assert!(refusal.reason.contains("may not join again with the token it used"), "{}", refusal.reason);
         // Others may still use the token.
@@ -444,7 +575,7 @@ mod tests {
     #[test]
     fn tokens_are_listed_revoked_and_refused_unless_recorded() {
         let (mut registry, _dir, token) = registry_with_token();
-        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000);
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_000_000);
         let listed = registry.list_tokens();
         assert_eq!((listed.len(), listed[0].joined.clone()), (1, vec!["a".to_string()]));
         assert!(registry.check_join(&name("b"), "k", "0000000000000000", 1_000).is_err(), "unrecorded id");
@@ -465,5 +596,87 @@ mod tests {
         let err = check_ttl(Duration::from_secs(31 * 86_400)).unwrap_err();
         assert!(err.contains("not 31 days:"), "{err}");
         assert!(check_ttl(Duration::ZERO).is_err());
+    }
+
+    fn issued(cert: &[u8], key: &str, expires_unix: u64) -> IssuedCert {
+        IssuedCert {
+            cert: rustls::pki_types::CertificateDer::from(cert.to_vec()),
+            key_fingerprint: key.into(),
+            expires_unix,
+        }
+    }
+
+    #[test]
+    fn a_renewal_is_recorded_and_the_old_credential_retires_when_the_new_one_connects() {
+        let (mut registry, _dir, token) = registry_with_token();
+        let a = name("a");
+        registry.record_join("cert-1".into(), a.clone(), "key-1".into(), token.clone(), 1_000, 1_030);
+        let interval = Duration::from_secs(3);
+        let err = registry.check_renewal(&a, "cert-1", 1_001, interval).unwrap_err();
+        assert!(err.contains("renewals are at least 3s apart"), "{err}");
+        registry.check_renewal(&a, "cert-1", 1_020, interval).unwrap();
+        assert!(registry.check_renewal(&name("b"), "cert-1", 1_020, interval).is_err(), "only its own credential");
+        registry.take_changes();
+
+        let renewed = issued(b"new certificate", "key-2", 1_050);
+        let new_fingerprint = to_hex(&fingerprint(&renewed.cert));
+        registry.record_renewal(&a, "cert-1", &renewed, 1_020);
+        let changes = registry.take_changes();
+        assert_eq!(changes.len(), 2, "the old record names its renewal, the new one is written: {changes:?}");
+        assert_eq!(registry.current_certificates()["a"], (new_fingerprint.as_str(), Some(1_050)));
+        assert_eq!(registry.credentials[&new_fingerprint].token_id.as_deref(), Some(token.as_str()));
+
+        // The old certificate stays valid on the live connection and the
+        // next one, until the agent connects with the new one.
+        assert_eq!(registry.identify("cert-1", 1_021).unwrap().1, "key-1");
+        assert!(registry.take_changes().is_empty());
+        assert_eq!(registry.identify(&new_fingerprint, 1_022).unwrap(), (a.clone(), "key-2".to_string()));
+        assert_eq!(registry.take_changes(), vec![Change::CredentialRemoved("cert-1".into())]);
+        assert!(registry.identify("cert-1", 1_023).is_err(), "retired");
+
+        // The name now belongs to the new key; revocation covers it.
+        registry.check_join(&a, "key-2", &token, 1_023).unwrap();
+        assert_eq!(registry.check_join(&a, "key-1", &token, 1_023).unwrap_err().kind, RefusalKind::NameTaken);
+        assert_eq!(registry.revoke_node("a"), 1);
+        assert!(registry.identify(&new_fingerprint, 1_024).is_err());
+    }
+
+    #[test]
+    fn certificates_outliving_the_lifetime_are_renewed_at_once() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_030);
+        assert!(!registry.outlives("cert-1", 1_033));
+        assert!(registry.outlives("cert-1", 1_029), "issued under a longer lifetime");
+        let mut legacy = registry.credentials["cert-1"].clone();
+        legacy.expires_unix = None;
+        registry.credentials.insert("cert-0".into(), legacy);
+        assert!(registry.outlives("cert-0", u64::MAX), "issued before certificates were renewed");
+        assert!(!registry.outlives("unknown", 0));
+    }
+
+    #[test]
+    fn while_a_renewal_is_unused_both_keys_own_the_name() {
+        let (mut registry, _dir, token) = registry_with_token();
+        let a = name("a");
+        registry.record_join("cert-1".into(), a.clone(), "key-1".into(), token.clone(), 1_000, 1_030);
+        registry.record_renewal(&a, "cert-1", &issued(b"renewed", "key-2", 1_050), 1_020);
+        // The agent may have crashed before storing the renewal: its old key
+        // still joins again; a stranger's does not.
+        registry.check_join(&a, "key-1", &token, 1_021).unwrap();
+        registry.check_join(&a, "key-2", &token, 1_021).unwrap();
+        assert_eq!(registry.check_join(&a, "key-3", &token, 1_021).unwrap_err().kind, RefusalKind::NameTaken);
+    }
+
+    #[test]
+    fn regression_an_expired_credential_is_refused_saying_to_join_again() {
+        let (mut registry, _dir, token) = registry_with_token();
+        registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_030);
+        assert!(registry.identify("cert-1", 1_030).is_ok());
+        let refusal = registry.identify("cert-1", 1_031).unwrap_err();
+        assert_eq!(refusal.kind, RefusalKind::UnknownCredential);
+        assert!(refusal.reason.contains("expired at 1970-01-01 00:17:10 UTC"), "{}", refusal.reason);
+        assert!(refusal.reason.contains("join the agent again with a token"), "{}", refusal.reason);
+        // It joins again with its key and a token.
+        registry.check_join(&name("a"), "key-1", &token, 1_031).unwrap();
     }
 }

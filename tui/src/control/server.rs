@@ -205,7 +205,7 @@ fn identify(connection: &Connection, context: &ServerContext) -> Result<Peer, Re
         .map_err(|_| unknown("the client certificate could not be read"))?;
     let cert = certs.first().ok_or_else(|| unknown("no client certificate was presented"))?;
     let cert_fingerprint = fingerprint(cert);
-    if cert_fingerprint == pki.admin_fingerprint {
+    if pki.is_admin(&cert_fingerprint) {
         return Ok(Peer::Admin);
     }
     let cert_fingerprint = to_hex(&cert_fingerprint);
@@ -323,6 +323,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, leader
         let welcome = ConsoleFrame::Welcome(Welcome {
             node: node.clone(),
             console_version: env!("CARGO_PKG_VERSION").to_string(),
+            renew_now: admitted.renew_now,
         });
         let written = match encode(leader.term, welcome) {
             Ok(frame) => send.write_all(&frame).await.map_err(|err| err.to_string()),
@@ -501,6 +502,7 @@ async fn read_agent_frames(
                 SessionEvent::Instance(report)
             }
             Ok(Some(AgentFrame::Goodbye { reason })) => SessionEvent::Goodbye(cap_message(&reason)),
+            Ok(Some(AgentFrame::Renew(request))) => SessionEvent::Renew(request.csr_der),
             Ok(Some(other)) => {
                 return ReaderEnd::Refused(Refusal {
                     kind: RefusalKind::ProtocolViolation,
@@ -713,6 +715,7 @@ pub(crate) fn frame_name(frame: &AgentFrame) -> &'static str {
         AgentFrame::Inventory(_) => "an inventory",
         AgentFrame::Instance(_) => "an instance report",
         AgentFrame::Goodbye { .. } => "a goodbye",
+        AgentFrame::Renew(_) => "a certificate renewal",
     }
 }
 

@@ -61,6 +61,8 @@ pub fn snapshot_of(
             address: String::new(),
             reason: format!("as the leader ({}) recorded it", console.leader.as_deref().unwrap_or("none yet")),
             instances: placed.remove(record.name.as_str()).unwrap_or_default(),
+            cert_sha256: None,
+            cert_expires_unix: None,
         })
         .collect();
     let up: BTreeSet<&str> = nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();
@@ -128,6 +130,7 @@ mod tests {
             term: 7,
             leader: Some("127.0.0.1:1".into()),
             store_problem: None,
+            ca_expires_unix: 0,
         };
         let snapshot = snapshot_of(&image, Arc::from(Vec::new()), console, 0);
         let status = &snapshot.status;

@@ -65,7 +65,7 @@ pub fn server_config(pki: &ClusterPki) -> Result<quinn::ServerConfig, String> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|err| err.to_string())?
         .with_client_cert_verifier(client_verifier)
-        .with_single_cert(vec![pki.console_cert.clone(), pki.ca.clone()], pki.console_key())
+        .with_single_cert(vec![pki.current_console_cert(), pki.ca.clone()], pki.console_key())
         .map_err(|err| format!("the console certificate is unusable: {err}"))?;
     crypto.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicServerConfig::try_from(crypto).map_err(|err| err.to_string())?;

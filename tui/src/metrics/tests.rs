@@ -36,6 +36,8 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         address: "127.0.0.1:1".into(),
         reason: "a sentence with \"quotes\" that never becomes a label".into(),
         instances: vec!["web/0".into()],
+        cert_sha256: None,
+        cert_expires_unix: None,
     }
 }
 

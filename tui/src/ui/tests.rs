@@ -47,6 +47,8 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         address: format!("10.0.0.{}:41000", name.len()),
         reason: "heartbeats arrive".to_string(),
         instances: Vec::new(),
+        cert_sha256: None,
+        cert_expires_unix: None,
     }
 }
 
@@ -1591,6 +1593,7 @@ fn a_standby_says_so_in_the_header_and_a_broken_store_in_a_banner() {
         term: 12,
         leader: Some("10.0.0.1:7443".into()),
         store_problem: None,
+        ca_expires_unix: 0,
     };
     app.apply_snapshot(standby.clone(), 201_000);
     let header = screen(&draw(&mut app, 120, 30));
