@@ -549,6 +549,9 @@ async fn serve_admin(connection: Connection, context: Arc<ServerContext>, operat
 const EVENTS_PER_FRAME: usize = 500;
 /// The shortest gap between two snapshots pushed to a watcher.
 const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest: a watcher that hears nothing for several of these knows
+/// the link is stalled (see `remote::console`).
+const WATCH_KEEPALIVE: Duration = Duration::from_secs(1);
 
 async fn serve_admin_stream(
     mut send: SendStream,
@@ -686,8 +689,12 @@ async fn serve_watch(send: &mut SendStream, context: &ServerContext, read_only: 
             return;
         }
         let next = tokio::time::Instant::now() + WATCH_INTERVAL;
+        // A console whose cluster is quiet (a standby publishes only on
+        // change) still sends the snapshot again now and then: the watcher
+        // tells a quiet cluster from a dead link by it.
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(WATCH_KEEPALIVE) => {}
             _ = send.stopped() => return,
         }
         tokio::select! {
