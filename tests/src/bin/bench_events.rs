@@ -74,6 +74,7 @@ fn main() {
         fleet.restart_agent(&victim);
     }
     let _ = follower.kill();
+    let _ = follower.wait();
     latencies.sort();
     println!(
         "{} runs, {agents} agents: kill -9 → follower prints `failed`: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
