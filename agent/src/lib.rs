@@ -16,6 +16,7 @@
 //! - [`endpoints`]: the QUIC endpoints that reach the consoles.
 //! - [`credentials`]: the agent's key, certificate and CA in its data dir.
 //! - [`objects`]: the agent's copies of the data store's objects.
+//! - [`data`]: serving the console's data requests on those copies.
 //! - [`swarm`]: many simulated agents in one process.
 //! - [`status`]: the agent's own view on a Unix socket in its data dir
 //!   (`ringwatch-agent status`).
@@ -26,6 +27,7 @@
 pub mod collector;
 pub mod consoles;
 pub mod credentials;
+pub mod data;
 pub mod endpoints;
 pub mod error;
 pub mod link;

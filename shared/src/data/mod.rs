@@ -14,12 +14,14 @@
 //!   returns and repairs.
 //! - [`digest`]: per-range digests replicas compare for anti-entropy.
 //! - [`repair`]: the re-replication plan.
+//! - [`wire`]: the messages between the console and an agent's copies.
 
 pub mod digest;
 pub mod key;
 pub mod read;
 pub mod repair;
 pub mod version;
+pub mod wire;
 
 pub use key::ObjectKey;
 pub use read::Consistency;

@@ -1,0 +1,310 @@
+//! Serving the console's data requests on the agent's copies (README.md,
+//! "Data"): one stream per request, opened by the console on the agent's
+//! connection (see `ringwatch_shared::data::wire`). The bytes stream
+//! through in chunks between the network and the disk; file I/O runs on
+//! the blocking pool, never on the async workers that carry heartbeats.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
+use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk, DataFailure, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::{ObjectKey, ObjectMeta};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::objects::{ObjectStore, ObjectsError};
+
+/// The agent's copies, shared by the streams serving them.
+#[derive(Debug, Clone)]
+pub struct DataService {
+    store: Arc<Mutex<ObjectStore>>,
+    /// The highest console term seen on a data request.
+    seen_term: Arc<AtomicU64>,
+}
+
+impl DataService {
+    /// Serves `store`.
+    pub fn new(store: ObjectStore) -> Self {
+        Self { store: Arc::new(Mutex::new(store)), seen_term: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Serves one request stream: reads the request (and a put's bytes),
+    /// answers. An error is the stream's (it broke); refusals are answers.
+    ///
+    /// # Errors
+    /// When the stream cannot be read or written.
+    pub async fn serve<R, W>(&self, recv: &mut R, send: &mut W) -> Result<(), CodecError>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let Some(request) = codec::read_frame::<DataRequest, _>(recv, MAX_FRAME_LEN).await? else {
+            return Ok(());
+        };
+        let seen = self.seen_term.fetch_max(request.term, Ordering::Relaxed);
+        if request.term < seen {
+            return codec::write_frame(send, &DataReply::Failed(DataFailure::Deposed { seen })).await;
+        }
+        match request.op {
+            DataOp::Put(meta) => {
+                let reply = match self.put(meta, recv).await? {
+                    Ok(meta) => DataReply::Held(Some(meta)),
+                    Err(failure) => DataReply::Failed(failure),
+                };
+                codec::write_frame(send, &reply).await
+            }
+            DataOp::Get(key) => self.get(&key, send).await,
+            DataOp::Stat(key) => {
+                let held = self.lock().get(&key).cloned();
+                codec::write_frame(send, &DataReply::Held(held)).await
+            }
+            DataOp::Remove { key, version } => {
+                let store = self.store.clone();
+                let removed = blocking(move || {
+                    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                    store.remove(&key, version).map(|()| store.get(&key).cloned())
+                })
+                .await;
+                codec::write_frame(send, &answer(removed.map(DataReply::Held))).await
+            }
+            DataOp::Forget(key) => {
+                let store = self.store.clone();
+                let forgotten = blocking(move || {
+                    let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+                    store.forget(&key).map(|_| DataReply::Held(None))
+                })
+                .await;
+                codec::write_frame(send, &answer(forgotten)).await
+            }
+            DataOp::Digests => {
+                let leaves = self.lock().digests().leaves().to_vec();
+                codec::write_frame(send, &DataReply::Digests(leaves)).await
+            }
+            DataOp::List(ranges) => {
+                let listed: Vec<ObjectMeta> = self
+                    .lock()
+                    .entries()
+                    .filter(|meta| ranges.contains(&ringwatch_shared::data::digest::range_of(&meta.key)))
+                    .cloned()
+                    .collect();
+                codec::write_frame(send, &DataReply::Listed(listed)).await
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ObjectStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Receives a put's bytes into a pending copy and commits it. The outer
+    /// error is the stream's; the inner one the answer.
+    async fn put<R: AsyncRead + Unpin>(
+        &self,
+        meta: ObjectMeta,
+        recv: &mut R,
+    ) -> Result<Result<ObjectMeta, DataFailure>, CodecError> {
+        let begun = self.lock().begin(meta);
+        let mut copy = match begun {
+            Ok(copy) => Some(copy),
+            Err(err) => {
+                // Drain what the console sends, so the answer is read.
+                drain(recv).await?;
+                return Ok(Err(failure(err)));
+            }
+        };
+        let mut failed = None;
+        loop {
+            let chunk = codec::read_frame::<DataChunk, _>(recv, MAX_FRAME_LEN).await?;
+            match chunk {
+                Some(DataChunk::Bytes(bytes)) => {
+                    let Some(pending) = copy.take() else { continue };
+                    match blocking(move || {
+                        let mut pending = pending;
+                        pending.write(&bytes).map(|()| pending)
+                    })
+                    .await
+                    {
+                        Ok(pending) => copy = Some(pending),
+                        Err(err) => failed = Some(failure(err)),
+                    }
+                }
+                Some(DataChunk::End) => break,
+                None => return Err(CodecError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            }
+        }
+        if let Some(failure) = failed {
+            return Ok(Err(failure));
+        }
+        let Some(pending) = copy else {
+            return Ok(Err(DataFailure::Other("the copy was abandoned".into())));
+        };
+        let store = self.store.clone();
+        let committed = blocking(move || store.lock().unwrap_or_else(PoisonError::into_inner).commit(pending)).await;
+        Ok(committed.map_err(failure))
+    }
+
+    /// Sends the current copy of `key`: its metadata, then its bytes.
+    async fn get<W: AsyncWrite + Unpin>(&self, key: &ObjectKey, send: &mut W) -> Result<(), CodecError> {
+        let opened = self.lock().read(key);
+        let (meta, file) = match opened {
+            Ok(opened) => opened,
+            Err(err) => return codec::write_frame(send, &DataReply::Failed(failure(err))).await,
+        };
+        codec::write_frame(send, &DataReply::Object(meta.clone())).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let mut left = meta.size;
+        let mut buf = vec![0; CHUNK_LEN];
+        while left > 0 {
+            let want = usize::try_from(left.min(CHUNK_LEN as u64)).unwrap_or(CHUNK_LEN);
+            let read = file.read(&mut buf[..want]).await?;
+            if read == 0 {
+                // The file shrank under us (a damaged disk): the console sees
+                // a short object and its checksum fail, and reads elsewhere.
+                break;
+            }
+            codec::write_frame(send, &DataChunk::Bytes(buf[..read].to_vec())).await?;
+            left -= read as u64;
+        }
+        codec::write_frame(send, &DataChunk::End).await
+    }
+}
+
+/// Reads and discards chunks up to the end of a put.
+async fn drain<R: AsyncRead + Unpin>(recv: &mut R) -> Result<(), CodecError> {
+    loop {
+        match codec::read_frame::<DataChunk, _>(recv, MAX_FRAME_LEN).await? {
+            Some(DataChunk::Bytes(_)) => {}
+            Some(DataChunk::End) | None => return Ok(()),
+        }
+    }
+}
+
+/// Runs file I/O on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ObjectsError> + Send + 'static,
+) -> Result<T, ObjectsError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|err| {
+        Err(ObjectsError::Io { path: Default::default(), source: std::io::Error::other(err.to_string()) })
+    })
+}
+
+fn answer(result: Result<DataReply, ObjectsError>) -> DataReply {
+    result.unwrap_or_else(|err| DataReply::Failed(failure(err)))
+}
+
+/// The wire's words for a store error.
+fn failure(err: ObjectsError) -> DataFailure {
+    match err {
+        ObjectsError::NotFound(_) => DataFailure::NotFound,
+        ObjectsError::Stale { held, .. } => DataFailure::Stale { held },
+        ObjectsError::OverQuota { used, quota, .. } => DataFailure::OverQuota { used, quota },
+        other => DataFailure::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::digest::{SHA256, digest};
+    use ringwatch_shared::data::Version;
+    use ringwatch_shared::token::to_hex;
+
+    use super::*;
+
+    fn service() -> (DataService, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (DataService::new(ObjectStore::open(dir.path(), 1 << 30).unwrap()), dir)
+    }
+
+    /// One request through an in-memory pipe: what the console sends, and
+    /// the frames it reads back.
+    async fn exchange(service: &DataService, frames: Vec<Vec<u8>>) -> Vec<u8> {
+        let (mut console, mut agent) = tokio::io::duplex(4 << 20);
+        let (mut agent_recv, mut agent_send) = tokio::io::split(&mut agent);
+        let sending = async {
+            for frame in frames {
+                tokio::io::AsyncWriteExt::write_all(&mut console, &frame).await.unwrap();
+            }
+            let mut answer = Vec::new();
+            tokio::io::AsyncWriteExt::shutdown(&mut console).await.unwrap();
+            console.read_to_end(&mut answer).await.unwrap();
+            answer
+        };
+        let serving = async {
+            service.serve(&mut agent_recv, &mut agent_send).await.unwrap();
+            tokio::io::AsyncWriteExt::shutdown(&mut agent_send).await.unwrap();
+        };
+        let (answer, ()) = tokio::join!(sending, serving);
+        answer
+    }
+
+    fn put_frames(term: u64, key: &str, counter: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let meta = ObjectMeta {
+            key: ObjectKey::parse(key).unwrap(),
+            version: Version { term, counter },
+            size: bytes.len() as u64,
+            checksum: to_hex(digest(&SHA256, bytes).as_ref()),
+            tombstone: false,
+        };
+        let mut frames = vec![codec::encode_frame(&DataRequest { term, op: DataOp::Put(meta) }).unwrap()];
+        frames.extend(
+            bytes.chunks(CHUNK_LEN).map(|chunk| codec::encode_frame(&DataChunk::Bytes(chunk.to_vec())).unwrap()),
+        );
+        frames.push(codec::encode_frame(&DataChunk::End).unwrap());
+        frames
+    }
+
+    fn replies(bytes: &[u8]) -> (DataReply, Vec<u8>) {
+        let (reply, mut at) = codec::decode_frame::<DataReply>(bytes, MAX_FRAME_LEN).unwrap().unwrap();
+        let mut body = Vec::new();
+        while at < bytes.len() {
+            let (chunk, used) = codec::decode_frame::<DataChunk>(&bytes[at..], MAX_FRAME_LEN).unwrap().unwrap();
+            at += used;
+            if let DataChunk::Bytes(piece) = chunk {
+                body.extend(piece);
+            }
+        }
+        (reply, body)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_put_streams_in_and_a_get_streams_the_same_bytes_out() {
+        let (service, _dir) = service();
+        let bytes: Vec<u8> = (0..(CHUNK_LEN * 3 + 17)).map(|i| (i % 251) as u8).collect();
+        let (reply, _) = replies(&exchange(&service, put_frames(1, "big", 1, &bytes)).await);
+        assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.size == bytes.len() as u64), "{reply:?}");
+        let get =
+            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("big").unwrap()) }).unwrap();
+        let (reply, body) = replies(&exchange(&service, vec![get]).await);
+        assert!(matches!(reply, DataReply::Object(_)), "{reply:?}");
+        assert_eq!(body, bytes);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deposed_console_and_a_stale_version_are_refused() {
+        let (service, _dir) = service();
+        exchange(&service, put_frames(5, "k", 2, b"new")).await;
+        let (reply, _) = replies(&exchange(&service, put_frames(4, "k", 9, b"old term")).await);
+        assert_eq!(reply, DataReply::Failed(DataFailure::Deposed { seen: 5 }));
+        let (reply, _) = replies(&exchange(&service, put_frames(5, "k", 1, b"older")).await);
+        assert!(matches!(reply, DataReply::Failed(DataFailure::Stale { .. })), "{reply:?}");
+        let stat =
+            codec::encode_frame(&DataRequest { term: 5, op: DataOp::Stat(ObjectKey::parse("k").unwrap()) }).unwrap();
+        let (reply, _) = replies(&exchange(&service, vec![stat]).await);
+        assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.version.counter == 2), "{reply:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bytes_that_do_not_match_their_checksum_are_refused_and_nothing_is_stored() {
+        let (service, _dir) = service();
+        let mut frames = put_frames(1, "k", 1, b"abc");
+        frames[1] = codec::encode_frame(&DataChunk::Bytes(b"abd".to_vec())).unwrap();
+        let (reply, _) = replies(&exchange(&service, frames).await);
+        assert!(
+            matches!(reply, DataReply::Failed(DataFailure::Other(ref why)) if why.contains("SHA-256")),
+            "{reply:?}"
+        );
+        let get =
+            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("k").unwrap()) }).unwrap();
+        assert_eq!(replies(&exchange(&service, vec![get]).await).0, DataReply::Failed(DataFailure::NotFound));
+    }
+}

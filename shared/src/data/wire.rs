@@ -1,0 +1,172 @@
+//! The data store's messages between the console and an agent (README.md,
+//! "Data"). Agents keep only outbound connections, so the console opens a
+//! stream of its own on an agent's existing connection for each operation:
+//! one [`DataRequest`] frame, then for a put the bytes as [`DataChunk`]
+//! frames; the agent answers with one [`DataReply`] frame, then for a get
+//! the bytes as chunks. Bytes never travel whole: at most [`CHUNK_LEN`] at a
+//! time, each its own frame (well under the codec's frame limit).
+//!
+//! Every request carries the console's term: an agent refuses a request
+//! from a lower term than the highest it has seen (a deposed leader).
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{ObjectKey, ObjectMeta, Version};
+
+/// The most bytes one chunk frame carries.
+pub const CHUNK_LEN: usize = 256 * 1024;
+
+/// What the console asks of an agent's copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRequest {
+    /// The console's term.
+    pub term: u64,
+    /// The operation.
+    pub op: DataOp,
+}
+
+/// An operation on an agent's copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataOp {
+    /// Store a copy: `meta.size` bytes follow as chunks, then
+    /// [`DataChunk::End`]. Acknowledged once durable and checksummed.
+    Put(ObjectMeta),
+    /// Send the current copy of the key: its metadata, then its bytes.
+    Get(ObjectKey),
+    /// What is held of the key, without the bytes.
+    Stat(ObjectKey),
+    /// Apply a removal: a tombstone at this version.
+    Remove {
+        /// The key.
+        key: ObjectKey,
+        /// The removal's version.
+        version: Version,
+    },
+    /// Drop the copy (an extra one) or the tombstone (collected).
+    Forget(ObjectKey),
+    /// The per-range digests of everything held.
+    Digests,
+    /// The metadata of everything held in these ranges (see
+    /// [`crate::data::digest`]).
+    List(Vec<usize>),
+}
+
+/// A piece of an object's bytes, or their end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataChunk {
+    /// The next bytes.
+    Bytes(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    /// No more.
+    End,
+}
+
+/// The agent's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataReply {
+    /// Done; what is held now (a put's or removal's new copy, a stat's).
+    Held(Option<ObjectMeta>),
+    /// A get's metadata; the bytes follow as chunks.
+    Object(ObjectMeta),
+    /// The digests' leaves, one per range.
+    Digests(Vec<u128>),
+    /// The metadata listed.
+    Listed(Vec<ObjectMeta>),
+    /// Refused or failed; the sentence says why.
+    Failed(DataFailure),
+}
+
+/// Why an agent did not carry out a data request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataFailure {
+    /// No copy of the key.
+    NotFound,
+    /// A newer version is held: the request is stale.
+    Stale {
+        /// What is held.
+        held: Version,
+    },
+    /// The copy does not fit the agent's data quota.
+    OverQuota {
+        /// Bytes held.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
+    /// The request came from a console of a lower term than one seen.
+    Deposed {
+        /// The highest term the agent has seen.
+        seen: u64,
+    },
+    /// Anything else (bytes that do not match, a disk error, a broken
+    /// stream): the sentence says what.
+    Other(String),
+}
+
+impl std::fmt::Display for DataFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no copy"),
+            Self::Stale { held } => write!(f, "a newer version ({held}) is held"),
+            Self::OverQuota { used, quota } => write!(f, "over its data quota ({used} of {quota} bytes used)"),
+            Self::Deposed { seen } => write!(f, "the request's console was deposed (term {seen} seen)"),
+            Self::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Bytes as postcard's byte string rather than a sequence of numbers: the
+/// same layout, without a per-byte varint.
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+                let mut bytes = Vec::new();
+                while let Some(byte) = seq.next_element()? {
+                    bytes.push(byte);
+                }
+                Ok(bytes)
+            }
+        }
+        deserializer.deserialize_bytes(Visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, MAX_FRAME_LEN};
+
+    #[test]
+    fn a_full_chunk_is_one_frame_with_a_few_bytes_of_overhead() {
+        let frame = codec::encode_frame(&DataChunk::Bytes(vec![7; CHUNK_LEN])).unwrap();
+        assert!(frame.len() < CHUNK_LEN + 16, "{}", frame.len());
+        assert!(frame.len() < MAX_FRAME_LEN);
+        let (back, _) = codec::decode_frame::<DataChunk>(&frame, MAX_FRAME_LEN).unwrap().unwrap();
+        assert_eq!(back, DataChunk::Bytes(vec![7; CHUNK_LEN]));
+    }
+
+    #[test]
+    fn requests_round_trip() {
+        let request = DataRequest { term: 4, op: DataOp::List(vec![0, 255]) };
+        let frame = codec::encode_frame(&request).unwrap();
+        let (back, _) = codec::decode_frame::<DataRequest>(&frame, MAX_FRAME_LEN).unwrap().unwrap();
+        assert_eq!(back, request);
+    }
+}
