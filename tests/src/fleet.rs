@@ -354,9 +354,20 @@ impl Fleet {
     /// When the new console does not come up.
     #[track_caller]
     pub fn restart_console(&mut self) {
+        self.restart_console_after(|| {});
+    }
+
+    /// [`Fleet::restart_console`], running `while_down` between the kill
+    /// and the new start.
+    ///
+    /// # Panics
+    /// When the new console does not come up.
+    #[track_caller]
+    pub fn restart_console_after(&mut self, while_down: impl FnOnce()) {
         let addr = self.console.addr();
         let data_dir = self.data_dir().to_path_buf();
         self.console.kill();
+        while_down();
         let config = self.config.to_string_lossy().into_owned();
         self.console = Console::start_listening(&data_dir, &addr.to_string(), &["--config", &config]);
         assert_eq!(self.console.addr(), addr, "the restarted console must listen where its agents look");
