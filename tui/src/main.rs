@@ -551,20 +551,7 @@ fn settings(common: &CommonArgs, demo: bool) -> Result<Settings> {
 
 /// Logs to `console.log` in the data dir: the terminal belongs to the UI.
 fn init_file_logging(data_dir: &std::path::Path) -> Result<PathBuf> {
-    ringwatch_net::files::create_private_dir(data_dir)
-        .with_context(|| format!("failed to create the data dir \"{}\"", data_dir.display()))?;
-    let path = data_dir.join("console.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("failed to open the log file \"{}\"", path.display()))?;
-    tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .with_env_filter(ringwatch_net::logging::log_filter())
-        .init();
-    Ok(path)
+    ringwatch_net::logging::log_to_file(data_dir, "console.log").map_err(|err| anyhow::anyhow!(err))
 }
 
 /// The terminal UI over a control plane of this process, with the embedded

@@ -115,19 +115,7 @@ pub(crate) async fn attach(target: Target) -> Result<ExitCode> {
 /// directory's cache: the terminal belongs to the UI.
 fn init_attach_logging(credential: &std::path::Path) -> Result<()> {
     let dir = dirs::cache_dir().map(|dir| dir.join("ringwatch")).unwrap_or_else(std::env::temp_dir);
-    ringwatch_net::files::create_private_dir(&dir)
-        .with_context(|| format!("failed to create the log dir \"{}\"", dir.display()))?;
-    let path = dir.join("attach.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("failed to open the log file \"{}\"", path.display()))?;
-    tracing_subscriber::fmt()
-        .with_writer(std::sync::Mutex::new(file))
-        .with_ansi(false)
-        .with_env_filter(ringwatch_net::logging::log_filter())
-        .init();
+    ringwatch_net::logging::log_to_file(&dir, "attach.log").map_err(|err| anyhow::anyhow!(err))?;
     tracing::info!(credential = %credential.display(), "attaching");
     Ok(())
 }

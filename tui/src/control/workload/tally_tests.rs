@@ -3,29 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
+use ringwatch_shared::names::InstanceId;
 use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{ConsoleFrame, InstanceReport, InstanceState};
 use ringwatch_shared::status::NodeState;
-use ringwatch_shared::task::{MigratePolicy, OnDisconnect, Placement as Strategy, RestartPolicy, TaskSpec};
 
+use super::tests::{name, spec};
 use super::*;
-
-fn name(text: &str) -> NodeName {
-    NodeName::parse(text).unwrap()
-}
-
-fn spec(task: &str, replicas: u32) -> TaskSpec {
-    TaskSpec {
-        name: TaskName::parse(task).unwrap(),
-        command: vec!["sleep".into(), "1000".into()],
-        replicas,
-        placement: Strategy::Ring,
-        restart: RestartPolicy::default(),
-        migrate: MigratePolicy::default(),
-        on_disconnect: OnDisconnect::Keep,
-    }
-}
 
 fn nodes(states: &[(&str, NodeState)]) -> Vec<NodeView> {
     let mut views: Vec<NodeView> = states

@@ -15,7 +15,7 @@ use ringwatch_shared::task::{
 use super::*;
 use crate::control::records::{Change, Image, InstanceRecord, NodeRecord, Placement};
 
-fn name(text: &str) -> NodeName {
+pub(super) fn name(text: &str) -> NodeName {
     NodeName::parse(text).unwrap()
 }
 
@@ -23,7 +23,7 @@ fn id(text: &str) -> InstanceId {
     InstanceId::parse(text).unwrap()
 }
 
-fn spec(task: &str, replicas: u32) -> TaskSpec {
+pub(super) fn spec(task: &str, replicas: u32) -> TaskSpec {
     TaskSpec {
         name: TaskName::parse(task).unwrap(),
         command: vec!["sleep".into(), "1000".into()],
@@ -203,14 +203,19 @@ fn a_failed_nodes_instance_moves_at_once_to_a_distinct_live_node() {
     assert!(moved[0].2 > placed["web/0"].1, "a new placement has a new epoch");
 }
 
+/// A one-instance task whose failover waits 10 s for its node to return.
+fn delayed_web() -> TaskSpec {
+    let mut task = spec("web", 1);
+    task.restart.mode = RestartMode::Delayed;
+    task.restart.delay = Duration::from_secs(10);
+    task
+}
+
 #[test]
 fn delayed_failover_is_cancelled_when_the_node_returns_in_time() {
     let mut workloads = workloads();
     let clock = Clock::new();
-    let mut task = spec("web", 1);
-    task.restart.mode = RestartMode::Delayed;
-    task.restart.delay = Duration::from_secs(10);
-    let placed = placed(&mut workloads, task, &four_alive(), clock.at(0));
+    let placed = placed(&mut workloads, delayed_web(), &four_alive(), clock.at(0));
     let (victim, _) = placed["web/0"].clone();
     let down = with_state(&four_alive(), &victim, NodeState::Failed);
     workloads.node_changed(&name(&victim), NodeState::Failed, Some(clock.0), clock.at(0), 4);
@@ -225,10 +230,7 @@ fn delayed_failover_is_cancelled_when_the_node_returns_in_time() {
 fn failover_events_name_their_kind_task_and_node() {
     let mut workloads = workloads();
     let clock = Clock::new();
-    let mut task = spec("web", 1);
-    task.restart.mode = RestartMode::Delayed;
-    task.restart.delay = Duration::from_secs(10);
-    let placed = placed(&mut workloads, task, &four_alive(), clock.at(0));
+    let placed = placed(&mut workloads, delayed_web(), &four_alive(), clock.at(0));
     let (victim, _) = placed["web/0"].clone();
     let effects = workloads.node_changed(&name(&victim), NodeState::Failed, Some(clock.0), clock.at(0), 4);
     let note = effects.notes.iter().find(|note| note.text.contains("unless")).expect("the delayed failover is told");
