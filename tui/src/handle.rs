@@ -10,6 +10,7 @@ use std::pin::Pin;
 
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::plan::{OperatorAction, Plan};
+use ringwatch_shared::protocol::AdminResponse;
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus};
 use tokio::sync::broadcast;
 
@@ -86,6 +87,32 @@ pub enum CommandError {
 impl From<String> for CommandError {
     fn from(reason: String) -> Self {
         Self::Refused(reason)
+    }
+}
+
+/// What the UI is told of an action's answer: the status-line text, a
+/// refusal, or the changed plan to confirm again.
+///
+/// # Errors
+/// [`CommandError`] for a refusal or a changed plan.
+pub fn act_outcome(response: AdminResponse) -> Result<String, CommandError> {
+    match response {
+        AdminResponse::Plan { plan, .. } => Ok(format!("{}: under way ({} move(s))", plan.action, plan.moves.len())),
+        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(plan)),
+        AdminResponse::Error(err) => Err(CommandError::Refused(err)),
+        other => Err(CommandError::Refused(format!("unexpected answer: {other:?}"))),
+    }
+}
+
+/// The plan in a dry run's answer.
+///
+/// # Errors
+/// The refusal, as the dialog shows it.
+pub fn plan_outcome(response: AdminResponse) -> Result<Plan, String> {
+    match response {
+        AdminResponse::Plan { plan, .. } => Ok(plan),
+        AdminResponse::Error(err) => Err(err),
+        other => Err(format!("unexpected answer: {other:?}")),
     }
 }
 

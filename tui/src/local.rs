@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ringwatch_agent::{AllowSource, LinkConfig, SupervisorConfig};
 use ringwatch_shared::plan::{OperatorAction, Plan};
-use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
+use ringwatch_shared::protocol::AdminRequest;
 use ringwatch_shared::status::ClusterEvent;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
@@ -18,7 +18,7 @@ use tracing::error;
 use crate::control::owner::ControlSnapshot;
 use crate::control::{ControlPlane, ControlView};
 use crate::demo::DemoFleet;
-use crate::handle::{Command, CommandError, ConsoleHandle, Reply, Snapshot};
+use crate::handle::{Command, CommandError, ConsoleHandle, Reply, Snapshot, act_outcome, plan_outcome};
 
 /// How long the token handed to in-process agents lives: they join at once.
 const LOCAL_TOKEN_TTL: Duration = Duration::from_secs(600);
@@ -132,14 +132,7 @@ impl ConsoleHandle for LocalConsole {
             Command::Act { action, confirmed } => {
                 let view = self.view.clone();
                 Box::pin(async move {
-                    match view.request(AdminRequest::Act { action, dry_run: false, confirmed }).await {
-                        AdminResponse::Plan { plan, .. } => {
-                            Ok(format!("{}: under way ({} move(s))", plan.action, plan.moves.len()))
-                        }
-                        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(plan)),
-                        AdminResponse::Error(err) => Err(CommandError::Refused(err)),
-                        other => Err(CommandError::Refused(format!("unexpected answer: {other:?}"))),
-                    }
+                    act_outcome(view.request(AdminRequest::Act { action, dry_run: false, confirmed }).await)
                 })
             }
         }
@@ -149,11 +142,7 @@ impl ConsoleHandle for LocalConsole {
         let view = self.view.clone();
         let action = action.clone();
         Box::pin(async move {
-            match view.request(AdminRequest::Act { action, dry_run: true, confirmed: None }).await {
-                AdminResponse::Plan { plan, .. } => Ok(plan),
-                AdminResponse::Error(err) => Err(err),
-                other => Err(format!("unexpected answer: {other:?}")),
-            }
+            plan_outcome(view.request(AdminRequest::Act { action, dry_run: true, confirmed: None }).await)
         })
     }
 }

@@ -21,7 +21,7 @@ use tracing::{info, warn};
 
 use crate::control::admin::{self, AdminClient, AdminError, Target};
 use crate::control::events::RECENT_EVENTS;
-use crate::handle::{Command, CommandError, ConsoleHandle, Reply, Snapshot};
+use crate::handle::{Command, CommandError, ConsoleHandle, Reply, Snapshot, act_outcome, plan_outcome};
 
 /// A snapshot older than this while the link is up means the console (or
 /// the path to it) is stalled: the UI says so.
@@ -115,13 +115,7 @@ impl ConsoleHandle for RemoteConsole {
                     Err(CommandError::Refused("demo keys work in `ringwatch demo` only, not attached".into()))
                 }
                 Command::Act { action, confirmed } => {
-                    match Self::ask(target, AdminRequest::Act { action, dry_run: false, confirmed }).await? {
-                        AdminResponse::Plan { plan, .. } => {
-                            Ok(format!("{}: under way ({} move(s))", plan.action, plan.moves.len()))
-                        }
-                        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(plan)),
-                        other => Err(CommandError::Refused(format!("unexpected answer: {other:?}"))),
-                    }
+                    act_outcome(Self::ask(target, AdminRequest::Act { action, dry_run: false, confirmed }).await?)
                 }
             }
         })
@@ -131,10 +125,7 @@ impl ConsoleHandle for RemoteConsole {
         let target = self.target.clone();
         let action = action.clone();
         Box::pin(async move {
-            match Self::ask(target, AdminRequest::Act { action, dry_run: true, confirmed: None }).await? {
-                AdminResponse::Plan { plan, .. } => Ok(plan),
-                other => Err(format!("unexpected answer: {other:?}")),
-            }
+            plan_outcome(Self::ask(target, AdminRequest::Act { action, dry_run: true, confirmed: None }).await?)
         })
     }
 }
