@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat};
 use crate::metrics::MetricsSample;
 use crate::names::{InstanceId, NodeName};
 use crate::plan::{OperatorAction, Plan};
@@ -412,6 +413,45 @@ pub enum AdminRequest {
     /// Revoke the operator credential with this name: refused from now on,
     /// its open connections closed.
     RevokeCredential(String),
+    /// Store an object (README.md, "Data"): `size` bytes follow on the same
+    /// stream as [`DataChunk`](crate::data::wire::DataChunk) frames, then [`DataChunk::End`](crate::data::wire::DataChunk::End). Answered
+    /// once the consistency is met: [`AdminResponse::DataStored`].
+    DataPut(DataPut),
+    /// Read an object: answered with [`AdminResponse::DataObject`], then its
+    /// bytes as [`DataChunk`](crate::data::wire::DataChunk) frames, then [`DataChunk::End`](crate::data::wire::DataChunk::End).
+    DataGet {
+        /// The key.
+        key: ObjectKey,
+        /// How many replicas must answer.
+        consistency: Consistency,
+    },
+    /// Remove an object everywhere (a tombstone at a new version).
+    DataRemove {
+        /// The key.
+        key: ObjectKey,
+        /// How many replicas must apply it before the answer.
+        consistency: Consistency,
+    },
+    /// The objects whose keys start with this prefix.
+    DataList(String),
+    /// One object: version, size, checksum, each replica's node and state.
+    DataStat(ObjectKey),
+}
+
+/// An object about to be stored: what its bytes must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPut {
+    /// The key.
+    pub key: ObjectKey,
+    /// Size of the bytes that follow.
+    pub size: u64,
+    /// Their SHA-256 (hex), computed by the client: every replica checks it
+    /// before it acknowledges.
+    pub checksum: String,
+    /// Copies to keep [default: the cluster's, 3].
+    pub replicas: Option<u8>,
+    /// How many replicas must hold it durably before the answer.
+    pub consistency: Consistency,
 }
 
 /// Which events an [`AdminRequest::Events`] asks for.
@@ -474,6 +514,9 @@ impl AdminRequest {
             | Self::Events(_)
             | Self::Watch
             | Self::ListCredentials
+            | Self::DataGet { .. }
+            | Self::DataList(_)
+            | Self::DataStat(_)
             | Self::Act { dry_run: true, .. } => true,
             Self::ApplyTasks(_)
             | Self::RemoveTask(_)
@@ -483,13 +526,15 @@ impl AdminRequest {
             | Self::RevokeToken(_)
             | Self::RevokeAllTokens
             | Self::IssueCredential { .. }
-            | Self::RevokeCredential(_) => false,
+            | Self::RevokeCredential(_)
+            | Self::DataPut(_)
+            | Self::DataRemove { .. } => false,
         }
     }
 
     /// Whether the answer is a stream of frames rather than one.
     pub fn is_stream(&self) -> bool {
-        matches!(self, Self::Events(_) | Self::Watch)
+        matches!(self, Self::Events(_) | Self::Watch | Self::DataGet { .. })
     }
 }
 
@@ -595,6 +640,17 @@ pub enum AdminResponse {
     Credential(IssuedCredential),
     /// Every operator credential issued.
     Credentials(Vec<CredentialInfo>),
+    /// An object stored (or removed: `version` is the tombstone's) as its
+    /// replicas acknowledged it.
+    DataStored(ObjectStat),
+    /// An object's metadata; its bytes follow as [`DataChunk`](crate::data::wire::DataChunk) frames.
+    DataObject(ObjectMeta),
+    /// Objects, by key.
+    DataListing(Vec<ObjectStat>),
+    /// One object.
+    DataStat(ObjectStat),
+    /// A data request failed.
+    DataFailed(DataError),
 }
 
 #[cfg(test)]

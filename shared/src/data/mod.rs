@@ -51,3 +51,56 @@ impl ObjectMeta {
         Self { key, version, size: 0, checksum: String::new(), tombstone: true }
     }
 }
+
+/// One copy of an object, as `data stat` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStat {
+    /// The node holding it.
+    pub node: String,
+    /// That node's state now.
+    pub state: crate::status::NodeState,
+    /// The version it holds.
+    pub version: Version,
+    /// It holds the object's current version, on a node whose copies count.
+    pub current: bool,
+}
+
+/// An object as `data stat` and `data ls` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectStat {
+    /// The key.
+    pub key: ObjectKey,
+    /// Its current version.
+    pub version: Version,
+    /// Size of the bytes.
+    pub size: u64,
+    /// SHA-256 (hex) of the bytes.
+    pub checksum: String,
+    /// The copies it should have.
+    pub replicas: u8,
+    /// Its copies, in the ring's order.
+    pub copies: Vec<ReplicaStat>,
+}
+
+impl ObjectStat {
+    /// Copies that count: the current version on a live node.
+    pub fn live_copies(&self) -> usize {
+        self.copies.iter().filter(|copy| copy.current).count()
+    }
+}
+
+/// Why a data request failed, as the command line's exit code tells it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DataError {
+    /// No such key (exit 4).
+    #[error("{0}")]
+    NotFound(String),
+    /// Not enough live replicas for the consistency asked (exit 5); the
+    /// sentence names the nodes that hold it and their states.
+    #[error("{0}")]
+    NotEnough(String),
+    /// Refused before anything changed: a bad key, a size no node can
+    /// take, bytes that did not match (exit 1).
+    #[error("{0}")]
+    Refused(String),
+}

@@ -105,7 +105,9 @@ pub struct AdminClient {
 /// The answer frames of one request (events, snapshots).
 #[derive(Debug)]
 pub struct AnswerStream {
-    _send: SendStream,
+    /// The request's side, held until the answer is read; `None` when the
+    /// caller writes on it (a put's bytes).
+    _send: Option<SendStream>,
     recv: RecvStream,
     addr: String,
 }
@@ -189,7 +191,25 @@ impl AdminClient {
             .await
             .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
         let _ = send.finish();
-        Ok(AnswerStream { _send: send, recv, addr: self.addr.clone() })
+        Ok(AnswerStream { _send: Some(send), recv, addr: self.addr.clone() })
+    }
+
+    /// Opens a stream, sends `request` on it and leaves the stream open for
+    /// what follows it (a put's bytes): write frames on the returned
+    /// [`SendStream`], finish it, then read the answer.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the link fails.
+    pub async fn open_upload(&self, request: &AdminRequest) -> Result<(SendStream, AnswerStream), AdminError> {
+        let (mut send, recv) = self
+            .connection
+            .open_bi()
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), connection_reason(&err)))?;
+        codec::write_frame(&mut send, request)
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
+        Ok((send, AnswerStream { _send: None, recv, addr: self.addr.clone() }))
     }
 
     /// Sends `request` and waits (at most [`REQUEST_TIMEOUT`]) for its one

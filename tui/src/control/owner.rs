@@ -742,6 +742,13 @@ impl Owner {
             AdminRequest::Events(_) | AdminRequest::Watch => {
                 AdminResponse::Error("a stream is served by the connection, not the owner".into())
             }
+            AdminRequest::DataPut(_)
+            | AdminRequest::DataGet { .. }
+            | AdminRequest::DataRemove { .. }
+            | AdminRequest::DataList(_)
+            | AdminRequest::DataStat(_) => AdminResponse::DataFailed(ringwatch_shared::data::DataError::Refused(
+                "this console does not serve the data store yet".into(),
+            )),
         }
     }
 
