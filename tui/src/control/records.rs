@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ringwatch_shared::data::{ObjectKey, Version};
 use ringwatch_shared::names::{InstanceId, NodeName, TaskName};
 use ringwatch_shared::protocol::{InstanceState, OperatorRole};
 use ringwatch_shared::status::NodeState;
@@ -197,6 +198,29 @@ pub struct OperatorRecord {
     pub revoked: bool,
 }
 
+/// An object of the data store (README.md, "Data"): its current version
+/// and which node holds which version of it, as acknowledged to the
+/// console. Only what met its consistency is recorded: a put that failed
+/// leaves no record, so no reader sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredObject {
+    /// The key.
+    pub key: ObjectKey,
+    /// The current version (a tombstone's, once removed).
+    pub version: Version,
+    /// Size of the bytes.
+    pub size: u64,
+    /// Their SHA-256 (hex).
+    pub checksum: String,
+    /// Copies to keep.
+    pub replicas: u8,
+    /// Removed at `version`.
+    #[serde(default)]
+    pub tombstone: bool,
+    /// The version each holder acknowledged.
+    pub holders: BTreeMap<NodeName, Version>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Its id, as printed in the token and by `join-token --list`.
@@ -239,6 +263,13 @@ pub enum Change {
     Token(TokenRecord),
     /// An operator credential, issued or revoked.
     Operator(OperatorRecord),
+    /// A data store object, stored, changed or removed (a tombstone).
+    Object(StoredObject),
+    /// A collected tombstone: the object is forgotten.
+    ObjectForgotten(ObjectKey),
+    /// The highest object version handed out: a restarted console never
+    /// hands out one again, even for a put that failed.
+    DataClock(Version),
 }
 
 /// The key prefixes of the records, one per kind.
@@ -257,6 +288,10 @@ pub mod prefix {
     pub const TOKEN: &str = "token/";
     /// Operator credentials, by certificate fingerprint.
     pub const OPERATOR: &str = "operator/";
+    /// Data store objects, by key.
+    pub const OBJECT: &str = "object/";
+    /// The data store's version clock.
+    pub const DATA_CLOCK: &str = "data-clock";
 }
 
 impl Change {
@@ -274,6 +309,9 @@ impl Change {
             }
             Self::Token(record) => format!("{}{}", prefix::TOKEN, record.id),
             Self::Operator(record) => format!("{}{}", prefix::OPERATOR, record.fingerprint),
+            Self::Object(record) => format!("{}{}", prefix::OBJECT, record.key),
+            Self::ObjectForgotten(key) => format!("{}{key}", prefix::OBJECT),
+            Self::DataClock(_) => prefix::DATA_CLOCK.to_string(),
         }
     }
 
@@ -283,7 +321,10 @@ impl Change {
     /// When the record cannot be encoded (it always can: plain data).
     pub fn value(&self) -> Result<Option<String>, serde_json::Error> {
         Ok(Some(match self {
-            Self::TaskRemoved(_) | Self::InstanceRemoved(_) | Self::CredentialRemoved(_) => return Ok(None),
+            Self::TaskRemoved(_)
+            | Self::InstanceRemoved(_)
+            | Self::CredentialRemoved(_)
+            | Self::ObjectForgotten(_) => return Ok(None),
             Self::Task(spec) => serde_json::to_string(spec)?,
             Self::Instance(record) => serde_json::to_string(record)?,
             Self::Node(record) => serde_json::to_string(record)?,
@@ -291,6 +332,8 @@ impl Change {
             Self::Credential { record, .. } => serde_json::to_string(record)?,
             Self::Token(record) => serde_json::to_string(record)?,
             Self::Operator(record) => serde_json::to_string(record)?,
+            Self::Object(record) => serde_json::to_string(record)?,
+            Self::DataClock(version) => serde_json::to_string(version)?,
         }))
     }
 }
@@ -313,6 +356,10 @@ pub struct Image {
     pub tokens: BTreeMap<String, TokenRecord>,
     /// Operator credentials by certificate fingerprint.
     pub operators: BTreeMap<String, OperatorRecord>,
+    /// Data store objects by key.
+    pub objects: BTreeMap<ObjectKey, StoredObject>,
+    /// The highest object version handed out.
+    pub data_clock: Option<Version>,
 }
 
 /// A stored record that does not decode.
@@ -357,6 +404,13 @@ impl Image {
             Change::Operator(record) => {
                 self.operators.insert(record.fingerprint.clone(), record.clone());
             }
+            Change::Object(record) => {
+                self.objects.insert(record.key.clone(), record.clone());
+            }
+            Change::ObjectForgotten(key) => {
+                self.objects.remove(key);
+            }
+            Change::DataClock(version) => self.data_clock = Some(*version),
         }
     }
 
@@ -393,6 +447,12 @@ impl Image {
             let record: OperatorRecord = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
             check_key(fingerprint, &record.fingerprint).map_err(bad)?;
             Change::Operator(record)
+        } else if let Some(key) = key.strip_prefix(prefix::OBJECT) {
+            let record: StoredObject = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(key, record.key.as_str()).map_err(bad)?;
+            Change::Object(record)
+        } else if key == prefix::DATA_CLOCK {
+            Change::DataClock(serde_json::from_str(json).map_err(|err| bad(err.to_string()))?)
         } else {
             tracing::warn!(key, "skipped a stored record of an unknown kind");
             return Ok(());
@@ -423,6 +483,10 @@ impl Image {
             self.tokens.remove(id);
         } else if let Some(fingerprint) = key.strip_prefix(prefix::OPERATOR) {
             self.operators.remove(fingerprint);
+        } else if let Some(key) = key.strip_prefix(prefix::OBJECT) {
+            self.objects.retain(|stored, _| stored.as_str() != key);
+        } else if key == prefix::DATA_CLOCK {
+            self.data_clock = None;
         }
     }
 
