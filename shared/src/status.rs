@@ -203,11 +203,13 @@ pub enum EventKind {
     Operator,
     /// Join tokens and operator credentials were issued or revoked.
     Credential,
+    /// The data store: objects removed, repairs, unavailable objects.
+    Data,
 }
 
 impl EventKind {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Console,
         Self::NodeState,
         Self::Membership,
@@ -216,6 +218,7 @@ impl EventKind {
         Self::Failover,
         Self::Operator,
         Self::Credential,
+        Self::Data,
     ];
 
     /// The kebab-case name used in JSON and filters.
@@ -229,6 +232,7 @@ impl EventKind {
             Self::Failover => "failover",
             Self::Operator => "operator",
             Self::Credential => "credential",
+            Self::Data => "data",
         }
     }
 }

@@ -63,6 +63,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use self::admission::{Admission, MAX_PENDING_HANDSHAKES};
+use self::data::catalog::Catalog;
 use self::events::EventLog;
 use self::nodes::{NodeTable, TableConfig};
 use self::owner::{ControlSnapshot, Outlets, Owner, OwnerConfig, OwnerHandle, OwnerParts};
@@ -389,6 +390,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     });
     table.remember(workloads.node_records().map(|node| (node.name.clone(), node.last_state)), Instant::now());
     let known = table.len();
+    let catalog = Catalog::new(image.objects, console.term, image.data_clock);
     let writer = Writer::start(store, 0).map_err(io(&config.data_dir))?;
     let events = EventLog::new(loaded.events, outlets.events.clone());
     let (mut owner, handle, inputs) = Owner::new(OwnerParts {
@@ -401,6 +403,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
         pki,
         table,
         workloads,
+        catalog,
         registry,
         events,
         writer,

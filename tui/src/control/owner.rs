@@ -29,12 +29,14 @@ use ringwatch_shared::protocol::{
     AdminRequest, AdminResponse, ConsoleFrame, FromConsole, Hello, InstanceReport, IssuedCredential, OperatorRole,
     Refusal, RefusalKind, close_code,
 };
-use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, EventKind};
+use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, EventKind, NodeState};
 use ringwatch_shared::token::{fingerprint, to_hex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::control::data::catalog::{Catalog, NodeInfo};
+use crate::control::data::{AgentLink, DataAnswer, DataInput};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::{ConnectionId, NodeTable, Transition};
@@ -112,6 +114,14 @@ pub enum Input {
     Snapshot {
         /// The answer.
         reply: oneshot::Sender<Arc<ControlSnapshot>>,
+    },
+    /// Something about the data store (README.md, "Data").
+    Data {
+        /// The question.
+        request: DataInput,
+        /// The answer; one that hands out a version waits until it is
+        /// durable.
+        reply: oneshot::Sender<DataAnswer>,
     },
 }
 
@@ -217,12 +227,14 @@ enum Held {
     Admin { seq: u64, reply: oneshot::Sender<AdminResponse>, response: AdminResponse },
     /// A join's answer.
     Join { seq: u64, reply: oneshot::Sender<Result<(), Refusal>> },
+    /// A data store answer.
+    Data { seq: u64, reply: oneshot::Sender<DataAnswer>, answer: DataAnswer },
 }
 
 impl Held {
     fn seq(&self) -> u64 {
         match self {
-            Self::Frame { seq, .. } | Self::Admin { seq, .. } | Self::Join { seq, .. } => *seq,
+            Self::Frame { seq, .. } | Self::Admin { seq, .. } | Self::Join { seq, .. } | Self::Data { seq, .. } => *seq,
         }
     }
 }
@@ -237,6 +249,8 @@ pub struct Owner {
     table: NodeTable,
     /// Tasks and placements.
     workloads: Workloads,
+    /// The data store's objects.
+    catalog: Catalog,
     /// Credentials and tokens.
     registry: Registry,
     /// The event log.
@@ -339,6 +353,8 @@ pub struct OwnerParts {
     pub table: NodeTable,
     /// The scheduler over the stored records.
     pub workloads: Workloads,
+    /// The data store's catalog over the stored records.
+    pub catalog: Catalog,
     /// Credentials and tokens from the store.
     pub registry: Registry,
     /// The event log, continuing the stored one.
@@ -361,6 +377,7 @@ impl Owner {
             pki: parts.pki,
             table: parts.table,
             workloads: parts.workloads,
+            catalog: parts.catalog,
             registry: parts.registry,
             events: parts.events,
             sessions: HashMap::new(),
@@ -445,6 +462,7 @@ impl Owner {
             Input::Session { node, connection, event } => self.session(&node, connection, event),
             Input::Join { request, reply } => self.join(request, reply),
             Input::Admin { request, reply } => self.admin(request, reply),
+            Input::Data { request, reply } => self.data(request, reply),
             Input::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(Duration::from_millis(100)));
             }
@@ -629,6 +647,93 @@ impl Owner {
         self.held.push_back(Held::Join { seq, reply });
     }
 
+    /// Answers a connection handler about the data store. An answer that
+    /// hands out a version or records a change waits until it is durable.
+    fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
+        let nodes = self.data_nodes();
+        let term = self.config.console.term;
+        let (answer, wait) = match request {
+            DataInput::PlanPut { key, replicas, consistency } => {
+                let views = self.table.views();
+                let ring = self.workloads.data_ring(Nodes::new(&views));
+                match self.catalog.plan_put(&key, replicas, consistency, &ring, &nodes) {
+                    Ok(plan) => {
+                        let links = self.links(&plan.targets);
+                        (DataAnswer::Put { plan, links, term }, true)
+                    }
+                    Err(err) => (DataAnswer::Failed(err), false),
+                }
+            }
+            DataInput::Stored(object) => {
+                let key = object.key.clone();
+                self.catalog.record_put(object);
+                let answer = match self.catalog.stat(&key, &nodes) {
+                    Ok(stat) => DataAnswer::Stat(stat),
+                    Err(err) => DataAnswer::Failed(err),
+                };
+                (answer, true)
+            }
+            DataInput::PlanRead { key, consistency } => match self.catalog.plan_read(&key, consistency, &nodes) {
+                Ok(reach) => {
+                    let links = self.links(&reach.holders);
+                    (DataAnswer::Reach { reach, links, version: None, term }, false)
+                }
+                Err(err) => (DataAnswer::Failed(err), false),
+            },
+            DataInput::PlanRemove { key, consistency } => match self.catalog.plan_remove(&key, consistency, &nodes) {
+                Ok((version, reach)) => {
+                    let links = self.links(&reach.holders);
+                    (DataAnswer::Reach { reach, links, version: Some(version), term }, true)
+                }
+                Err(err) => (DataAnswer::Failed(err), false),
+            },
+            DataInput::Removed { key, version, acked } => {
+                self.catalog.record_remove(&key, version, &acked);
+                self.events.emit(EventKind::Data, None, None, None, &format!("object \"{key}\" removed"));
+                (DataAnswer::Removed, true)
+            }
+            DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, &nodes)), false),
+            DataInput::Stat(key) => match self.catalog.stat(&key, &nodes) {
+                Ok(stat) => (DataAnswer::Stat(stat), false),
+                Err(err) => (DataAnswer::Failed(err), false),
+            },
+        };
+        if !wait {
+            let _ = reply.send(answer);
+            return;
+        }
+        let seq = self.commit(Effects::default());
+        self.held.push_back(Held::Data { seq, reply, answer });
+    }
+
+    /// Every node as the data store sees it.
+    fn data_nodes(&self) -> BTreeMap<NodeName, NodeInfo> {
+        self.table
+            .views()
+            .into_iter()
+            .map(|view| {
+                let name = view.name.as_str();
+                let connected = self.table.connection(name).is_some();
+                let eligible = view.state == NodeState::Alive
+                    && !self.workloads.is_cordoned(name)
+                    && !self.workloads.is_draining(name);
+                (view.name.clone(), NodeInfo { state: view.state, connected, eligible })
+            })
+            .collect()
+    }
+
+    /// The connections of `nodes` that are connected, in order.
+    fn links(&self, nodes: &[NodeName]) -> Vec<AgentLink> {
+        nodes
+            .iter()
+            .filter_map(|node| {
+                let id = self.table.connection(node.as_str())?;
+                let session = self.sessions.get(&id)?;
+                Some((node.clone(), session.connection.clone()))
+            })
+            .collect()
+    }
+
     fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
         let reads_only = request.is_read_only()
             || matches!(
@@ -746,9 +851,9 @@ impl Owner {
             | AdminRequest::DataGet { .. }
             | AdminRequest::DataRemove { .. }
             | AdminRequest::DataList(_)
-            | AdminRequest::DataStat(_) => AdminResponse::DataFailed(ringwatch_shared::data::DataError::Refused(
-                "this console does not serve the data store yet".into(),
-            )),
+            | AdminRequest::DataStat(_) => {
+                AdminResponse::Error("a data request is served by the connection, not the owner".into())
+            }
         }
     }
 
@@ -825,6 +930,7 @@ impl Owner {
     fn commit(&mut self, effects: Effects) -> u64 {
         let mut changes = self.workloads.take_changes();
         changes.extend(self.registry.take_changes());
+        changes.extend(self.catalog.take_changes());
         self.pending.changes.extend(changes);
         self.counters.tallies.add(&effects.tally);
         for note in effects.notes {
@@ -862,6 +968,9 @@ impl Owner {
                 }
                 Held::Join { reply, .. } => {
                     let _ = reply.send(Ok(()));
+                }
+                Held::Data { reply, answer, .. } => {
+                    let _ = reply.send(answer);
                 }
             }
         }

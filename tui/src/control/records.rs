@@ -321,10 +321,9 @@ impl Change {
     /// When the record cannot be encoded (it always can: plain data).
     pub fn value(&self) -> Result<Option<String>, serde_json::Error> {
         Ok(Some(match self {
-            Self::TaskRemoved(_)
-            | Self::InstanceRemoved(_)
-            | Self::CredentialRemoved(_)
-            | Self::ObjectForgotten(_) => return Ok(None),
+            Self::TaskRemoved(_) | Self::InstanceRemoved(_) | Self::CredentialRemoved(_) | Self::ObjectForgotten(_) => {
+                return Ok(None);
+            }
             Self::Task(spec) => serde_json::to_string(spec)?,
             Self::Instance(record) => serde_json::to_string(record)?,
             Self::Node(record) => serde_json::to_string(record)?,
@@ -543,6 +542,16 @@ mod tests {
                 },
             },
             Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: true }),
+            Change::Object(StoredObject {
+                key: ObjectKey::parse("photos/2026/a b.jpg").unwrap(),
+                version: Version { term: 2, counter: 9 },
+                size: 5,
+                checksum: "ab".into(),
+                replicas: 3,
+                tombstone: false,
+                holders: BTreeMap::from([(node("a"), Version { term: 2, counter: 9 })]),
+            }),
+            Change::DataClock(Version { term: 2, counter: 10 }),
             Change::Operator(OperatorRecord {
                 fingerprint: "cd34".into(),
                 name: "alice".into(),

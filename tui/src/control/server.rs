@@ -34,6 +34,7 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 use tracing::{Instrument, debug, info, info_span};
 
 use crate::control::admission::Admission;
+use crate::control::data::{DataInput, serve};
 use crate::control::join::handle_join;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::ConnectionId;
@@ -592,6 +593,33 @@ async fn serve_admin_stream(
         AdminRequest::Watch => {
             tallies.admin_request(name, &AdminResponse::Events(Vec::new()));
             serve_watch(&mut send, &context, viewer.is_some()).await;
+        }
+        data @ (AdminRequest::DataPut(_)
+        | AdminRequest::DataGet { .. }
+        | AdminRequest::DataRemove { .. }
+        | AdminRequest::DataList(_)
+        | AdminRequest::DataStat(_)) => {
+            let role = context.role.borrow().clone();
+            let Role::Leader { owner, .. } = role else {
+                let response = AdminResponse::NotLeader { leader: role.leader_address() };
+                tallies.admin_request(name, &response);
+                write_answer(&mut send, &response).await;
+                return;
+            };
+            let response = match data {
+                AdminRequest::DataPut(put) => serve::put(&owner, put, &mut recv).await,
+                AdminRequest::DataGet { key, consistency } => {
+                    tallies.admin_request(name, &AdminResponse::Events(Vec::new()));
+                    serve::get(&owner, key, consistency, &mut send).await;
+                    return;
+                }
+                AdminRequest::DataRemove { key, consistency } => serve::remove(&owner, key, consistency).await,
+                AdminRequest::DataList(prefix) => serve::catalog(&owner, DataInput::List(prefix)).await,
+                AdminRequest::DataStat(key) => serve::catalog(&owner, DataInput::Stat(key)).await,
+                _ => AdminResponse::Error("not a data request".into()),
+            };
+            tallies.admin_request(name, &response);
+            write_answer(&mut send, &response).await;
         }
         request => {
             let role = context.role.borrow().clone();

@@ -273,6 +273,11 @@ pub fn request_name(request: &AdminRequest) -> &'static str {
         AdminRequest::IssueCredential { .. } => "issue_credential",
         AdminRequest::ListCredentials => "list_credentials",
         AdminRequest::RevokeCredential(_) => "revoke_credential",
+        AdminRequest::DataPut(_) => "data_put",
+        AdminRequest::DataGet { .. } => "data_get",
+        AdminRequest::DataRemove { .. } => "data_remove",
+        AdminRequest::DataList(_) => "data_list",
+        AdminRequest::DataStat(_) => "data_stat",
         _ => "other",
     }
 }
@@ -283,6 +288,7 @@ pub fn outcome_name(response: &AdminResponse) -> &'static str {
         AdminResponse::Error(_) => "error",
         AdminResponse::NotLeader { .. } => "not_leader",
         AdminResponse::PlanChanged(_) => "plan_changed",
+        AdminResponse::DataFailed(_) => "error",
         _ => "ok",
     }
 }

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ringwatch_shared::data::{
-    Consistency, DataError, ObjectKey, ObjectStat, ReplicaStat, Version, VersionClock,
-};
+use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, ReplicaStat, Version, VersionClock};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::ring::Ring;
 use ringwatch_shared::status::NodeState;
@@ -104,7 +102,10 @@ impl Catalog {
             return Err(DataError::Refused(format!("--replicas must be 1 to {MAX_REPLICAS}, not {replicas}")));
         }
         let usable = |name: &str| {
-            NodeName::parse(name).ok().and_then(|name| nodes.get(&name).copied()).is_some_and(|n| n.eligible && n.connected)
+            NodeName::parse(name)
+                .ok()
+                .and_then(|name| nodes.get(&name).copied())
+                .is_some_and(|n| n.eligible && n.connected)
         };
         let targets: Vec<NodeName> = ring
             .replicas(key.as_str(), usize::from(replicas), usable)
@@ -326,13 +327,17 @@ mod tests {
 
     #[test]
     fn a_put_goes_to_the_first_eligible_nodes_on_the_ring_and_versions_grow() {
-        let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Failed), ("d", NodeState::Alive)]);
+        let (ring, nodes) = fleet(&[
+            ("a", NodeState::Alive),
+            ("b", NodeState::Alive),
+            ("c", NodeState::Failed),
+            ("d", NodeState::Alive),
+        ]);
         let mut catalog = Catalog::new(BTreeMap::new(), 0, None);
         let first = catalog.plan_put(&key("k"), None, Consistency::Quorum, &ring, &nodes).unwrap();
         assert_eq!(first.targets.len(), 3);
         assert!(!first.targets.contains(&name("c")), "a failed node takes no copy");
-        let expected: Vec<NodeName> =
-            ring.replicas("k", 3, |node| node != "c").into_iter().map(name).collect();
+        let expected: Vec<NodeName> = ring.replicas("k", 3, |node| node != "c").into_iter().map(name).collect();
         assert_eq!(first.targets, expected);
         let second = catalog.plan_put(&key("k"), Some(1), Consistency::One, &ring, &nodes).unwrap();
         assert!(second.version > first.version);

@@ -4,3 +4,91 @@
 //! that hold it.
 
 pub mod catalog;
+pub mod serve;
+
+use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, Version};
+use ringwatch_shared::names::NodeName;
+
+use crate::control::data::catalog::{PutPlan, Reach};
+use crate::control::records::StoredObject;
+
+/// What a connection handler asks the owner about the data store.
+#[derive(Debug)]
+pub enum DataInput {
+    /// A version and the nodes for a put (answered once the version is
+    /// durably handed out).
+    PlanPut {
+        /// The key.
+        key: ObjectKey,
+        /// The replica count asked for.
+        replicas: Option<u8>,
+        /// The consistency asked for.
+        consistency: Consistency,
+    },
+    /// A put met its consistency: record it (answered once durable).
+    Stored(StoredObject),
+    /// Which holders a read reaches.
+    PlanRead {
+        /// The key.
+        key: ObjectKey,
+        /// The consistency asked for.
+        consistency: Consistency,
+    },
+    /// A version for a removal and the holders it reaches (answered once
+    /// the version is durable).
+    PlanRemove {
+        /// The key.
+        key: ObjectKey,
+        /// The consistency asked for.
+        consistency: Consistency,
+    },
+    /// A removal met its consistency: record the tombstone.
+    Removed {
+        /// The key.
+        key: ObjectKey,
+        /// The tombstone's version.
+        version: Version,
+        /// The holders that applied it.
+        acked: Vec<NodeName>,
+    },
+    /// The objects under a prefix.
+    List(String),
+    /// One object.
+    Stat(ObjectKey),
+}
+
+/// A connection to one agent, for a data stream.
+pub type AgentLink = (NodeName, quinn::Connection);
+
+/// The owner's answer.
+#[derive(Debug)]
+pub enum DataAnswer {
+    /// Where a put goes, with the connections to its targets.
+    Put {
+        /// The plan.
+        plan: PutPlan,
+        /// The targets' connections, in the plan's order.
+        links: Vec<AgentLink>,
+        /// The console's term, stamped on every data request.
+        term: u64,
+    },
+    /// Whom a read or a removal reaches.
+    Reach {
+        /// The holders.
+        reach: Reach,
+        /// Their connections.
+        links: Vec<AgentLink>,
+        /// A removal's tombstone version.
+        version: Option<Version>,
+        /// The console's term.
+        term: u64,
+    },
+    /// Recorded; the object now.
+    Stat(ObjectStat),
+    /// The objects listed.
+    Listing(Vec<ObjectStat>),
+    /// A removal recorded.
+    Removed,
+    /// Refused or impossible.
+    Failed(DataError),
+}

@@ -1131,6 +1131,12 @@ impl Workloads {
         if self.ring_is_current(nodes) { self.ring.clone() } else { Arc::new(self.build_ring(nodes).1) }
     }
 
+    /// The ring tasks are placed on, which the data store places copies on
+    /// too (README.md, "Data"): over the nodes that may receive work.
+    pub fn data_ring(&self, nodes: Nodes<'_>) -> Arc<Ring> {
+        self.ring_for(nodes)
+    }
+
     /// Whether a node may receive new work.
     fn eligible(&self, node: &NodeView) -> bool {
         node.state == NodeState::Alive && !self.is_cordoned(node.name.as_str())

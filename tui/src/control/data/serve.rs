@@ -1,0 +1,326 @@
+//! Moving an object's bytes (README.md, "Data"): a client's admin stream on
+//! one side, streams the console opens on its agents' connections on the
+//! other. The owner plans and records; these handlers stream, chunk by
+//! chunk, so no object is ever whole in the console's memory.
+//!
+//! - put: the owner hands out a version and the target nodes; every chunk
+//!   the client sends goes to every target; each target acknowledges once
+//!   its copy is durable and its SHA-256 is the client's; with enough
+//!   acknowledgements for the consistency the owner records the object (and
+//!   only then does anyone see it), and the client is answered.
+//! - get: the holders of the current version the consistency needs confirm
+//!   they hold it; the bytes come from the first that does.
+//! - rm: a tombstone at a new version goes to every reachable holder; with
+//!   enough acknowledgements it is recorded.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use quinn::{RecvStream, SendStream};
+use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
+use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat};
+use ringwatch_shared::names::NodeName;
+use ringwatch_shared::protocol::{AdminResponse, DataPut};
+use tokio::sync::oneshot;
+use tokio::time::timeout;
+use tracing::debug;
+
+use crate::control::data::{AgentLink, DataAnswer, DataInput};
+use crate::control::owner::{Input, OwnerHandle};
+use crate::control::records::StoredObject;
+
+/// The largest object.
+pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
+/// How long an agent may take to open a stream or answer after the last
+/// byte (an fsync of a large copy included).
+const AGENT_ANSWER: Duration = Duration::from_secs(30);
+
+/// Asks the owner.
+async fn ask(owner: &OwnerHandle, request: DataInput) -> DataAnswer {
+    let (reply, answer) = oneshot::channel();
+    if owner.inputs.send(Input::Data { request, reply }).await.is_err() {
+        return DataAnswer::Failed(DataError::Refused("the console is shutting down".into()));
+    }
+    answer.await.unwrap_or_else(|_| DataAnswer::Failed(DataError::Refused("the console is shutting down".into())))
+}
+
+/// A stream to one agent for one request.
+struct AgentStream {
+    node: NodeName,
+    send: SendStream,
+    recv: RecvStream,
+}
+
+/// Opens a stream on `link` and sends `request` on it.
+async fn open(link: &AgentLink, request: &DataRequest) -> Result<AgentStream, String> {
+    let (node, connection) = link;
+    let (mut send, recv) = timeout(AGENT_ANSWER, connection.open_bi())
+        .await
+        .map_err(|_| format!("\"{node}\" did not open a stream in time"))?
+        .map_err(|err| format!("\"{node}\": {err}"))?;
+    codec::write_frame(&mut send, request).await.map_err(|err| format!("\"{node}\": {err}"))?;
+    Ok(AgentStream { node: node.clone(), send, recv })
+}
+
+/// Reads an agent's answer.
+async fn reply(stream: &mut AgentStream) -> Result<DataReply, String> {
+    let node = &stream.node;
+    timeout(AGENT_ANSWER, codec::read_frame::<DataReply, _>(&mut stream.recv, MAX_FRAME_LEN))
+        .await
+        .map_err(|_| format!("\"{node}\" did not answer in time"))?
+        .map_err(|err| format!("\"{node}\": {err}"))?
+        .ok_or_else(|| format!("\"{node}\" closed the stream without answering"))
+}
+
+/// `ringwatch data put`: the client's bytes to every target.
+pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStream) -> AdminResponse {
+    if put.size > MAX_OBJECT_SIZE {
+        return failed(DataError::Refused(format!("objects are at most 1 GiB; this one is {} bytes", put.size)));
+    }
+    let plan = DataInput::PlanPut { key: put.key.clone(), replicas: put.replicas, consistency: put.consistency };
+    let (plan, links, term) = match ask(owner, plan).await {
+        DataAnswer::Put { plan, links, term } => (plan, links, term),
+        DataAnswer::Failed(err) => return failed(err),
+        other => return failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    };
+    let meta = ObjectMeta {
+        key: put.key.clone(),
+        version: plan.version,
+        size: put.size,
+        checksum: put.checksum.clone(),
+        tombstone: false,
+    };
+    let request = DataRequest { term, op: DataOp::Put(meta) };
+    let mut failures: Vec<String> = Vec::new();
+    let mut streams = Vec::new();
+    for opened in join_all(links.iter().map(|link| open(link, &request))).await {
+        match opened {
+            Ok(stream) => streams.push(stream),
+            Err(why) => failures.push(why),
+        }
+    }
+    // Every chunk to every target that is still with us.
+    let mut received = 0u64;
+    loop {
+        let chunk = match codec::read_frame::<DataChunk, _>(client, MAX_FRAME_LEN).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return failed(DataError::Refused("the upload ended before its last byte".into())),
+            Err(err) => return failed(DataError::Refused(format!("the upload broke off: {err}"))),
+        };
+        let DataChunk::Bytes(bytes) = chunk else { break };
+        received += bytes.len() as u64;
+        if received > put.size {
+            return failed(DataError::Refused(format!("more than the {} bytes announced arrived", put.size)));
+        }
+        let frame = match codec::encode_frame(&DataChunk::Bytes(bytes)) {
+            Ok(frame) => frame,
+            Err(err) => return failed(DataError::Refused(format!("a chunk could not be encoded: {err}"))),
+        };
+        let written = join_all(streams.iter_mut().map(|stream| stream.send.write_all(&frame))).await;
+        let mut kept = Vec::with_capacity(streams.len());
+        for (stream, result) in streams.into_iter().zip(written) {
+            match result {
+                Ok(()) => kept.push(stream),
+                Err(err) => failures.push(format!("\"{}\": {err}", stream.node)),
+            }
+        }
+        streams = kept;
+    }
+    if received != put.size {
+        return failed(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
+    }
+    // The end, then each target's acknowledgement.
+    let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
+    let answers = join_all(streams.into_iter().map(|mut stream| {
+        let end = &end;
+        async move {
+            stream.send.write_all(end).await.map_err(|err| format!("\"{}\": {err}", stream.node))?;
+            let _ = stream.send.finish();
+            match reply(&mut stream).await? {
+                DataReply::Held(Some(held)) if held.version == plan.version => Ok(stream.node),
+                DataReply::Failed(failure) => Err(format!("\"{}\": {failure}", stream.node)),
+                other => Err(format!("\"{}\" answered {other:?}", stream.node)),
+            }
+        }
+    }))
+    .await;
+    let mut acked = Vec::new();
+    for answer in answers {
+        match answer {
+            Ok(node) => acked.push(node),
+            Err(why) => failures.push(why),
+        }
+    }
+    if acked.len() < plan.required {
+        debug!(key = %put.key, ?failures, "a put did not meet its consistency");
+        return failed(DataError::NotEnough(format!(
+            "\"{}\" was acknowledged by {} of the {} replica(s) a {} put needs, so it was not stored (nothing is visible); {}",
+            put.key,
+            acked.len(),
+            plan.required,
+            put.consistency.as_str(),
+            if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") }
+        )));
+    }
+    let object = StoredObject {
+        key: put.key,
+        version: plan.version,
+        size: put.size,
+        checksum: put.checksum,
+        replicas: plan.replicas,
+        tombstone: false,
+        holders: acked.into_iter().map(|node| (node, plan.version)).collect(),
+    };
+    match ask(owner, DataInput::Stored(object)).await {
+        DataAnswer::Stat(stat) => AdminResponse::DataStored(stat),
+        DataAnswer::Failed(err) => failed(err),
+        other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// `ringwatch data get`: confirms the holders the consistency needs, then
+/// streams the bytes from one of them to `client`.
+pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consistency, client: &mut SendStream) {
+    let (reach, links, term) = match ask(owner, DataInput::PlanRead { key: key.clone(), consistency }).await {
+        DataAnswer::Reach { reach, links, term, .. } => (reach, links, term),
+        DataAnswer::Failed(err) => return write(client, &failed(err)).await,
+        other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
+    };
+    let current = reach.object.version;
+    // Confirmations: a quorum read asks a quorum.
+    let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
+    let stat = &stat;
+    let confirmed: Vec<&AgentLink> = join_all(links.iter().map(|link| async move {
+        let mut stream = open(link, stat).await.ok()?;
+        let _ = stream.send.finish();
+        match reply(&mut stream).await {
+            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Some(link),
+            _ => None,
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    if confirmed.len() < reach.required {
+        let err = DataError::NotEnough(format!(
+            "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {} confirmed it",
+            reach.required,
+            consistency.as_str(),
+            confirmed.len()
+        ));
+        return write(client, &failed(err)).await;
+    }
+    let request = DataRequest { term, op: DataOp::Get(key.clone()) };
+    for link in confirmed {
+        let Ok(mut stream) = open(link, &request).await else { continue };
+        let _ = stream.send.finish();
+        let meta = match reply(&mut stream).await {
+            Ok(DataReply::Object(meta)) if meta.version == current => meta,
+            _ => continue,
+        };
+        if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
+            return;
+        }
+        // From here the client has the metadata: the bytes follow or the
+        // stream breaks (the client checks size and SHA-256).
+        loop {
+            match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
+                Ok(Some(chunk)) => {
+                    let end = chunk == DataChunk::End;
+                    if codec::write_frame(client, &chunk).await.is_err() || end {
+                        let _ = client.finish();
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = client.reset(quinn::VarInt::from_u32(1));
+                    return;
+                }
+            }
+        }
+    }
+    let err = DataError::NotEnough(format!("no holder of \"{key}\" could send it"));
+    write(client, &failed(err)).await;
+}
+
+/// `ringwatch data rm`: a tombstone to every reachable holder.
+pub(crate) async fn remove(owner: &OwnerHandle, key: ObjectKey, consistency: Consistency) -> AdminResponse {
+    let (reach, links, version, term) = match ask(owner, DataInput::PlanRemove { key: key.clone(), consistency }).await
+    {
+        DataAnswer::Reach { reach, links, version: Some(version), term } => (reach, links, version, term),
+        DataAnswer::Failed(err) => return failed(err),
+        other => return failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    };
+    let request = DataRequest { term, op: DataOp::Remove { key: key.clone(), version } };
+    let request = &request;
+    let answers = join_all(links.iter().map(|link| async move {
+        let mut stream = open(link, request).await?;
+        let _ = stream.send.finish();
+        match reply(&mut stream).await? {
+            DataReply::Held(Some(held)) if held.tombstone && held.version == version => Ok(stream.node),
+            DataReply::Failed(failure) => Err(format!("\"{}\": {failure}", stream.node)),
+            other => Err(format!("\"{}\" answered {other:?}", stream.node)),
+        }
+    }))
+    .await;
+    let (acked, failures): (Vec<_>, Vec<_>) = answers.into_iter().partition(Result::is_ok);
+    let acked: Vec<NodeName> = acked.into_iter().flatten().collect();
+    if acked.len() < reach.required {
+        let failures: Vec<String> = failures.into_iter().filter_map(Result::err).collect();
+        return failed(DataError::NotEnough(format!(
+            "the removal of \"{key}\" reached {} of the {} replica(s) a {} removal needs; it is not recorded and the object stays: {}",
+            acked.len(),
+            reach.required,
+            consistency.as_str(),
+            failures.join("; ")
+        )));
+    }
+    let stat = ObjectStat {
+        key: key.clone(),
+        version,
+        size: 0,
+        checksum: String::new(),
+        replicas: reach.object.replicas,
+        copies: acked
+            .iter()
+            .map(|node| ReplicaStat {
+                node: node.to_string(),
+                state: ringwatch_shared::status::NodeState::Alive,
+                version,
+                current: true,
+            })
+            .collect(),
+    };
+    match ask(owner, DataInput::Removed { key, version, acked }).await {
+        DataAnswer::Removed => AdminResponse::DataStored(stat),
+        DataAnswer::Failed(err) => failed(err),
+        other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// `ringwatch data ls` and `stat`: the owner's catalog.
+pub(crate) async fn catalog(owner: &OwnerHandle, request: DataInput) -> AdminResponse {
+    match ask(owner, request).await {
+        DataAnswer::Listing(list) => AdminResponse::DataListing(list),
+        DataAnswer::Stat(stat) => AdminResponse::DataStat(stat),
+        DataAnswer::Failed(err) => failed(err),
+        other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    }
+}
+
+fn failed(err: DataError) -> AdminResponse {
+    AdminResponse::DataFailed(err)
+}
+
+async fn write_frame(send: &mut SendStream, response: &AdminResponse) -> Result<(), ()> {
+    let frame = codec::encode_admin_frame(response).map_err(|_| ())?;
+    send.write_all(&frame).await.map_err(|_| ())
+}
+
+async fn write(send: &mut SendStream, response: &AdminResponse) {
+    if write_frame(send, response).await.is_ok() {
+        let _ = send.finish();
+    }
+}
