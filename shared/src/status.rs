@@ -92,6 +92,29 @@ pub struct NodeStatus {
     /// When that certificate expires, Unix seconds.
     #[serde(default)]
     pub cert_expires_unix: Option<u64>,
+    /// Data store objects it holds a current copy of (README.md, "Data").
+    #[serde(default)]
+    pub data_objects: u64,
+    /// Their bytes.
+    #[serde(default)]
+    pub data_bytes: u64,
+}
+
+/// The data store in `status` (README.md, "Data").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataStatus {
+    /// Objects stored (not removed).
+    pub objects: u64,
+    /// Their bytes (one copy each).
+    pub bytes: u64,
+    /// The replica count of a put that names none.
+    pub replicas: u8,
+    /// Objects with fewer live current copies than their replica count.
+    pub under_replicated: u64,
+    /// Objects with no live current copy: unreadable until a holder returns.
+    pub unavailable: u64,
+    /// Bytes per second being copied to repair objects.
+    pub repair_bytes_per_sec: u64,
 }
 
 /// One task in `status`.
@@ -133,6 +156,9 @@ pub struct ClusterStatus {
     /// The console that answered: its role in its group, and its leader.
     #[serde(default)]
     pub console: ConsoleStatus,
+    /// The data store.
+    #[serde(default)]
+    pub data: DataStatus,
 }
 
 /// A console's place in its group (a single console leads itself, term 0).

@@ -269,6 +269,8 @@ mod tests {
             instances: Vec::new(),
             cert_sha256: None,
             cert_expires_unix: None,
+            data_objects: 0,
+            data_bytes: 0,
         }
     }
 

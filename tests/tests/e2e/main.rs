@@ -30,6 +30,8 @@
 //!   the leader killed or paused past its lease, an agent dying during the
 //!   takeover, etcd down for 10 s, rolling restarts — checked against the
 //!   task processes: nothing lost, never a duplicate.
+//! - `data`: the replicated data store with real agents: put, get byte for
+//!   byte, rm, stat, ls; reads at quorum after `kill -9` of a holder.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -58,6 +60,7 @@ mod certs;
 mod cli;
 mod consoles;
 mod control_plane;
+mod data;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

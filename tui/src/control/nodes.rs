@@ -406,6 +406,8 @@ impl NodeTable {
                     instances: Vec::new(),
                     cert_sha256: None,
                     cert_expires_unix: None,
+                    data_objects: 0,
+                    data_bytes: 0,
                 }
             })
             .collect()

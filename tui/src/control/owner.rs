@@ -1015,8 +1015,16 @@ impl Owner {
                 node.cert_expires_unix = *expires;
             }
         }
+        let (data, held) = self.catalog.summary(&self.data_nodes());
+        for node in &mut nodes {
+            if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
+                node.data_objects = *objects;
+                node.data_bytes = *bytes;
+            }
+        }
         let views = self.table.views();
         let status = ClusterStatus {
+            data,
             tasks: self.workloads.task_status(),
             headroom: self.workloads.headroom(Nodes::new(&views), None),
             failover_paused: self.workloads.failover_paused().map(str::to_string),

@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ringwatch_shared::names::TaskName;
+use ringwatch_shared::names::{NodeName, TaskName};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, InstanceStatus, NodeStatus, TaskStatus};
 
+use crate::control::data::catalog::summary;
 use crate::control::owner::ControlSnapshot;
 use crate::control::records::Image;
 
@@ -41,7 +42,7 @@ pub fn snapshot_of(
             restarts: record.restarts,
         });
     }
-    let nodes: Vec<NodeStatus> = image
+    let mut nodes: Vec<NodeStatus> = image
         .nodes
         .values()
         .map(|record| NodeStatus {
@@ -63,9 +64,12 @@ pub fn snapshot_of(
             instances: placed.remove(record.name.as_str()).unwrap_or_default(),
             cert_sha256: None,
             cert_expires_unix: None,
+            data_objects: 0,
+            data_bytes: 0,
         })
         .collect();
     let up: BTreeSet<&str> = nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();
+    let (data, held) = summary(image.objects.values(), |node| up.contains(node.as_str()));
     let mut hosts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, record) in &image.instances {
         if let Some(node) = record.node().filter(|node| up.contains(node.as_str())) {
@@ -76,6 +80,12 @@ pub fn snapshot_of(
         image.tasks.iter().map(|(name, spec)| (name.to_string(), spec.replicas)).collect();
     let eligible =
         nodes.iter().filter(|node| node.state == ringwatch_shared::status::NodeState::Alive && !node.cordoned).count();
+    for node in &mut nodes {
+        if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
+            node.data_objects = *objects;
+            node.data_bytes = *bytes;
+        }
+    }
     let status = ClusterStatus {
         tasks: image
             .tasks
@@ -90,6 +100,7 @@ pub fn snapshot_of(
         failover_paused: image.cluster.as_ref().and_then(|cluster| cluster.failover_paused.clone()),
         nodes,
         console,
+        data,
     };
     ControlSnapshot { status, samples: BTreeMap::new(), events, store_failing: None, at_unix_ms }
 }

@@ -38,6 +38,8 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         instances: vec!["web/0".into()],
         cert_sha256: None,
         cert_expires_unix: None,
+        data_objects: 0,
+        data_bytes: 0,
     }
 }
 

@@ -49,6 +49,8 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         instances: Vec::new(),
         cert_sha256: None,
         cert_expires_unix: None,
+        data_objects: 0,
+        data_bytes: 0,
     }
 }
 

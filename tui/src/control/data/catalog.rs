@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, ReplicaStat, Version, VersionClock};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::ring::Ring;
-use ringwatch_shared::status::NodeState;
+use ringwatch_shared::status::{DataStatus, NodeState};
 
 use crate::control::records::{Change, StoredObject};
 
@@ -228,11 +228,41 @@ impl Catalog {
             .collect()
     }
 
-    /// Objects (not removed) and their bytes.
-    pub fn totals(&self) -> (usize, u64) {
-        let live = self.objects.values().filter(|object| !object.tombstone);
-        live.fold((0, 0), |(count, bytes), object| (count + 1, bytes + object.size))
+    /// The figures for `status` (see [`summary`]).
+    pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
+        summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)))
     }
+}
+
+/// The data store's figures for `status`: totals, under-replicated and
+/// unavailable objects (a copy counts on a node `live` accepts), and each
+/// node's current copies and their bytes.
+pub fn summary<'a>(
+    objects: impl Iterator<Item = &'a StoredObject>,
+    live: impl Fn(&NodeName) -> bool,
+) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
+    let mut status = DataStatus { replicas: DEFAULT_REPLICAS, ..DataStatus::default() };
+    let mut by_node: BTreeMap<NodeName, (u64, u64)> = BTreeMap::new();
+    for object in objects.filter(|object| !object.tombstone) {
+        status.objects += 1;
+        status.bytes += object.size;
+        let mut copies = 0;
+        for (node, version) in &object.holders {
+            if *version != object.version {
+                continue;
+            }
+            let held = by_node.entry(node.clone()).or_default();
+            held.0 += 1;
+            held.1 += object.size;
+            copies += usize::from(live(node));
+        }
+        if copies == 0 {
+            status.unavailable += 1;
+        } else if copies < usize::from(object.replicas) {
+            status.under_replicated += 1;
+        }
+    }
+    (status, by_node)
 }
 
 /// Whether a node in `state` holds copies that count.
@@ -369,7 +399,7 @@ mod tests {
         let (version, reach) = catalog.plan_remove(&key("k"), Consistency::Quorum, &nodes).unwrap();
         catalog.record_remove(&key("k"), version, &reach.holders);
         assert!(matches!(catalog.plan_read(&key("k"), Consistency::One, &nodes), Err(DataError::NotFound(_))));
-        assert_eq!(catalog.totals(), (0, 0));
+        assert_eq!(catalog.summary(&nodes).0.objects, 0);
         assert!(catalog.list("", &nodes).is_empty());
     }
 
