@@ -63,6 +63,7 @@ fn snapshot() -> ControlSnapshot {
             headroom: Headroom { failures_survived: Some(0), capacity_ok: false },
             failover_paused: Some("3 of 3 nodes failed".into()),
             console: ConsoleStatus { role: ConsoleRole::Leader, term: 7, ..ConsoleStatus::default() },
+            data: ringwatch_shared::status::DataStatus::default(),
         },
         at_unix_ms: 1_700_000_000_000,
         ..ControlSnapshot::default()
