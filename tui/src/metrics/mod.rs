@@ -81,6 +81,16 @@ pub mod names {
     pub const HEADROOM_CAPACITY_OK: &str = "ringwatch_headroom_capacity_ok";
     /// 1 while automatic failover is paused.
     pub const FAILOVER_PAUSED: &str = "ringwatch_failover_paused";
+    /// Data store objects (README.md, "Data").
+    pub const DATA_OBJECTS: &str = "ringwatch_data_objects";
+    /// Their bytes, one copy each.
+    pub const DATA_BYTES: &str = "ringwatch_data_bytes";
+    /// Objects with fewer live copies than their replica count.
+    pub const DATA_UNDER_REPLICATED: &str = "ringwatch_data_under_replicated_objects";
+    /// Objects with no live copy.
+    pub const DATA_UNAVAILABLE: &str = "ringwatch_data_unavailable_objects";
+    /// Each node's current copies, by node.
+    pub const NODE_DATA_BYTES: &str = "ringwatch_node_data_bytes";
     /// 1 while this console leads (a single console always does).
     pub const CONSOLE_LEADER: &str = "ringwatch_console_leader";
     /// The term of the leadership this console holds or follows.
@@ -428,6 +438,32 @@ impl Collector for SnapshotCollector {
             names::FAILOVER_PAUSED,
             "1 while automatic failover is paused (resume with `ringwatch resume`)",
             [(Unlabelled::default(), flag(status.failover_paused.is_some()))],
+        )?;
+        let data = &status.data;
+        gauge(&mut encoder, names::DATA_OBJECTS, "Data store objects", [(Unlabelled::default(), int(data.objects))])?;
+        gauge(
+            &mut encoder,
+            names::DATA_BYTES,
+            "Bytes of the data store's objects, one copy each",
+            [(Unlabelled::default(), int(data.bytes))],
+        )?;
+        gauge(
+            &mut encoder,
+            names::DATA_UNDER_REPLICATED,
+            "Data store objects with fewer live copies than their replica count",
+            [(Unlabelled::default(), int(data.under_replicated))],
+        )?;
+        gauge(
+            &mut encoder,
+            names::DATA_UNAVAILABLE,
+            "Data store objects with no live copy",
+            [(Unlabelled::default(), int(data.unavailable))],
+        )?;
+        gauge(
+            &mut encoder,
+            names::NODE_DATA_BYTES,
+            "Bytes of the data store's current copies on each node",
+            status.nodes.iter().map(|node| ([("node", node.name.as_str())], int(node.data_bytes))),
         )?;
         gauge(
             &mut encoder,
