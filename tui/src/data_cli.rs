@@ -17,7 +17,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use quinn::SendStream;
 use ring::digest::{Context as Sha256, SHA256};
 use ringwatch::control::admin::{AdminClient, AdminError, AnswerStream, Target};
 use ringwatch::report::human_bytes;
@@ -27,6 +26,7 @@ use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, Obje
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, DataPut};
 use ringwatch_shared::token::to_hex;
 use serde::Serialize;
+use tokio::io::AsyncWrite;
 
 use crate::{NOT_RUNNING, ask, standby_refusal};
 
@@ -35,6 +35,9 @@ pub(crate) const NOT_FOUND: u8 = 4;
 /// Exit code when too few replicas are live for the consistency asked
 /// ([`DataError::NotEnough`]).
 pub(crate) const NOT_ENOUGH: u8 = 5;
+/// Exit code of a get interrupted by Ctrl-C (128 + SIGINT, as a shell
+/// reports it).
+const INTERRUPTED: u8 = 130;
 /// The largest object (README.md, "Data"): refused before anything is sent.
 pub(crate) const MAX_OBJECT_SIZE: u64 = 1 << 30;
 
@@ -163,7 +166,18 @@ pub(crate) async fn data(target: &Target, command: DataCommand) -> Result<ExitCo
         DataCommand::Put { key, file, replicas, consistency } => {
             put(target, key, file.as_deref(), replicas, consistency.into()).await
         }
-        DataCommand::Get { key, output, consistency } => get(target, key, output.as_deref(), consistency.into()).await,
+        DataCommand::Get { key, output, consistency } => {
+            let getting = get(target, key, output.as_deref(), consistency.into());
+            // Interrupted, the temporary file beside FILE goes with the
+            // dropped future: nothing is left behind.
+            tokio::select! {
+                code = getting => code,
+                _ = tokio::signal::ctrl_c(), if output.is_some() => {
+                    eprintln!("ringwatch: interrupted; nothing was written");
+                    Ok(ExitCode::from(INTERRUPTED))
+                }
+            }
+        }
         DataCommand::Rm { key, consistency } => {
             let request = AdminRequest::DataRemove { key: key.clone(), consistency: consistency.into() };
             match ask(target, &request).await? {
@@ -402,7 +416,11 @@ enum UploadError {
 
 /// Sends the bytes of `source` as chunk frames, then the end, checking they
 /// are still what was hashed.
-async fn send_bytes(send: &mut SendStream, source: &mut Source, console: &str) -> Result<(), UploadError> {
+async fn send_bytes(
+    send: &mut (impl AsyncWrite + Unpin),
+    source: &mut Source,
+    console: &str,
+) -> Result<(), UploadError> {
     let name = source.name.clone();
     source.file.rewind().map_err(|err| UploadError::Read(name.clone(), err))?;
     let mut hasher = Sha256::new(&SHA256);
@@ -701,8 +719,21 @@ enum ReceiveError {
     Write(std::io::Error),
 }
 
-/// Receives the chunks of `meta`'s object into `out`, verifying them.
-async fn receive(answer: &mut AnswerStream, meta: &ObjectMeta, out: &mut impl Write) -> Result<(), ReceiveError> {
+/// Where a get's chunks come from: the answer stream (a fake in tests).
+trait Chunks {
+    /// The next chunk; `None` when the stream ended.
+    async fn next_chunk(&mut self) -> Result<Option<DataChunk>, AdminError>;
+}
+
+impl Chunks for AnswerStream {
+    async fn next_chunk(&mut self) -> Result<Option<DataChunk>, AdminError> {
+        AnswerStream::next_chunk(self).await
+    }
+}
+
+/// Receives the chunks of `meta`'s object into `out`, verifying them; stops
+/// at the first byte too many.
+async fn receive(answer: &mut impl Chunks, meta: &ObjectMeta, out: &mut impl Write) -> Result<(), ReceiveError> {
     let mut verifier = Verifier::new(meta);
     loop {
         match answer.next_chunk().await? {
@@ -1124,5 +1155,103 @@ mod tests {
             "stored \"photos/été.jpg\" at version 1.7: 1536 bytes, acknowledged by 1 of 3 replicas (n1)"
         );
         assert_eq!(removed_line(&stat()), "removed \"photos/été.jpg\" at version 1.7: applied by 1 of 3 replicas (n1)");
+    }
+
+    /// Decodes the frames a put wrote.
+    fn frames(mut wire: &[u8]) -> Vec<DataChunk> {
+        let mut chunks = Vec::new();
+        while let Some((chunk, used)) = codec::decode_frame::<DataChunk>(wire, codec::MAX_FRAME_LEN).unwrap() {
+            chunks.push(chunk);
+            wire = &wire[used..];
+        }
+        assert!(wire.is_empty(), "{} bytes left over", wire.len());
+        chunks
+    }
+
+    #[tokio::test]
+    async fn a_put_sends_its_bytes_in_chunks_of_at_most_chunk_len_then_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.bin");
+        let bytes: Vec<u8> = (0..CHUNK_LEN * 2 + 5).map(|i| (i % 13) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut source = Source::open(Some(&path)).unwrap();
+        // Twice: a standby's redirect sends the same bytes again from the start.
+        for _ in 0..2 {
+            let mut wire = Vec::new();
+            send_bytes(&mut wire, &mut source, "console").await.unwrap();
+            let chunks = frames(&wire);
+            assert_eq!(chunks.len(), 4, "three chunks and the end");
+            assert_eq!(chunks.last(), Some(&DataChunk::End));
+            let mut sent = Vec::new();
+            for chunk in &chunks[..3] {
+                let DataChunk::Bytes(piece) = chunk else { panic!("{chunk:?}") };
+                assert!(piece.len() <= CHUNK_LEN);
+                sent.extend_from_slice(piece);
+            }
+            assert_eq!(sent, bytes);
+        }
+        let mut empty = Source::spool(&mut [].as_slice()).unwrap();
+        let mut wire = Vec::new();
+        send_bytes(&mut wire, &mut empty, "console").await.unwrap();
+        assert_eq!(frames(&wire), vec![DataChunk::End], "an empty object is just the end");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_changed_since_it_was_hashed_is_not_sent_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object.bin");
+        std::fs::write(&path, b"first version").unwrap();
+        let mut source = Source::open(Some(&path)).unwrap();
+        for changed in [&b"other version"[..], b"a longer version than hashed", b"short"] {
+            std::fs::write(&path, changed).unwrap();
+            let mut wire = Vec::new();
+            let err = send_bytes(&mut wire, &mut source, "console").await.unwrap_err();
+            assert!(matches!(err, UploadError::Changed(_)), "{err}");
+            assert!(err.to_string().contains("changed while it was being sent"), "{err}");
+            assert!(!frames(&wire).contains(&DataChunk::End), "the console never sees a complete object");
+        }
+    }
+
+    /// Chunks a test hands to `receive`.
+    struct Fake(std::collections::VecDeque<DataChunk>);
+
+    impl Chunks for Fake {
+        async fn next_chunk(&mut self) -> Result<Option<DataChunk>, AdminError> {
+            Ok(self.0.pop_front())
+        }
+    }
+
+    fn fake(pieces: &[&[u8]], end: bool) -> Fake {
+        let mut chunks: std::collections::VecDeque<DataChunk> =
+            pieces.iter().map(|piece| DataChunk::Bytes(piece.to_vec())).collect();
+        if end {
+            chunks.push_back(DataChunk::End);
+        }
+        Fake(chunks)
+    }
+
+    #[tokio::test]
+    async fn a_get_receives_and_verifies_the_objects_chunks() {
+        let meta = meta(b"hello world");
+        let mut out = Vec::new();
+        receive(&mut fake(&[b"hello", b" ", b"world"], true), &meta, &mut out).await.unwrap();
+        assert_eq!(out, b"hello world");
+    }
+
+    #[tokio::test]
+    async fn a_get_refuses_a_cut_a_long_and_a_corrupt_stream() {
+        let meta = meta(b"hello world");
+        let err = receive(&mut fake(&[b"hello"], false), &meta, &mut Vec::new()).await.unwrap_err();
+        assert!(matches!(err, ReceiveError::Cut), "{err}");
+
+        let mut out = Vec::new();
+        let err = receive(&mut fake(&[b"hello world", b"!!"], true), &meta, &mut out).await.unwrap_err();
+        assert!(matches!(err, ReceiveError::Mismatch(Mismatch::TooLong(11))), "{err}");
+        assert_eq!(out, b"hello world", "nothing past the size is written");
+
+        let err = receive(&mut fake(&[b"hello", b"World"], true), &meta, &mut Vec::new()).await.unwrap_err();
+        assert!(matches!(err, ReceiveError::Mismatch(Mismatch::TooShort { seen: 10, size: 11 })), "{err}");
+        let err = receive(&mut fake(&[b"hello", b" World"], true), &meta, &mut Vec::new()).await.unwrap_err();
+        assert!(matches!(err, ReceiveError::Mismatch(Mismatch::Checksum { .. })), "{err}");
     }
 }
