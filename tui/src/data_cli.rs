@@ -179,8 +179,10 @@ pub(crate) async fn data(target: &Target, command: DataCommand) -> Result<ExitCo
             }
         }
         DataCommand::Rm { key, consistency } => {
-            let request = AdminRequest::DataRemove { key: key.clone(), consistency: consistency.into() };
-            match ask(target, &request).await? {
+            let request = AdminRequest::DataRemove { key, consistency: consistency.into() };
+            // Not `ask`: its few seconds are for answers from the console's
+            // records, and a removal waits for replicas to apply it.
+            match exchange(target, &request).await? {
                 Ok(AdminResponse::DataStored(stat)) => {
                     outln!("{}", removed_line(&stat));
                     Ok(ExitCode::SUCCESS)
@@ -257,6 +259,36 @@ async fn connect(target: &Target) -> Result<Result<AdminClient, ExitCode>> {
             Ok(Err(ExitCode::from(NOT_RUNNING)))
         }
         Err(err) => Err(err.into()),
+    }
+}
+
+/// Sends `request` and waits for its one answer, as long as the link
+/// lives (a dead console is noticed by the link's idle timeout); a remote
+/// standby's answer is followed once to the leader it names. `Err(code)`
+/// when no console runs or answers (the message is printed).
+async fn exchange(target: &Target, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
+    let mut target = target.clone();
+    let mut redirected = false;
+    loop {
+        let client = match connect(&target).await? {
+            Ok(client) => client,
+            Err(code) => return Ok(Err(code)),
+        };
+        let response = match client.open(request).await {
+            Ok(mut answer) => answer_of(&mut answer).await,
+            Err(err) => Err(err.into()),
+        };
+        client.close().await;
+        match response? {
+            AdminResponse::NotLeader { leader } => match at_leader(&target, leader.as_deref()) {
+                Some(next) if !redirected => {
+                    target = next;
+                    redirected = true;
+                }
+                _ => return Err(standby_refusal(&target, leader)),
+            },
+            response => return Ok(Ok(response)),
+        }
     }
 }
 
