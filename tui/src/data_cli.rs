@@ -85,7 +85,8 @@ pub(crate) enum DataCommand {
         /// The key.
         #[arg(value_parser = parse_key)]
         key: ObjectKey,
-        /// Write to FILE (replaced atomically) instead of standard output.
+        /// Write to FILE (replaced atomically) instead of standard output
+        /// (`-`).
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -167,12 +168,13 @@ pub(crate) async fn data(target: &Target, command: DataCommand) -> Result<ExitCo
             put(target, key, file.as_deref(), replicas, consistency.into()).await
         }
         DataCommand::Get { key, output, consistency } => {
+            let to_file = output.as_deref().is_some_and(|path| path != Path::new("-"));
             let getting = get(target, key, output.as_deref(), consistency.into());
             // Interrupted, the temporary file beside FILE goes with the
             // dropped future: nothing is left behind.
             tokio::select! {
                 code = getting => code,
-                _ = tokio::signal::ctrl_c(), if output.is_some() => {
+                _ = tokio::signal::ctrl_c(), if to_file => {
                     eprintln!("ringwatch: interrupted; nothing was written");
                     Ok(ExitCode::from(INTERRUPTED))
                 }
@@ -786,8 +788,8 @@ async fn receive(answer: &mut impl Chunks, meta: &ObjectMeta, out: &mut impl Wri
 async fn get(target: &Target, key: ObjectKey, output: Option<&Path>, consistency: Consistency) -> Result<ExitCode> {
     // Before asking: a FILE that cannot be written is refused at once.
     let mut sink = match output {
-        Some(path) => Sink::File(AtomicFile::create(path)?),
-        None => Sink::Stdout,
+        Some(path) if path != Path::new("-") => Sink::File(AtomicFile::create(path)?),
+        _ => Sink::Stdout,
     };
     let request = AdminRequest::DataGet { key: key.clone(), consistency };
     let mut target = target.clone();

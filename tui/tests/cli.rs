@@ -226,10 +226,11 @@ fn data_commands_without_a_console_exit_3_and_get_leaves_no_file() {
     std::fs::write(&file, b"bytes").unwrap();
     let out = dir.path().join("out").join("copy.bin");
     std::fs::create_dir(dir.path().join("out")).unwrap();
-    let commands: [&[&str]; 7] = [
+    let commands: [&[&str]; 8] = [
         &["data", "put", "k", file.to_str().unwrap()],
         &["data", "put", "k", file.to_str().unwrap(), "--replicas", "2", "--consistency", "all"],
         &["data", "get", "k", "-o", out.to_str().unwrap()],
+        &["data", "get", "k", "-o", "-"],
         &["data", "rm", "k"],
         &["data", "ls"],
         &["data", "ls", "photos/", "--json"],
