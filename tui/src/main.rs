@@ -44,6 +44,7 @@ macro_rules! outln {
     }};
 }
 
+mod data_cli;
 mod docs;
 mod operate;
 
@@ -280,6 +281,10 @@ enum Command {
         #[arg(long, value_name = "TASK")]
         task: Option<String>,
     },
+    /// The replicated data store: put, get, remove, list and inspect
+    /// objects kept on several nodes of the ring.
+    #[command(subcommand, after_help = data_cli::EXIT_CODES)]
+    Data(data_cli::DataCommand),
     /// Prints the shell completion script for SHELL.
     ///
     /// For example `ringwatch completions bash >
@@ -483,6 +488,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let since_unix_ms = since.map(|since| unix_now().saturating_sub(since.as_secs()).saturating_mul(1000));
                 operate::events(target, EventQuery { since_unix_ms, follow, node, task }, json).await
             }
+            Some(Command::Data(command)) => data_cli::data(target, command).await,
             Some(Command::Completions { shell }) => docs::completions(shell),
             Some(Command::Man { dir }) => docs::man_pages(&dir),
         }

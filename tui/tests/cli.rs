@@ -164,3 +164,118 @@ fn pki_import_refuses_another_ca_a_loose_bundle_and_a_running_console() {
     assert!(stdout(&output).contains("must join again"), "{}", stdout(&output));
     assert_eq!(std::fs::read(second.join("ca.crt")).unwrap(), std::fs::read(first.join("ca.crt")).unwrap());
 }
+
+/// The exit code of a finished command.
+fn code(output: &Output) -> Option<i32> {
+    output.status.code()
+}
+
+#[test]
+fn data_help_names_every_command_and_the_exit_codes() {
+    let output = ringwatch(&["data", "--help"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let help = stdout(&output);
+    for command in ["put", "get", "rm", "ls", "stat", "Exit codes", "no such key", "replicas"] {
+        assert!(help.contains(command), "data help lacks {command}:\n{help}");
+    }
+    let help = stdout(&ringwatch(&["data", "get", "--help"]));
+    assert!(help.contains("checksum can only be checked at the end"), "get --help explains stdout: {help}");
+}
+
+#[test]
+fn data_refuses_a_bad_key_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.bin");
+    std::fs::write(&file, b"bytes").unwrap();
+    let long = "k".repeat(1025);
+    let cases: [(&[&str], &str); 4] = [
+        (&["data", "put", "", file.to_str().unwrap()], "a key cannot be empty"),
+        (&["data", "put", "a\nb", file.to_str().unwrap()], "control characters"),
+        (&["data", "get", &long], "at most 1024 bytes"),
+        (&["data", "stat", "a\u{7}b"], "control characters"),
+    ];
+    for (args, why) in cases {
+        // No console runs on this data dir: the key is refused before anyone is asked.
+        let output = in_dir(dir.path(), args);
+        let message = stderr(&output);
+        assert_eq!(code(&output), Some(2), "{args:?}: {message}");
+        assert!(message.contains(why) && message.contains("nothing was sent"), "{args:?}: {message}");
+        assert!(!message.contains("no console"), "{args:?}: {message}");
+    }
+}
+
+#[test]
+fn data_put_of_a_missing_file_or_a_directory_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.bin");
+    let output = in_dir(dir.path(), &["data", "put", "k", missing.to_str().unwrap()]);
+    let message = stderr(&output);
+    assert_eq!(code(&output), Some(1), "{message}");
+    assert!(message.contains("missing.bin\" does not exist") && message.contains("nothing was sent"), "{message}");
+    assert!(!message.contains("no console"), "the file is checked first: {message}");
+
+    let output = in_dir(dir.path(), &["data", "put", "k", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&output), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("is a directory"), "{}", stderr(&output));
+}
+
+#[test]
+fn data_commands_without_a_console_exit_3_and_get_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("object.bin");
+    std::fs::write(&file, b"bytes").unwrap();
+    let out = dir.path().join("out").join("copy.bin");
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    let commands: [&[&str]; 8] = [
+        &["data", "put", "k", file.to_str().unwrap()],
+        &["data", "put", "k", file.to_str().unwrap(), "--replicas", "2", "--consistency", "all"],
+        &["data", "get", "k", "-o", out.to_str().unwrap()],
+        &["data", "get", "k", "-o", "-"],
+        &["data", "rm", "k"],
+        &["data", "ls"],
+        &["data", "ls", "photos/", "--json"],
+        &["data", "stat", "k", "--json"],
+    ];
+    for args in commands {
+        let output = in_dir(&dir.path().join("console"), args);
+        assert_eq!(code(&output), Some(3), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("no console is running"), "{args:?}: {}", stderr(&output));
+        assert!(stdout(&output).is_empty(), "{args:?}: {}", stdout(&output));
+    }
+    assert_eq!(std::fs::read_dir(dir.path().join("out")).unwrap().count(), 0, "no FILE, no temporary file");
+}
+
+#[test]
+fn data_put_reads_standard_input_when_no_file_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["data", "put", "k"][..], &["data", "put", "k", "-"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringwatch"))
+            .args(args)
+            .args(["--data-dir", dir.path().join("console").to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(&vec![7u8; 600 * 1024]).unwrap();
+        }
+        let output = child.wait_with_output().unwrap();
+        // Spooled whole, then the console is looked for.
+        assert_eq!(code(&output), Some(3), "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains("no console is running"), "{}", stderr(&output));
+    }
+}
+
+#[test]
+fn data_put_refuses_more_than_seven_replicas_and_an_unknown_consistency() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = in_dir(dir.path(), &["data", "put", "k", "-", "--replicas", "8"]);
+    assert_eq!(code(&output), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--replicas"), "{}", stderr(&output));
+    let output = in_dir(dir.path(), &["data", "get", "k", "--consistency", "most"]);
+    assert_eq!(code(&output), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("quorum"), "the possible values are named: {}", stderr(&output));
+}

@@ -19,6 +19,8 @@
 //!   (streams, windows, a burst of handshakes), a flood of refused
 //!   connections.
 //! - `cli`: the admin commands without a console.
+//! - `data_cli`: `ringwatch data` against a console that refuses data
+//!   requests (every command says why; a viewer's put and rm refused).
 //! - `certs`: certificate lifetimes — an agent's renewed over its live
 //!   link, an expired one refused, a revocation kept across a restart.
 //! - `consoles`: an agent given several consoles moves past a dead one and
@@ -61,6 +63,7 @@ mod cli;
 mod consoles;
 mod control_plane;
 mod data;
+mod data_cli;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_ADMIN_FRAME_LEN};
+use ringwatch_shared::data::wire::DataChunk;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, CONSOLE_SERVER_NAME, close_code};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -121,6 +122,18 @@ impl AnswerStream {
     /// revocation).
     pub async fn next(&mut self) -> Result<Option<AdminResponse>, AdminError> {
         codec::read_frame::<AdminResponse, _>(&mut self.recv, MAX_ADMIN_FRAME_LEN)
+            .await
+            .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))
+    }
+
+    /// The next piece of an object's bytes, after a get's
+    /// [`AdminResponse::DataObject`]; `None` when the console ended the
+    /// stream (before [`DataChunk::End`]: the bytes are incomplete).
+    ///
+    /// # Errors
+    /// As [`Self::next`].
+    pub async fn next_chunk(&mut self) -> Result<Option<DataChunk>, AdminError> {
+        codec::read_frame::<DataChunk, _>(&mut self.recv, MAX_ADMIN_FRAME_LEN)
             .await
             .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))
     }
