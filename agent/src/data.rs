@@ -364,6 +364,37 @@ mod tests {
         assert_eq!(body, bytes);
     }
 
+    /// A commit holds the store's lock across its fsync; a request that
+    /// waited for the lock on an async worker stalled everything else on
+    /// it — on the agent's one-thread runtime, its heartbeats.
+    #[tokio::test(flavor = "current_thread")]
+    async fn regression_a_request_waiting_for_the_store_lock_does_not_stall_the_runtime() {
+        let (service, _dir) = service();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+        let store = service.store.clone();
+        // Stands for a commit in its fsync: holds the lock until the
+        // runtime shows it still runs other tasks (or the deadline passes).
+        let holder = std::thread::spawn(move || {
+            let _guard = store.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            ran_rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+        });
+        locked_rx.recv().unwrap();
+        let stat =
+            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Stat(ObjectKey::parse("k").unwrap()) }).unwrap();
+        let served = service.clone();
+        let request = tokio::spawn(async move { exchange(&served, vec![stat]).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Only runs if the request above is not blocking the thread.
+        let _ = ran_tx.send(());
+        let (reply, _) = replies(&request.await.unwrap());
+        assert_eq!(reply, DataReply::Held(None));
+        assert!(holder.join().unwrap(), "the runtime stalled while a request waited for the store's lock");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_deposed_console_and_a_stale_version_are_refused() {
         let (service, _dir) = service();

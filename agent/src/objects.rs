@@ -512,6 +512,17 @@ mod tests {
     }
 
     #[test]
+    fn usage_counts_live_copies_and_their_bytes_not_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(&objects_dir(dir.path()), 1 << 20).unwrap();
+        assert!(dir.path().join(OBJECTS_DIR).is_dir());
+        put(&mut store, "a", 1, b"12345").unwrap();
+        put(&mut store, "b", 1, b"123").unwrap();
+        store.remove(&ObjectKey::parse("b").unwrap(), Version { term: 1, counter: 2 }).unwrap();
+        assert_eq!(store.usage(), DataUsage { objects: 1, bytes: 5, quota: 1 << 20 });
+    }
+
+    #[test]
     fn a_tombstone_replaces_the_bytes_and_forgetting_removes_every_trace() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
