@@ -78,11 +78,6 @@ impl DataService {
         });
     }
 
-    /// How many streams are being served or wait to be.
-    pub fn streams(&self) -> usize {
-        self.tasks.len()
-    }
-
     /// Waits (a few seconds at most) for the streams still served: the
     /// connection is closed by then, so they end at their next read or
     /// write; a commit under way finishes.

@@ -352,3 +352,14 @@ async fn the_console_puts_and_gets_over_the_agents_connection_and_a_restarted_ag
     assert_eq!((shown.data_objects, shown.data_bytes, shown.data_quota), (1 + many as u64, held, DEFAULT_DATA_QUOTA));
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn an_in_process_agent_with_a_zero_data_quota_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 9)), dir.path().to_path_buf());
+    config.data_quota = 0;
+    let result =
+        ringwatch_agent::run_agent(config, SupervisorConfig::new(dir.path().to_path_buf()), CancellationToken::new());
+    let err = within("the refusal", result).await.unwrap_err();
+    assert!(err.to_string().contains("data quota must be more than zero"), "{err}");
+}
