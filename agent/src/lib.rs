@@ -119,7 +119,7 @@ async fn open_data(data_dir: &std::path::Path, quota: u64) -> Result<data::DataS
     if usage.bytes > usage.quota {
         tracing::warn!(
             "the data store holds {} bytes, more than its {}-byte quota (--data-quota): it takes no new copies \
-             until the console moves some away",
+             while it does; raise --data-quota to take more",
             usage.bytes,
             usage.quota
         );

@@ -54,12 +54,19 @@ async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 /// agent certificate it writes into the agent's data dir.
 struct FakeConsole {
     endpoint: Endpoint,
+    /// The node name its agent's certificate and welcome give.
+    node: String,
 }
 
 impl FakeConsole {
     /// Listens on 127.0.0.1:0 and gives the agent on `agent_dir`
     /// credentials signed by its CA.
     fn start(agent_dir: &Path) -> Self {
+        Self::start_for(agent_dir, NODE)
+    }
+
+    /// As [`FakeConsole::start`], for an agent named `node`.
+    fn start_for(agent_dir: &Path, node: &str) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::default();
         ca_params.distinguished_name.push(DnType::CommonName, "test CA");
@@ -75,16 +82,16 @@ impl FakeConsole {
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
 
         let agent_key = credentials::load_or_create_key(agent_dir).unwrap();
-        let csr = credentials::signing_request(NODE, &agent_key).unwrap();
+        let csr = credentials::signing_request(node, &agent_key).unwrap();
         let request = CertificateSigningRequestParams::from_der(&csr.into()).unwrap();
         let mut agent_params = CertificateParams::default();
         let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, NODE);
+        name.push(DnType::CommonName, node);
         agent_params.distinguished_name = name;
         agent_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         agent_params.not_after = rcgen::date_time_ymd(2040, 1, 1);
         let agent_cert = agent_params.signed_by(&request.public_key, &issuer).unwrap();
-        Credentials::store_grant(agent_dir, NODE, agent_cert.der(), ca.der()).unwrap();
+        Credentials::store_grant(agent_dir, node, agent_cert.der(), ca.der()).unwrap();
 
         let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
         let mut crypto = rustls::ServerConfig::builder_with_provider(ringwatch_net::tls::provider())
@@ -97,7 +104,7 @@ impl FakeConsole {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(crypto).unwrap()));
         server.transport_config(Arc::new(ringwatch_net::tls::transport()));
         let endpoint = ringwatch_net::endpoint(([127, 0, 0, 1], 0).into(), Some(server)).unwrap();
-        Self { endpoint }
+        Self { endpoint, node: node.to_string() }
     }
 
     fn addr(&self) -> SocketAddr {
@@ -112,7 +119,7 @@ impl FakeConsole {
         let hello = within("the hello", codec::read_frame::<AgentFrame, _>(&mut recv, MAX_FRAME_LEN)).await;
         assert!(matches!(hello, Ok(Some(AgentFrame::Hello(_)))), "{hello:?}");
         let welcome = ConsoleFrame::Welcome(Welcome {
-            node: NodeName::parse(NODE).unwrap(),
+            node: NodeName::parse(&self.node).unwrap(),
             console_version: "fake".into(),
             renew_now: false,
         });
@@ -362,4 +369,28 @@ async fn an_in_process_agent_with_a_zero_data_quota_is_refused_before_connecting
         ringwatch_agent::run_agent(config, SupervisorConfig::new(dir.path().to_path_buf()), CancellationToken::new());
     let err = within("the refusal", result).await.unwrap_err();
     assert!(err.to_string().contains("data quota must be more than zero"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_agent_of_the_swarm_refuses_data_requests_saying_why() {
+    let root = tempfile::tempdir().unwrap();
+    let console = FakeConsole::start_for(&root.path().join("swarm-0"), "swarm-0");
+    let config = ringwatch_agent::swarm::SwarmConfig {
+        consoles: console.addr().into(),
+        token: None,
+        agents: 1,
+        data_dir: root.path().to_path_buf(),
+        name_prefix: "swarm".into(),
+        heartbeat: Duration::from_millis(500),
+        stagger: Duration::ZERO,
+        concurrency: 1,
+    };
+    let stop = CancellationToken::new();
+    let swarm = tokio::spawn(ringwatch_agent::swarm::run(config, stop.clone()));
+    let session = console.welcome().await;
+    let (reply, _) = session.request(DataOp::Stat(ObjectKey::parse("k").unwrap()), None).await;
+    assert_eq!(reply, DataReply::Failed(DataFailure::Other("this simulated agent holds no data".into())));
+    assert!(!root.path().join("swarm-0").join(OBJECTS_DIR).exists(), "no store is made for it");
+    stop.cancel();
+    within("the swarm stops", swarm).await.unwrap().unwrap();
 }
