@@ -1,31 +1,97 @@
 //! Serving the console's data requests on the agent's copies (README.md,
 //! "Data"): one stream per request, opened by the console on the agent's
 //! connection (see `ringwatch_shared::data::wire`). The bytes stream
-//! through in chunks between the network and the disk; file I/O runs on
-//! the blocking pool, never on the async workers that carry heartbeats.
+//! through in chunks between the network and the disk; file I/O — and
+//! every wait for the store's lock, which a commit holds across its fsync —
+//! runs on the blocking pool, never on the async workers that carry
+//! heartbeats. Each stream is served in a task of its own, at most
+//! [`MAX_DATA_STREAMS`] at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
 use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk, DataFailure, DataOp, DataReply, DataRequest};
 use ringwatch_shared::data::{ObjectKey, ObjectMeta};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
-use crate::objects::{ObjectStore, ObjectsError};
+use crate::objects::{DataUsage, ObjectStore, ObjectsError};
 
-/// The agent's copies, shared by the streams serving them.
+/// At most this many data streams are served at once; a stream over the
+/// bound waits for one to end. Enough to keep a disk and a link busy with
+/// a console's parallel puts and repairs, few enough that their buffers
+/// (a chunk each) stay small. The QUIC transport's own limit on streams a
+/// peer may open bounds how many wait.
+pub const MAX_DATA_STREAMS: usize = 64;
+
+/// How long [`DataService::close`] waits for the streams still served.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The agent's copies, shared by the streams serving them. Cheap to clone:
+/// clones share the store.
 #[derive(Debug, Clone)]
 pub struct DataService {
+    /// The copies.
     store: Arc<Mutex<ObjectStore>>,
     /// The highest console term seen on a data request.
     seen_term: Arc<AtomicU64>,
+    /// Bounds the streams served at once ([`MAX_DATA_STREAMS`]).
+    permits: Arc<Semaphore>,
+    /// The streams' tasks, waited for when the agent stops.
+    tasks: TaskTracker,
 }
 
 impl DataService {
     /// Serves `store`.
     pub fn new(store: ObjectStore) -> Self {
-        Self { store: Arc::new(Mutex::new(store)), seen_term: Arc::new(AtomicU64::new(0)) }
+        Self {
+            store: Arc::new(Mutex::new(store)),
+            seen_term: Arc::new(AtomicU64::new(0)),
+            permits: Arc::new(Semaphore::new(MAX_DATA_STREAMS)),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Serves one stream the console opened, in a task of its own once
+    /// fewer than [`MAX_DATA_STREAMS`] are served, then finishes it. A
+    /// stream that breaks is dropped (the console sees it end early and
+    /// retries or reads elsewhere). Must be called within a tokio runtime.
+    pub fn spawn<R, W>(&self, mut recv: R, mut send: W)
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.clone();
+        self.tasks.spawn(async move {
+            let Ok(_permit) = service.permits.clone().acquire_owned().await else { return };
+            let served = match service.serve(&mut recv, &mut send).await {
+                Ok(()) => send.shutdown().await.map_err(CodecError::Io),
+                Err(err) => Err(err),
+            };
+            if let Err(err) = served {
+                debug!(%err, "a data stream broke; dropped it");
+            }
+        });
+    }
+
+    /// Waits (a few seconds at most) for the streams still served: the
+    /// connection is closed by then, so they end at their next read or
+    /// write; a commit under way finishes.
+    pub async fn close(&self) {
+        self.tasks.close();
+        if tokio::time::timeout(CLOSE_PATIENCE, self.tasks.wait()).await.is_err() {
+            warn!(streams = self.tasks.len(), "data streams still running at shutdown; leaving them");
+        }
+    }
+
+    /// Live copies, bytes held and the quota. Takes the store's lock, which
+    /// a commit holds across its fsync: call it off the async workers.
+    pub fn usage(&self) -> DataUsage {
+        self.lock().usage()
     }
 
     /// Serves one request stream: reads the request (and a put's bytes),
@@ -55,8 +121,8 @@ impl DataService {
             }
             DataOp::Get(key) => self.get(&key, send).await,
             DataOp::Stat(key) => {
-                let held = self.lock().get(&key).cloned();
-                codec::write_frame(send, &DataReply::Held(held)).await
+                let held = self.with_store(move |store| Ok(store.get(&key).cloned())).await;
+                codec::write_frame(send, &answer(held.map(DataReply::Held))).await
             }
             DataOp::Remove { key, version } => {
                 let store = self.store.clone();
@@ -77,23 +143,36 @@ impl DataService {
                 codec::write_frame(send, &answer(forgotten)).await
             }
             DataOp::Digests => {
-                let leaves = self.lock().digests().leaves().to_vec();
-                codec::write_frame(send, &DataReply::Digests(leaves)).await
+                let leaves = self.with_store(|store| Ok(store.digests().leaves().to_vec())).await;
+                codec::write_frame(send, &answer(leaves.map(DataReply::Digests))).await
             }
             DataOp::List(ranges) => {
-                let listed: Vec<ObjectMeta> = self
-                    .lock()
-                    .entries()
-                    .filter(|meta| ranges.contains(&ringwatch_shared::data::digest::range_of(&meta.key)))
-                    .cloned()
-                    .collect();
-                codec::write_frame(send, &DataReply::Listed(listed)).await
+                let listed = self
+                    .with_store(move |store| {
+                        Ok(store
+                            .entries()
+                            .filter(|meta| ranges.contains(&ringwatch_shared::data::digest::range_of(&meta.key)))
+                            .cloned()
+                            .collect::<Vec<ObjectMeta>>())
+                    })
+                    .await;
+                codec::write_frame(send, &answer(listed.map(DataReply::Listed))).await
             }
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ObjectStore> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` on the store on the blocking pool: waiting for the lock
+    /// (held across a commit's fsync) must not stall the async workers.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut ObjectStore) -> Result<T, ObjectsError> + Send + 'static,
+    ) -> Result<T, ObjectsError> {
+        let store = self.store.clone();
+        blocking(move || work(&mut store.lock().unwrap_or_else(PoisonError::into_inner))).await
     }
 
     /// Receives a put's bytes into a pending copy and commits it. The outer
@@ -103,7 +182,7 @@ impl DataService {
         meta: ObjectMeta,
         recv: &mut R,
     ) -> Result<Result<ObjectMeta, DataFailure>, CodecError> {
-        let begun = self.lock().begin(meta);
+        let begun = self.with_store(move |store| store.begin(meta)).await;
         let mut copy = match begun {
             Ok(copy) => Some(copy),
             Err(err) => {
@@ -145,7 +224,8 @@ impl DataService {
 
     /// Sends the current copy of `key`: its metadata, then its bytes.
     async fn get<W: AsyncWrite + Unpin>(&self, key: &ObjectKey, send: &mut W) -> Result<(), CodecError> {
-        let opened = self.lock().read(key);
+        let wanted = key.clone();
+        let opened = self.with_store(move |store| store.read(&wanted)).await;
         let (meta, file) = match opened {
             Ok(opened) => opened,
             Err(err) => return codec::write_frame(send, &DataReply::Failed(failure(err))).await,
@@ -277,6 +357,37 @@ mod tests {
         let (reply, body) = replies(&exchange(&service, vec![get]).await);
         assert!(matches!(reply, DataReply::Object(_)), "{reply:?}");
         assert_eq!(body, bytes);
+    }
+
+    /// A commit holds the store's lock across its fsync; a request that
+    /// waited for the lock on an async worker stalled everything else on
+    /// it — on the agent's one-thread runtime, its heartbeats.
+    #[tokio::test(flavor = "current_thread")]
+    async fn regression_a_request_waiting_for_the_store_lock_does_not_stall_the_runtime() {
+        let (service, _dir) = service();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+        let store = service.store.clone();
+        // Stands for a commit in its fsync: holds the lock until the
+        // runtime shows it still runs other tasks (or the deadline passes).
+        let holder = std::thread::spawn(move || {
+            let _guard = store.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            ran_rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok()
+        });
+        locked_rx.recv().unwrap();
+        let stat =
+            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Stat(ObjectKey::parse("k").unwrap()) }).unwrap();
+        let served = service.clone();
+        let request = tokio::spawn(async move { exchange(&served, vec![stat]).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // Only runs if the request above is not blocking the thread.
+        let _ = ran_tx.send(());
+        let (reply, _) = replies(&request.await.unwrap());
+        assert_eq!(reply, DataReply::Held(None));
+        assert!(holder.join().unwrap(), "the runtime stalled while a request waited for the store's lock");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,6 +55,9 @@ pub enum AgentError {
     /// The TLS handshake failed: wrong CA, wrong certificate, wrong token.
     #[error("TLS handshake with the console failed: {0}")]
     Handshake(String),
+    /// The data store's directory could not be opened.
+    #[error("failed to open the data store: {0}; check the data dir's permissions, or pass another --data-dir")]
+    Data(#[from] crate::objects::ObjectsError),
     /// Setting up TLS or QUIC failed.
     #[error("failed to set up the QUIC endpoint: {0}")]
     Setup(String),

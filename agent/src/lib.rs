@@ -62,6 +62,10 @@ pub async fn run_agent(
     if tasks.allow_exec.is_empty() {
         warn_runs_nothing(&tasks.allow_source);
     }
+    if config.data_quota == 0 {
+        return Err(AgentError::Config("the data quota must be more than zero bytes".into()));
+    }
+    let data = open_data(&config.data_dir, config.data_quota).await?;
     let orphans = supervisor::reap_orphans(&tasks.data_dir);
     if !orphans.is_empty() {
         tracing::warn!(?orphans, "killed instance processes left by a previous run of this agent");
@@ -79,12 +83,14 @@ pub async fn run_agent(
         consoles: config.consoles.to_string(),
         link: link_state.clone(),
         supervisor: supervisor.clone(),
+        data: data.clone(),
     });
     let mut workers = Workers {
         supervisor: supervisor.clone(),
         reports,
         last_word: Arc::new(Mutex::new(Instant::now())),
         link: link_state,
+        data: data.clone(),
     };
     // Fencing runs whether or not a connection is up.
     let fencing = tokio::spawn(fence(supervisor.clone(), workers.last_word.clone(), sampler_stop.clone()));
@@ -94,11 +100,32 @@ pub async fn run_agent(
     supervisor.shutdown().await;
     sampler_stop.cancel();
     let _ = fencing.await;
+    data.close().await;
     endpoints.wait_idle().await;
     if let Some(server) = status_server {
         server.stop().await;
     }
     result
+}
+
+/// Opens the agent's copies in `data_dir/objects` (README.md, "Agent
+/// options"), on the blocking pool: opening reads every copy's metadata.
+async fn open_data(data_dir: &std::path::Path, quota: u64) -> Result<data::DataService, AgentError> {
+    let dir = objects::objects_dir(data_dir);
+    let store = tokio::task::spawn_blocking(move || objects::ObjectStore::open(&dir, quota))
+        .await
+        .map_err(|err| AgentError::Setup(format!("failed to open the data store: {err}")))??;
+    let usage = store.usage();
+    if usage.bytes > usage.quota {
+        tracing::warn!(
+            "the data store holds {} bytes, more than its {}-byte quota (--data-quota): it takes no new copies \
+             while it does; raise --data-quota to take more",
+            usage.bytes,
+            usage.quota
+        );
+    }
+    tracing::info!(objects = usage.objects, bytes = usage.bytes, quota = usage.quota, "data store opened");
+    Ok(data::DataService::new(store))
 }
 
 /// Says loudly that an agent with an empty allowlist will refuse every task

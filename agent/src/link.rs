@@ -22,6 +22,7 @@ use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
+use ringwatch_shared::data::wire::{DataFailure, DataReply};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::protocol::{
     AgentFrame, CONSOLE_SERVER_NAME, ConsoleFrame, Datagram, FromConsole, Heartbeat, Hello, InstanceReport,
@@ -116,6 +117,11 @@ pub struct LinkConfig {
     /// start-up slot until then, to bound how many of its agents join or
     /// connect at once.
     pub welcomed: Option<Arc<Notify>>,
+    /// The most bytes of data store copies the agent keeps, in
+    /// `data_dir/objects` (`--data-quota`; README.md, "Agent options").
+    /// [`crate::run_agent`]'s agents serve data; the swarm's simulated
+    /// agents hold none.
+    pub data_quota: u64,
 }
 
 impl LinkConfig {
@@ -134,6 +140,7 @@ impl LinkConfig {
             send_garbage: 0,
             stalled: None,
             welcomed: None,
+            data_quota: crate::objects::DEFAULT_DATA_QUOTA,
         }
     }
 }
@@ -155,6 +162,8 @@ pub struct Workers {
     pub last_word: Arc<Mutex<Instant>>,
     /// What `ringwatch-agent status` says of the connection.
     pub link: crate::status::LinkState,
+    /// Serves the streams the console opens for the data store.
+    pub data: crate::data::DataService,
 }
 
 impl Workers {
@@ -725,6 +734,17 @@ impl Welcomed<'_> {
                     Some(Err(err)) => return Err(read_error(connection, err).await),
                     None => return Err(closed_early(connection).await),
                 },
+                // The console opens a stream per data request (README.md, "Data");
+                // each is served in a task of its own, off this loop.
+                stream = connection.accept_bi() => match stream {
+                    Ok((send, recv)) => match workers.as_deref() {
+                        Some(workers) => workers.data.spawn(recv, send),
+                        None => {
+                            tokio::spawn(refuse_data(send));
+                        }
+                    },
+                    Err(err) => return Err(classify(err)),
+                },
                 err = connection.closed() => return Err(classify(err)),
             }
         }
@@ -912,6 +932,16 @@ async fn say_goodbye(connection: &Connection, send: &mut SendStream, reason: &st
     }
     connection.close(close_code::GOODBYE.into(), b"goodbye");
     info!("said goodbye to the console");
+}
+
+/// A simulated agent holds no data: it answers a data request so (the
+/// request itself is not read; dropping the stream's receiving side stops
+/// the console's sending).
+async fn refuse_data(mut send: SendStream) {
+    let refusal = DataReply::Failed(DataFailure::Other("this simulated agent holds no data".into()));
+    if codec::write_frame(&mut send, &refusal).await.is_ok() {
+        let _ = send.finish();
+    }
 }
 
 async fn send_garbage(send: &mut SendStream, len: usize) {

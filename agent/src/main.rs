@@ -12,6 +12,7 @@ use ringwatch_agent::{Consoles, LinkConfig, SupervisorConfig};
 use ringwatch_net::cli_docs::{self, Shell};
 use ringwatch_shared::duration::parse_duration;
 use ringwatch_shared::protocol::PROTOCOL_VERSION;
+use ringwatch_shared::size::parse_size;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -96,6 +97,11 @@ struct RunArgs {
     /// arguments say: allowing one allows anything. Repeat for several.
     #[arg(long, value_name = "PATTERN", num_args = 1..)]
     allow_exec: Vec<String>,
+    /// The most disk the data store's copies may take, in DATA_DIR/objects,
+    /// like 10GiB, 500MB or a number of bytes [default: 10GiB]. A node
+    /// whose copies reach it takes no new ones, and says so to the console.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    data_quota: Option<u64>,
     /// How long a stopping task has between SIGTERM and SIGKILL.
     #[arg(long, value_name = "DUR", default_value = "5s", value_parser = parse_duration)]
     stop_grace: Duration,
@@ -258,6 +264,9 @@ async fn run_single(args: RunArgs, shutdown: CancellationToken) -> Result<()> {
     if let Some(weight) = args.weight {
         config.weight = weight;
     }
+    if let Some(quota) = args.data_quota {
+        config.data_quota = quota;
+    }
     config.protocol_version = args.protocol_version;
     config.send_garbage = args.send_garbage;
     let mut tasks = SupervisorConfig::new(config.data_dir.clone());
@@ -295,4 +304,33 @@ fn default_data_dir() -> Result<PathBuf> {
     dirs::data_dir()
         .map(|dir| dir.join("ringwatch-agent"))
         .context("no platform data dir (is $HOME set?): pass --data-dir")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let args = ["ringwatch-agent", "--console", "127.0.0.1:7443"].iter().chain(extra);
+        Cli::try_parse_from(args).map(|cli| cli.run)
+    }
+
+    #[test]
+    fn the_data_quota_reads_human_sizes_and_defaults_to_10_gib() {
+        assert_eq!(run_args(&["--data-quota", "500MB"]).unwrap().data_quota, Some(500_000_000));
+        assert_eq!(run_args(&["--data-quota", "2GiB"]).unwrap().data_quota, Some(2 << 30));
+        assert_eq!(run_args(&["--data-quota", "4096"]).unwrap().data_quota, Some(4096));
+        assert_eq!(run_args(&[]).unwrap().data_quota, None);
+        let default = LinkConfig::new(std::net::SocketAddr::from(([127, 0, 0, 1], 7443)), "/d".into());
+        assert_eq!(default.data_quota, 10 << 30);
+        assert_eq!(default.data_quota, ringwatch_agent::objects::DEFAULT_DATA_QUOTA);
+    }
+
+    #[test]
+    fn a_zero_or_garbage_data_quota_is_refused_naming_the_value() {
+        let err = run_args(&["--data-quota", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--data-quota") && err.contains("more than zero"), "{err}");
+        let err = run_args(&["--data-quota", "lots"]).unwrap_err().to_string();
+        assert!(err.contains("\"lots\" is not a size"), "{err}");
+    }
 }

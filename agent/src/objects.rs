@@ -28,6 +28,36 @@ use tracing::warn;
 /// File mode of stored copies: the agent's own.
 const PRIVATE: u32 = 0o600;
 
+/// The store's directory in the agent's data dir (README.md, "Agent
+/// options"): the copies live apart from the credentials, so the quota
+/// counts only them.
+pub const OBJECTS_DIR: &str = "objects";
+
+/// The data quota when `--data-quota` is not given: 10 GiB. Large enough
+/// for the workloads README.md's "Data" section shows (hundreds of objects,
+/// a few of 64 MiB, a 1 GiB node's worth of repair) on every node, small
+/// enough that an operator who never thought about it does not find a
+/// host's disk filled by copies; a fixed figure rather than a share of the
+/// free space, so that what a node accepts does not change with whatever
+/// else writes to its disk.
+pub const DEFAULT_DATA_QUOTA: u64 = 10 << 30;
+
+/// Where the agent with data dir `data_dir` keeps its copies.
+pub fn objects_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(OBJECTS_DIR)
+}
+
+/// How full the store is, for `ringwatch-agent status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DataUsage {
+    /// Live copies held (tombstones not counted).
+    pub objects: u64,
+    /// Bytes they take.
+    pub bytes: u64,
+    /// The quota.
+    pub quota: u64,
+}
+
 /// Why the store refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectsError {
@@ -363,6 +393,12 @@ impl ObjectStore {
     pub fn quota(&self) -> u64 {
         self.quota
     }
+
+    /// Live copies, bytes and quota.
+    pub fn usage(&self) -> DataUsage {
+        let objects = self.index.values().filter(|meta| !meta.tombstone).count();
+        DataUsage { objects: objects as u64, bytes: self.used, quota: self.quota }
+    }
 }
 
 /// The file-name stem of `key`: its SHA-256, so any key makes a valid name.
@@ -473,6 +509,17 @@ mod tests {
         let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.entries().map(|meta| meta.key.as_str()).collect::<Vec<_>>(), vec!["kept"]);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn usage_counts_live_copies_and_their_bytes_not_tombstones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(&objects_dir(dir.path()), 1 << 20).unwrap();
+        assert!(dir.path().join(OBJECTS_DIR).is_dir());
+        put(&mut store, "a", 1, b"12345").unwrap();
+        put(&mut store, "b", 1, b"123").unwrap();
+        store.remove(&ObjectKey::parse("b").unwrap(), Version { term: 1, counter: 2 }).unwrap();
+        assert_eq!(store.usage(), DataUsage { objects: 1, bytes: 5, quota: 1 << 20 });
     }
 
     #[test]

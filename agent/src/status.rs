@@ -12,6 +12,9 @@
 //! the next agent on that data dir; one that a live agent still answers on
 //! is left alone.
 //!
+//! The data store's figures (copies held, bytes, quota) are read from the
+//! store itself when a client asks.
+//!
 //! The link records what it knows in a [`LinkState`] as connections come
 //! and go; the supervisor's inventory and the stored certificate are read
 //! when a client asks.
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::credentials::Credentials;
+use crate::data::DataService;
 use crate::supervisor::Supervisor;
 
 /// The socket's file name in the agent's data dir.
@@ -78,6 +82,15 @@ pub struct AgentStatus {
     pub certificate_expires_unix: Option<u64>,
     /// The instances it runs (or is starting, restarting or stopping).
     pub instances: Vec<InstanceStatus>,
+    /// Copies of data store objects it holds (README.md, "Data").
+    #[serde(default)]
+    pub data_objects: u64,
+    /// Bytes those copies take.
+    #[serde(default)]
+    pub data_bytes: u64,
+    /// Its data quota (`--data-quota`), bytes.
+    #[serde(default)]
+    pub data_quota: u64,
 }
 
 /// One instance on this agent.
@@ -184,11 +197,15 @@ pub struct StatusSource {
     pub link: LinkState,
     /// The instances.
     pub supervisor: Supervisor,
+    /// The data store's copies.
+    pub data: DataService,
 }
 
 impl StatusSource {
     /// The document now. Reads the stored name and certificate from the data
-    /// dir, so a renewed certificate shows at once.
+    /// dir, so a renewed certificate shows at once. Blocks for as long as
+    /// a data store commit holds the store (an fsync): call it off the
+    /// async workers.
     pub fn snapshot(&self) -> AgentStatus {
         let view = self.link.lock().clone();
         let stored = match Credentials::load(&self.data_dir) {
@@ -214,6 +231,7 @@ impl StatusSource {
                 message: report.message,
             })
             .collect();
+        let data = self.data.usage();
         AgentStatus {
             node,
             pid: std::process::id(),
@@ -227,6 +245,9 @@ impl StatusSource {
             last_error: view.last_error,
             certificate_expires_unix,
             instances,
+            data_objects: data.objects,
+            data_bytes: data.bytes,
+            data_quota: data.quota,
         }
     }
 }
@@ -482,6 +503,7 @@ pub fn render(status: &AgentStatus, now: SystemTime) -> String {
         }
     }
     let _ = writeln!(text, "data dir {}", status.data_dir.display());
+    let _ = writeln!(text, "{}", data_line(status));
     if status.instances.is_empty() {
         let _ = writeln!(text, "no instances");
         return text;
@@ -512,6 +534,20 @@ pub fn render(status: &AgentStatus, now: SystemTime) -> String {
         let _ = writeln!(text, "  {}", line.join("  ").trim_end());
     }
     text
+}
+
+/// The data store's line: copies, bytes and how much of the quota they take.
+fn data_line(status: &AgentStatus) -> String {
+    use ringwatch_shared::size::format_size;
+    let copies = if status.data_objects == 1 { "copy" } else { "copies" };
+    let held = format!("data: {} {copies}, {}", status.data_objects, format_size(status.data_bytes));
+    if status.data_quota == 0 {
+        // An agent too old to say.
+        return format!("{held} (quota unknown)");
+    }
+    let percent = u128::from(status.data_bytes) * 100 / u128::from(status.data_quota);
+    let full = if status.data_bytes >= status.data_quota { "; FULL: it takes no new copies" } else { "" };
+    format!("{held} of the {} quota ({percent}%){full}", format_size(status.data_quota))
 }
 
 /// A Unix time as RFC 3339 in UTC, to the second.
@@ -560,6 +596,9 @@ mod tests {
                 last_exit: None,
                 message: "running".into(),
             }],
+            data_objects: 3,
+            data_bytes: 3 << 29,
+            data_quota: 10 << 30,
         }
     }
 
@@ -574,6 +613,28 @@ mod tests {
         assert!(text.contains("certificate expires 1970-01-31T00:16:40Z (in 29 days)"), "{text}");
         assert!(text.contains("INSTANCE  STATE    PID   RESTARTS  EPOCH"), "{text}");
         assert!(text.contains("web/0     running  4242  1         3"), "{text}");
+        assert!(text.contains("data: 3 copies, 1.5 GiB of the 10.0 GiB quota (15%)\n"), "{text}");
+    }
+
+    #[test]
+    fn a_full_data_store_says_it_takes_no_new_copies() {
+        let mut status = status();
+        status.data_objects = 1;
+        status.data_bytes = status.data_quota;
+        let text = render(&status, UNIX_EPOCH + Duration::from_secs(1_192));
+        assert!(text.contains("data: 1 copy, 10.0 GiB of the 10.0 GiB quota (100%); FULL"), "{text}");
+    }
+
+    #[test]
+    fn an_older_agents_document_without_data_fields_still_reads() {
+        let mut json = serde_json::to_value(status()).unwrap();
+        for field in ["data_objects", "data_bytes", "data_quota"] {
+            json.as_object_mut().unwrap().remove(field);
+        }
+        let status: AgentStatus = serde_json::from_value(json).unwrap();
+        assert_eq!((status.data_objects, status.data_bytes, status.data_quota), (0, 0, 0));
+        let text = render(&status, UNIX_EPOCH + Duration::from_secs(1_192));
+        assert!(text.contains("data: 0 copies, 0 B (quota unknown)"), "{text}");
     }
 
     #[test]
@@ -637,6 +698,9 @@ mod tests {
             consoles: "127.0.0.1:7443".into(),
             link: LinkState::new(),
             supervisor: Supervisor::new(crate::SupervisorConfig::new(dir.to_path_buf()), reports),
+            data: DataService::new(
+                crate::objects::ObjectStore::open(&crate::objects::objects_dir(dir), 1 << 20).unwrap(),
+            ),
         }
     }
 
@@ -651,6 +715,7 @@ mod tests {
         let answer = answer.unwrap();
         assert_eq!(answer.pid, std::process::id());
         assert!(!answer.connected && answer.node.is_none() && answer.instances.is_empty());
+        assert_eq!((answer.data_objects, answer.data_bytes, answer.data_quota), (0, 0, 1 << 20));
         // A second agent on the same data dir leaves the live socket alone.
         assert!(bind(&socket_path(dir.path())).unwrap_err().contains("another agent answers"));
         server.stop().await;

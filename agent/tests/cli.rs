@@ -83,3 +83,13 @@ fn consoles_may_be_listed_and_repeated() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("join-token"), "{}", stderr(&output));
 }
+
+#[test]
+fn a_zero_or_garbage_data_quota_is_refused_naming_the_value() {
+    let output = agent(&["--console", "127.0.0.1:9", "--data-quota", "0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("\"0\" must be more than zero bytes"), "{}", stderr(&output));
+    let output = agent(&["--console", "127.0.0.1:9", "--data-quota", "10G"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("write 10GiB (powers of 1024) or 10GB"), "{}", stderr(&output));
+}

@@ -26,6 +26,7 @@
 //! - [`lifetime`]: certificate lifetimes, renewal at two thirds, expiry.
 //! - [`duration`]: human durations (`500ms`, `5s`, `1m`) for command lines,
 //!   bounded.
+//! - [`size`]: human byte sizes (`10GiB`, `500MB`) for command lines.
 //! - [`names`]: node names, task names and instance ids, valid by
 //!   construction.
 //! - [`bounds`]: caps on peer-supplied text, and adding a wait to the clock
@@ -46,6 +47,7 @@ pub mod plan;
 pub mod policy;
 pub mod protocol;
 pub mod ring;
+pub mod size;
 pub mod status;
 pub mod task;
 pub mod token;

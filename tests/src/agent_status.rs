@@ -36,6 +36,12 @@ pub struct AgentStatus {
     pub consoles: String,
     /// Its instances.
     pub instances: Vec<AgentInstance>,
+    /// Copies of data store objects it holds.
+    pub data_objects: u64,
+    /// Bytes they take.
+    pub data_bytes: u64,
+    /// Its `--data-quota`, bytes.
+    pub data_quota: u64,
 }
 
 /// One instance in [`AgentStatus`].

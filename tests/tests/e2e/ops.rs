@@ -3,7 +3,8 @@
 //! both binaries print shell completions and write man pages from their own
 //! command-line definitions, and `ringwatch-agent status` reports what the
 //! running agent itself knows — connected or not, to which console, its
-//! instances — and says clearly when no agent runs.
+//! instances, its data store's copies and quota — and says clearly when no
+//! agent runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,7 +13,7 @@ use ringwatch_tests::agent_status::{self, NOT_RUNNING};
 use ringwatch_tests::fleet::RECONNECT;
 use ringwatch_tests::instances::pid_file_command;
 use ringwatch_tests::tasks::TaskDef;
-use ringwatch_tests::{COMMAND_TIMEOUT, EXIT_DEADLINE, Fleet, LIVENESS, Sandbox, bins, process};
+use ringwatch_tests::{AgentSpec, COMMAND_TIMEOUT, EXIT_DEADLINE, Fleet, LIVENESS, Sandbox, bins, process};
 
 /// The repository's `dist/systemd/`.
 fn units_dir() -> PathBuf {
@@ -174,6 +175,7 @@ fn agent_status_says_connected_and_its_instances_then_disconnected_when_the_cons
     assert_eq!(status.instance("web/0").and_then(|instance| instance.pid), Some(pid));
     assert!(status.since_unix <= unix_now() && status.since_unix + 600 > unix_now(), "{status:?}");
     assert!(status.certificate_expires_unix.is_some_and(|expires| expires > unix_now()), "{status:?}");
+    assert_eq!((status.data_objects, status.data_bytes, status.data_quota), (0, 0, 10 << 30), "the default quota");
     let text = agent_status::run(&dir, false).unwrap();
     assert!(text.status.success(), "{text}");
     for words in ["agent \"a\"", &format!("connected to the console at {console} since"), "web/0", "running"] {
@@ -228,4 +230,16 @@ fn regression_agent_status_after_kill_9_says_not_running_until_the_agent_is_back
     fleet.restart_agent("a");
     let status = agent_status::wait_for(&dir, RECONNECT, "connected again", |status| status.connected);
     assert_eq!(status.pid, fleet.agent("a").proc().pid());
+}
+
+#[test]
+fn agent_status_shows_the_data_store_in_its_own_directory_with_the_quota_given() {
+    let sandbox = Sandbox::new("agent-data-quota");
+    let fleet = Fleet::start_with(&sandbox, &[AgentSpec::new("a").args(&["--data-quota", "500MB"])]);
+    let dir = fleet.agent_dir("a");
+    let status = agent_status::wait_for(&dir, LIVENESS, "connected", |status| status.connected);
+    assert_eq!((status.data_objects, status.data_bytes, status.data_quota), (0, 0, 500_000_000), "{status:?}");
+    assert!(dir.join("objects").is_dir(), "the copies live in DATA_DIR/objects");
+    let text = agent_status::run(&dir, false).unwrap();
+    assert!(text.stdout.contains("data: 0 copies, 0 B of the 476.8 MiB quota (0%)"), "{text}");
 }
