@@ -64,7 +64,7 @@ fn objects_are_put_read_back_byte_for_byte_and_removed() {
 }
 
 #[test]
-fn every_object_stays_readable_at_quorum_after_kill_9_of_a_holder() {
+fn after_kill_9_of_a_holder_every_object_stays_readable_and_gets_back_to_three_copies() {
     let sandbox = Sandbox::new("data-kill-holder");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
     let dir = sandbox.dir("files");
@@ -85,6 +85,41 @@ fn every_object_stays_readable_at_quorum_after_kill_9_of_a_holder() {
         assert!(output.status.success(), "get {key} after b died: {output}");
         assert_eq!(got.as_ref(), Some(bytes), "{key}");
     }
+    // Re-replication: once b has been down for the repair delay, every
+    // object it held is copied from a survivor to the next node on the ring.
+    fleet.console.wait_for("every object back to 3 live copies", |status| {
+        let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
+        raw["data"]["objects"] == 20 && raw["data"]["under_replicated"] == 0 && raw["data"]["unavailable"] == 0
+    });
+    for (key, bytes) in &objects {
+        let stat = data(&fleet, &["stat", key, "--json"]);
+        let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+        assert_eq!(stat["live_copies"], 3, "{key}: {stat}");
+        let (output, got) = get(&fleet, &dir, key, &["--consistency", "all"]);
+        assert!(output.status.success(), "an `all` read after the repair: {output}");
+        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+    }
+}
+
+#[test]
+fn an_all_read_without_every_replica_is_not_enough_and_names_the_holders() {
+    let sandbox = Sandbox::new("data-not-enough");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let mut objects = Vec::new();
+    for i in 0..5 {
+        let key = format!("k{i}");
+        let (file, bytes) = payload(&dir, &key, 100, i as u8);
+        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
+        assert!(put.status.success(), "put {key}: {put}");
+        objects.push((key, bytes));
+    }
+    // Three nodes, three replicas: b held every object, and no fourth node
+    // can take its copies.
+    fleet.kill_host("b");
+    fleet.console.wait_for("b failed", |status| {
+        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Failed)
+    });
     // With b gone, an `all` read of an object b held cannot be met: exit 5
     // naming the holders.
     let held_by_b = objects.iter().find(|(key, _)| {
@@ -96,4 +131,47 @@ fn every_object_stays_readable_at_quorum_after_kill_9_of_a_holder() {
         assert_eq!(output.status.code(), Some(5), "{output}");
         assert!(output.stderr.contains("\"b\""), "the message names the holders: {output}");
     }
+}
+
+#[test]
+fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
+    let sandbox = Sandbox::new("data-rm-while-down");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, _) = payload(&dir, "k", 5000, 7);
+    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{put}");
+    // Three nodes, three replicas: b holds a copy.
+    fleet.kill_host("b");
+    fleet.console.wait_for("b failed", |status| {
+        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Failed)
+    });
+    let removed = data(&fleet, &["rm", "k"]);
+    assert!(removed.status.success(), "a quorum removal with b down: {removed}");
+
+    fleet.restart_agent("b");
+    fleet.console.wait_for("b back", |status| {
+        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Alive)
+    });
+    let (gone, _) = get(&fleet, &dir, "k", &["--consistency", "one"]);
+    assert_eq!(gone.status.code(), Some(4), "the removed key stays removed: {gone}");
+    // The returning replica is sent the tombstone: its old bytes go.
+    let objects = fleet.agent_dir("b").join("objects");
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let data_files: Vec<String> = std::fs::read_dir(&objects)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name.ends_with(".data"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if data_files.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("b still holds {data_files:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("b kept the removed object's bytes: {failure}"));
 }

@@ -413,6 +413,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     owner.resume();
     let stop = CancellationToken::new();
     let task = tokio::spawn(owner.run(inputs, stop.clone()));
+    tokio::spawn(data::repair::run(handle.clone(), stop.clone()));
     Ok((handle, Running { stop, task }))
 }
 

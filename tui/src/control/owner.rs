@@ -14,7 +14,7 @@
 //! join — waits in [`Held`] until the batch holding the decision is durable,
 //! so a console killed at any instant never acted on something it forgot.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringwatch_net::pem::to_pem;
 use ringwatch_shared::codec;
+use ringwatch_shared::data::repair::{self, NodeRole, RepairStep};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::{NodeName, TaskName};
 use ringwatch_shared::protocol::{
@@ -33,10 +34,10 @@ use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, Event
 use ringwatch_shared::token::{fingerprint, to_hex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::control::data::catalog::{Catalog, NodeInfo};
-use crate::control::data::{AgentLink, DataAnswer, DataInput};
+use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
 use crate::control::nodes::{ConnectionId, NodeTable, Transition};
@@ -251,6 +252,13 @@ pub struct Owner {
     workloads: Workloads,
     /// The data store's objects.
     catalog: Catalog,
+    /// Since when each failed or departed node has been down: its copies
+    /// are re-replicated only after [`DATA_REPAIR_DELAY`].
+    down_since: HashMap<NodeName, Instant>,
+    /// Whether repairs were under way at the last plan (for the events).
+    repairing: bool,
+    /// How fast repairs copy, as the repair task last said.
+    repair_rate: u64,
     /// Credentials and tokens.
     registry: Registry,
     /// The event log.
@@ -282,6 +290,11 @@ pub struct Owner {
     /// Where transitions and the scheduler's counts go, for `/metrics`.
     counters: Arc<Counters>,
 }
+
+/// How long a failed or departed node's copies are waited for before they
+/// are made again elsewhere (README.md, "Data"): a node that returns in
+/// time brings them back, and nothing is copied.
+pub const DATA_REPAIR_DELAY: Duration = Duration::from_secs(5);
 
 /// What readers subscribe to, kept by the console across leaderships: each
 /// owner — and a standby's view of the store — publishes into the same
@@ -378,6 +391,9 @@ impl Owner {
             table: parts.table,
             workloads: parts.workloads,
             catalog: parts.catalog,
+            down_since: HashMap::new(),
+            repairing: false,
+            repair_rate: 0,
             registry: parts.registry,
             events: parts.events,
             sessions: HashMap::new(),
@@ -519,6 +535,15 @@ impl Owner {
             Some((transition.from, transition.to)),
             &transition.reason,
         );
+        match transition.to {
+            NodeState::Failed | NodeState::Left => {
+                self.down_since.entry(transition.node.clone()).or_insert(now.at);
+            }
+            NodeState::Alive => {
+                self.down_since.remove(&transition.node);
+            }
+            _ => {}
+        }
         let silence = transition.last_heard.map(|heard| now.at.saturating_duration_since(heard));
         self.counters.tallies.transition(transition.from, transition.to, silence);
         self.commit(effects);
@@ -693,6 +718,19 @@ impl Owner {
                 (DataAnswer::Removed, true)
             }
             DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, &nodes)), false),
+            DataInput::RepairPlan => (self.repair_plan(&nodes, term), false),
+            DataInput::Repaired(Repaired::Holds { key, version, node }) => {
+                self.catalog.add_holder(&key, version, node);
+                (DataAnswer::Noted, false)
+            }
+            DataInput::Repaired(Repaired::Dropped { key, node }) => {
+                self.catalog.remove_holder(&key, &node);
+                (DataAnswer::Noted, false)
+            }
+            DataInput::RepairRate(rate) => {
+                self.repair_rate = rate;
+                (DataAnswer::Noted, false)
+            }
             DataInput::Stat(key) => match self.catalog.stat(&key, &nodes) {
                 Ok(stat) => (DataAnswer::Stat(stat), false),
                 Err(err) => (DataAnswer::Failed(err), false),
@@ -704,6 +742,75 @@ impl Owner {
         }
         let seq = self.commit(Effects::default());
         self.held.push_back(Held::Data { seq, reply, answer });
+    }
+
+    /// What to repair now (README.md, "Data"). A node down for less than
+    /// [`DATA_REPAIR_DELAY`] may come back with its copies: the objects it
+    /// holds wait. Its copies count until then; after, they do not.
+    fn repair_plan(&mut self, nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
+        let now = Instant::now();
+        let waiting: HashSet<&NodeName> = self
+            .down_since
+            .iter()
+            .filter(|(_, since)| now.saturating_duration_since(**since) < DATA_REPAIR_DELAY)
+            .map(|(node, _)| node)
+            .collect();
+        let (records, holders) =
+            self.catalog.repair_inputs(|object| object.holders.keys().any(|node| waiting.contains(node)));
+        let roles: BTreeMap<String, NodeRole> = nodes
+            .iter()
+            .map(|(name, info)| {
+                let role = if info.eligible && info.connected {
+                    NodeRole::Eligible
+                } else if info.connected
+                    && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded)
+                {
+                    NodeRole::ReadOnly
+                } else {
+                    NodeRole::Down
+                };
+                (name.to_string(), role)
+            })
+            .collect();
+        let views = self.table.views();
+        let ring = self.workloads.data_ring(Nodes::new(&views));
+        let plan = repair::plan(&records, &holders, &roles, &ring);
+        let copying = plan.steps.iter().any(|step| matches!(step, RepairStep::Copy { .. }));
+        if copying != self.repairing {
+            self.repairing = copying;
+            let text = if copying {
+                format!("repair started: {} object(s) under-replicated", plan.under_replicated)
+            } else {
+                "repair finished: every object has its replicas".to_string()
+            };
+            self.events.emit(EventKind::Data, None, None, None, &text);
+        }
+        for key in &plan.unavailable {
+            debug!(%key, "object unavailable: no live copy");
+        }
+        let mut metas = BTreeMap::new();
+        let mut wanted: HashSet<String> = HashSet::new();
+        for step in &plan.steps {
+            match step {
+                RepairStep::Copy { key, from, to, .. } => {
+                    if let Some(meta) = self.catalog.meta(key) {
+                        metas.insert(key.clone(), meta);
+                    }
+                    wanted.insert(from.clone());
+                    wanted.insert(to.clone());
+                }
+                RepairStep::Tombstone { to, .. } => {
+                    wanted.insert(to.clone());
+                }
+                RepairStep::Drop { node, .. } => {
+                    wanted.insert(node.clone());
+                }
+                RepairStep::Forget { .. } => {}
+            }
+        }
+        let named: Vec<NodeName> = wanted.iter().filter_map(|node| NodeName::parse(node).ok()).collect();
+        let links = self.links(&named).into_iter().map(|(node, connection)| (node.to_string(), connection)).collect();
+        DataAnswer::Repair { steps: plan.steps, links, metas, term }
     }
 
     /// Every node as the data store sees it.
@@ -1015,7 +1122,8 @@ impl Owner {
                 node.cert_expires_unix = *expires;
             }
         }
-        let (data, held) = self.catalog.summary(&self.data_nodes());
+        let (mut data, held) = self.catalog.summary(&self.data_nodes());
+        data.repair_bytes_per_sec = self.repair_rate;
         for node in &mut nodes {
             if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
                 node.data_objects = *objects;

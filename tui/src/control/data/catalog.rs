@@ -6,7 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, ReplicaStat, Version, VersionClock};
+use ringwatch_shared::data::repair::ObjectRecord as RepairRecord;
+use ringwatch_shared::data::{
+    Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version, VersionClock,
+};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::ring::Ring;
 use ringwatch_shared::status::{DataStatus, NodeState};
@@ -226,6 +229,62 @@ impl Catalog {
             .filter(|(key, object)| key.as_str().starts_with(prefix) && !object.tombstone)
             .map(|(_, object)| stat_of(object, nodes))
             .collect()
+    }
+
+    /// The repair plan's inputs (see `ringwatch_shared::data::repair`):
+    /// every object, and who holds which version, leaving out the objects
+    /// `skip` names (a holder that failed a moment ago: its copies may come
+    /// back).
+    pub fn repair_inputs(
+        &self,
+        skip: impl Fn(&StoredObject) -> bool,
+    ) -> (BTreeMap<ObjectKey, RepairRecord>, BTreeMap<ObjectKey, BTreeMap<String, Version>>) {
+        let mut records = BTreeMap::new();
+        let mut holders = BTreeMap::new();
+        for (key, object) in self.objects.iter().filter(|(_, object)| !skip(object)) {
+            records.insert(
+                key.clone(),
+                RepairRecord {
+                    version: object.version,
+                    replicas: usize::from(object.replicas),
+                    tombstone: object.tombstone,
+                    size: object.size,
+                },
+            );
+            let held = object.holders.iter().map(|(node, version)| (node.to_string(), *version)).collect();
+            holders.insert(key.clone(), held);
+        }
+        (records, holders)
+    }
+
+    /// `node` now holds `version` of `key` (a repair's copy or tombstone);
+    /// ignored when the object moved on meanwhile.
+    pub fn add_holder(&mut self, key: &ObjectKey, version: Version, node: NodeName) {
+        let Some(object) = self.objects.get_mut(key) else { return };
+        if object.version != version {
+            return;
+        }
+        object.holders.insert(node, version);
+        self.changes.push(Change::Object(object.clone()));
+    }
+
+    /// `node` dropped its copy of `key`.
+    pub fn remove_holder(&mut self, key: &ObjectKey, node: &NodeName) {
+        let Some(object) = self.objects.get_mut(key) else { return };
+        if object.holders.remove(node).is_some() {
+            self.changes.push(Change::Object(object.clone()));
+        }
+    }
+
+    /// The metadata of `key` at its current version, for a repair's copy.
+    pub fn meta(&self, key: &ObjectKey) -> Option<ObjectMeta> {
+        self.objects.get(key).map(|object| ObjectMeta {
+            key: object.key.clone(),
+            version: object.version,
+            size: object.size,
+            checksum: object.checksum.clone(),
+            tombstone: object.tombstone,
+        })
     }
 
     /// The figures for `status` (see [`summary`]).

@@ -4,8 +4,10 @@
 //! that hold it.
 
 pub mod catalog;
+pub mod repair;
 pub mod serve;
 
+use ringwatch_shared::data::repair::RepairStep;
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, Version};
 use ringwatch_shared::names::NodeName;
 
@@ -53,8 +55,35 @@ pub enum DataInput {
     },
     /// The objects under a prefix.
     List(String),
+    /// What to repair now, and the connections to do it with.
+    RepairPlan,
+    /// A repair step was carried out.
+    Repaired(Repaired),
+    /// How fast repairs copy now, bytes per second.
+    RepairRate(u64),
     /// One object.
     Stat(ObjectKey),
+}
+
+/// A repair step that was carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repaired {
+    /// `node` now holds `version` of `key` (a copy or a tombstone).
+    Holds {
+        /// The object.
+        key: ObjectKey,
+        /// The version.
+        version: Version,
+        /// The node.
+        node: NodeName,
+    },
+    /// `node` dropped its copy of `key`.
+    Dropped {
+        /// The object.
+        key: ObjectKey,
+        /// The node.
+        node: NodeName,
+    },
 }
 
 /// A connection to one agent, for a data stream.
@@ -89,6 +118,19 @@ pub enum DataAnswer {
     Listing(Vec<ObjectStat>),
     /// A removal recorded.
     Removed,
+    /// The repair plan.
+    Repair {
+        /// Its steps, most urgent first.
+        steps: Vec<RepairStep>,
+        /// The connections of the nodes the steps name.
+        links: std::collections::BTreeMap<String, quinn::Connection>,
+        /// The metadata of each object a copy step copies.
+        metas: std::collections::BTreeMap<ObjectKey, ringwatch_shared::data::ObjectMeta>,
+        /// The console's term.
+        term: u64,
+    },
+    /// Noted.
+    Noted,
     /// Refused or impossible.
     Failed(DataError),
 }
