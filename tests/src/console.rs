@@ -282,6 +282,14 @@ fn spawn_serve(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Proc {
     let _ = fs::remove_file(data_dir.join(ADDR_FILE));
     let mut command = Command::new(bins::ringwatch());
     command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", listen]).args(extra_args);
+    // Every agent of a test runs on this one host: the host's CPU, memory
+    // and disk are not the nodes' health. Without a config of the test's
+    // own, resource limits are off, so a busy or nearly full machine never
+    // turns a test's nodes `degraded`.
+    if !extra_args.contains(&"--config") {
+        let config = crate::tasks::write_no_limits_config(data_dir);
+        command.arg("--config").arg(config);
+    }
     Proc::spawn("console", command, &data_dir.join(LOG_FILE))
 }
 

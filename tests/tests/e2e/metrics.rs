@@ -21,11 +21,7 @@ const PROMETHEUS: Duration = Duration::from_secs(60);
 fn a_real_prometheus_scrapes_the_console_counts_its_nodes_and_alerts_on_a_failed_one() {
     let sandbox = Sandbox::new("metrics-prometheus");
     let console_dir = sandbox.dir("console");
-    // No resource limits: a full disk on the test machine must not make
-    // the nodes `degraded` here.
-    let config = ringwatch_tests::tasks::write_no_limits_config(sandbox.path());
-    let config = config.to_string_lossy();
-    let mut console = Console::start_with(&console_dir, &["--metrics-listen", "127.0.0.1:0", "--config", &config]);
+    let mut console = Console::start_with(&console_dir, &["--metrics-listen", "127.0.0.1:0"]);
     let metrics = prometheus::metrics_addr(&console_dir);
     sandbox.step(format!("console up on {}, metrics on {metrics}", console.addr()));
     let token = console.join_token();
