@@ -175,3 +175,44 @@ fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
     })
     .unwrap_or_else(|failure| panic!("b kept the removed object's bytes: {failure}"));
 }
+
+#[test]
+fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
+    let sandbox = Sandbox::new("data-read-repair");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, bytes) = payload(&dir, "k", 70_000, 3);
+    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{put}");
+    // b loses its copy (a replaced disk): stopped, its objects gone, back.
+    fleet.kill_host("b");
+    std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
+    fleet.restart_agent("b");
+    fleet.console.wait_for("b back", |status| {
+        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Alive)
+    });
+    // The read is served by a or c, and notices b's copy is missing.
+    let (output, got) = get(&fleet, &dir, "k", &["--consistency", "one"]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got.as_ref(), Some(&bytes));
+    // The repair copies it to b again.
+    let stat = ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let stat = data(&fleet, &["stat", "k", "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap_or_default();
+        let b_current = value["copies"]
+            .as_array()
+            .is_some_and(|copies| copies.iter().any(|copy| copy["node"] == "b" && copy["current"] == true));
+        let b_has_bytes = std::fs::read_dir(fleet.agent_dir("b").join("objects"))
+            .map(|entries| {
+                entries.filter_map(Result::ok).any(|entry| entry.file_name().to_string_lossy().ends_with(".data"))
+            })
+            .unwrap_or(false);
+        if value["live_copies"] == 3 && b_current && b_has_bytes {
+            ringwatch_tests::poll::Step::Done(value)
+        } else {
+            ringwatch_tests::poll::Step::Pending(stat.stdout)
+        }
+    })
+    .unwrap_or_else(|failure| panic!("b's lost copy was not made again: {failure}"));
+    sandbox.step(format!("repaired: {stat}"));
+}

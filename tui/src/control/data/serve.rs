@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::control::data::{AgentLink, DataAnswer, DataInput};
+use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::owner::{Input, OwnerHandle};
 use crate::control::records::StoredObject;
 
@@ -71,6 +71,17 @@ async fn reply(stream: &mut AgentStream) -> Result<DataReply, String> {
         .map_err(|_| format!("\"{node}\" did not answer in time"))?
         .map_err(|err| format!("\"{node}\": {err}"))?
         .ok_or_else(|| format!("\"{node}\" closed the stream without answering"))
+}
+
+/// What a holder said when a read asked whether it holds the current
+/// version.
+enum Confirmation {
+    /// It does.
+    Holds,
+    /// It answered, without it.
+    Lacks,
+    /// It did not answer.
+    Unreachable,
 }
 
 /// `ringwatch data put`: the client's bytes to every target.
@@ -191,18 +202,33 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
     // Confirmations: a quorum read asks a quorum.
     let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
     let stat = &stat;
-    let confirmed: Vec<&AgentLink> = join_all(links.iter().map(|link| async move {
-        let mut stream = open(link, stat).await.ok()?;
+    let answers = join_all(links.iter().map(|link| async move {
+        let Ok(mut stream) = open(link, stat).await else { return (link, Confirmation::Unreachable) };
         let _ = stream.send.finish();
-        match reply(&mut stream).await {
-            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Some(link),
-            _ => None,
-        }
+        let confirmation = match reply(&mut stream).await {
+            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Confirmation::Holds,
+            // It answered, without the copy the console recorded: lost
+            // (a replaced disk) or older.
+            Ok(DataReply::Held(_)) => Confirmation::Lacks,
+            _ => Confirmation::Unreachable,
+        };
+        (link, confirmation)
     }))
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
+    .await;
+    let mut confirmed: Vec<&AgentLink> = Vec::new();
+    for (link, confirmation) in answers {
+        match confirmation {
+            Confirmation::Holds => confirmed.push(link),
+            // Read repair: the holder is forgotten, and the repair task
+            // copies the object to it (or the next node) again.
+            Confirmation::Lacks => {
+                let lost = Repaired::Dropped { key: key.clone(), node: link.0.clone() };
+                debug!(%key, node = %link.0, "read repair: a recorded copy is missing");
+                let _ = ask(owner, DataInput::Repaired(lost)).await;
+            }
+            Confirmation::Unreachable => {}
+        }
+    }
     if confirmed.len() < reach.required {
         let err = DataError::NotEnough(format!(
             "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {} confirmed it",
