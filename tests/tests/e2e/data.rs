@@ -216,3 +216,63 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
     .unwrap_or_else(|failure| panic!("b's lost copy was not made again: {failure}"));
     sandbox.step(format!("repaired: {stat}"));
 }
+
+#[test]
+fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
+    let sandbox = Sandbox::new("data-console-killed-mid-put");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, bytes) = payload(&dir, "big", 96 << 20, 11);
+    let mut command = std::process::Command::new(ringwatch_tests::bins::ringwatch());
+    command.args(["data", "put", "big"]).arg(&file).arg("--data-dir").arg(fleet.data_dir());
+    let mut put = ringwatch_tests::Proc::spawn("put", command, &sandbox.path().join("put.log"));
+    // Mid-put: an agent is writing its copy.
+    let writing = |fleet: &Fleet| {
+        ["a", "b", "c"].iter().any(|node| {
+            std::fs::read_dir(fleet.agent_dir(node).join("objects")).is_ok_and(|entries| {
+                entries.filter_map(Result::ok).any(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+            })
+        })
+    };
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(20), || {
+        if writing(&fleet) {
+            ringwatch_tests::poll::Step::Done(())
+        } else if let Some(exit) = put.try_exit() {
+            ringwatch_tests::poll::Step::Abort(format!("the put ended ({exit}) before any copy was being written"))
+        } else {
+            ringwatch_tests::poll::Step::Pending("no copy being written yet".into())
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    fleet.restart_console();
+    let exit = put.wait_exit(ringwatch_tests::LIVENESS);
+    sandbox.step(format!("the put ended: {exit}"));
+
+    // Whole or absent, never partial.
+    let (output, got) = get(&fleet, &dir, "big", &[]);
+    match output.status.code() {
+        Some(4) => {
+            assert!(!exit.success(), "a put that said it stored the object must be readable: {output}");
+            let listed = data(&fleet, &["ls", "--json"]);
+            assert!(!listed.stdout.contains("big"), "nothing partial is listed: {listed}");
+        }
+        Some(0) => assert!(got.as_ref() == Some(&bytes), "a stored object reads back whole"),
+        _ => panic!("neither whole nor absent: {output}"),
+    }
+    // The agents drop the copies they were writing.
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(100), || {
+        if writing(&fleet) {
+            ringwatch_tests::poll::Step::Pending("a temporary copy is left".into())
+        } else {
+            ringwatch_tests::poll::Step::Done(())
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    // And the key can be stored again.
+    let (small, small_bytes) = payload(&dir, "small", 1000, 5);
+    let again = data(&fleet, &["put", "big", small.to_str().unwrap()]);
+    assert!(again.status.success(), "{again}");
+    let (output, got) = get(&fleet, &dir, "big", &[]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got, Some(small_bytes));
+}

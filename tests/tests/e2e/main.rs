@@ -33,7 +33,10 @@
 //!   takeover, etcd down for 10 s, rolling restarts — checked against the
 //!   task processes: nothing lost, never a duplicate.
 //! - `data`: the replicated data store with real agents: put, get byte for
-//!   byte, rm, stat, ls; reads at quorum after `kill -9` of a holder.
+//!   byte, rm, stat, ls; after `kill -9` of a holder every object stays
+//!   readable and gets back to three copies; a removal made while a replica
+//!   was down stays; a lost copy is repaired on read; a console killed
+//!   mid-put leaves the object whole or absent.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
