@@ -195,14 +195,40 @@ impl Throttle {
 
     /// Waits until `bytes` may go.
     async fn take(&mut self, bytes: u64) {
+        let wait = self.debit(bytes, Instant::now());
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Takes `bytes` at `now`: how long to wait before they go. Credit
+    /// accrues at `rate` per second, at most one second's worth.
+    fn debit(&mut self, bytes: u64, now: Instant) -> Duration {
         #[allow(clippy::cast_precision_loss)]
         let (rate, bytes) = (self.rate as f64, bytes as f64);
-        let now = Instant::now();
         self.available = (self.available + now.saturating_duration_since(self.last).as_secs_f64() * rate).min(rate);
         self.last = now;
         self.available -= bytes;
-        if self.available < 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(-self.available / rate)).await;
+        if self.available < 0.0 { Duration::from_secs_f64(-self.available / rate) } else { Duration::ZERO }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_holds_copies_to_its_rate_after_a_one_second_burst() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(1 << 20);
+        throttle.last = start;
+        // 5 MiB in 256 KiB chunks at 1 MiB/s, each sent once its wait is
+        // over: 1 s of burst, then 4 s.
+        let mut now = start;
+        for _ in 0..20 {
+            now += throttle.debit(256 << 10, now);
         }
+        let elapsed = now - start;
+        assert!(elapsed >= Duration::from_millis(3_990) && elapsed <= Duration::from_millis(4_010), "{elapsed:?}");
     }
 }

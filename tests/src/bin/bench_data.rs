@@ -1,0 +1,271 @@
+//! Bench driver for the replicated data store (README.md, "Data"): one
+//! console and `--agents` agents (default 4) on loopback, objects with 3
+//! replicas at `quorum`, clients in this process speaking the admin
+//! protocol as `ringwatch data` does (one connection per client).
+//!
+//! - `--mode small` (default): 4 KiB puts, then gets, with 1 and 64
+//!   concurrent clients for `--seconds` each: ops/s, p50 and p99. With the
+//!   `etcd` feature, the same workload against a local etcd (its default
+//!   fsync durability) side by side.
+//! - `--mode large`: one 64 MiB object put and got back, MB/s, next to
+//!   `dd` writing 64 MiB with fsync on the same disk.
+//! - `--mode repair`: `--gib` GiB (default 1) of 64 MiB objects, then
+//!   `kill -9` of a node holding copies: seconds until every object has its
+//!   three copies again, and MB/s, at the default throttle.
+//!
+//! Build first: `cargo build --release --workspace` (add `--features
+//! ringwatch-tests/etcd` for the etcd column), then e.g.
+//! `target/release/bench_data --mode small --seconds 10`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ringwatch::control::admin::{AdminClient, Target};
+use ringwatch_shared::codec;
+use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk};
+use ringwatch_shared::data::{Consistency, ObjectKey};
+use ringwatch_shared::protocol::{AdminRequest, AdminResponse, DataPut};
+use ringwatch_shared::token::{fingerprint, to_hex};
+use ringwatch_tests::stats::quantile;
+use ringwatch_tests::{Fleet, NodeState, Sandbox};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|arg| arg == name).and_then(|i| args.get(i + 1)).cloned();
+    let seconds: u64 = flag("--seconds").map_or(10, |value| value.parse().unwrap());
+    let agents: usize = flag("--agents").map_or(4, |value| value.parse().unwrap());
+    let gib: u64 = flag("--gib").map_or(1, |value| value.parse().unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let sandbox = Sandbox::new("bench-data");
+    let names: Vec<String> = (0..agents).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut fleet = Fleet::start(&sandbox, &refs);
+    let target = Target::Local(fleet.data_dir().to_path_buf());
+    match flag("--mode").as_deref().unwrap_or("small") {
+        "small" => runtime.block_on(small(&target, Duration::from_secs(seconds))),
+        "large" => runtime.block_on(large(&target, &sandbox)),
+        "repair" => repair(&runtime, &target, &mut fleet, gib),
+        other => panic!("unknown --mode {other}: small, large or repair"),
+    }
+}
+
+/// Stores `bytes` under `key`; panics unless it is stored.
+async fn put(client: &AdminClient, key: &str, bytes: &[u8]) {
+    let request = AdminRequest::DataPut(DataPut {
+        key: ObjectKey::parse(key).unwrap(),
+        size: bytes.len() as u64,
+        checksum: to_hex(&fingerprint(bytes)),
+        replicas: None,
+        consistency: Consistency::Quorum,
+    });
+    let (mut send, mut answer) = client.open_upload(&request).await.unwrap();
+    for chunk in bytes.chunks(CHUNK_LEN) {
+        codec::write_frame(&mut send, &DataChunk::Bytes(chunk.to_vec())).await.unwrap();
+    }
+    codec::write_frame(&mut send, &DataChunk::End).await.unwrap();
+    let _ = send.finish();
+    match answer.next().await.unwrap() {
+        Some(AdminResponse::DataStored(_)) => {}
+        other => panic!("put {key}: {other:?}"),
+    }
+}
+
+/// Reads `key`; returns its length.
+async fn get(client: &AdminClient, key: &str) -> usize {
+    let request = AdminRequest::DataGet { key: ObjectKey::parse(key).unwrap(), consistency: Consistency::Quorum };
+    let mut answer = client.open(&request).await.unwrap();
+    match answer.next().await.unwrap() {
+        Some(AdminResponse::DataObject(_)) => {}
+        other => panic!("get {key}: {other:?}"),
+    }
+    let mut len = 0;
+    while let Some(chunk) = answer.next_chunk().await.unwrap() {
+        match chunk {
+            DataChunk::Bytes(bytes) => len += bytes.len(),
+            DataChunk::End => break,
+        }
+    }
+    len
+}
+
+/// `clients` clients doing `op` for `duration`: ops/s and latencies.
+async fn run_clients<F, Fut>(target: &Target, clients: usize, duration: Duration, op: F) -> (f64, Vec<Duration>)
+where
+    F: Fn(Arc<AdminClient>, usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for client_index in 0..clients {
+        let client = Arc::new(AdminClient::connect(target).await.unwrap());
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while started.elapsed() < duration {
+                let at = Instant::now();
+                op(client.clone(), client_index, n).await;
+                latencies.push(at.elapsed());
+                n += 1;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort();
+    #[allow(clippy::cast_precision_loss)]
+    let rate = all.len() as f64 / elapsed;
+    (rate, all)
+}
+
+fn report(what: &str, clients: usize, rate: f64, latencies: &[Duration]) {
+    println!(
+        "{what:>24} {clients:>3} client(s): {rate:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops)",
+        quantile(latencies, 0.5).as_secs_f64() * 1000.0,
+        quantile(latencies, 0.99).as_secs_f64() * 1000.0,
+        latencies.len()
+    );
+}
+
+async fn small(target: &Target, duration: Duration) {
+    let value = Arc::new(vec![0x5a; 4096]);
+    for clients in [1, 64] {
+        let bytes = value.clone();
+        let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| {
+            let bytes = bytes.clone();
+            async move { put(&client, &format!("small/{c}/{n}"), &bytes).await }
+        })
+        .await;
+        report("ringwatch put 4 KiB", clients, rate, &latencies);
+        let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| async move {
+            // The first key this client stored in the put round.
+            let _ = n;
+            assert_eq!(get(&client, &format!("small/{c}/0")).await, 4096);
+        })
+        .await;
+        report("ringwatch get 4 KiB", clients, rate, &latencies);
+    }
+    #[cfg(feature = "etcd")]
+    etcd_small(duration).await;
+}
+
+#[cfg(feature = "etcd")]
+async fn etcd_small(duration: Duration) {
+    let sandbox = Sandbox::new("bench-data-etcd");
+    let server = ringwatch_tests::EtcdServer::start(&sandbox.dir("etcd"));
+    let value = vec![0x5a; 4096];
+    for clients in [1, 64] {
+        let mut tasks = Vec::new();
+        let started = Instant::now();
+        for c in 0..clients {
+            let mut kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            let value = value.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0;
+                while started.elapsed() < duration {
+                    let at = Instant::now();
+                    kv.put(format!("small/{c}/{n}"), value.clone(), None).await.unwrap();
+                    latencies.push(at.elapsed());
+                    n += 1;
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+        report("etcd put 4 KiB", clients, rate, &all);
+        let mut tasks = Vec::new();
+        let started = Instant::now();
+        for c in 0..clients {
+            let mut kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while started.elapsed() < duration {
+                    let at = Instant::now();
+                    kv.get(format!("small/{c}/0"), None).await.unwrap();
+                    latencies.push(at.elapsed());
+                }
+                latencies
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all.sort();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+        report("etcd get 4 KiB", clients, rate, &all);
+    }
+}
+
+async fn large(target: &Target, sandbox: &Sandbox) {
+    let bytes: Vec<u8> = (0..64usize << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let client = AdminClient::connect(target).await.unwrap();
+    let at = Instant::now();
+    put(&client, "large/64MiB", &bytes).await;
+    let put_secs = at.elapsed().as_secs_f64();
+    let at = Instant::now();
+    assert_eq!(get(&client, "large/64MiB").await, bytes.len());
+    let get_secs = at.elapsed().as_secs_f64();
+    println!("ringwatch put 64 MiB (3 replicas): {:.1} s, {:.0} MB/s", put_secs, 67.108_864 / put_secs);
+    println!("ringwatch get 64 MiB: {:.1} s, {:.0} MB/s", get_secs, 67.108_864 / get_secs);
+    let file = sandbox.path().join("dd.out");
+    let at = Instant::now();
+    let dd = std::process::Command::new("dd")
+        .args(["if=/dev/zero", &format!("of={}", file.display()), "bs=1M", "count=64", "conv=fsync"])
+        .output()
+        .unwrap();
+    assert!(dd.status.success());
+    let dd_secs = at.elapsed().as_secs_f64();
+    println!("dd 64 MiB with fsync: {:.2} s, {:.0} MB/s", dd_secs, 67.108_864 / dd_secs);
+}
+
+fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet, gib: u64) {
+    let objects = gib * 16;
+    let bytes: Vec<u8> = (0..64usize << 20).map(|i| (i * 13 % 251) as u8).collect();
+    runtime.block_on(async {
+        let client = AdminClient::connect(target).await.unwrap();
+        for i in 0..objects {
+            put(&client, &format!("repair/{i}"), &bytes).await;
+        }
+    });
+    let status = fleet.console.status();
+    let victim = status.nodes.iter().max_by_key(|node| node.name.clone()).unwrap().name.clone();
+    let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap();
+    let held = raw["nodes"].as_array().unwrap().iter().find(|n| n["name"] == victim.as_str()).unwrap()["data_bytes"]
+        .as_u64()
+        .unwrap();
+    println!("{objects} objects of 64 MiB stored; {victim} holds {:.0} MiB", held as f64 / 1_048_576.0);
+    let killed = Instant::now();
+    fleet.kill_host(&victim);
+    fleet.console.wait_for_within(Duration::from_secs(600), "the victim failed", |status| {
+        status.node(&victim).is_some_and(|node| node.state == NodeState::Failed)
+    });
+    let failed = killed.elapsed();
+    fleet.console.wait_for_within(Duration::from_secs(1800), "every object back to 3 copies", |status| {
+        let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
+        raw["data"]["under_replicated"] == 0 && raw["data"]["unavailable"] == 0
+    });
+    let repaired = killed.elapsed();
+    let copying = repaired.saturating_sub(failed).as_secs_f64();
+    println!(
+        "kill -9 → failed {:.1} s; → every object back to 3 copies {:.1} s ({:.1} s after the failure, incl. the 5 s repair delay); {:.0} MB/s over the copy",
+        failed.as_secs_f64(),
+        repaired.as_secs_f64(),
+        copying,
+        held as f64 / 1e6 / (copying - 5.0).max(0.001)
+    );
+}
