@@ -260,6 +260,9 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
         raw["data"]["under_replicated"] == 0 && raw["data"]["unavailable"] == 0
     });
     let repaired = killed.elapsed();
+    for line in fleet.console.log().lines().filter(|line| line.contains("repair")) {
+        println!("console: {line}");
+    }
     let copying = repaired.saturating_sub(failed).as_secs_f64();
     println!(
         "kill -9 → failed {:.1} s; → every object back to 3 copies {:.1} s ({:.1} s after the failure, incl. the 5 s repair delay); {:.0} MB/s over the copy",

@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::control::data::catalog::{Catalog, NodeInfo};
+use crate::control::data::catalog::{Catalog, NodeInfo, waited_for};
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -749,12 +749,7 @@ impl Owner {
     /// holds wait. Its copies count until then; after, they do not.
     fn repair_plan(&mut self, nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
         let now = Instant::now();
-        let waiting: HashSet<&NodeName> = self
-            .down_since
-            .iter()
-            .filter(|(_, since)| now.saturating_duration_since(**since) < DATA_REPAIR_DELAY)
-            .map(|(node, _)| node)
-            .collect();
+        let waiting = waited_for(nodes, &self.down_since, now, DATA_REPAIR_DELAY);
         let (records, holders) =
             self.catalog.repair_inputs(|object| object.holders.keys().any(|node| waiting.contains(node)));
         let roles: BTreeMap<String, NodeRole> = nodes

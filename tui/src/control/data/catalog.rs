@@ -324,6 +324,29 @@ pub fn summary<'a>(
     (status, by_node)
 }
 
+/// The nodes whose copies are waited for rather than made again: every
+/// node out of reach, unless it has been `failed` or `left` for `delay`
+/// (`down_since` says since when). A suspect, unknown or reconnecting node
+/// may come back with its copies, and a dropped connection alone is no
+/// failure.
+pub fn waited_for<'a>(
+    nodes: &'a BTreeMap<NodeName, NodeInfo>,
+    down_since: &std::collections::HashMap<NodeName, std::time::Instant>,
+    now: std::time::Instant,
+    delay: std::time::Duration,
+) -> std::collections::HashSet<&'a NodeName> {
+    nodes
+        .iter()
+        .filter(|(name, info)| {
+            let reachable = info.connected && counts(info.state);
+            let given_up = matches!(info.state, NodeState::Failed | NodeState::Left)
+                && down_since.get(*name).is_none_or(|since| now.saturating_duration_since(*since) >= delay);
+            !reachable && !given_up
+        })
+        .map(|(name, _)| name)
+        .collect()
+}
+
 /// Whether a node in `state` holds copies that count.
 fn counts(state: NodeState) -> bool {
     matches!(state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded)
@@ -460,6 +483,31 @@ mod tests {
         assert!(matches!(catalog.plan_read(&key("k"), Consistency::One, &nodes), Err(DataError::NotFound(_))));
         assert_eq!(catalog.summary(&nodes).0.objects, 0);
         assert!(catalog.list("", &nodes).is_empty());
+    }
+
+    #[test]
+    fn regression_copies_are_waited_for_from_the_failure_not_from_the_dropped_connection() {
+        // Repair began the moment a killed agent's connection dropped, while
+        // its node was still `suspect`: the 5 s wait counted from nothing.
+        let info = |state, connected| NodeInfo { state, connected, eligible: connected };
+        let nodes = BTreeMap::from([
+            (name("up"), info(NodeState::Alive, true)),
+            (name("dropped"), info(NodeState::Suspect, false)),
+            (name("unknown"), info(NodeState::Unknown, false)),
+            (name("just-failed"), info(NodeState::Failed, false)),
+            (name("long-failed"), info(NodeState::Failed, false)),
+            (name("left-before-restart"), info(NodeState::Left, false)),
+        ]);
+        let now = std::time::Instant::now();
+        let delay = std::time::Duration::from_secs(5);
+        let down_since = std::collections::HashMap::from([
+            (name("just-failed"), now - std::time::Duration::from_secs(1)),
+            (name("long-failed"), now - std::time::Duration::from_secs(6)),
+        ]);
+        let waiting = waited_for(&nodes, &down_since, now, delay);
+        let mut waiting: Vec<&str> = waiting.iter().map(|node| node.as_str()).collect();
+        waiting.sort_unstable();
+        assert_eq!(waiting, ["dropped", "just-failed", "unknown"]);
     }
 
     #[test]
