@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use ring::digest::{Context as Sha256, SHA256};
 use ringwatch::control::admin::{AdminClient, AdminError, AnswerStream, Target};
-use ringwatch::report::human_bytes;
+use ringwatch::report::{columns, human_bytes};
 use ringwatch_shared::codec;
 use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk};
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat};
@@ -949,24 +949,6 @@ pub(crate) fn stat_text(stat: &ObjectStat) -> String {
     if !rows.is_empty() {
         out.push('\n');
         out.push_str(&columns(&["NODE", "STATE", "VERSION", "COPY"], &rows));
-    }
-    out
-}
-
-/// Left-aligned columns two spaces apart (as `ringwatch::report` lays out
-/// its tables).
-fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = header.iter().map(|cell| (*cell).to_string()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
     out
 }

@@ -94,8 +94,9 @@ pub fn status_table(status: &ClusterStatus) -> String {
     out
 }
 
-/// Left-aligned columns, two spaces apart.
-fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Left-aligned columns, two spaces apart: every table the command line
+/// prints.
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -108,7 +108,7 @@ pub struct AdminClient {
 pub struct AnswerStream {
     /// The request's side, held until the answer is read; `None` when the
     /// caller writes on it (a put's bytes).
-    _send: Option<SendStream>,
+    held_send: Option<SendStream>,
     recv: RecvStream,
     addr: String,
 }
@@ -195,16 +195,10 @@ impl AdminClient {
     /// # Errors
     /// [`AdminError`] when the link fails.
     pub async fn open(&self, request: &AdminRequest) -> Result<AnswerStream, AdminError> {
-        let (mut send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|err| link_error(&self.addr, &err.to_string(), connection_reason(&err)))?;
-        codec::write_frame(&mut send, request)
-            .await
-            .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
+        let (mut send, mut answer) = self.open_upload(request).await?;
         let _ = send.finish();
-        Ok(AnswerStream { _send: Some(send), recv, addr: self.addr.clone() })
+        answer.held_send = Some(send);
+        Ok(answer)
     }
 
     /// Opens a stream, sends `request` on it and leaves the stream open for
@@ -222,7 +216,7 @@ impl AdminClient {
         codec::write_frame(&mut send, request)
             .await
             .map_err(|err| link_error(&self.addr, &err.to_string(), closed_reason(&err)))?;
-        Ok((send, AnswerStream { _send: None, recv, addr: self.addr.clone() }))
+        Ok((send, AnswerStream { held_send: None, recv, addr: self.addr.clone() }))
     }
 
     /// Sends `request` and waits (at most [`REQUEST_TIMEOUT`]) for its one
