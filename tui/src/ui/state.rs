@@ -16,7 +16,9 @@ use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::{OperatorAction, Plan};
 use ringwatch_shared::ring::stable_hash;
-use ringwatch_shared::status::{ClusterEvent, ConsoleStatus, InstanceStatus, NodeState, NodeStatus, TaskStatus};
+use ringwatch_shared::status::{
+    ClusterEvent, ConsoleStatus, DataStatus, InstanceStatus, NodeState, NodeStatus, TaskStatus,
+};
 
 use crate::handle::Snapshot;
 use crate::ui::format::contains_ignore_case;
@@ -692,6 +694,8 @@ pub struct App {
     /// Further node failures every task survives, as the console computes
     /// it.
     pub(crate) headroom: Headroom,
+    /// The data store's figures.
+    pub(crate) data: DataStatus,
     /// Why automatic failover is paused, if it is: shown loudly on every
     /// view until resumed.
     pub(crate) failover_paused: Option<String>,
@@ -761,6 +765,7 @@ impl App {
             cordoned: 0,
             instances: 0,
             headroom: Headroom::default(),
+            data: DataStatus::default(),
             failover_paused: None,
             console: ConsoleStatus::default(),
             dialog: None,
@@ -814,6 +819,7 @@ impl App {
             self.cordoned += usize::from(node.cordoned);
         }
         self.headroom = status.headroom;
+        self.data = status.data;
         self.failover_paused = status.failover_paused;
         self.console = status.console;
         self.tasks = status.tasks.into_iter().map(TaskRow::from).collect();

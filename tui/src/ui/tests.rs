@@ -486,6 +486,27 @@ fn paused_banner_80x24() {
 }
 
 #[test]
+fn the_cluster_bar_shows_the_data_store_only_when_it_holds_objects() {
+    let mut app = app();
+    assert!(!screen(&draw(&mut app, 160, 48)).contains("data "), "no data figures without objects");
+    let mut with_data = snapshot();
+    with_data.status.data = ringwatch_shared::status::DataStatus {
+        objects: 20,
+        bytes: 82_110,
+        replicas: 3,
+        under_replicated: 15,
+        unavailable: 1,
+        repair_bytes_per_sec: 70_000_000,
+    };
+    app.apply_snapshot(with_data, 201_000);
+    let roomy = screen(&draw(&mut app, 200, 48));
+    assert!(roomy.contains("data 20 objects"), "{roomy}");
+    assert!(roomy.contains("15 under-replicated") && roomy.contains("1 unavailable"), "{roomy}");
+    let narrow = screen(&draw(&mut app, 80, 24));
+    assert!(narrow.contains("headroom"), "the bar still fits its headroom on 80 columns: {narrow}");
+}
+
+#[test]
 fn detail_with_instances_160x48() {
     let mut app = app();
     app.apply_snapshot(with_tasks(snapshot()), 200_000);

@@ -31,7 +31,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ringwatch_shared::placement::Headroom;
 use ringwatch_shared::plan::describe;
-use ringwatch_shared::status::ConsoleRole;
+use ringwatch_shared::status::{ConsoleRole, DataStatus};
 
 use crate::ui::format;
 use crate::ui::keys::command_hint;
@@ -197,7 +197,7 @@ enum Form {
     Roomy,
     /// Narrow separators, headroom still in words.
     Compact,
-    /// Headroom as a number.
+    /// Headroom as a number, no data store figures.
     Tight,
 }
 
@@ -227,6 +227,11 @@ fn cluster_line(app: &App, form: Form) -> Line<'static> {
     spans.push(Span::styled(bar, theme::dim()));
     spans.push(Span::raw(format!("{} {}", if compact { "inst" } else { "instances" }, format::count(app.instances))));
     spans.push(Span::styled(bar, theme::dim()));
+    // The tightest form leaves the data store out: headroom matters more.
+    if app.data.objects > 0 && form != Form::Tight {
+        spans.extend(data_spans(&app.data, compact, dot));
+        spans.push(Span::styled(bar, theme::dim()));
+    }
     let Headroom { failures_survived, capacity_ok } = app.headroom;
     let style = theme::headroom(failures_survived, capacity_ok);
     spans.push(Span::raw(if compact { "headroom " } else { "headroom: " }));
@@ -240,6 +245,36 @@ fn cluster_line(app: &App, form: Form) -> Line<'static> {
         spans.push(Span::styled(format!("{dropped} events not persisted"), theme::error()));
     }
     Line::from(spans)
+}
+
+/// The data store in the cluster bar (README.md, "Data"): objects and
+/// bytes, then what is wrong with them and the repair under way.
+fn data_spans(data: &DataStatus, compact: bool, dot: &'static str) -> Vec<Span<'static>> {
+    let objects = usize::try_from(data.objects).unwrap_or(usize::MAX);
+    let mut spans = vec![Span::raw(if compact {
+        format!("data {}", format::count(objects))
+    } else {
+        format!("data {} objects, {}", format::count(objects), format::bytes(data.bytes))
+    })];
+    if data.under_replicated > 0 {
+        spans.push(Span::styled(dot, theme::dim()));
+        let under = format::count(usize::try_from(data.under_replicated).unwrap_or(usize::MAX));
+        spans.push(Span::styled(
+            if compact { format!("{under} under") } else { format!("{under} under-replicated") },
+            theme::info(),
+        ));
+    }
+    if data.unavailable > 0 {
+        spans.push(Span::styled(dot, theme::dim()));
+        let lost = format::count(usize::try_from(data.unavailable).unwrap_or(usize::MAX));
+        spans.push(Span::styled(format!("{lost} unavailable"), theme::error()));
+    }
+    if data.repair_bytes_per_sec > 0 && !compact {
+        spans.push(Span::styled(dot, theme::dim()));
+        #[allow(clippy::cast_precision_loss)]
+        spans.push(Span::raw(format!("repair {}", format::rate(data.repair_bytes_per_sec as f64))));
+    }
+    spans
 }
 
 /// Headroom in a few characters: `1`, `0, short`, `none` (a task is down),
