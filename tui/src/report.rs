@@ -91,6 +91,20 @@ pub fn status_table(status: &ClusterStatus) -> String {
     if let Some(reason) = &status.failover_paused {
         let _ = writeln!(out, "AUTOMATIC FAILOVER PAUSED: {reason}");
     }
+    let data = &status.data;
+    if data.objects > 0 {
+        let _ = write!(out, "data: {} object(s), {}", data.objects, human_bytes(data.bytes));
+        if data.under_replicated > 0 {
+            let _ = write!(out, "; {} under-replicated", data.under_replicated);
+        }
+        if data.unavailable > 0 {
+            let _ = write!(out, "; {} UNAVAILABLE (no live copy)", data.unavailable);
+        }
+        if data.repair_bytes_per_sec > 0 {
+            let _ = write!(out, "; repairing at {}/s", human_bytes(data.repair_bytes_per_sec));
+        }
+        let _ = writeln!(out);
+    }
     out
 }
 

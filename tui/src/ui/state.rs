@@ -152,6 +152,8 @@ pub struct NodeRow {
     pub weight: u32,
     /// Heartbeats lost on the current connection.
     pub heartbeats_lost: u64,
+    /// Data store objects it holds a current copy of, and their bytes.
+    pub data: (u64, u64),
     /// Where its connection comes from; empty when disconnected.
     pub address: String,
     /// Why it is in its state.
@@ -182,6 +184,7 @@ impl NodeRow {
             tx: status.net_tx_bytes_per_sec,
             weight: status.weight,
             heartbeats_lost: status.heartbeats_lost,
+            data: (status.data_objects, status.data_bytes),
             address: status.address,
             reason: status.reason,
             instances: status.instances,

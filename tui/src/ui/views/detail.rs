@@ -91,6 +91,10 @@ fn fact_lines(node: &NodeRow, host: Option<&HostDetail>, width: usize) -> Vec<Li
             Style::new(),
         ),
     ];
+    if node.data.0 > 0 {
+        let copies = format::count(usize::try_from(node.data.0).unwrap_or(usize::MAX));
+        facts.push(("data", format!("{copies} objects, {}", format::bytes(node.data.1)), Style::new()));
+    }
     if let Some(host) = host.filter(|host| host.swap_total > 0) {
         facts.push(("swap", format::used_of(host.swap_used, host.swap_total), Style::new()));
     }
