@@ -301,6 +301,25 @@ mod tests {
         assert!(lines[0].starts_with("NODE  STATE"));
         assert!(lines[2].starts_with("b     failed  0.2"), "{}", lines[2]);
         assert_eq!(lines[4], "3 node(s): 2 alive, 1 failed");
+        assert!(!table.contains("data:"), "no data line without objects");
+    }
+
+    #[test]
+    fn the_data_store_gets_a_line_saying_what_is_wrong() {
+        let mut status = ClusterStatus { nodes: vec![node("a", NodeState::Alive)], ..ClusterStatus::default() };
+        status.data = ringwatch_shared::status::DataStatus {
+            objects: 20,
+            bytes: 3 << 30,
+            replicas: 3,
+            under_replicated: 4,
+            unavailable: 1,
+            repair_bytes_per_sec: 0,
+        };
+        let table = status_table(&status);
+        assert!(
+            table.contains("data: 20 object(s), 3.0G; 4 under-replicated; 1 UNAVAILABLE (no live copy)"),
+            "{table}"
+        );
     }
 
     #[test]
