@@ -36,7 +36,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::control::data::catalog::{Catalog, NodeInfo, waited_for};
+use crate::control::data::catalog::{Catalog, NodeInfo, summary, waited_for};
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -48,7 +48,7 @@ use crate::control::registry::{Registry, check_operator_ttl};
 use crate::control::store::Batch;
 use crate::control::store::writer::{Progress, Writer};
 use crate::control::tally::Tallies;
-use crate::control::workload::{ActError, Effects, Nodes, Now, Workloads};
+use crate::control::workload::{ActError, Effects, NodeView, Nodes, Now, Workloads};
 
 /// Inputs queued for the owner before senders wait: a burst of thousands of
 /// reconnecting agents queues, it does not fail.
@@ -675,11 +675,11 @@ impl Owner {
     /// Answers a connection handler about the data store. An answer that
     /// hands out a version or records a change waits until it is durable.
     fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
-        let nodes = self.data_nodes();
+        let views = self.table.views();
+        let nodes = self.data_nodes(&views);
         let term = self.config.console.term;
         let (answer, wait) = match request {
             DataInput::PlanPut { key, replicas, consistency } => {
-                let views = self.table.views();
                 let ring = self.workloads.data_ring(Nodes::new(&views));
                 match self.catalog.plan_put(&key, replicas, consistency, &ring, &nodes) {
                     Ok(plan) => {
@@ -718,7 +718,7 @@ impl Owner {
                 (DataAnswer::Removed, true)
             }
             DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, &nodes)), false),
-            DataInput::RepairPlan => (self.repair_plan(&nodes, term), false),
+            DataInput::RepairPlan => (self.repair_plan(&views, &nodes, term), false),
             DataInput::Repaired(Repaired::Holds { key, version, node }) => {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
@@ -747,7 +747,7 @@ impl Owner {
     /// What to repair now (README.md, "Data"). A node down for less than
     /// [`DATA_REPAIR_DELAY`] may come back with its copies: the objects it
     /// holds wait. Its copies count until then; after, they do not.
-    fn repair_plan(&mut self, nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
+    fn repair_plan(&mut self, views: &[NodeView], nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
         let now = Instant::now();
         let waiting = waited_for(nodes, &self.down_since, now, DATA_REPAIR_DELAY);
         let (records, holders) =
@@ -767,8 +767,7 @@ impl Owner {
                 (name.to_string(), role)
             })
             .collect();
-        let views = self.table.views();
-        let ring = self.workloads.data_ring(Nodes::new(&views));
+        let ring = self.workloads.data_ring(Nodes::new(views));
         let plan = repair::plan(&records, &holders, &roles, &ring);
         let copying = plan.steps.iter().any(|step| matches!(step, RepairStep::Copy { .. }));
         if copying != self.repairing {
@@ -809,10 +808,9 @@ impl Owner {
     }
 
     /// Every node as the data store sees it.
-    fn data_nodes(&self) -> BTreeMap<NodeName, NodeInfo> {
-        self.table
-            .views()
-            .into_iter()
+    fn data_nodes(&self, views: &[NodeView]) -> BTreeMap<NodeName, NodeInfo> {
+        views
+            .iter()
             .map(|view| {
                 let name = view.name.as_str();
                 let connected = self.table.connection(name).is_some();
@@ -1117,7 +1115,14 @@ impl Owner {
                 node.cert_expires_unix = *expires;
             }
         }
-        let (mut data, held) = self.catalog.summary(&self.data_nodes());
+        let views = self.table.views();
+        // Snapshots are built every tick while watched: the node map is made
+        // only when there are objects to count.
+        let (mut data, held) = if self.catalog.is_empty() {
+            summary(std::iter::empty(), |_| false)
+        } else {
+            self.catalog.summary(&self.data_nodes(&views))
+        };
         data.repair_bytes_per_sec = self.repair_rate;
         for node in &mut nodes {
             if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
@@ -1125,7 +1130,6 @@ impl Owner {
                 node.data_bytes = *bytes;
             }
         }
-        let views = self.table.views();
         let status = ClusterStatus {
             data,
             tasks: self.workloads.task_status(),

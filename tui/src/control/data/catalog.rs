@@ -72,6 +72,11 @@ impl Catalog {
         Self { objects, clock: VersionClock::new(term, seen), changes: Vec::new() }
     }
 
+    /// Whether no object was ever stored (or all were forgotten).
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
     /// The changed records, for the change log.
     pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
