@@ -269,10 +269,9 @@ async fn connect(target: &Target) -> Result<Result<AdminClient, ExitCode>> {
 /// standby's answer is followed once to the leader it names. `Err(code)`
 /// when no console runs or answers (the message is printed).
 async fn exchange(target: &Target, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
-    let mut target = target.clone();
-    let mut redirected = false;
+    let mut console = Following::new(target);
     loop {
-        let client = match connect(&target).await? {
+        let client = match connect(&console.target).await? {
             Ok(client) => client,
             Err(code) => return Ok(Err(code)),
         };
@@ -282,28 +281,34 @@ async fn exchange(target: &Target, request: &AdminRequest) -> Result<Result<Admi
         };
         client.close().await;
         match response? {
-            AdminResponse::NotLeader { leader } => match at_leader(&target, leader.as_deref()) {
-                Some(next) if !redirected => {
-                    target = next;
-                    redirected = true;
-                }
-                _ => return Err(standby_refusal(&target, leader)),
-            },
+            AdminResponse::NotLeader { leader } => console.follow(leader)?,
             response => return Ok(Ok(response)),
         }
     }
 }
 
-/// The leader a remote standby named, to ask once instead (as [`ask`]
-/// does); `None` for the local console or when it named none.
-fn at_leader(target: &Target, leader: Option<&str>) -> Option<Target> {
-    match (target, leader) {
-        (Target::Remote { credential, path, .. }, Some(leader)) => Some(Target::Remote {
-            consoles: vec![leader.to_string()],
-            credential: credential.clone(),
-            path: path.clone(),
-        }),
-        _ => None,
+/// A data request's console, followed once from a standby to the leader it
+/// names (a put, get or rm is not carried out by a standby).
+struct Following {
+    target: Target,
+    followed: bool,
+}
+
+impl Following {
+    fn new(target: &Target) -> Self {
+        Self { target: target.clone(), followed: false }
+    }
+
+    /// Goes to the leader a standby named, once; else the standby's refusal.
+    fn follow(&mut self, leader: Option<String>) -> Result<()> {
+        match leader.as_deref().and_then(|leader| self.target.at_leader(leader)) {
+            Some(next) if !self.followed => {
+                self.target = next;
+                self.followed = true;
+                Ok(())
+            }
+            _ => Err(standby_refusal(&self.target, leader)),
+        }
     }
 }
 
@@ -556,10 +561,9 @@ async fn put(
         replicas,
         consistency,
     });
-    let mut target = target.clone();
-    let mut redirected = false;
+    let mut console = Following::new(target);
     loop {
-        let client = match connect(&target).await? {
+        let client = match connect(&console.target).await? {
             Ok(client) => client,
             Err(code) => return Ok(code),
         };
@@ -570,13 +574,7 @@ async fn put(
                 outln!("{}", stored_line(&stat));
                 return Ok(ExitCode::SUCCESS);
             }
-            AdminResponse::NotLeader { leader } => match at_leader(&target, leader.as_deref()) {
-                Some(next) if !redirected => {
-                    target = next;
-                    redirected = true;
-                }
-                _ => return Err(standby_refusal(&target, leader)),
-            },
+            AdminResponse::NotLeader { leader } => console.follow(leader)?,
             other => return unexpected_or_failed(other),
         }
     }
@@ -792,10 +790,9 @@ async fn get(target: &Target, key: ObjectKey, output: Option<&Path>, consistency
         _ => Sink::Stdout,
     };
     let request = AdminRequest::DataGet { key: key.clone(), consistency };
-    let mut target = target.clone();
-    let mut redirected = false;
+    let mut console = Following::new(target);
     loop {
-        let client = match connect(&target).await? {
+        let client = match connect(&console.target).await? {
             Ok(client) => client,
             Err(code) => return Ok(code),
         };
@@ -804,14 +801,8 @@ async fn get(target: &Target, key: ObjectKey, output: Option<&Path>, consistency
             AdminResponse::DataObject(meta) => meta,
             AdminResponse::NotLeader { leader } => {
                 client.close().await;
-                match at_leader(&target, leader.as_deref()) {
-                    Some(next) if !redirected => {
-                        target = next;
-                        redirected = true;
-                        continue;
-                    }
-                    _ => return Err(standby_refusal(&target, leader)),
-                }
+                console.follow(leader)?;
+                continue;
             }
             other => {
                 client.close().await;

@@ -724,11 +724,9 @@ fn standby_refusal(target: &Target, leader: Option<String>) -> anyhow::Error {
 /// leader it names.
 async fn ask(target: &Target, request: &AdminRequest) -> Result<Result<AdminResponse, ExitCode>> {
     let mut answer = admin::request(target, request).await;
-    if let (Ok(AdminResponse::NotLeader { leader: Some(leader) }), Target::Remote { credential, path, .. }) =
-        (&answer, target)
+    if let Ok(AdminResponse::NotLeader { leader: Some(leader) }) = &answer
+        && let Some(at_leader) = target.at_leader(leader)
     {
-        let at_leader =
-            Target::Remote { consoles: vec![leader.clone()], credential: credential.clone(), path: path.clone() };
         answer = admin::request(&at_leader, request).await;
     }
     match answer {

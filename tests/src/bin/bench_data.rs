@@ -113,6 +113,12 @@ where
             latencies
         }));
     }
+    gather(started, tasks).await
+}
+
+/// The latencies the clients' tasks measured, sorted, and the ops/s they
+/// make together since `started`.
+async fn gather(started: Instant, tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> (f64, Vec<Duration>) {
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await.unwrap());
@@ -178,13 +184,7 @@ async fn etcd_small(duration: Duration) {
                 latencies
             }));
         }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.unwrap());
-        }
-        all.sort();
-        #[allow(clippy::cast_precision_loss)]
-        let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+        let (rate, all) = gather(started, tasks).await;
         report("etcd put 4 KiB", clients, rate, &all);
         let mut tasks = Vec::new();
         let started = Instant::now();
@@ -200,13 +200,7 @@ async fn etcd_small(duration: Duration) {
                 latencies
             }));
         }
-        let mut all = Vec::new();
-        for task in tasks {
-            all.extend(task.await.unwrap());
-        }
-        all.sort();
-        #[allow(clippy::cast_precision_loss)]
-        let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+        let (rate, all) = gather(started, tasks).await;
         report("etcd get 4 KiB", clients, rate, &all);
     }
 }

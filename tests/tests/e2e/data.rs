@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ringwatch_tests::{Fleet, Sandbox};
+use ringwatch_tests::{Fleet, NodeState, Sandbox};
 
 /// `ringwatch data ARGS… --data-dir DIR` against the fleet's console.
 fn data(fleet: &Fleet, args: &[&str]) -> ringwatch_tests::process::Output {
@@ -28,6 +28,25 @@ fn get(fleet: &Fleet, dir: &Path, key: &str, extra: &[&str]) -> (ringwatch_tests
     args.extend_from_slice(extra);
     let output = data(fleet, &args);
     (output, std::fs::read(&out).ok())
+}
+
+/// Waits until the console shows `node` in `state`.
+fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState) {
+    fleet.console.wait_for(&format!("{node} {state}"), |status| status.node(node).is_some_and(|n| n.state == state));
+}
+
+/// The files in an agent's `objects` dir whose names end with `suffix`
+/// (`.data`: copies' bytes; `.tmp`: copies being written).
+fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(objects)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -77,9 +96,7 @@ fn after_kill_9_of_a_holder_every_object_stays_readable_and_gets_back_to_three_c
         objects.push((key, bytes));
     }
     fleet.kill_host("b");
-    fleet.console.wait_for("b failed", |status| {
-        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Failed)
-    });
+    wait_state(&mut fleet, "b", NodeState::Failed);
     for (key, bytes) in &objects {
         let (output, got) = get(&fleet, &dir, key, &["--consistency", "quorum"]);
         assert!(output.status.success(), "get {key} after b died: {output}");
@@ -117,9 +134,7 @@ fn an_all_read_without_every_replica_is_not_enough_and_names_the_holders() {
     // Three nodes, three replicas: b held every object, and no fourth node
     // can take its copies.
     fleet.kill_host("b");
-    fleet.console.wait_for("b failed", |status| {
-        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Failed)
-    });
+    wait_state(&mut fleet, "b", NodeState::Failed);
     // With b gone, an `all` read of an object b held cannot be met: exit 5
     // naming the holders.
     let held_by_b = objects.iter().find(|(key, _)| {
@@ -143,30 +158,18 @@ fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
     assert!(put.status.success(), "{put}");
     // Three nodes, three replicas: b holds a copy.
     fleet.kill_host("b");
-    fleet.console.wait_for("b failed", |status| {
-        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Failed)
-    });
+    wait_state(&mut fleet, "b", NodeState::Failed);
     let removed = data(&fleet, &["rm", "k"]);
     assert!(removed.status.success(), "a quorum removal with b down: {removed}");
 
     fleet.restart_agent("b");
-    fleet.console.wait_for("b back", |status| {
-        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Alive)
-    });
+    wait_state(&mut fleet, "b", NodeState::Alive);
     let (gone, _) = get(&fleet, &dir, "k", &["--consistency", "one"]);
     assert_eq!(gone.status.code(), Some(4), "the removed key stays removed: {gone}");
     // The returning replica is sent the tombstone: its old bytes go.
     let objects = fleet.agent_dir("b").join("objects");
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let data_files: Vec<String> = std::fs::read_dir(&objects)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                    .filter(|name| name.ends_with(".data"))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let data_files = stored_files(&objects, ".data");
         if data_files.is_empty() {
             ringwatch_tests::poll::Step::Done(())
         } else {
@@ -188,9 +191,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
     fleet.kill_host("b");
     std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
     fleet.restart_agent("b");
-    fleet.console.wait_for("b back", |status| {
-        status.node("b").is_some_and(|node| node.state == ringwatch_tests::NodeState::Alive)
-    });
+    wait_state(&mut fleet, "b", NodeState::Alive);
     // The read is served by a or c, and notices b's copy is missing.
     let (output, got) = get(&fleet, &dir, "k", &["--consistency", "one"]);
     assert!(output.status.success(), "{output}");
@@ -202,11 +203,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
         let b_current = value["copies"]
             .as_array()
             .is_some_and(|copies| copies.iter().any(|copy| copy["node"] == "b" && copy["current"] == true));
-        let b_has_bytes = std::fs::read_dir(fleet.agent_dir("b").join("objects"))
-            .map(|entries| {
-                entries.filter_map(Result::ok).any(|entry| entry.file_name().to_string_lossy().ends_with(".data"))
-            })
-            .unwrap_or(false);
+        let b_has_bytes = !stored_files(&fleet.agent_dir("b").join("objects"), ".data").is_empty();
         if value["live_copies"] == 3 && b_current && b_has_bytes {
             ringwatch_tests::poll::Step::Done(value)
         } else {
@@ -228,11 +225,7 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     let mut put = ringwatch_tests::Proc::spawn("put", command, &sandbox.path().join("put.log"));
     // Mid-put: an agent is writing its copy.
     let writing = |fleet: &Fleet| {
-        ["a", "b", "c"].iter().any(|node| {
-            std::fs::read_dir(fleet.agent_dir(node).join("objects")).is_ok_and(|entries| {
-                entries.filter_map(Result::ok).any(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
-            })
-        })
+        ["a", "b", "c"].iter().any(|node| !stored_files(&fleet.agent_dir(node).join("objects"), ".tmp").is_empty())
     };
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(20), || {
         if writing(&fleet) {

@@ -38,6 +38,20 @@ pub enum Target {
 }
 
 impl Target {
+    /// The same credential at `leader`, the address a standby named: where
+    /// a request a standby would not carry out goes next. `None` for the
+    /// local data dir's console, which names no other.
+    pub fn at_leader(&self, leader: &str) -> Option<Self> {
+        match self {
+            Self::Remote { credential, path, .. } => Some(Self::Remote {
+                consoles: vec![leader.to_string()],
+                credential: credential.clone(),
+                path: path.clone(),
+            }),
+            Self::Local(_) => None,
+        }
+    }
+
     /// What the target is, for messages.
     pub fn describe(&self) -> String {
         match self {
