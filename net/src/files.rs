@@ -20,20 +20,7 @@ pub const PUBLIC: u32 = 0o644;
 /// # Errors
 /// Any I/O error; the temporary file is removed on failure.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
-    let temp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
+    write_then(path, bytes, mode, |temp, path| fs::rename(temp, path))
 }
 
 /// Writes `bytes` to a new file `path`, as [`write_atomic`] does, but never
@@ -45,6 +32,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
 /// [`io::ErrorKind::AlreadyExists`] when `path` exists; any other I/O error.
 /// The temporary file is removed either way.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    write_then(path, bytes, mode, |temp, path| fs::hard_link(temp, path))
+}
+
+/// Writes `bytes` to a temporary file beside `path` (created with `mode`,
+/// fsynced), puts it in place with `place`, fsyncs the directory, and
+/// removes the temporary file if it is still there (always after a link,
+/// after a rename only on failure).
+fn write_then(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    place: impl FnOnce(&Path, &Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().ok_or_else(|| io::Error::other("path has no file name"))?;
     let temp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
@@ -52,9 +52,10 @@ pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::hard_link(&temp, path)?;
+        place(&temp, path)?;
         File::open(dir)?.sync_all()
     })();
+    // Gone already after a rename; a link leaves it, and a failure may.
     let _ = fs::remove_file(&temp);
     result
 }
