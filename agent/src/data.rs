@@ -2,8 +2,7 @@
 //! "Data"): one stream per request, opened by the console on the agent's
 //! connection (see `ringwatch_shared::data::wire`). The bytes stream
 //! through in chunks between the network and the disk; file I/O — and
-//! every wait for the store's lock, which a commit holds across its fsync —
-//! runs on the blocking pool, never on the async workers that carry
+//! every wait for the store's lock — runs on the blocking pool, never on the async workers that carry
 //! heartbeats. Each stream is served in a task of its own, at most
 //! [`MAX_DATA_STREAMS`] at once.
 
@@ -89,7 +88,7 @@ impl DataService {
     }
 
     /// Live copies, bytes held and the quota. Takes the store's lock, which
-    /// a commit holds across its fsync: call it off the async workers.
+    /// a removal holds across its fsync: call it off the async workers.
     pub fn usage(&self) -> DataUsage {
         self.lock().usage()
     }
@@ -166,7 +165,7 @@ impl DataService {
     }
 
     /// Runs `work` on the store on the blocking pool: waiting for the lock
-    /// (held across a commit's fsync) must not stall the async workers.
+    /// (held across a removal's fsync) must not stall the async workers.
     async fn with_store<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut ObjectStore) -> Result<T, ObjectsError> + Send + 'static,
@@ -218,7 +217,14 @@ impl DataService {
             return Ok(Err(DataFailure::Other("the copy was abandoned".into())));
         };
         let store = self.store.clone();
-        let committed = blocking(move || store.lock().unwrap_or_else(PoisonError::into_inner).commit(pending)).await;
+        // The fsyncs without the lock, so copies of other objects are made
+        // durable alongside (and share directory fsyncs); only making the
+        // copy current takes it.
+        let committed = blocking(move || {
+            let durable = pending.persist()?;
+            store.lock().unwrap_or_else(PoisonError::into_inner).install(durable)
+        })
+        .await;
         Ok(committed.map_err(failure))
     }
 

@@ -1,22 +1,36 @@
 //! The agent's copies of the data store's objects (README.md, "Data"), in a
 //! directory of their own with a disk quota.
 //!
-//! Each copy is two files named by the SHA-256 of its key: the bytes,
-//! `<hash>.<term>-<counter>.data`, and the metadata, `<hash>.meta` (JSON:
-//! key, version, size, checksum, tombstone), which names the version whose
-//! bytes are current. A copy is written as: bytes to a temporary file
+//! Each copy is one file named by the SHA-256 of its key and its version,
+//! `<hash>.<term>-<counter>.obj`: a header (a magic tag, then the metadata
+//! as length-prefixed JSON: key, version, size, checksum, tombstone), then
+//! the bytes. A copy is written as: header and bytes to a temporary file
 //! (checksummed as they stream in, never whole in memory), fsync, rename to
-//! its versioned name; then the metadata, atomically (temp, fsync, rename);
-//! only then is the previous version's bytes file removed. A crash at any
-//! point leaves the previous metadata naming the previous bytes, or the new
-//! metadata naming the new bytes; opening the store removes what no
-//! metadata names (temporary files, orphaned bytes) and drops a copy whose
-//! bytes are missing or of the wrong size, so the console re-replicates it.
+//! its versioned name, a directory fsync; only then, under the store's lock,
+//! is it checked against what is held and made current, and the previous
+//! version's file removed. The fsyncs run outside the lock, so copies of
+//! different objects are made durable at the same time, and one directory
+//! fsync covers every rename done before it started (group commit): a
+//! commit costs one fsync of its own and a share of a directory fsync.
+//!
+//! A crash at any point leaves the previous version's file, or the new one
+//! complete (renamed only once durable), or both; opening the store keeps
+//! the highest version of each key, removes the others and what no copy
+//! names (temporary files), and drops a copy whose file is damaged (bad
+//! header, wrong size), so the console re-replicates it. A lower version
+//! never replaces a higher one: the check is made when the copy is made
+//! current, under the lock, not only when it begins.
+//!
+//! Stores written before this layout keep each copy as two files,
+//! `<hash>.meta` (the metadata as JSON) naming `<hash>.<term>-<counter>.data`
+//! (the bytes alone). Opening reads them in place (no copying); the next
+//! version of such a key is written in the new layout and the old files go.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use ring::digest::{Context, SHA256};
 use ringwatch_net::files;
@@ -112,19 +126,41 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ObjectsError + '_ {
 pub struct ObjectStore {
     dir: PathBuf,
     quota: u64,
-    index: BTreeMap<ObjectKey, ObjectMeta>,
+    index: BTreeMap<ObjectKey, Entry>,
     used: u64,
     digests: Digests,
+    /// Shared by the store's commits: one directory fsync covers the
+    /// renames of all of them made before it started.
+    dir_sync: Arc<DirSync>,
 }
 
-/// A copy being written; [`ObjectStore::commit`] makes it durable and
-/// current, dropping it abandons it (the temporary file is removed).
+/// One held copy and where its bytes are.
+#[derive(Debug, Clone)]
+struct Entry {
+    meta: ObjectMeta,
+    /// The file holding it: `<hash>.<version>.obj`, or in the old layout
+    /// the `.data` file (`<hash>.meta` besides).
+    file: String,
+    /// Where the bytes start in `file`: after the header, or 0 in the old
+    /// layout.
+    offset: u64,
+    /// In the old two-file layout.
+    legacy: bool,
+}
+
+/// A copy being written; [`PendingCopy::persist`] makes it durable, then
+/// [`ObjectStore::install`] current ([`ObjectStore::commit`] does both).
+/// Dropping it abandons it (the temporary file is removed).
 pub struct PendingCopy {
     meta: ObjectMeta,
+    dir: PathBuf,
     temp: PathBuf,
     file: Option<File>,
     hasher: Context,
     written: u64,
+    /// Bytes of the header before the copy's bytes.
+    offset: u64,
+    dir_sync: Arc<DirSync>,
 }
 
 impl std::fmt::Debug for PendingCopy {
@@ -161,6 +197,53 @@ impl PendingCopy {
     pub fn meta(&self) -> &ObjectMeta {
         &self.meta
     }
+
+    /// Checks the bytes against what was announced, fsyncs them, renames
+    /// them to their versioned name and waits for a directory fsync that
+    /// covers the rename: the copy is durable, not yet current. Runs
+    /// without the store's lock, so copies are made durable side by side.
+    ///
+    /// # Errors
+    /// [`ObjectsError::Mismatch`] when the size or checksum is not what was
+    /// announced (the temporary file is removed); the disk's errors.
+    pub fn persist(mut self) -> Result<DurableCopy, ObjectsError> {
+        let meta = self.meta.clone();
+        let file = self.file.take().ok_or_else(|| ObjectsError::Io {
+            path: self.temp.clone(),
+            source: io::Error::other("the copy was already finished"),
+        })?;
+        let mismatch = |problem: String| ObjectsError::Mismatch { key: meta.key.clone(), problem };
+        let checksum = to_hex(self.hasher.clone().finish().as_ref());
+        if self.written != meta.size || (!meta.tombstone && checksum != meta.checksum) {
+            let _ = fs::remove_file(&self.temp);
+            return Err(if self.written != meta.size {
+                mismatch(format!("{} bytes arrived, {} were announced", self.written, meta.size))
+            } else {
+                mismatch(format!("their SHA-256 is {checksum}, not {}", meta.checksum))
+            });
+        }
+        let synced = file.sync_all();
+        drop(file);
+        if let Err(err) = synced {
+            let _ = fs::remove_file(&self.temp);
+            return Err(io_error(&self.temp)(err));
+        }
+        let name = copy_name(&meta);
+        let path = self.dir.join(&name);
+        if let Err(err) = fs::rename(&self.temp, &path) {
+            let _ = fs::remove_file(&self.temp);
+            return Err(io_error(&path)(err));
+        }
+        // A failed directory fsync leaves the file: a copy of the same
+        // version written at the same time may have the same name and be
+        // current. Opening the store sorts it out either way.
+        self.dir_sync.sync().map_err(io_error(&self.dir))?;
+        Ok(DurableCopy {
+            entry: Entry { meta, file: name, offset: self.offset, legacy: false },
+            dir: self.dir.clone(),
+            installed: false,
+        })
+    }
 }
 
 impl Drop for PendingCopy {
@@ -171,6 +254,98 @@ impl Drop for PendingCopy {
     }
 }
 
+/// A copy durable under its versioned name, not yet current:
+/// [`ObjectStore::install`] makes it so. Dropping it uninstalled removes
+/// its file.
+#[derive(Debug)]
+pub struct DurableCopy {
+    entry: Entry,
+    dir: PathBuf,
+    installed: bool,
+}
+
+impl DurableCopy {
+    /// The copy's metadata.
+    pub fn meta(&self) -> &ObjectMeta {
+        &self.entry.meta
+    }
+}
+
+impl Drop for DurableCopy {
+    fn drop(&mut self) {
+        if !self.installed {
+            let _ = fs::remove_file(self.dir.join(&self.entry.file));
+        }
+    }
+}
+
+/// Group commit of directory fsyncs: a caller returns once a directory
+/// fsync that started after it called has finished. Whoever finds none
+/// running starts one; the others wait for the next to finish, so any
+/// number of renames made while one fsync runs share the following one.
+#[derive(Debug)]
+struct DirSync {
+    dir: PathBuf,
+    state: Mutex<SyncState>,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Directory fsyncs started, the running one included.
+    started: u64,
+    /// The last one finished.
+    finished: u64,
+    running: bool,
+    /// The last one that failed, and why.
+    failed: Option<(u64, String)>,
+}
+
+impl DirSync {
+    fn new(dir: &Path) -> Self {
+        Self { dir: dir.to_path_buf(), state: Mutex::new(SyncState::default()), finished: Condvar::new() }
+    }
+
+    /// Returns once a directory fsync begun after this call has finished.
+    fn sync(&self) -> io::Result<()> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        // One running now may have begun before the caller's rename: only
+        // the next one counts.
+        let needed = state.started + 1;
+        loop {
+            if state.finished >= needed {
+                return match &state.failed {
+                    Some((at, why)) if *at >= needed => Err(io::Error::other(why.clone())),
+                    _ => Ok(()),
+                };
+            }
+            if state.running {
+                state = self.finished.wait(state).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            state.running = true;
+            state.started += 1;
+            let generation = state.started;
+            drop(state);
+            let result = File::open(&self.dir).and_then(|dir| dir.sync_all());
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.running = false;
+            state.finished = generation;
+            if let Err(err) = result {
+                state.failed = Some((generation, err.to_string()));
+            }
+            self.finished.notify_all();
+        }
+    }
+}
+
+/// What opening found of one key.
+struct Found {
+    entry: Entry,
+    /// Its files: the `.obj`, or the `.meta` and `.data` of the old layout.
+    files: Vec<String>,
+}
+
 impl ObjectStore {
     /// Opens (creating) the store in `dir` with `quota` bytes, cleaning up
     /// what a crash left.
@@ -179,22 +354,43 @@ impl ObjectStore {
     /// When the directory cannot be read or created.
     pub fn open(dir: &Path, quota: u64) -> Result<Self, ObjectsError> {
         files::create_private_dir(dir).map_err(io_error(dir))?;
-        let mut store =
-            Self { dir: dir.to_path_buf(), quota, index: BTreeMap::new(), used: 0, digests: Digests::default() };
+        let mut store = Self {
+            dir: dir.to_path_buf(),
+            quota,
+            index: BTreeMap::new(),
+            used: 0,
+            digests: Digests::default(),
+            dir_sync: Arc::new(DirSync::new(dir)),
+        };
         let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error(dir))? {
             let entry = entry.map_err(io_error(dir))?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }
-        let mut referenced = std::collections::BTreeSet::new();
-        for name in names.iter().filter(|name| name.ends_with(".meta")) {
+        // Per key, the highest version found; the others are removed with
+        // what nothing names.
+        let mut found: BTreeMap<ObjectKey, Found> = BTreeMap::new();
+        for name in &names {
             let path = dir.join(name);
-            match store.load_meta(&path) {
-                Ok(Some(meta)) => {
-                    if !meta.tombstone {
-                        referenced.insert(store.data_name(&meta));
+            let loaded = if name.ends_with(".meta") {
+                store.load_legacy(&path)
+            } else if name.ends_with(".obj") {
+                load_copy(&path, name).map(Some)
+            } else {
+                continue;
+            };
+            match loaded {
+                Ok(Some(candidate)) => {
+                    let newer = found.get(&candidate.entry.meta.key).is_none_or(|held| {
+                        let (offered, held) = (&candidate.entry, &held.entry);
+                        // At the same version the new layout wins: the old
+                        // one is what a crash left while replacing it.
+                        offered.meta.version > held.meta.version
+                            || (offered.meta.version == held.meta.version && held.legacy && !offered.legacy)
+                    });
+                    if newer {
+                        found.insert(candidate.entry.meta.key.clone(), candidate);
                     }
-                    store.insert(meta);
                 }
                 Ok(None) => {
                     let _ = fs::remove_file(&path);
@@ -205,50 +401,70 @@ impl ObjectStore {
                 }
             }
         }
-        for name in names.iter().filter(|name| !name.ends_with(".meta") && !referenced.contains(*name)) {
-            // Temporary files and the bytes of replaced or dropped versions.
+        let referenced: BTreeSet<String> = found.values().flat_map(|found| found.files.iter().cloned()).collect();
+        for name in names.iter().filter(|name| !referenced.contains(*name)) {
+            // Temporary files, older versions, the bytes of dropped copies.
             let _ = fs::remove_file(dir.join(name));
+        }
+        for found in found.into_values() {
+            store.insert(found.entry);
         }
         Ok(store)
     }
 
-    /// A stored metadata file, checked against its bytes file: `None` when
-    /// the bytes are missing or of the wrong size (a crash mid-write of a
-    /// first version cannot produce that; a damaged disk can).
-    fn load_meta(&self, path: &Path) -> Result<Option<ObjectMeta>, String> {
+    /// A metadata file of the old layout, checked against its bytes file:
+    /// `None` when the bytes are missing (a crash after the bytes of the
+    /// version that replaced it went: that version's file is there).
+    fn load_legacy(&self, path: &Path) -> Result<Option<Found>, String> {
         let text = fs::read_to_string(path).map_err(|err| err.to_string())?;
         let meta: ObjectMeta = serde_json::from_str(&text).map_err(|err| err.to_string())?;
-        if format!("{}.meta", key_hash(&meta.key))
-            != path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        {
+        let meta_name = format!("{}.meta", key_hash(&meta.key));
+        if meta_name != path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default() {
             return Err("its file name is not its key's".into());
         }
+        let data = legacy_data_name(&meta);
         if meta.tombstone {
-            return Ok(Some(meta));
+            return Ok(Some(Found {
+                entry: Entry { meta, file: meta_name.clone(), offset: 0, legacy: true },
+                files: vec![meta_name],
+            }));
         }
-        match fs::metadata(self.dir.join(self.data_name(&meta))) {
-            Ok(data) if data.len() == meta.size => Ok(Some(meta)),
-            Ok(data) => Err(format!("its bytes are {} long, not {}", data.len(), meta.size)),
+        match fs::metadata(self.dir.join(&data)) {
+            Ok(bytes) if bytes.len() == meta.size => Ok(Some(Found {
+                entry: Entry { meta, file: data.clone(), offset: 0, legacy: true },
+                files: vec![meta_name, data],
+            })),
+            Ok(bytes) => Err(format!("its bytes are {} long, not {}", bytes.len(), meta.size)),
             Err(_) => Ok(None),
         }
     }
 
-    fn data_name(&self, meta: &ObjectMeta) -> String {
-        format!("{}.{}-{}.data", key_hash(&meta.key), meta.version.term, meta.version.counter)
-    }
-
-    fn meta_path(&self, key: &ObjectKey) -> PathBuf {
-        self.dir.join(format!("{}.meta", key_hash(key)))
-    }
-
-    fn insert(&mut self, meta: ObjectMeta) {
-        if let Some(old) = self.index.remove(&meta.key) {
-            self.used -= old.size;
-            self.digests.remove(&old);
+    fn insert(&mut self, entry: Entry) {
+        if let Some(old) = self.index.remove(&entry.meta.key) {
+            self.used -= old.meta.size;
+            self.digests.remove(&old.meta);
         }
-        self.used += meta.size;
-        self.digests.add(&meta);
-        self.index.insert(meta.key.clone(), meta);
+        self.used += entry.meta.size;
+        self.digests.add(&entry.meta);
+        self.index.insert(entry.meta.key.clone(), entry);
+    }
+
+    /// Removes the files of `old`, replaced by `new` (the same file when
+    /// the same version was written again).
+    fn remove_files(&self, old: &Entry, new: Option<&Entry>) {
+        if new.is_some_and(|new| new.file == old.file) {
+            return;
+        }
+        if old.legacy {
+            // The metadata first: a crash in between leaves bytes nothing
+            // names, which opening removes.
+            let _ = fs::remove_file(self.dir.join(format!("{}.meta", key_hash(&old.meta.key))));
+            if !old.meta.tombstone {
+                let _ = fs::remove_file(self.dir.join(legacy_data_name(&old.meta)));
+            }
+        } else {
+            let _ = fs::remove_file(self.dir.join(&old.file));
+        }
     }
 
     /// Starts writing a copy of `meta`'s object (its size and checksum as
@@ -259,49 +475,70 @@ impl ObjectStore {
     /// [`ObjectsError::OverQuota`] when it does not fit.
     pub fn begin(&self, meta: ObjectMeta) -> Result<PendingCopy, ObjectsError> {
         if let Some(held) = self.index.get(&meta.key)
-            && held.version > meta.version
+            && held.meta.version > meta.version
         {
-            return Err(ObjectsError::Stale { key: meta.key, held: held.version, offered: meta.version });
+            return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
-        let replaced = self.index.get(&meta.key).map_or(0, |held| held.size);
+        let replaced = self.index.get(&meta.key).map_or(0, |held| held.meta.size);
         let after = self.used - replaced + meta.size;
         if after > self.quota {
             return Err(ObjectsError::OverQuota { size: meta.size, used: self.used, quota: self.quota });
         }
         let temp = self.dir.join(format!("{}.{}.tmp", key_hash(&meta.key), rand::random::<u64>()));
+        let header = header(&meta).map_err(io_error(&temp))?;
         let file =
             OpenOptions::new().write(true).create_new(true).mode_private().open(&temp).map_err(io_error(&temp))?;
-        Ok(PendingCopy { meta, temp, file: Some(file), hasher: Context::new(&SHA256), written: 0 })
+        let mut copy = PendingCopy {
+            offset: header.len() as u64,
+            meta,
+            dir: self.dir.clone(),
+            temp,
+            file: None,
+            hasher: Context::new(&SHA256),
+            written: 0,
+            dir_sync: self.dir_sync.clone(),
+        };
+        // Held by the copy before writing, so a failed write removes it.
+        copy.file = Some(file);
+        if let Some(file) = copy.file.as_mut() {
+            file.write_all(&header).map_err(io_error(&copy.temp))?;
+        }
+        Ok(copy)
     }
 
-    /// Makes a fully written copy durable and current (fsync, rename, the
-    /// metadata written atomically), then removes the bytes it replaces.
+    /// Makes a durable copy current, unless a newer version is held, and
+    /// removes the file of the version it replaces. Only this needs the
+    /// store's lock: it touches no disk but for that removal.
     ///
     /// # Errors
-    /// [`ObjectsError::Mismatch`] when the size or checksum is not what was
-    /// announced (nothing changes); the disk's errors.
-    pub fn commit(&mut self, mut copy: PendingCopy) -> Result<ObjectMeta, ObjectsError> {
-        let meta = copy.meta.clone();
-        let file = copy.file.take().ok_or_else(|| ObjectsError::Io {
-            path: copy.temp.clone(),
-            source: io::Error::other("the copy was already finished"),
-        })?;
-        let mismatch = |problem: String| ObjectsError::Mismatch { key: meta.key.clone(), problem };
-        let checksum = to_hex(copy.hasher.clone().finish().as_ref());
-        if copy.written != meta.size || checksum != meta.checksum {
-            let _ = fs::remove_file(&copy.temp);
-            return Err(if copy.written != meta.size {
-                mismatch(format!("{} bytes arrived, {} were announced", copy.written, meta.size))
-            } else {
-                mismatch(format!("their SHA-256 is {checksum}, not {}", meta.checksum))
-            });
+    /// [`ObjectsError::Stale`] when a newer version is held (a put of the
+    /// key that raced it won); the copy's file is removed.
+    pub fn install(&mut self, mut copy: DurableCopy) -> Result<ObjectMeta, ObjectsError> {
+        let meta = copy.entry.meta.clone();
+        if let Some(held) = self.index.get(&meta.key)
+            && held.meta.version > meta.version
+        {
+            return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
-        file.sync_all().map_err(io_error(&copy.temp))?;
-        drop(file);
-        let data = self.dir.join(self.data_name(&meta));
-        fs::rename(&copy.temp, &data).map_err(io_error(&data))?;
-        self.publish(meta.clone())?;
+        copy.installed = true;
+        let entry = copy.entry.clone();
+        if let Some(previous) = self.index.get(&meta.key).cloned() {
+            self.remove_files(&previous, Some(&entry));
+        }
+        self.insert(entry);
         Ok(meta)
+    }
+
+    /// Makes a fully written copy durable and current:
+    /// [`PendingCopy::persist`], then [`ObjectStore::install`]. Holds the
+    /// store (and whatever lock guards it) across the fsyncs; the data
+    /// service persists without the lock and installs with it.
+    ///
+    /// # Errors
+    /// Those of both.
+    pub fn commit(&mut self, copy: PendingCopy) -> Result<ObjectMeta, ObjectsError> {
+        let durable = copy.persist()?;
+        self.install(durable)
     }
 
     /// Records a tombstone for `key` at `version` (the removal), dropping
@@ -311,25 +548,12 @@ impl ObjectStore {
     /// [`ObjectsError::Stale`] when a newer version is held; the disk's.
     pub fn remove(&mut self, key: &ObjectKey, version: Version) -> Result<(), ObjectsError> {
         if let Some(held) = self.index.get(key)
-            && held.version > version
+            && held.meta.version > version
         {
-            return Err(ObjectsError::Stale { key: key.clone(), held: held.version, offered: version });
+            return Err(ObjectsError::Stale { key: key.clone(), held: held.meta.version, offered: version });
         }
-        self.publish(ObjectMeta::tombstone(key.clone(), version))
-    }
-
-    /// Writes `meta` as current and removes the bytes it replaces.
-    fn publish(&mut self, meta: ObjectMeta) -> Result<(), ObjectsError> {
-        let path = self.meta_path(&meta.key);
-        let json =
-            serde_json::to_vec(&meta).map_err(|err| ObjectsError::Io { path: path.clone(), source: err.into() })?;
-        files::write_atomic(&path, &json, PRIVATE).map_err(io_error(&path))?;
-        let previous = self.index.get(&meta.key).filter(|old| !old.tombstone && old.version != meta.version).cloned();
-        self.insert(meta);
-        if let Some(previous) = previous {
-            let _ = fs::remove_file(self.dir.join(self.data_name(&previous)));
-        }
-        Ok(())
+        let copy = self.begin(ObjectMeta::tombstone(key.clone(), version))?;
+        self.commit(copy).map(|_| ())
     }
 
     /// Forgets `key` entirely: a dropped extra copy, or a tombstone
@@ -338,45 +562,49 @@ impl ObjectStore {
     /// # Errors
     /// The disk's.
     pub fn forget(&mut self, key: &ObjectKey) -> Result<bool, ObjectsError> {
-        let Some(meta) = self.index.get(key).cloned() else { return Ok(false) };
-        let path = self.meta_path(key);
-        match fs::remove_file(&path) {
+        let Some(entry) = self.index.get(key).cloned() else { return Ok(false) };
+        let first =
+            if entry.legacy { self.dir.join(format!("{}.meta", key_hash(key))) } else { self.dir.join(&entry.file) };
+        match fs::remove_file(&first) {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error(&path)(err)),
+            Err(err) => return Err(io_error(&first)(err)),
         }
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
-        if !meta.tombstone {
-            let _ = fs::remove_file(self.dir.join(self.data_name(&meta)));
-        }
-        self.used -= meta.size;
-        self.digests.remove(&meta);
+        self.remove_files(&entry, None);
+        let _ = self.dir_sync.sync();
+        self.used -= entry.meta.size;
+        self.digests.remove(&entry.meta);
         self.index.remove(key);
         Ok(true)
     }
 
-    /// Opens the current copy of `key` for reading, with its metadata.
+    /// Opens the current copy of `key` for reading, positioned at its
+    /// first byte, with its metadata.
     ///
     /// # Errors
     /// [`ObjectsError::NotFound`] without a live copy; the disk's.
     pub fn read(&self, key: &ObjectKey) -> Result<(ObjectMeta, File), ObjectsError> {
-        let meta =
-            self.index.get(key).filter(|meta| !meta.tombstone).ok_or_else(|| ObjectsError::NotFound(key.clone()))?;
-        let path = self.dir.join(self.data_name(meta));
-        let file = File::open(&path).map_err(io_error(&path))?;
-        Ok((meta.clone(), file))
+        let entry = self
+            .index
+            .get(key)
+            .filter(|entry| !entry.meta.tombstone)
+            .ok_or_else(|| ObjectsError::NotFound(key.clone()))?;
+        let path = self.dir.join(&entry.file);
+        let mut file = File::open(&path).map_err(io_error(&path))?;
+        if entry.offset > 0 {
+            file.seek(SeekFrom::Start(entry.offset)).map_err(io_error(&path))?;
+        }
+        Ok((entry.meta.clone(), file))
     }
 
     /// What is held of `key` (a tombstone too).
     pub fn get(&self, key: &ObjectKey) -> Option<&ObjectMeta> {
-        self.index.get(key)
+        self.index.get(key).map(|entry| &entry.meta)
     }
 
     /// Everything held, by key.
     pub fn entries(&self) -> impl Iterator<Item = &ObjectMeta> {
-        self.index.values()
+        self.index.values().map(|entry| &entry.meta)
     }
 
     /// The per-range digests of what is held.
@@ -396,9 +624,64 @@ impl ObjectStore {
 
     /// Live copies, bytes and quota.
     pub fn usage(&self) -> DataUsage {
-        let objects = self.index.values().filter(|meta| !meta.tombstone).count();
+        let objects = self.index.values().filter(|entry| !entry.meta.tombstone).count();
         DataUsage { objects: objects as u64, bytes: self.used, quota: self.quota }
     }
+}
+
+/// The tag a copy's file starts with; the last byte is the layout's
+/// version.
+const MAGIC: &[u8; 8] = b"rwobj\0\0\x01";
+/// The longest metadata a header may hold: a 1 KiB key, hex, numbers.
+const MAX_HEADER_JSON: usize = 16 * 1024;
+
+/// A copy's header: [`MAGIC`], the metadata's length (u32, little-endian),
+/// the metadata as JSON.
+fn header(meta: &ObjectMeta) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(meta).map_err(io::Error::other)?;
+    let len = u32::try_from(json.len()).map_err(io::Error::other)?;
+    let mut header = Vec::with_capacity(MAGIC.len() + 4 + json.len());
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(&json);
+    Ok(header)
+}
+
+/// A copy's file, checked: its header's metadata is the key and version
+/// its name says, and its length is the header's and the bytes'.
+fn load_copy(path: &Path, name: &str) -> Result<Found, String> {
+    let mut file = File::open(path).map_err(|err| err.to_string())?;
+    let mut start = [0u8; 12];
+    file.read_exact(&mut start).map_err(|_| "its header is cut short".to_string())?;
+    if &start[..8] != MAGIC {
+        return Err("it does not start with a copy's header".into());
+    }
+    let len = u32::from_le_bytes([start[8], start[9], start[10], start[11]]) as usize;
+    if len > MAX_HEADER_JSON {
+        return Err(format!("its header claims {len} bytes of metadata"));
+    }
+    let mut json = vec![0; len];
+    file.read_exact(&mut json).map_err(|_| "its header is cut short".to_string())?;
+    let meta: ObjectMeta = serde_json::from_slice(&json).map_err(|err| err.to_string())?;
+    if copy_name(&meta) != name {
+        return Err("its file name is not its key's and version's".into());
+    }
+    let offset = (start.len() + len) as u64;
+    let actual = file.metadata().map_err(|err| err.to_string())?.len();
+    if actual != offset + meta.size {
+        return Err(format!("its bytes are {} long, not {}", actual.saturating_sub(offset), meta.size));
+    }
+    Ok(Found { entry: Entry { meta, file: name.to_string(), offset, legacy: false }, files: vec![name.to_string()] })
+}
+
+/// The file of a copy: its key's hash and its version.
+fn copy_name(meta: &ObjectMeta) -> String {
+    format!("{}.{}-{}.obj", key_hash(&meta.key), meta.version.term, meta.version.counter)
+}
+
+/// The bytes file of a copy in the old layout.
+fn legacy_data_name(meta: &ObjectMeta) -> String {
+    format!("{}.{}-{}.data", key_hash(&meta.key), meta.version.term, meta.version.counter)
 }
 
 /// The file-name stem of `key`: its SHA-256, so any key makes a valid name.
@@ -463,7 +746,7 @@ mod tests {
         assert_eq!(read_all(&store, "photos/1"), b"hello again");
         assert_eq!(store.used(), 11);
         assert_eq!(store.digests(), &digests);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "one metadata file and one bytes file");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "one file: the current version's");
     }
 
     #[test]
@@ -504,11 +787,11 @@ mod tests {
         // Metadata whose bytes are the wrong size: a damaged disk.
         let bad = meta("bad", 1, b"right");
         fs::write(dir.path().join(format!("{}.meta", key_hash(&bad.key))), serde_json::to_vec(&bad).unwrap()).unwrap();
-        fs::write(dir.path().join(store.data_name(&bad)), b"wrong size").unwrap();
+        fs::write(dir.path().join(legacy_data_name(&bad)), b"wrong size").unwrap();
         drop(store);
         let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.entries().map(|meta| meta.key.as_str()).collect::<Vec<_>>(), vec!["kept"]);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
@@ -535,5 +818,247 @@ mod tests {
         assert!(store.forget(&key).unwrap());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
         assert!(!store.forget(&key).unwrap());
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::parse(name).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// A copy of `bytes` at `counter`, durable but not yet current.
+    fn durable(store: &ObjectStore, name: &str, counter: u64, bytes: &[u8]) -> DurableCopy {
+        let mut copy = store.begin(meta(name, counter, bytes)).unwrap();
+        copy.write(bytes).unwrap();
+        copy.persist().unwrap()
+    }
+
+    /// Writes a copy in the layout stores used before copies had headers:
+    /// `<hash>.meta` naming `<hash>.<version>.data`.
+    fn write_legacy(dir: &Path, meta: &ObjectMeta, bytes: &[u8]) {
+        fs::write(dir.join(format!("{}.meta", key_hash(&meta.key))), serde_json::to_vec(meta).unwrap()).unwrap();
+        if !meta.tombstone {
+            fs::write(dir.join(legacy_data_name(meta)), bytes).unwrap();
+        }
+    }
+
+    /// Two puts of a key raced: the lower version began before the higher
+    /// was committed and finished after it. Its commit replaced the higher
+    /// version: the check was made only when a copy began.
+    #[test]
+    fn regression_a_lower_version_committed_after_a_higher_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut older = store.begin(meta("k", 2, b"older")).unwrap();
+        let mut newer = store.begin(meta("k", 3, b"newer")).unwrap();
+        newer.write(b"newer").unwrap();
+        older.write(b"older").unwrap();
+        store.commit(newer).unwrap();
+        let stale = store.commit(older).unwrap_err();
+        assert!(matches!(stale, ObjectsError::Stale { held: Version { counter: 3, .. }, .. }), "{stale}");
+        assert_eq!(read_all(&store, "k"), b"newer");
+        assert_eq!(names(dir.path()).len(), 1, "the stale copy's file is gone: {:?}", names(dir.path()));
+        drop(store);
+        assert_eq!(read_all(&ObjectStore::open(dir.path(), 1 << 20).unwrap(), "k"), b"newer");
+    }
+
+    #[test]
+    fn racing_copies_made_durable_in_either_order_leave_the_highest_version_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let (two, three) = (durable(&store, "k", 2, b"two"), durable(&store, "k", 3, b"three"));
+        store.install(two).unwrap();
+        store.install(three).unwrap();
+        assert_eq!(read_all(&store, "k"), b"three");
+        let (four, five) = (durable(&store, "k", 4, b"four"), durable(&store, "k", 5, b"five"));
+        store.install(five).unwrap();
+        assert!(matches!(store.install(four), Err(ObjectsError::Stale { .. })));
+        assert_eq!(read_all(&store, "k"), b"five");
+        assert_eq!(store.used(), 4);
+        assert_eq!(names(dir.path()).len(), 1, "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn a_version_written_again_stays_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "k", 1, b"same").unwrap();
+        put(&mut store, "k", 1, b"same").unwrap();
+        assert_eq!(read_all(&store, "k"), b"same");
+        drop(store);
+        assert_eq!(read_all(&ObjectStore::open(dir.path(), 1 << 20).unwrap(), "k"), b"same");
+    }
+
+    /// What a crash leaves between the steps of a commit: the new version
+    /// renamed but not made current, or current with the old version's
+    /// file not yet removed. Opening keeps the highest complete version.
+    #[test]
+    fn a_crash_between_rename_and_removal_leaves_the_highest_complete_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "renamed", 1, b"one").unwrap();
+        std::mem::forget(durable(&store, "renamed", 2, b"two")); // crash before install
+        put(&mut store, "both", 1, b"one").unwrap();
+        let old = fs::read(dir.path().join(copy_name(&meta("both", 1, b"one")))).unwrap();
+        put(&mut store, "both", 2, b"two").unwrap();
+        // The old version's file back, as if the crash came before its removal.
+        fs::write(dir.path().join(copy_name(&meta("both", 1, b"one"))), old).unwrap();
+        let torn = store.begin(meta("torn", 1, b"torn")).unwrap();
+        std::mem::forget(torn); // crash mid-write
+        drop(store);
+        assert_eq!(names(dir.path()).len(), 5);
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&store, "renamed"), b"two");
+        assert_eq!(read_all(&store, "both"), b"two");
+        assert!(store.get(&key("torn")).is_none());
+        assert_eq!(store.used(), 6);
+        assert_eq!(names(dir.path()).len(), 2, "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn damaged_copy_files_are_dropped_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "short", 1, b"twelve bytes").unwrap();
+        put(&mut store, "renamed", 1, b"bytes").unwrap();
+        put(&mut store, "kept", 1, b"kept").unwrap();
+        drop(store);
+        let short = dir.path().join(copy_name(&meta("short", 1, b"twelve bytes")));
+        let len = fs::metadata(&short).unwrap().len();
+        File::options().write(true).open(&short).unwrap().set_len(len - 1).unwrap();
+        // A copy under another key's name.
+        fs::rename(
+            dir.path().join(copy_name(&meta("renamed", 1, b"bytes"))),
+            dir.path().join(copy_name(&meta("other", 1, b"bytes"))),
+        )
+        .unwrap();
+        fs::write(dir.path().join(copy_name(&meta("garbage", 1, b""))), b"not a header").unwrap();
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.entries().map(|meta| meta.key.as_str()).collect::<Vec<_>>(), vec!["kept"]);
+        assert_eq!(names(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_store_in_the_two_file_layout_opens_in_place_and_moves_to_the_new_one_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (meta("a", 1, b"legacy a"), meta("b", 1, b"legacy b"));
+        write_legacy(dir.path(), &a, b"legacy a");
+        write_legacy(dir.path(), &b, b"legacy b");
+        write_legacy(dir.path(), &ObjectMeta::tombstone(key("gone"), Version { term: 1, counter: 4 }), b"");
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&store, "a"), b"legacy a");
+        assert_eq!(read_all(&store, "b"), b"legacy b");
+        assert!(store.get(&key("gone")).is_some_and(|meta| meta.tombstone));
+        assert_eq!(store.usage(), DataUsage { objects: 2, bytes: 16, quota: 1 << 20 });
+        put(&mut store, "a", 2, b"new a").unwrap();
+        store.remove(&key("b"), Version { term: 1, counter: 3 }).unwrap();
+        assert!(store.forget(&key("gone")).unwrap());
+        assert_eq!(
+            names(dir.path()),
+            {
+                let mut expected = vec![
+                    copy_name(&meta("a", 2, b"new a")),
+                    copy_name(&ObjectMeta::tombstone(key("b"), Version { term: 1, counter: 3 })),
+                ];
+                expected.sort();
+                expected
+            },
+            "no file of the old layout is left"
+        );
+        drop(store);
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&store, "a"), b"new a");
+        assert!(store.get(&key("b")).is_some_and(|meta| meta.tombstone));
+        assert!(store.get(&key("gone")).is_none());
+    }
+
+    /// A crash while a key moves from the old layout to the new: the new
+    /// version's file is there, and the old metadata, or only the old
+    /// bytes.
+    #[test]
+    fn a_crash_while_replacing_a_copy_in_the_old_layout_leaves_the_new_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = meta("k", 1, b"old");
+        write_legacy(dir.path(), &old, b"old");
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        std::mem::forget(durable(&store, "k", 2, b"new"));
+        drop(store);
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&store, "k"), b"new");
+        assert_eq!(names(dir.path()), vec![copy_name(&meta("k", 2, b"new"))]);
+        drop(store);
+        // The metadata removed, the bytes not yet.
+        fs::write(dir.path().join(legacy_data_name(&old)), b"old").unwrap();
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&store, "k"), b"new");
+        assert_eq!(names(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn copies_committed_from_many_threads_at_once_are_all_durable_and_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Mutex::new(ObjectStore::open(dir.path(), 1 << 20).unwrap()));
+        let threads: Vec<_> = (0..16u64)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for round in 0..4u64 {
+                        let name = format!("k{}", i % 8);
+                        let bytes = format!("{i}-{round}").into_bytes();
+                        let begun = store.lock().unwrap().begin(meta(&name, 1 + round * 16 + i, &bytes));
+                        let Ok(mut copy) = begun else { continue };
+                        copy.write(&bytes).unwrap();
+                        // The fsyncs without the lock, as the data service does.
+                        let durable = copy.persist().unwrap();
+                        match store.lock().unwrap().install(durable) {
+                            Ok(_) | Err(ObjectsError::Stale { .. }) => {}
+                            Err(err) => panic!("{err}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let held: Vec<(String, u64)> =
+            store.lock().unwrap().entries().map(|meta| (meta.key.as_str().to_string(), meta.version.counter)).collect();
+        drop(store);
+        // Each key ends at the highest version any thread wrote for it.
+        let expected: Vec<(String, u64)> = (0..8u64).map(|k| (format!("k{k}"), 1 + 3 * 16 + k + 8)).collect();
+        assert_eq!(held, expected);
+        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        for (name, counter) in &expected {
+            let i = counter - 1 - 3 * 16;
+            assert_eq!(read_all(&reopened, name), format!("{i}-3").into_bytes());
+        }
+        assert_eq!(names(dir.path()).len(), 8);
+    }
+
+    #[test]
+    fn a_directory_fsync_serves_every_caller_that_waited_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = Arc::new(DirSync::new(dir.path()));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let sync = sync.clone();
+                std::thread::spawn(move || (0..20).try_for_each(|_| sync.sync()))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap().unwrap();
+        }
+        let state = sync.state.lock().unwrap();
+        assert!(!state.running);
+        assert_eq!(state.started, state.finished);
+        assert!(state.started <= 160, "at most one fsync per call");
+        drop(state);
+        let missing = DirSync::new(&dir.path().join("missing"));
+        assert!(missing.sync().is_err(), "a failed fsync is reported to its callers");
     }
 }
