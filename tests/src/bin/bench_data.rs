@@ -11,7 +11,13 @@
 //!   `dd` writing 64 MiB with fsync on the same disk.
 //! - `--mode repair`: `--gib` GiB (default 1) of 64 MiB objects, then
 //!   `kill -9` of a node holding copies: seconds until every object has its
-//!   three copies again, and MB/s, at the default throttle.
+//!   three copies again, and MB/s, at the default throttle. Heartbeats
+//!   while the repair copies: `status --json` sampled every 100 ms, the
+//!   surviving nodes' states (any `suspect`?), phi and time since their
+//!   last heartbeat, next to the same figures sampled idle before the kill;
+//!   and failure detection during the repair: an extra agent, `probe`,
+//!   cordoned so it holds no data, is `kill -9`ed once the repair copies,
+//!   and its kill → `failed` is set beside the victim's (no repair running).
 //!
 //! Build first: `cargo build --release --workspace` (add `--features
 //! ringwatch-tests/etcd` for the etcd column), then e.g.
@@ -40,10 +46,17 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let sandbox = Sandbox::new("bench-data");
     let names: Vec<String> = (0..agents).map(|i| format!("n{i}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mode = flag("--mode").unwrap_or_else(|| "small".into());
+    let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    if mode == "repair" {
+        refs.push(PROBE);
+    }
     let mut fleet = Fleet::start(&sandbox, &refs);
+    if mode == "repair" {
+        fleet.act(&["cordon", PROBE]);
+    }
     let target = Target::Local(fleet.data_dir().to_path_buf());
-    match flag("--mode").as_deref().unwrap_or("small") {
+    match mode.as_str() {
         "small" => runtime.block_on(small(&target, Duration::from_secs(seconds))),
         "large" => runtime.block_on(large(&target, &sandbox)),
         "repair" => repair(&runtime, &target, &mut fleet, gib),
@@ -237,23 +250,77 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
         }
     });
     let status = fleet.console.status();
-    let victim = status.nodes.iter().max_by_key(|node| node.name.clone()).unwrap().name.clone();
+    let victim = status
+        .nodes
+        .iter()
+        .filter(|node| node.name != PROBE)
+        .max_by_key(|node| node.name.clone())
+        .unwrap()
+        .name
+        .clone();
     let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap();
     let held = raw["nodes"].as_array().unwrap().iter().find(|n| n["name"] == victim.as_str()).unwrap()["data_bytes"]
         .as_u64()
         .unwrap();
     println!("{objects} objects of 64 MiB stored; {victim} holds {:.0} MiB", held as f64 / 1_048_576.0);
+    let survivors: Vec<String> =
+        status.nodes.iter().map(|node| node.name.clone()).filter(|name| *name != victim && name != PROBE).collect();
+    // Idle: the same sampling for a few seconds before the kill.
+    let mut idle = Heartbeats::default();
+    let idle_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < idle_until {
+        if let Ok(status) = fleet.console.status_json() {
+            idle.sample(&status, &survivors);
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
     let killed = Instant::now();
     fleet.kill_host(&victim);
-    fleet.console.wait_for_within(Duration::from_secs(600), "the victim failed", |status| {
-        status.node(&victim).is_some_and(|node| node.state == NodeState::Failed)
-    });
-    let failed = killed.elapsed();
-    fleet.console.wait_for_within(Duration::from_secs(1800), "every object back to 3 copies", |status| {
+    let mut failed = None;
+    let mut repaired = None;
+    let mut during = Heartbeats::default();
+    let mut probe_killed: Option<Instant> = None;
+    let mut probe_failed = None;
+    let mut repair_seen = false;
+    while repaired.is_none() || (probe_killed.is_some() && probe_failed.is_none()) {
+        assert!(killed.elapsed() < Duration::from_secs(1800), "no repair within 30 minutes");
+        let Ok(status) = fleet.console.status_json() else {
+            std::thread::sleep(SAMPLE_EVERY);
+            continue;
+        };
         let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
-        raw["data"]["under_replicated"] == 0 && raw["data"]["unavailable"] == 0
-    });
-    let repaired = killed.elapsed();
+        if failed.is_none() && status.node(&victim).is_some_and(|node| node.state == NodeState::Failed) {
+            failed = Some(killed.elapsed());
+        }
+        let copying = raw["data"]["repair_bytes_per_sec"].as_f64().is_some_and(|rate| rate > 0.0);
+        if failed.is_some() && repaired.is_none() {
+            during.sample(&status, &survivors);
+            if copying {
+                repair_seen = true;
+                during.copying_samples += 1;
+            }
+        }
+        if copying && probe_killed.is_none() {
+            fleet.kill_host(PROBE);
+            probe_killed = Some(Instant::now());
+        }
+        if let Some(at) = probe_killed
+            && probe_failed.is_none()
+            && status.node(PROBE).is_some_and(|node| node.state == NodeState::Failed)
+        {
+            probe_failed = Some((at.elapsed(), repaired.is_none()));
+        }
+        if failed.is_some()
+            && repaired.is_none()
+            && raw["data"]["under_replicated"] == 0
+            && raw["data"]["unavailable"] == 0
+        {
+            repaired = Some(killed.elapsed());
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+    let failed = failed.unwrap_or_default();
+    let repaired = repaired.unwrap_or_default();
     for line in fleet.console.log().lines().filter(|line| line.contains("repair")) {
         println!("console: {line}");
     }
@@ -265,4 +332,84 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
         copying,
         held as f64 / 1e6 / (copying - 5.0).max(0.001)
     );
+    println!("heartbeats of the {} surviving node(s), status sampled every {SAMPLE_EVERY:?}:", survivors.len());
+    println!("  idle, 5 s before the kill:  {idle}");
+    println!("  from `failed` to repaired:  {during} ({} samples while copying)", during.copying_samples);
+    if !repair_seen {
+        println!("  (no sample saw the repair copying: it finished between samples)");
+    }
+    match probe_failed {
+        Some((detected, during_repair)) => println!(
+            "failure detection: victim kill -9 → failed {:.2} s (idle); probe kill -9 → failed {:.2} s ({})",
+            failed.as_secs_f64(),
+            detected.as_secs_f64(),
+            if during_repair { "while the repair copied" } else { "the repair ended first" }
+        ),
+        None => println!("failure detection during the repair: not measured (the probe was not killed)"),
+    }
+}
+
+/// The extra agent of `--mode repair`: cordoned, so it holds no data; killed
+/// while the repair copies, to time failure detection under repair load.
+const PROBE: &str = "probe";
+/// How often `--mode repair` samples `status`.
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// What the sampled `status` documents said of the surviving nodes'
+/// heartbeats.
+#[derive(Debug, Default)]
+struct Heartbeats {
+    samples: u64,
+    /// Samples taken while `repair_bytes_per_sec` was above zero.
+    copying_samples: u64,
+    /// Samples in which some survivor was not `alive`, and the states seen.
+    not_alive: u64,
+    states: std::collections::BTreeSet<String>,
+    max_phi: f64,
+    phis: Vec<f64>,
+    max_last_seen_ms: u64,
+}
+
+impl Heartbeats {
+    fn sample(&mut self, status: &ringwatch_tests::status::Status, survivors: &[String]) {
+        self.samples += 1;
+        let mut all_alive = true;
+        for name in survivors {
+            let Some(node) = status.node(name) else { continue };
+            if node.state != NodeState::Alive {
+                all_alive = false;
+                self.states.insert(format!("{name} {:?}", node.state));
+            }
+            if let Some(phi) = node.phi {
+                self.max_phi = self.max_phi.max(phi);
+                self.phis.push(phi);
+            }
+            self.max_last_seen_ms = self.max_last_seen_ms.max(node.last_seen_ms.unwrap_or(0));
+        }
+        if !all_alive {
+            self.not_alive += 1;
+        }
+    }
+}
+
+impl std::fmt::Display for Heartbeats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut phis = self.phis.clone();
+        phis.sort_by(f64::total_cmp);
+        let p99 = phis.get((phis.len() * 99 / 100).min(phis.len().saturating_sub(1))).copied().unwrap_or(0.0);
+        write!(
+            f,
+            "{} samples, {} with a survivor not alive{}; phi max {:.2}, p99 {:.2}; longest since a heartbeat {} ms",
+            self.samples,
+            self.not_alive,
+            if self.states.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.states.iter().cloned().collect::<Vec<_>>().join(", "))
+            },
+            self.max_phi,
+            p99,
+            self.max_last_seen_ms
+        )
+    }
 }

@@ -44,6 +44,7 @@ use crate::control::pki::ClusterPki;
 use crate::control::registry::viewer_refusal;
 use crate::control::role::Role;
 use crate::control::tally;
+use crate::control::tls;
 
 /// How long a new connection has to send its first frame.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -145,11 +146,13 @@ async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     match (identify(&connection, &context), role) {
         (Ok(Peer::Admin), _) => {
             drop(slot);
+            tls::widen_known_peer(&connection);
             serve_admin(connection, context, None).instrument(info_span!("admin", %remote)).await;
         }
         (Ok(Peer::Operator(operator)), _) => {
             drop(slot);
             let span = info_span!("operator", %remote, name = %operator.name, role = %operator.role);
+            tls::widen_known_peer(&connection);
             context.outlets.operators.opened(&operator, &connection);
             serve_admin(connection.clone(), context.clone(), Some(operator.clone())).instrument(span).await;
             context.outlets.operators.closed(&operator, &connection);
@@ -317,6 +320,7 @@ async fn serve_agent(connection: Connection, context: Arc<ServerContext>, leader
             return;
         }
     };
+    tls::widen_known_peer(&connection);
     let node = admitted.node.clone();
     let id = connection.stable_id();
     let span = info_span!("session", node = %node);

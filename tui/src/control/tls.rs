@@ -16,11 +16,22 @@ use rustls::server::WebPkiClientVerifier;
 use crate::control::admission::MAX_PENDING_HANDSHAKES;
 use crate::control::pki::ClusterPki;
 
-/// Flow-control window of one stream: frames larger than this still pass,
-/// paced, but nobody makes the console buffer more of one at a time.
-const STREAM_WINDOW: u32 = 64 * 1024;
-/// Flow-control window of a whole connection.
+/// Flow-control window of one stream: large enough that an object's bytes
+/// (README.md, "Data") stream at disk speed on loopback and LAN. What an
+/// unknown peer can make the console buffer is bounded by the smaller
+/// [`CONNECTION_WINDOW`] all its streams share.
+const STREAM_WINDOW: u32 = 4 << 20;
+/// Flow-control window of a whole connection while its peer is unknown:
+/// nobody makes the console buffer more than this before a certificate
+/// says who they are.
 const CONNECTION_WINDOW: u32 = 128 * 1024;
+/// Flow-control window of a connection once its peer is known (an
+/// admitted agent, the admin, an operator; see [`widen_known_peer`]): a
+/// few streams' worth, so uploads, reads and repair copies are not paced
+/// by the window. Authenticated agents only send on the control stream
+/// (read as it arrives) and on data streams the console opened, so this
+/// is buffered only while the console waits on the other end of a copy.
+const KNOWN_PEER_WINDOW: u32 = 16 << 20;
 /// Datagrams buffered per connection before the oldest are dropped: a few
 /// seconds of heartbeats.
 const DATAGRAM_BUFFER: usize = 16 * 1024;
@@ -35,7 +46,7 @@ const INCOMING_BUFFER_TOTAL: u64 = 16 << 20;
 
 /// The transport every connection gets: one bidirectional stream (the
 /// control stream, or one admin request at a time), no unidirectional
-/// stream, small windows.
+/// stream, a small connection window until [`widen_known_peer`].
 pub fn server_transport() -> quinn::TransportConfig {
     let mut transport = ringwatch_net::tls::transport();
     transport
@@ -47,6 +58,13 @@ pub fn server_transport() -> quinn::TransportConfig {
         .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER))
         .datagram_send_buffer_size(DATAGRAM_BUFFER);
     transport
+}
+
+/// Raises the flow-control window of a connection whose peer is now known
+/// (an agent the owner admitted, the admin, an operator) from
+/// [`CONNECTION_WINDOW`] to [`KNOWN_PEER_WINDOW`].
+pub(crate) fn widen_known_peer(connection: &quinn::Connection) {
+    connection.set_receive_window(VarInt::from_u32(KNOWN_PEER_WINDOW));
 }
 
 /// The QUIC server config for `pki`.

@@ -8,8 +8,10 @@
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
 //!   only then does anyone see it), and the client is answered.
-//! - get: the holders of the current version the consistency needs confirm
-//!   they hold it; the bytes come from the first that does.
+//! - get: the first holder of the current version is asked for the bytes
+//!   while the others confirm they hold it; the bytes go to the client once
+//!   the consistency's count confirmed (from the next confirmed holder if
+//!   the first could not send them).
 //! - rm: a tombstone at a new version goes to every reachable holder; with
 //!   enough acknowledgements it is recorded.
 
@@ -18,7 +20,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
-use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest};
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AdminResponse, DataPut};
@@ -199,10 +201,25 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
         other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
     };
     let current = reach.object.version;
-    // Confirmations: a quorum read asks a quorum.
+    // The first holder is asked for the bytes straight away, the others to
+    // confirm they hold the current version, all at once: its answer's
+    // metadata is its confirmation, so a read costs one round trip to the
+    // holders, not two. Nothing reaches the client before enough confirmed.
+    let not_enough = |confirmed: usize| {
+        DataError::NotEnough(format!(
+            "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {confirmed} confirmed it",
+            reach.required,
+            consistency.as_str(),
+        ))
+    };
+    let Some((first, others)) = links.split_first() else {
+        return write(client, &failed(not_enough(0))).await;
+    };
+    let request = DataRequest { term, op: DataOp::Get(key.clone()) };
     let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
     let stat = &stat;
-    let answers = join_all(links.iter().map(|link| async move {
+    let fetching = fetch(first, &request, current);
+    let confirming = join_all(others.iter().map(|link| async move {
         let Ok(mut stream) = open(link, stat).await else { return (link, Confirmation::Unreachable) };
         let _ = stream.send.finish();
         let confirmation = match reply(&mut stream).await {
@@ -213,10 +230,10 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
             _ => Confirmation::Unreachable,
         };
         (link, confirmation)
-    }))
-    .await;
+    }));
+    let ((fetched, first_confirmation), answers) = tokio::join!(fetching, confirming);
     let mut confirmed: Vec<&AgentLink> = Vec::new();
-    for (link, confirmation) in answers {
+    for (link, confirmation) in std::iter::once((first, first_confirmation)).chain(answers) {
         match confirmation {
             Confirmation::Holds => confirmed.push(link),
             // Read repair: the holder is forgotten, and the repair task
@@ -230,45 +247,62 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
         }
     }
     if confirmed.len() < reach.required {
-        let err = DataError::NotEnough(format!(
-            "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {} confirmed it",
-            reach.required,
-            consistency.as_str(),
-            confirmed.len()
-        ));
-        return write(client, &failed(err)).await;
+        return write(client, &failed(not_enough(confirmed.len()))).await;
     }
-    let request = DataRequest { term, op: DataOp::Get(key.clone()) };
+    if let Some((stream, meta)) = fetched {
+        relay(stream, meta, client).await;
+        return;
+    }
+    // The first holder could not send it: the next confirmed one.
     for link in confirmed {
-        let Ok(mut stream) = open(link, &request).await else { continue };
-        let _ = stream.send.finish();
-        let meta = match reply(&mut stream).await {
-            Ok(DataReply::Object(meta)) if meta.version == current => meta,
-            _ => continue,
-        };
-        if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
+        if let (Some((stream, meta)), _) = fetch(link, &request, current).await {
+            relay(stream, meta, client).await;
             return;
-        }
-        // From here the client has the metadata: the bytes follow or the
-        // stream breaks (the client checks size and SHA-256).
-        loop {
-            match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
-                Ok(Some(chunk)) => {
-                    let end = chunk == DataChunk::End;
-                    if codec::write_frame(client, &chunk).await.is_err() || end {
-                        let _ = client.finish();
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = client.reset(quinn::VarInt::from_u32(1));
-                    return;
-                }
-            }
         }
     }
     let err = DataError::NotEnough(format!("no holder of \"{key}\" could send it"));
     write(client, &failed(err)).await;
+}
+
+/// Asks `link` for the bytes of `key`'s `current` version: the stream
+/// positioned at the bytes, with their metadata, and what the answer says
+/// of the holder's copy.
+async fn fetch(
+    link: &AgentLink,
+    request: &DataRequest,
+    current: ringwatch_shared::data::Version,
+) -> (Option<(AgentStream, ObjectMeta)>, Confirmation) {
+    let Ok(mut stream) = open(link, request).await else { return (None, Confirmation::Unreachable) };
+    let _ = stream.send.finish();
+    match reply(&mut stream).await {
+        Ok(DataReply::Object(meta)) if meta.version == current => (Some((stream, meta)), Confirmation::Holds),
+        Ok(DataReply::Object(_) | DataReply::Failed(DataFailure::NotFound)) => (None, Confirmation::Lacks),
+        _ => (None, Confirmation::Unreachable),
+    }
+}
+
+/// Streams an object's metadata and bytes from an agent's stream to the
+/// client. From the metadata on, the bytes follow or the stream breaks
+/// (the client checks size and SHA-256).
+async fn relay(mut stream: AgentStream, meta: ObjectMeta, client: &mut SendStream) {
+    if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
+        return;
+    }
+    loop {
+        match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
+            Ok(Some(chunk)) => {
+                let end = chunk == DataChunk::End;
+                if codec::write_frame(client, &chunk).await.is_err() || end {
+                    let _ = client.finish();
+                    return;
+                }
+            }
+            _ => {
+                let _ = client.reset(quinn::VarInt::from_u32(1));
+                return;
+            }
+        }
+    }
 }
 
 /// `ringwatch data rm`: a tombstone to every reachable holder.
