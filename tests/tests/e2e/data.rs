@@ -36,7 +36,7 @@ fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState) {
 }
 
 /// The files in an agent's `objects` dir whose names end with `suffix`
-/// (`.data`: copies' bytes; `.tmp`: copies being written).
+/// (`.obj`: copies, `.tmp`: copies being written).
 fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
     std::fs::read_dir(objects)
         .map(|entries| {
@@ -47,6 +47,25 @@ fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The copies in an agent's `objects` dir that hold bytes, not a
+/// tombstone: a copy's file starts with a header whose JSON metadata says
+/// which (agent::objects).
+fn copies_with_bytes(objects: &Path) -> Vec<String> {
+    stored_files(objects, ".obj")
+        .into_iter()
+        .filter(|name| {
+            let head = std::fs::File::open(objects.join(name))
+                .and_then(|file| {
+                    let mut head = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::Read::take(file, 4096), &mut head)?;
+                    Ok(head)
+                })
+                .unwrap_or_default();
+            !String::from_utf8_lossy(&head).contains("\"tombstone\":true")
+        })
+        .collect()
 }
 
 #[test]
@@ -169,7 +188,7 @@ fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
     // The returning replica is sent the tombstone: its old bytes go.
     let objects = fleet.agent_dir("b").join("objects");
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let data_files = stored_files(&objects, ".data");
+        let data_files = copies_with_bytes(&objects);
         if data_files.is_empty() {
             ringwatch_tests::poll::Step::Done(())
         } else {
@@ -203,7 +222,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
         let b_current = value["copies"]
             .as_array()
             .is_some_and(|copies| copies.iter().any(|copy| copy["node"] == "b" && copy["current"] == true));
-        let b_has_bytes = !stored_files(&fleet.agent_dir("b").join("objects"), ".data").is_empty();
+        let b_has_bytes = !copies_with_bytes(&fleet.agent_dir("b").join("objects")).is_empty();
         if value["live_copies"] == 3 && b_current && b_has_bytes {
             ringwatch_tests::poll::Step::Done(value)
         } else {
