@@ -38,7 +38,16 @@ pub struct Catalog {
     objects: BTreeMap<ObjectKey, StoredObject>,
     clock: VersionClock,
     changes: Vec<Change>,
+    /// The highest version a recorded high-water mark covers: versions up
+    /// to it are handed out without a record of their own.
+    reserved: Option<Version>,
 }
+
+/// Versions reserved by one durable record of the high-water mark: a put
+/// then waits for a record of its version only once in this many (the
+/// owner still holds each answer until what was submitted before it is
+/// durable). A restarted console skips the rest of the block.
+const VERSION_BLOCK: u64 = 1024;
 
 /// Where a new version of an object goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +78,7 @@ impl Catalog {
     /// `clock` (the recorded high-water mark) and every recorded version.
     pub fn new(objects: BTreeMap<ObjectKey, StoredObject>, term: u64, clock: Option<Version>) -> Self {
         let seen = objects.values().map(|object| object.version).chain(clock).max().unwrap_or_default();
-        Self { objects, clock: VersionClock::new(term, seen), changes: Vec::new() }
+        Self { objects, clock: VersionClock::new(term, seen), changes: Vec::new(), reserved: None }
     }
 
     /// Whether no object was ever stored (or all were forgotten).
@@ -82,11 +91,16 @@ impl Catalog {
         std::mem::take(&mut self.changes)
     }
 
-    /// A new version, recorded as handed out (the answer that carries it
-    /// waits until that is durable).
+    /// A new version, covered by a recorded high-water mark (the answer
+    /// that carries it waits until that record is durable): past the
+    /// reserved block, a new block is recorded.
     fn stamp(&mut self) -> Version {
         let version = self.clock.stamp();
-        self.changes.push(Change::DataClock(version));
+        if self.reserved.is_none_or(|reserved| version > reserved) {
+            let reserve = Version { term: version.term, counter: version.counter.saturating_add(VERSION_BLOCK - 1) };
+            self.reserved = Some(reserve);
+            self.changes.push(Change::DataClock(reserve));
+        }
         version
     }
 
@@ -522,5 +536,31 @@ mod tests {
         assert!(catalog.stamp() > handed_out);
         let mut next_term = Catalog::new(BTreeMap::new(), 2, Some(handed_out));
         assert_eq!(next_term.stamp(), Version { term: 2, counter: 1 });
+    }
+
+    #[test]
+    fn versions_are_reserved_in_recorded_blocks_and_a_restart_skips_the_rest_of_its_block() {
+        let mut catalog = Catalog::new(BTreeMap::new(), 1, None);
+        let first = catalog.stamp();
+        let recorded: Vec<Change> = catalog.take_changes();
+        let Some(Change::DataClock(reserved)) = recorded.first().cloned() else {
+            panic!("the first version records a block: {recorded:?}")
+        };
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(reserved, Version { term: 1, counter: first.counter + VERSION_BLOCK - 1 });
+        let mut last = first;
+        for _ in 1..VERSION_BLOCK {
+            let next = catalog.stamp();
+            assert!(next > last && next <= reserved);
+            last = next;
+        }
+        assert!(catalog.take_changes().is_empty(), "versions within the block need no record");
+        let past = catalog.stamp();
+        assert!(past > reserved);
+        assert!(matches!(catalog.take_changes().as_slice(), [Change::DataClock(next)] if *next > past));
+        // A console restarted from the first record never hands out a
+        // version of that block again, used or not.
+        let mut restarted = Catalog::new(BTreeMap::new(), 1, Some(reserved));
+        assert!(restarted.stamp() > reserved);
     }
 }
