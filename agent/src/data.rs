@@ -27,6 +27,11 @@ use crate::objects::{DataUsage, ObjectStore, ObjectsError};
 /// peer may open bounds how many wait.
 pub const MAX_DATA_STREAMS: usize = 64;
 
+/// Puts of at most this many bytes (one chunk) are gathered in memory and
+/// written in one go (see [`DataService::put_small`]); copies this small
+/// are read whole in one go too.
+const SMALL_PUT: u64 = CHUNK_LEN as u64;
+
 /// How long [`DataService::close`] waits for the streams still served.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -181,6 +186,9 @@ impl DataService {
         meta: ObjectMeta,
         recv: &mut R,
     ) -> Result<Result<ObjectMeta, DataFailure>, CodecError> {
+        if meta.size <= SMALL_PUT {
+            return self.put_small(meta, recv).await;
+        }
         let begun = self.with_store(move |store| store.begin(meta)).await;
         let mut copy = match begun {
             Ok(copy) => Some(copy),
@@ -228,15 +236,77 @@ impl DataService {
         Ok(committed.map_err(failure))
     }
 
+    /// A put of at most [`SMALL_PUT`] bytes: its chunks gathered (as much
+    /// as one chunk of a large put holds), then begun, written, made
+    /// durable and current in one trip to the blocking pool instead of one
+    /// per step — each trip is a thread hand-off, which small puts are
+    /// made of.
+    async fn put_small<R: AsyncRead + Unpin>(
+        &self,
+        meta: ObjectMeta,
+        recv: &mut R,
+    ) -> Result<Result<ObjectMeta, DataFailure>, CodecError> {
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+        let mut too_many = false;
+        loop {
+            match codec::read_frame::<DataChunk, _>(recv, MAX_FRAME_LEN).await? {
+                Some(DataChunk::Bytes(chunk)) => {
+                    if bytes.len() as u64 + chunk.len() as u64 > meta.size {
+                        too_many = true;
+                    } else {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                }
+                Some(DataChunk::End) => break,
+                None => return Err(CodecError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            }
+        }
+        if too_many {
+            let problem = format!("more than the {} bytes announced", meta.size);
+            return Ok(Err(failure(ObjectsError::Mismatch { key: meta.key, problem })));
+        }
+        let store = self.store.clone();
+        let committed = blocking(move || {
+            let mut copy = store.lock().unwrap_or_else(PoisonError::into_inner).begin(meta)?;
+            copy.write(&bytes)?;
+            // The fsyncs without the lock, as for large puts.
+            let durable = copy.persist()?;
+            store.lock().unwrap_or_else(PoisonError::into_inner).install(durable)
+        })
+        .await;
+        Ok(committed.map_err(failure))
+    }
+
     /// Sends the current copy of `key`: its metadata, then its bytes.
     async fn get<W: AsyncWrite + Unpin>(&self, key: &ObjectKey, send: &mut W) -> Result<(), CodecError> {
         let wanted = key.clone();
-        let opened = self.with_store(move |store| store.read(&wanted)).await;
-        let (meta, file) = match opened {
+        let store = self.store.clone();
+        // A small copy is read whole in the trip that opens it (after the
+        // lock is let go), not in one more trip per read.
+        let opened = blocking(move || {
+            let (meta, mut file) = store.lock().unwrap_or_else(PoisonError::into_inner).read(&wanted)?;
+            let mut small = None;
+            if meta.size <= SMALL_PUT {
+                let mut bytes = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, meta.size), &mut bytes)
+                    .map_err(|source| ObjectsError::Io { path: Default::default(), source })?;
+                small = Some(bytes);
+            }
+            Ok((meta, file, small))
+        })
+        .await;
+        let (meta, file, small) = match opened {
             Ok(opened) => opened,
             Err(err) => return codec::write_frame(send, &DataReply::Failed(failure(err))).await,
         };
         codec::write_frame(send, &DataReply::Object(meta.clone())).await?;
+        if let Some(bytes) = small {
+            // Short if the file shrank (a damaged disk): as below.
+            if !bytes.is_empty() {
+                codec::write_frame(send, &DataChunk::Bytes(bytes)).await?;
+            }
+            return codec::write_frame(send, &DataChunk::End).await;
+        }
         let mut file = tokio::fs::File::from_std(file);
         let mut left = meta.size;
         let mut buf = vec![0; CHUNK_LEN];
@@ -423,5 +493,29 @@ mod tests {
         let get =
             codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("k").unwrap()) }).unwrap();
         assert_eq!(replies(&exchange(&service, vec![get]).await).0, DataReply::Failed(DataFailure::NotFound));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_put_with_more_bytes_than_announced_is_refused_and_a_large_one_still_streams() {
+        let (service, _dir) = service();
+        let mut frames = put_frames(1, "small", 1, b"abc");
+        frames.insert(2, codec::encode_frame(&DataChunk::Bytes(b"d".to_vec())).unwrap());
+        let (reply, _) = replies(&exchange(&service, frames).await);
+        assert!(
+            matches!(reply, DataReply::Failed(DataFailure::Other(ref why)) if why.contains("more than")),
+            "{reply:?}"
+        );
+        let get =
+            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("small").unwrap()) }).unwrap();
+        assert_eq!(replies(&exchange(&service, vec![get]).await).0, DataReply::Failed(DataFailure::NotFound));
+        // Exactly one chunk takes the small path, one byte more the large.
+        for (key, len) in [("one-chunk", CHUNK_LEN), ("past-a-chunk", CHUNK_LEN + 1)] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
+            let (reply, _) = replies(&exchange(&service, put_frames(1, key, 1, &bytes)).await);
+            assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.size == len as u64), "{reply:?}");
+            let get =
+                codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse(key).unwrap()) }).unwrap();
+            assert_eq!(replies(&exchange(&service, vec![get]).await).1, bytes);
+        }
     }
 }

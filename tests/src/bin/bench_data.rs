@@ -8,7 +8,8 @@
 //!   `etcd` feature, the same workload against a local etcd (its default
 //!   fsync durability) side by side.
 //! - `--mode large`: one 64 MiB object put and got back, MB/s, next to
-//!   `dd` writing 64 MiB with fsync on the same disk.
+//!   `dd` writing 64 MiB with fsync on the same disk and 64 MiB sent over
+//!   a loopback TCP connection.
 //! - `--mode repair`: `--gib` GiB (default 1) of 64 MiB objects, then
 //!   `kill -9` of a node holding copies: seconds until every object has its
 //!   three copies again, and MB/s, at the default throttle. Heartbeats
@@ -238,6 +239,33 @@ async fn large(target: &Target, sandbox: &Sandbox) {
     assert!(dd.status.success());
     let dd_secs = at.elapsed().as_secs_f64();
     println!("dd 64 MiB with fsync: {:.2} s, {:.0} MB/s", dd_secs, 67.108_864 / dd_secs);
+    let loopback = loopback_tcp(&bytes);
+    println!("TCP over loopback, 64 MiB: {:.2} s, {:.0} MB/s", loopback, 67.108_864 / loopback);
+}
+
+/// Seconds to send `bytes` over a loopback TCP connection to a reader in
+/// another thread: the floor of what the network costs on this host (one
+/// copy each way, no encryption).
+fn loopback_tcp(bytes: &[u8]) -> f64 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let len = bytes.len();
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = vec![0; 1 << 20];
+        let mut got = 0;
+        while got < len {
+            let read = stream.read(&mut buf).unwrap();
+            assert!(read > 0, "the loopback connection closed early");
+            got += read;
+        }
+    });
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let at = Instant::now();
+    stream.write_all(bytes).unwrap();
+    reader.join().unwrap();
+    at.elapsed().as_secs_f64()
 }
 
 fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet, gib: u64) {
