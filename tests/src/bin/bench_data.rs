@@ -19,6 +19,8 @@
 //!   and failure detection during the repair: an extra agent, `probe`,
 //!   cordoned so it holds no data, is `kill -9`ed once the repair copies,
 //!   and its kill → `failed` is set beside the victim's (no repair running).
+//!   The copying is taken to run from 5.5 s after `failed` (the repair
+//!   delay) until no object is under-replicated.
 //!
 //! Build first: `cargo build --release --workspace` (add `--features
 //! ringwatch-tests/etcd` for the etcd column), then e.g.
@@ -310,6 +312,9 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
     let mut probe_killed: Option<Instant> = None;
     let mut probe_failed = None;
     let mut repair_seen = false;
+    let mut seen_under = false;
+    let mut failed_at: Option<Instant> = None;
+    let mut while_copying = Heartbeats::default();
     while repaired.is_none() || (probe_killed.is_some() && probe_failed.is_none()) {
         assert!(killed.elapsed() < Duration::from_secs(1800), "no repair within 30 minutes");
         let Ok(status) = fleet.console.status_json() else {
@@ -319,13 +324,24 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
         let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
         if failed.is_none() && status.node(&victim).is_some_and(|node| node.state == NodeState::Failed) {
             failed = Some(killed.elapsed());
+            failed_at = Some(Instant::now());
         }
-        let copying = raw["data"]["repair_bytes_per_sec"].as_f64().is_some_and(|rate| rate > 0.0);
+        // A failed node's copies still count for the repair delay; the
+        // repair is under way once they no longer do and until every
+        // object has its copies again. (`repair_bytes_per_sec` is only
+        // reported when a repair round ends.)
+        let under = raw["data"]["under_replicated"].as_u64().unwrap_or(0);
+        if under > 0 {
+            seen_under = true;
+        }
+        let copying = under > 0
+            && repaired.is_none()
+            && failed_at.is_some_and(|at: Instant| at.elapsed() >= REPAIR_DELAY + Duration::from_millis(500));
         if failed.is_some() && repaired.is_none() {
             during.sample(&status, &survivors);
             if copying {
                 repair_seen = true;
-                during.copying_samples += 1;
+                while_copying.sample(&status, &survivors);
             }
         }
         if copying && probe_killed.is_none() {
@@ -339,6 +355,7 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
             probe_failed = Some((at.elapsed(), repaired.is_none()));
         }
         if failed.is_some()
+            && seen_under
             && repaired.is_none()
             && raw["data"]["under_replicated"] == 0
             && raw["data"]["unavailable"] == 0
@@ -362,7 +379,8 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
     );
     println!("heartbeats of the {} surviving node(s), status sampled every {SAMPLE_EVERY:?}:", survivors.len());
     println!("  idle, 5 s before the kill:  {idle}");
-    println!("  from `failed` to repaired:  {during} ({} samples while copying)", during.copying_samples);
+    println!("  from `failed` to repaired:  {during}");
+    println!("  of which while copying:     {while_copying}");
     if !repair_seen {
         println!("  (no sample saw the repair copying: it finished between samples)");
     }
@@ -380,6 +398,9 @@ fn repair(runtime: &tokio::runtime::Runtime, target: &Target, fleet: &mut Fleet,
 /// The extra agent of `--mode repair`: cordoned, so it holds no data; killed
 /// while the repair copies, to time failure detection under repair load.
 const PROBE: &str = "probe";
+/// The console's repair delay (README.md, "Data"): a failed node's copies
+/// count for this long after `failed`; the copying starts after it.
+const REPAIR_DELAY: Duration = Duration::from_secs(5);
 /// How often `--mode repair` samples `status`.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -388,8 +409,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 #[derive(Debug, Default)]
 struct Heartbeats {
     samples: u64,
-    /// Samples taken while `repair_bytes_per_sec` was above zero.
-    copying_samples: u64,
     /// Samples in which some survivor was not `alive`, and the states seen.
     not_alive: u64,
     states: std::collections::BTreeSet<String>,
