@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::control::data::catalog::{Catalog, NodeInfo, summary, waited_for};
+use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -1182,10 +1182,12 @@ impl Owner {
         };
         data.repair_bytes_per_sec = self.repair_rate;
         for node in &mut nodes {
-            if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
+            let Ok(name) = NodeName::parse(&node.name) else { continue };
+            if let Some((objects, bytes)) = held.get(&name) {
                 node.data_objects = *objects;
                 node.data_bytes = *bytes;
             }
+            node.data_free_bytes = self.catalog.usage(&name).map(QuotaUse::free);
         }
         let status = ClusterStatus {
             data,
