@@ -3,7 +3,9 @@
 //! [`REPAIR_EVERY`], copies each missing copy from a live holder to its new
 //! node through the console (agents keep only outbound connections), sends
 //! tombstones to holders of older versions, drops extra copies once enough
-//! exist, and tells the owner each step it finished. Copies are throttled to
+//! exist (exactly the version the plan saw: a newer one that arrived
+//! meanwhile stays), collects tombstones every holder applied, and tells
+//! the owner each step it finished. Copies are throttled to
 //! [`REPAIR_BYTES_PER_SEC`] so repair never starves heartbeats or the
 //! cluster's own traffic.
 

@@ -7,7 +7,8 @@
 //!   the client sends goes to every target; each target acknowledges once
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
-//!   only then does anyone see it), and the client is answered.
+//!   only then does anyone see it), and the client is answered; without
+//!   them the targets discard that version and the put leaves nothing.
 //! - get: the holders of the current version the consistency needs confirm
 //!   they hold it; the bytes come from the first that does.
 //! - rm: a tombstone at a new version goes to every reachable holder; with
