@@ -414,3 +414,39 @@ fn a_node_whose_quota_is_full_takes_no_copy_and_a_put_no_node_has_room_for_is_re
     let listed = data(&fleet, &["ls", "--json"]);
     assert!(!listed.stdout.contains("\"big\""), "nothing is stored: {listed}");
 }
+
+#[test]
+fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
+    let sandbox = Sandbox::new("data-drain");
+    let fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
+    let dir = sandbox.dir("files");
+    let mut objects = Vec::new();
+    for i in 0..12 {
+        let key = format!("d{i}");
+        let (file, bytes) = payload(&dir, &key, 10_000 + i, i as u8);
+        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
+        assert!(put.status.success(), "{put}");
+        objects.push((key, bytes));
+    }
+    let b_objects = fleet.agent_dir("b").join("objects");
+    assert!(!stored_files(&b_objects, ".data").is_empty(), "b holds copies before the drain");
+    let drain = fleet.act(&["drain", "b"]);
+    assert!(drain.status.success(), "{drain}");
+    // Its copies are made on the other nodes first, then dropped from it.
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left = stored_files(&b_objects, ".data");
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("b still holds {} copies", left.len()))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the drained node kept its copies: {failure}"));
+    for (key, bytes) in &objects {
+        let stat = wait_copies(&fleet, key, 3, &[]);
+        assert!(!stat.to_string().contains("\"node\":\"b\""), "{key}: {stat}");
+        let (output, got) = get(&fleet, &dir, key, &["--consistency", "all"]);
+        assert!(output.status.success(), "{output}");
+        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+    }
+}

@@ -792,11 +792,13 @@ impl Owner {
                 // A node whose quota is full keeps its copies readable but
                 // takes no new ones.
                 let full = self.catalog.usage(name).is_some_and(|usage| usage.free() == 0);
-                let role = if info.eligible && info.connected && !full {
+                let up =
+                    info.connected && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded);
+                let role = if up && self.workloads.is_draining(name.as_str()) {
+                    NodeRole::Leaving
+                } else if info.eligible && info.connected && !full {
                     NodeRole::Eligible
-                } else if info.connected
-                    && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded)
-                {
+                } else if up {
                     NodeRole::ReadOnly
                 } else {
                     NodeRole::Down
