@@ -4,6 +4,7 @@
 //! that hold it.
 
 pub mod catalog;
+pub mod impact;
 pub mod repair;
 pub mod serve;
 

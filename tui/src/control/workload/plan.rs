@@ -163,7 +163,7 @@ impl Workloads {
             (None, OperatorAction::Cordon { node }) => self.headroom_with_cordon(nodes, node),
             _ => self.headroom_with(nodes, None, &moves),
         };
-        Ok(Plan { action: text, moves, headroom_before: before, headroom_after: after, notes })
+        Ok(Plan { action: text, moves, headroom_before: before, headroom_after: after, notes, data: None })
     }
 
     /// Carries out `action`; returns its plan and the effects. With
