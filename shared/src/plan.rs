@@ -89,8 +89,9 @@ pub struct Plan {
     /// What-if only: what the node's failure would do to the data store
     /// (`None` when it holds no objects at all, and for other actions).
     /// Added after the first release of plans: absent in older JSON.
+    /// Boxed: most plans have none, and errors carry plans.
     #[serde(default)]
-    pub data: Option<DataImpact>,
+    pub data: Option<Box<DataImpact>>,
 }
 
 /// What a node's failure would do to the data store's objects (README.md,
@@ -233,13 +234,13 @@ mod tests {
             headroom_before: Headroom::default(),
             headroom_after: Headroom::default(),
             notes: vec![],
-            data: Some(DataImpact {
+            data: Some(Box::new(DataImpact {
                 objects: 5,
                 bytes: 3 << 20,
                 below_quorum: 2,
                 unavailable: 1,
                 bytes_unavailable: 1536,
-            }),
+            })),
         };
         let text = plan.to_string();
         assert!(text.contains("  data: the node holds 5 objects (3.0 MiB)\n"), "{text}");

@@ -892,7 +892,7 @@ impl Owner {
                     return match self.workloads.plan(&action, nodes) {
                         Ok(mut plan) => {
                             if let ringwatch_shared::plan::OperatorAction::WhatIf { node } = &action {
-                                plan.data = self.failure_impact(node, &views);
+                                plan.data = self.failure_impact(node, &views).map(Box::new);
                             }
                             AdminResponse::Plan { plan, executed: false }
                         }
@@ -904,7 +904,7 @@ impl Owner {
                         self.commit(effects);
                         AdminResponse::Plan { plan, executed: true }
                     }
-                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(plan),
+                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(*plan),
                     Err(ActError::Refused(err)) => AdminResponse::Error(err),
                 }
             }

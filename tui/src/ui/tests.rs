@@ -1020,13 +1020,13 @@ fn fixed_plan() -> Plan {
 fn what_if_plan(node: &str) -> Plan {
     Plan {
         action: format!("what if node \"{node}\" failed now"),
-        data: Some(DataImpact {
+        data: Some(Box::new(DataImpact {
             objects: 1_250,
             bytes: 3 * GIB / 2,
             below_quorum: 37,
             unavailable: 4,
             bytes_unavailable: 9 * MIB,
-        }),
+        })),
         ..fixed_plan()
     }
 }
@@ -1047,10 +1047,10 @@ impl ConsoleHandle for FakeConsole {
                 Err(CommandError::Refused("a what-if plan is never executed".into()))
             }
             Command::Act { confirmed: Some(confirmed), .. } if *self.changed.lock().unwrap() => {
-                Err(CommandError::PlanChanged(Plan {
+                Err(CommandError::PlanChanged(Box::new(Plan {
                     action: format!("{} (changed)", confirmed.action),
                     ..fixed_plan()
-                }))
+                })))
             }
             Command::Act { action, .. } => Ok(format!("{}: started", action_words(action))),
         };
@@ -1795,7 +1795,7 @@ fn what_if_names_the_objects_a_failure_would_leave_below_quorum_or_unavailable()
     let console = FakeConsole::new(with_data(with_tasks(snapshot())));
     let mut app = app_with_tasks();
     press(&mut app, &console, KeyCode::Char('w'));
-    assert_eq!(app.dialog.as_ref().unwrap().plan.data.unwrap().below_quorum, 37);
+    assert_eq!(app.dialog.as_ref().unwrap().plan.data.as_ref().unwrap().below_quorum, 37);
     let terminal = draw(&mut app, 80, 24);
     let text = screen(&terminal);
     for line in [

@@ -24,8 +24,8 @@ pub enum ActError {
     /// It cannot be planned or done; the sentence says why.
     Refused(String),
     /// The confirmed plan no longer holds; this is the plan now. Nothing
-    /// was done.
-    Changed(Plan),
+    /// was done. Boxed: a plan is large beside a refusal.
+    Changed(Box<Plan>),
 }
 
 impl std::fmt::Display for ActError {
@@ -186,7 +186,7 @@ impl Workloads {
         if let Some(confirmed) = confirmed
             && !confirmed.same_moves(&plan)
         {
-            return Err(ActError::Changed(plan));
+            return Err(ActError::Changed(Box::new(plan)));
         }
         let mut effects = Effects::default();
         match action {
