@@ -228,9 +228,10 @@ fn center_label(app: &App, selected: Option<&NodeRow>, width: usize) -> Vec<Line
 /// (more rows of them on a tall panel).
 fn legend(app: &App, width: usize, height: u16) -> Vec<Line<'static>> {
     let swatch = |color| Span::styled("■", Style::new().fg(color));
-    let scale = |roomy: bool| {
+    // Roomy, then compact labels with what they compare to, then bare.
+    let scale = |roomy: bool, lead: bool| {
         let mut spans = Vec::new();
-        if roomy {
+        if lead {
             spans.push(Span::styled("vs even ", theme::dim()));
         }
         spans.push(swatch(theme::DATA_NONE));
@@ -242,8 +243,9 @@ fn legend(app: &App, width: usize, height: u16) -> Vec<Line<'static>> {
         }
         Line::from(spans)
     };
-    let roomy = scale(true);
-    let mut lines = vec![if roomy.width() <= width { roomy } else { scale(false) }];
+    let forms = [scale(true, true), scale(false, true), scale(false, false)];
+    let fitting = forms.iter().position(|form| form.width() <= width).unwrap_or(forms.len() - 1);
+    let mut lines: Vec<Line<'static>> = forms.into_iter().skip(fitting).take(1).collect();
     let mut holders: Vec<&NodeRow> = app.nodes.iter().filter(|node| node.data.0 > 0).collect();
     if holders.is_empty() {
         lines.push(Line::styled(format::truncate("no objects stored", width), theme::dim()));
