@@ -1,9 +1,9 @@
 //! The ring on a braille [`Canvas`]: each node's arcs in its state's
 //! colour (or, switched with `a`, in the colour of its share of the data
-//! store against an even share, with a legend underneath), instances as dots just inside where their keys hash, the
-//! selected node's arcs traced again just outside the ring and its
-//! instances as longer ticks in the same highlight, and the selected
-//! node's name and share in the middle.
+//! store against an even share, with a legend underneath), instances as
+//! dots just inside where their keys hash, the selected node's arcs traced
+//! again just outside the ring and its instances as longer ticks in the
+//! same highlight, and the selected node's name and share in the middle.
 //!
 //! The drawing samples the cached owner of each angle slice (see
 //! [`crate::ui::ring`]), so its cost depends on the canvas size, not on the
