@@ -450,3 +450,80 @@ fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
         assert_eq!(got.as_ref(), Some(bytes), "{key}");
     }
 }
+
+#[test]
+fn what_if_names_the_objects_a_nodes_failure_would_leave_below_quorum_or_unavailable() {
+    let sandbox = Sandbox::new("data-what-if");
+    let fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    // One, two and three replicas: losing a holder leaves a one-copy
+    // object with nothing, a two-copy object below its quorum of 2, and a
+    // three-copy object with a quorum.
+    let mut keys = Vec::new();
+    for replicas in ["1", "2", "3"] {
+        for i in 0..6 {
+            let key = format!("r{replicas}/{i}");
+            let (file, _) = payload(&dir, &key.replace('/', "-"), 1000 + i, i as u8);
+            let put = data(&fleet, &["put", &key, file.to_str().unwrap(), "--replicas", replicas]);
+            assert!(put.status.success(), "put {key}: {put}");
+            keys.push((key, replicas.parse::<u8>().unwrap(), 1000 + i as u64));
+        }
+    }
+    // Who holds what, as `stat` says; then what each node's failure would
+    // do, counted by hand.
+    let holders: Vec<Vec<String>> = keys
+        .iter()
+        .map(|(key, _, _)| {
+            let stat = data(&fleet, &["stat", key, "--json"]);
+            assert!(stat.status.success(), "{stat}");
+            let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+            let copies = stat["copies"].as_array().unwrap();
+            copies.iter().map(|copy| copy["node"].as_str().unwrap().to_string()).collect()
+        })
+        .collect();
+    let expected = |node: &str| {
+        let (mut objects, mut bytes, mut below, mut lost, mut lost_bytes) = (0, 0, 0, 0, 0);
+        for ((_, replicas, size), holders) in keys.iter().zip(&holders) {
+            if !holders.iter().any(|holder| holder == node) {
+                continue;
+            }
+            objects += 1;
+            bytes += size;
+            let left = holders.len() - 1;
+            if left == 0 {
+                lost += 1;
+                lost_bytes += size;
+            } else if left < usize::from(*replicas) / 2 + 1 {
+                below += 1;
+            }
+        }
+        (objects, bytes, below, lost, lost_bytes)
+    };
+    // The node whose failure hurts most: the keys are fixed and the hash
+    // pinned, so this is the same node every run.
+    let node = ["a", "b", "c"].into_iter().max_by_key(|node| (expected(node).3, expected(node).2)).unwrap();
+    let (objects, bytes, below, lost, lost_bytes) = expected(node);
+    assert!(below > 0 && lost > 0, "the fixture exercises both counts: {node} {:?}", expected(node));
+
+    let json = fleet.admin(&["what-if", node, "--json"]);
+    assert!(json.status.success(), "{json}");
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let data_figures = &plan["data"];
+    assert_eq!(data_figures["objects"], objects, "{json}");
+    assert_eq!(data_figures["bytes"], bytes, "{json}");
+    assert_eq!(data_figures["below_quorum"], below, "{json}");
+    assert_eq!(data_figures["unavailable"], lost, "{json}");
+    assert_eq!(data_figures["bytes_unavailable"], lost_bytes, "{json}");
+
+    let text = fleet.admin(&["what-if", node]);
+    assert!(text.status.success(), "{text}");
+    let plural = |count: u64| if count == 1 { "object" } else { "objects" };
+    for line in [
+        format!("  data: the node holds {objects} {}", plural(objects)),
+        format!("  data: {below} {} would drop below quorum", plural(below)),
+        format!("  data: {lost} {} would become unavailable", plural(lost)),
+    ] {
+        assert!(text.stdout.contains(&line), "{line:?} missing: {text}");
+    }
+    assert!(text.stdout.contains("dry run: nothing was changed"), "{text}");
+}

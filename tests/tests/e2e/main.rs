@@ -36,7 +36,8 @@
 //!   byte, rm, stat, ls; after `kill -9` of a holder every object stays
 //!   readable and gets back to three copies; a removal made while a replica
 //!   was down stays; a lost copy is repaired on read; a console killed
-//!   mid-put leaves the object whole or absent.
+//!   mid-put leaves the object whole or absent; `what-if` counts the
+//!   objects a node's failure would leave below quorum or unavailable.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.

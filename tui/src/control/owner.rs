@@ -866,6 +866,16 @@ impl Owner {
         self.unavailable = now;
     }
 
+    /// What `node` failing now would do to the data store, for a what-if
+    /// plan; `None` while the store holds no objects.
+    fn failure_impact(&self, node: &str, views: &[NodeView]) -> Option<ringwatch_shared::plan::DataImpact> {
+        if self.catalog.is_empty() {
+            return None;
+        }
+        let node = NodeName::parse(node).ok()?;
+        Some(self.catalog.failure_impact(&node, &self.data_nodes(views)))
+    }
+
     /// Every node as the data store sees it.
     fn data_nodes(&self, views: &[NodeView]) -> BTreeMap<NodeName, NodeInfo> {
         views
@@ -939,7 +949,12 @@ impl Owner {
                 let nodes = Nodes::new(&views);
                 if dry_run || matches!(action, ringwatch_shared::plan::OperatorAction::WhatIf { .. }) {
                     return match self.workloads.plan(&action, nodes) {
-                        Ok(plan) => AdminResponse::Plan { plan, executed: false },
+                        Ok(mut plan) => {
+                            if let ringwatch_shared::plan::OperatorAction::WhatIf { node } = &action {
+                                plan.data = self.failure_impact(node, &views).map(Box::new);
+                            }
+                            AdminResponse::Plan { plan, executed: false }
+                        }
                         Err(err) => AdminResponse::Error(err),
                     };
                 }
@@ -948,7 +963,7 @@ impl Owner {
                         self.commit(effects);
                         AdminResponse::Plan { plan, executed: true }
                     }
-                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(plan),
+                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(*plan),
                     Err(ActError::Refused(err)) => AdminResponse::Error(err),
                 }
             }

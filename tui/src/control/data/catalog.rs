@@ -12,6 +12,7 @@ use ringwatch_shared::data::{
     Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version, VersionClock,
 };
 use ringwatch_shared::names::NodeName;
+use ringwatch_shared::plan::DataImpact;
 use ringwatch_shared::ring::Ring;
 use ringwatch_shared::status::{DataStatus, NodeState};
 
@@ -667,6 +668,17 @@ impl Catalog {
     /// The figures for `status` (see [`summary`]).
     pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
         summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)))
+    }
+}
+
+impl Catalog {
+    /// What `node` failing now would do to the objects (the what-if plan's
+    /// data figures; see [`super::impact::failure_impact`]), with every
+    /// other node's copies counted as in `status`.
+    pub fn failure_impact(&self, node: &NodeName, nodes: &BTreeMap<NodeName, NodeInfo>) -> DataImpact {
+        super::impact::failure_impact(self.objects.values(), node, |holder| {
+            nodes.get(holder).is_some_and(|info| counts(info.state))
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod entropy;
+pub mod impact;
 pub mod repair;
 pub mod serve;
 
