@@ -1,0 +1,273 @@
+//! The replicated data store (README.md, "Data") under faults, with real
+//! agents: a node partitioned while puts, overwrites and removals go on,
+//! then healed, converges; concurrent clients under a `kill -9` nemesis
+//! never lose an acknowledged write nor read back in time
+//! ([`ringwatch_tests::data_checker`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use ringwatch_tests::data_checker::{self, Workload};
+use ringwatch_tests::fleet::RECONNECT;
+use ringwatch_tests::poll::{self, Step};
+use ringwatch_tests::process::Output;
+use ringwatch_tests::{AgentSpec, Fleet, LIVENESS, NodeState, RelayMode, Sandbox};
+
+/// How long one data command may run: a put to a replica whose link was
+/// just cut waits for the link's idle timeout before it gives up on it.
+const DATA_COMMAND: Duration = Duration::from_secs(60);
+
+/// `ringwatch data ARGS… --data-dir DIR` against the fleet's console.
+fn data(fleet: &Fleet, args: &[&str]) -> Output {
+    let mut all = vec!["data"];
+    all.extend_from_slice(args);
+    all.push("--data-dir");
+    let data_dir = fleet.data_dir().to_string_lossy().into_owned();
+    all.push(&data_dir);
+    ringwatch_tests::process::run(&ringwatch_tests::bins::ringwatch(), &all, DATA_COMMAND)
+        .unwrap_or_else(|err| panic!("{err:#}"))
+}
+
+/// Runs a data command until it succeeds (a replica may be unreachable for
+/// a moment while the console notices the partition).
+#[track_caller]
+fn until_done(sandbox: &Sandbox, fleet: &Fleet, args: &[&str]) -> Output {
+    let output = poll::until(LIVENESS * 3, Duration::from_millis(500), || {
+        let output = data(fleet, args);
+        if output.status.success() {
+            Step::Done(output)
+        } else {
+            sandbox.step(format!("retrying: {output}"));
+            Step::Pending(output.to_string())
+        }
+    });
+    output.unwrap_or_else(|failure| panic!("{args:?} never succeeded: {failure}"))
+}
+
+/// What the keys must hold: the bytes of the last acknowledged put, or
+/// `None` once removed.
+#[derive(Debug, Default)]
+struct Model {
+    keys: BTreeMap<String, Option<Vec<u8>>>,
+    puts: usize,
+}
+
+impl Model {
+    /// Puts new bytes under `key` (retrying until acknowledged).
+    fn put(&mut self, sandbox: &Sandbox, fleet: &Fleet, dir: &Path, key: &str) {
+        self.puts += 1;
+        let bytes: Vec<u8> = format!("{key} put {}\n", self.puts).bytes().cycle().take(3000 + self.puts).collect();
+        let file = dir.join(format!("put-{}", self.puts));
+        std::fs::write(&file, &bytes).unwrap();
+        until_done(sandbox, fleet, &["put", key, file.to_str().unwrap()]);
+        self.keys.insert(key.to_owned(), Some(bytes));
+    }
+
+    /// Removes `key` (retrying until acknowledged).
+    fn remove(&mut self, sandbox: &Sandbox, fleet: &Fleet, key: &str) {
+        until_done(sandbox, fleet, &["rm", key]);
+        self.keys.insert(key.to_owned(), None);
+    }
+
+    fn live(&self) -> impl Iterator<Item = (&String, &Vec<u8>)> {
+        self.keys.iter().filter_map(|(key, bytes)| bytes.as_ref().map(|bytes| (key, bytes)))
+    }
+
+    fn removed(&self) -> impl Iterator<Item = &String> {
+        self.keys.iter().filter(|(_, bytes)| bytes.is_none()).map(|(key, _)| key)
+    }
+}
+
+/// Waits until the console shows `node` in `state`.
+fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState, within: Duration) {
+    fleet.console.wait_for_within(within, &format!("{node} {state}"), |status| {
+        status.node(node).is_some_and(|n| n.state == state)
+    });
+}
+
+/// What an agent holds of one key on disk: its metadata file (the version
+/// it names) and its bytes files' versions.
+#[derive(Debug, Default)]
+struct OnDisk {
+    /// `term.counter` and whether it is a tombstone, from `<hash>.meta`.
+    meta: Option<(String, bool)>,
+    /// `term-counter` of each `<hash>.<term>-<counter>.data`.
+    data: Vec<String>,
+}
+
+/// An agent's copies, by key (objects dir layout: agent/src/objects.rs).
+fn on_disk(objects: &Path) -> BTreeMap<String, OnDisk> {
+    let mut by_hash: BTreeMap<String, (Option<serde_json::Value>, Vec<String>)> = BTreeMap::new();
+    for entry in std::fs::read_dir(objects).into_iter().flatten().filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(hash) = name.strip_suffix(".meta") {
+            let meta = std::fs::read(entry.path()).ok().and_then(|text| serde_json::from_slice(&text).ok());
+            by_hash.entry(hash.to_owned()).or_default().0 = meta;
+        } else if let Some(rest) = name.strip_suffix(".data") {
+            if let Some((hash, version)) = rest.split_once('.') {
+                by_hash.entry(hash.to_owned()).or_default().1.push(version.to_owned());
+            }
+        }
+    }
+    by_hash
+        .into_iter()
+        .map(|(hash, (meta, data))| {
+            let key = meta.as_ref().and_then(|m| m["key"].as_str()).map_or_else(|| format!("#{hash}"), str::to_owned);
+            let meta = meta.map(|m| (version_text(&m["version"]), m["tombstone"] == true));
+            (key, OnDisk { meta, data })
+        })
+        .collect()
+}
+
+/// `{"term": T, "counter": C}` as `T.C`.
+fn version_text(version: &serde_json::Value) -> String {
+    format!("{}.{}", version["term"], version["counter"])
+}
+
+#[test]
+fn a_node_partitioned_during_puts_and_healed_converges() {
+    let sandbox = Sandbox::new("data-partition-heal");
+    let specs: Vec<AgentSpec> = ["a", "b", "c", "d"].iter().map(|name| AgentSpec::new(name).relayed()).collect();
+    let mut fleet = Fleet::start_with(&sandbox, &specs);
+    let dir = sandbox.dir("files");
+    let mut model = Model::default();
+    let key = |i: usize| format!("p/{i:02}");
+    for i in 0..12 {
+        model.put(&sandbox, &fleet, &dir, &key(i));
+    }
+    sandbox.step("12 objects stored; cutting d off");
+
+    fleet.relay("d").set_mode(RelayMode::Drop);
+    // Before the console notices: d is still a target.
+    model.put(&sandbox, &fleet, &dir, &key(0));
+    model.remove(&sandbox, &fleet, &key(1));
+    model.put(&sandbox, &fleet, &dir, &key(12));
+    wait_state(&mut fleet, "d", NodeState::Failed, LIVENESS);
+    sandbox.step("d failed; more puts, overwrites and removals while it is cut off");
+    for i in [2, 3, 4, 5, 12] {
+        model.put(&sandbox, &fleet, &dir, &key(i));
+    }
+    for i in [6, 7] {
+        model.remove(&sandbox, &fleet, &key(i));
+    }
+    for i in 13..17 {
+        model.put(&sandbox, &fleet, &dir, &key(i));
+    }
+    model.put(&sandbox, &fleet, &dir, &key(3));
+
+    fleet.relay("d").set_mode(RelayMode::Pass);
+    wait_state(&mut fleet, "d", NodeState::Alive, RECONNECT);
+    sandbox.step("d healed and alive");
+
+    // Convergence: every object back to its replica count of current
+    // copies, nothing under-replicated, and exactly the live keys listed.
+    let live: Vec<&String> = model.live().map(|(key, _)| key).collect();
+    let listing = poll::until(LIVENESS * 3, Duration::from_millis(300), || {
+        let status = fleet.console.status();
+        let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
+        let listed = data(&fleet, &["ls", "p/", "--json"]);
+        let objects: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap_or_default();
+        let keys: Vec<&str> = objects.iter().filter_map(|object| object["key"].as_str()).collect();
+        let settled = |object: &serde_json::Value| {
+            let copies = object["copies"].as_array().cloned().unwrap_or_default();
+            object["live_copies"] == object["replicas"] && copies.iter().all(|copy| copy["current"] == true)
+        };
+        if raw["data"]["under_replicated"] == 0
+            && raw["data"]["unavailable"] == 0
+            && keys == live
+            && objects.iter().all(settled)
+        {
+            Step::Done(objects)
+        } else {
+            let unsettled: Vec<String> = objects
+                .iter()
+                .filter(|object| !settled(object))
+                .map(|object| {
+                    format!(
+                        "{}: {} of {} {}",
+                        object["key"], object["live_copies"], object["replicas"], object["copies"]
+                    )
+                })
+                .collect();
+            Step::Pending(format!("data {}; listed {keys:?}; unsettled {unsettled:?}", raw["data"]))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the store did not converge after the heal: {failure}"));
+    sandbox.step(format!("converged: {} objects", listing.len()));
+
+    // Every key reads back with the last acknowledged bytes; every removed
+    // key stays removed.
+    for (key, bytes) in model.live() {
+        for consistency in ["quorum", "all"] {
+            let out = dir.join("got");
+            let _ = std::fs::remove_file(&out);
+            let got = data(&fleet, &["get", key, "-o", out.to_str().unwrap(), "--consistency", consistency]);
+            assert!(got.status.success(), "{key} at {consistency}: {got}");
+            assert!(std::fs::read(&out).unwrap() == *bytes, "{key} at {consistency}: not the last acknowledged bytes");
+        }
+    }
+    for key in model.removed() {
+        let got = data(&fleet, &["get", key, "--consistency", "one"]);
+        assert_eq!(got.status.code(), Some(4), "{key} was removed: {got}");
+    }
+
+    // On d's disk: every key it is a replica of at the current version, with
+    // that version's bytes only; no bytes of a removed key.
+    let objects = fleet.agent_dir("d").join("objects");
+    let replica_of: BTreeMap<String, String> = listing
+        .iter()
+        .filter(|object| object["copies"].as_array().is_some_and(|copies| copies.iter().any(|c| c["node"] == "d")))
+        .map(|object| (object["key"].as_str().unwrap_or_default().to_owned(), version_text(&object["version"])))
+        .collect();
+    sandbox.step(format!("d is a replica of {replica_of:?}"));
+    poll::until(LIVENESS, Duration::from_millis(200), || {
+        let held = on_disk(&objects);
+        let mut wrong = Vec::new();
+        for (key, version) in &replica_of {
+            let data_name = version.replace('.', "-");
+            match held.get(key) {
+                Some(OnDisk { meta: Some((at, false)), data }) if at == version && data == &[data_name] => {}
+                other => wrong.push(format!("{key}: wants {version}, holds {other:?}")),
+            }
+        }
+        for key in model.removed() {
+            if held.get(key).is_some_and(|copy| !copy.data.is_empty()) {
+                wrong.push(format!("{key} was removed, holds {:?}", held[key]));
+            }
+        }
+        if wrong.is_empty() { Step::Done(()) } else { Step::Pending(wrong.join("; ")) }
+    })
+    .unwrap_or_else(|failure| panic!("d holds stale copies: {failure}"));
+    let extra: Vec<String> = on_disk(&objects)
+        .into_iter()
+        .filter(|(key, copy)| !replica_of.contains_key(key) && !copy.data.is_empty())
+        .map(|(key, copy)| format!("{key}: {copy:?}"))
+        .collect();
+    sandbox.step(format!("d's copies of keys it is no replica of: {extra:?}"));
+}
+
+#[test]
+fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
+    let sandbox = Sandbox::new("data-checker");
+    let names = ["a", "b", "c", "d", "e"];
+    let mut fleet = Fleet::start(&sandbox, &names);
+    let workload = Workload { clients: 3, ops_per_client: 30, keys: 4, ..Workload::default() };
+    let run = data_checker::run(&mut fleet, &sandbox.dir("checker"), &names, &workload);
+    let summary = run.summary();
+    sandbox.step(&summary);
+    println!("{summary}");
+    let violations = run.violations();
+    assert!(
+        violations.is_empty(),
+        "{} violation(s):\n{}\n\n{summary}\n\nhistory:\n{}",
+        violations.len(),
+        violations.iter().map(|v| format!("- {v}\n")).collect::<String>(),
+        run.history_text()
+    );
+    // The run exercised what it checks.
+    let kills = run.faults.iter().filter(|fault| fault.what.starts_with("kill")).count();
+    let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
+    let read = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Read { .. })).count();
+    assert!(kills >= 2 && acked >= 10 && read >= 10, "too little happened: {summary}");
+}
