@@ -445,11 +445,15 @@ impl Run {
         out
     }
 
-    /// The history, one operation a line, in the order they started.
+    /// The history, one operation or fault a line, in the order they
+    /// started.
     pub fn history_text(&self) -> String {
-        let mut ops: Vec<&Op> = self.history.iter().collect();
-        ops.sort_by_key(|op| op.start);
-        ops.iter().map(|op| format!("{op}\n")).collect()
+        let ops = self.history.iter().map(|op| (op.start, op.to_string()));
+        let faults =
+            self.faults.iter().map(|fault| (fault.at, format!("[{:.3}s] {}", fault.at.as_secs_f64(), fault.what)));
+        let mut lines: Vec<(Duration, String)> = ops.chain(faults).collect();
+        lines.sort_by_key(|(at, _)| *at);
+        lines.into_iter().map(|(_, line)| line + "\n").collect()
     }
 }
 
@@ -565,8 +569,9 @@ fn failure(output: &process::Output) -> String {
 
 /// Runs `workload` against `fleet` while the nemesis kills (`kill -9`) and
 /// restarts the agents named in `victims`, one at a time and one after the
-/// other, every [`Workload::ops_between_faults`] operations; then brings
-/// every victim back, waits until all agents are alive, and reads each key
+/// other (each restarted once the console has declared it failed), every
+/// [`Workload::ops_between_faults`] operations; then waits until all agents
+/// are alive, and reads each key
 /// at quorum (retrying while not enough replicas answer). Files go under
 /// `dir`.
 ///
@@ -610,8 +615,12 @@ pub fn run(fleet: &mut Fleet, dir: &Path, victims: &[&str], workload: &Workload)
                 finished.fetch_add(1, Ordering::SeqCst);
             });
         }
-        // The nemesis: kill one victim, let some operations run, bring it
-        // back, let some run with everyone up, next victim.
+        // The nemesis: kill one victim, wait until the console has declared
+        // it failed (puts then go elsewhere), bring it back, let some
+        // operations run with everyone up, next victim. Restarting it as
+        // soon as it is failed keeps the run short: the operations that
+        // were waiting on its dead connection end when the new one
+        // replaces it, rather than at the connection's idle timeout.
         let all_finished = || finished.load(Ordering::SeqCst) == workload.clients;
         let wait_ops = |count: usize| {
             let target = done.load(Ordering::SeqCst) + count;
@@ -632,7 +641,9 @@ pub fn run(fleet: &mut Fleet, dir: &Path, victims: &[&str], workload: &Workload)
             next += 1;
             fleet.agent(victim).kill9();
             faults.push(Fault { at: started.elapsed(), what: format!("kill -9 {victim}") });
-            wait_ops(workload.ops_between_faults);
+            fleet.console.wait_for_within(LIVENESS, &format!("{victim} failed"), |status| {
+                status.is(victim, &crate::NodeState::Failed)
+            });
             fleet.restart_agent(victim);
             faults.push(Fault { at: started.elapsed(), what: format!("restart {victim}") });
             fleet.console.wait_for_within(LIVENESS * 2, &format!("{victim} alive again"), |status| {
@@ -837,6 +848,6 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("kill -9 b"), "{summary}");
-        assert!(run.history_text().lines().count() == 14);
+        assert_eq!(run.history_text().lines().count(), 15);
     }
 }

@@ -253,7 +253,10 @@ fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
     let names = ["a", "b", "c", "d", "e"];
     let mut fleet = Fleet::start(&sandbox, &names);
     let workload = Workload { clients: 3, ops_per_client: 30, keys: 4, ..Workload::default() };
-    let run = data_checker::run(&mut fleet, &sandbox.dir("checker"), &names, &workload);
+    let dir = sandbox.dir("checker");
+    let run = data_checker::run(&mut fleet, &dir, &names, &workload);
+    // Kept with the sandbox when the test fails (or RINGWATCH_E2E_KEEP=1).
+    std::fs::write(dir.join("history.txt"), run.history_text()).unwrap();
     let summary = run.summary();
     sandbox.step(&summary);
     println!("{summary}");
@@ -270,4 +273,78 @@ fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
     let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
     let read = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Read { .. })).count();
     assert!(kills >= 2 && acked >= 10 && read >= 10, "too little happened: {summary}");
+}
+
+/// The files in an agent's `objects` dir whose names end with `suffix`.
+fn files_ending(objects: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(objects)
+        .map(|entries| {
+            entries.filter_map(Result::ok).filter(|entry| entry.file_name().to_string_lossy().ends_with(suffix)).count()
+        })
+        .unwrap_or(0)
+}
+
+/// Found by the data checker (a quorum read right after an acknowledged put
+/// found one holder of its version instead of two): two puts of one key
+/// overlap, the one stamped first (a large object) commits its copies
+/// after the one stamped later (a small one) was acknowledged. Each
+/// replica must keep the newer version; the acknowledged put must stay
+/// readable.
+#[test]
+#[ignore = "fails: agents check a put's version only when it begins (ObjectStore::begin), not when it commits, so \
+            the older put's copies replace the newer acknowledged ones on every replica and delete their bytes; the \
+            quorum read then exits 5 (0 of 3 hold the recorded version)"]
+fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
+    let sandbox = Sandbox::new("data-older-put-commits-last");
+    let fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let big = dir.join("big");
+    let big_bytes: Vec<u8> = (0..48u32 << 20).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&big, &big_bytes).unwrap();
+    drop(big_bytes);
+    let mut command = std::process::Command::new(ringwatch_tests::bins::ringwatch());
+    command.args(["data", "put", "k", "--json"]).arg(&big).arg("--data-dir").arg(fleet.data_dir());
+    let mut older = ringwatch_tests::Proc::spawn("older put", command, &sandbox.path().join("older-put.log"));
+    // Every replica is writing the older version's copy.
+    poll::until(LIVENESS, Duration::from_millis(10), || {
+        let writing: Vec<bool> = ["a", "b", "c"]
+            .iter()
+            .map(|node| files_ending(&fleet.agent_dir(node).join("objects"), ".tmp") > 0)
+            .collect();
+        if writing.iter().all(|w| *w) {
+            Step::Done(())
+        } else if let Some(exit) = older.try_exit() {
+            Step::Abort(format!("the older put ended ({exit}) before every replica was writing it"))
+        } else {
+            Step::Pending(format!("writing on a, b, c: {writing:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    // The newer put: stamped after the older one, acknowledged before it.
+    let small = dir.join("small");
+    std::fs::write(&small, b"the newer bytes").unwrap();
+    let newer = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json"]);
+    assert!(newer.status.success(), "{newer}");
+    assert!(older.try_exit().is_none(), "the older put ended before the newer one was acknowledged: make it larger");
+    let newer: serde_json::Value = serde_json::from_str(&newer.stdout).unwrap();
+    sandbox.step(format!("newer put acknowledged at {}", version_text(&newer["version"])));
+    let exit = older.wait_exit(LIVENESS * 3);
+    sandbox.step(format!("older put ended: {exit}"));
+
+    // The acknowledged newer version is what every replica holds and what
+    // a quorum read returns.
+    let out = dir.join("got");
+    let got = data(&fleet, &["get", "k", "-o", out.to_str().unwrap(), "--json"]);
+    assert!(got.status.success(), "the acknowledged newer put must stay readable: {got}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the newer bytes");
+    for node in ["a", "b", "c"] {
+        let held = on_disk(&fleet.agent_dir(node).join("objects"));
+        let copy = held.get("k").and_then(|copy| copy.meta.clone());
+        assert_eq!(
+            copy,
+            Some((version_text(&newer["version"]), false)),
+            "{node} must keep the newer version: {:?}",
+            held.get("k")
+        );
+    }
 }
