@@ -348,3 +348,47 @@ fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
         );
     }
 }
+
+/// Found while reading the data checker's history (quorum reads failing
+/// with "0 confirmed" although no fault was near): a put that is not
+/// stored (too few replicas acknowledged it) must leave the object as it
+/// was — the previous, acknowledged version readable at quorum from every
+/// replica. Here one replica refuses the new version (over its data
+/// quota), so an `all` put fails, after the two others took it.
+#[test]
+#[ignore = "fails: a replica makes a put's version current as soon as its copy is durable (and deletes the previous \
+            version's bytes), before the console records the put; when the put then fails, the replicas that took \
+            it no longer hold the recorded version: the quorum read exits 5 (1 of 3 confirmed) and read repair \
+            forgets a and b, leaving the acknowledged version on c alone"]
+fn regression_a_put_that_is_not_stored_leaves_the_previous_version_on_every_replica() {
+    let sandbox = Sandbox::new("data-failed-put-keeps-previous");
+    let specs = [AgentSpec::new("a"), AgentSpec::new("b"), AgentSpec::new("c").args(&["--data-quota", "10000"])];
+    let fleet = Fleet::start_with(&sandbox, &specs);
+    let dir = sandbox.dir("files");
+    let small = dir.join("small");
+    std::fs::write(&small, b"the acknowledged bytes").unwrap();
+    let stored = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json"]);
+    assert!(stored.status.success(), "{stored}");
+    let stored: serde_json::Value = serde_json::from_str(&stored.stdout).unwrap();
+    assert_eq!(stored["live_copies"], 3, "{stored}");
+    let version = version_text(&stored["version"]);
+
+    let big = dir.join("big");
+    std::fs::write(&big, vec![7u8; 50_000]).unwrap();
+    let refused = data(&fleet, &["put", "k", big.to_str().unwrap(), "--consistency", "all"]);
+    assert!(!refused.status.success(), "c is over its quota, so an `all` put cannot be met: {refused}");
+    sandbox.step(format!("the `all` put failed: {}", refused.stderr.trim()));
+
+    let out = dir.join("got");
+    let got = data(&fleet, &["get", "k", "-o", out.to_str().unwrap(), "--json"]);
+    assert!(got.status.success(), "the acknowledged version must stay readable at quorum: {got}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"the acknowledged bytes");
+    let stat = data(&fleet, &["stat", "k", "--json"]);
+    let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+    assert_eq!(stat["live_copies"], 3, "every replica still holds {version}: {stat}");
+    for node in ["a", "b", "c"] {
+        let held = on_disk(&fleet.agent_dir(node).join("objects"));
+        let copy = held.get("k").and_then(|copy| copy.meta.clone());
+        assert_eq!(copy, Some((version.clone(), false)), "{node} must still hold {version}: {:?}", held.get("k"));
+    }
+}
