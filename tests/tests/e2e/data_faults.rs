@@ -104,10 +104,10 @@ fn on_disk(objects: &Path) -> BTreeMap<String, OnDisk> {
         if let Some(hash) = name.strip_suffix(".meta") {
             let meta = std::fs::read(entry.path()).ok().and_then(|text| serde_json::from_slice(&text).ok());
             by_hash.entry(hash.to_owned()).or_default().0 = meta;
-        } else if let Some(rest) = name.strip_suffix(".data") {
-            if let Some((hash, version)) = rest.split_once('.') {
-                by_hash.entry(hash.to_owned()).or_default().1.push(version.to_owned());
-            }
+        } else if let Some(rest) = name.strip_suffix(".data")
+            && let Some((hash, version)) = rest.split_once('.')
+        {
+            by_hash.entry(hash.to_owned()).or_default().1.push(version.to_owned());
         }
     }
     by_hash
