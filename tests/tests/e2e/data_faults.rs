@@ -392,3 +392,99 @@ fn regression_a_put_that_is_not_stored_leaves_the_previous_version_on_every_repl
         assert_eq!(copy, Some((version.clone(), false)), "{node} must still hold {version}: {:?}", held.get("k"));
     }
 }
+
+/// Found by the data checker (a quorum read concurrent with puts of its key
+/// failed with "0 confirmed", and the next read said "no node holds it"
+/// although the put had been acknowledged): a quorum read planned at the
+/// recorded version finds the replicas already holding a newer put's copy
+/// (durable, not yet recorded), takes them for replicas that lost their
+/// copy, and tells the console to forget them — after that put was
+/// recorded. The console must not forget holders of the version it
+/// records now.
+///
+/// The interleaving is made with SIGSTOP: `n` (a target of the new put,
+/// not a holder of the old version) holds the put back after `h1` and `h2`
+/// have its copy; `h3` (a holder of the old version, cordoned so the new
+/// put goes to `n`) holds the read back until the put is recorded.
+#[test]
+#[ignore = "fails: read repair (control/data/serve.rs get → Repaired::Dropped → Catalog::remove_holder) drops a \
+            holder whatever version the console records by then, so a read that started before a put was \
+            recorded makes the console forget the put's holders (here 1 of 3 copies left listed)"]
+fn regression_a_read_overtaken_by_a_put_does_not_forget_the_puts_holders() {
+    let sandbox = Sandbox::new("data-read-overtaken-by-put");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
+    let dir = sandbox.dir("files");
+    let old = dir.join("old");
+    std::fs::write(&old, b"the old bytes").unwrap();
+    let stored = until_done(&sandbox, &fleet, &["put", "k", old.to_str().unwrap(), "--json"]);
+    let stored: serde_json::Value = serde_json::from_str(&stored.stdout).unwrap();
+    let old_version = version_text(&stored["version"]);
+    let holders: Vec<String> =
+        stored["copies"].as_array().unwrap().iter().map(|copy| copy["node"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(holders.len(), 3, "{stored}");
+    let n = ["a", "b", "c", "d"].into_iter().find(|node| !holders.iter().any(|h| h == node)).unwrap().to_owned();
+    let (h1, h2, h3) = (holders[0].clone(), holders[1].clone(), holders[2].clone());
+    sandbox.step(format!("{old_version} on {holders:?}; cordoning {h3}, so the new put goes to {h1}, {h2} and {n}"));
+    let cordoned = fleet.admin(&["cordon", &h3]);
+    assert!(cordoned.status.success(), "{cordoned}");
+
+    // The new put: h1 and h2 make their copies durable; n, frozen, holds
+    // the put (and its record) back.
+    fleet.agent(&n).stop();
+    let new = dir.join("new");
+    std::fs::write(&new, b"the new bytes").unwrap();
+    let mut command = std::process::Command::new(ringwatch_tests::bins::ringwatch());
+    command.args(["data", "put", "k", "--json"]).arg(&new).arg("--data-dir").arg(fleet.data_dir());
+    let mut put = ringwatch_tests::Proc::spawn("new put", command, &sandbox.path().join("new-put.log"));
+    poll::until(LIVENESS, Duration::from_millis(20), || {
+        let held: Vec<Option<(String, bool)>> = [&h1, &h2]
+            .iter()
+            .map(|node| on_disk(&fleet.agent_dir(node).join("objects")).remove("k").and_then(|copy| copy.meta))
+            .collect();
+        if held.iter().all(|meta| meta.as_ref().is_some_and(|(version, _)| *version != old_version)) {
+            Step::Done(())
+        } else if let Some(exit) = put.try_exit() {
+            Step::Abort(format!("the new put ended ({exit}) while n was frozen"))
+        } else {
+            Step::Pending(format!("{h1} and {h2} hold {held:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{failure}"));
+    sandbox.step(format!("{h1} and {h2} hold the new copy; the put waits for {n}"));
+
+    // The read: planned at the old version; h1 and h2 answer with the new
+    // one, h3, frozen, holds the read back.
+    fleet.agent(&h3).stop();
+    let got = dir.join("got");
+    let mut command = std::process::Command::new(ringwatch_tests::bins::ringwatch());
+    command.args(["data", "get", "k", "-o"]).arg(&got).arg("--data-dir").arg(fleet.data_dir());
+    let mut read = ringwatch_tests::Proc::spawn("read", command, &sandbox.path().join("read.log"));
+    // By the time the console notices h3 is silent, the read has long
+    // asked h1, h2 and h3.
+    fleet.console.wait_for(&format!("{h3} silent"), |status| !status.is(&h3, &NodeState::Alive));
+
+    fleet.agent(&n).cont();
+    let exit = put.wait_exit(LIVENESS * 2);
+    assert!(exit.success(), "the new put: {exit}");
+    let new_put = data(&fleet, &["stat", "k", "--json"]);
+    let new_put: serde_json::Value = serde_json::from_str(&new_put.stdout).unwrap();
+    let new_version = version_text(&new_put["version"]);
+    sandbox.step(format!("the new put is recorded at {new_version}: {}", new_put["copies"]));
+    fleet.agent(&h3).cont();
+    let exit = read.wait_exit(LIVENESS * 2);
+    sandbox.step(format!("the read ended: {exit}"));
+
+    // h1, h2 and n hold the recorded version: the console still says so.
+    let stat = data(&fleet, &["stat", "k", "--json"]);
+    let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+    let listed: Vec<&str> = stat["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|copy| version_text(&copy["version"]) == new_version)
+        .filter_map(|copy| copy["node"].as_str())
+        .collect();
+    for node in [&h1, &h2, &n] {
+        assert!(listed.contains(&node.as_str()), "{node} holds {new_version}, the console lists {listed:?}: {stat}");
+    }
+}
