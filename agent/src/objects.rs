@@ -357,6 +357,18 @@ impl ObjectStore {
         Ok(true)
     }
 
+    /// Forgets `key` if what is held is of exactly `version`; any other
+    /// version stays. Returns what is held afterwards.
+    ///
+    /// # Errors
+    /// The disk's.
+    pub fn discard(&mut self, key: &ObjectKey, version: Version) -> Result<Option<ObjectMeta>, ObjectsError> {
+        if self.index.get(key).is_some_and(|held| held.version == version) {
+            self.forget(key)?;
+        }
+        Ok(self.index.get(key).cloned())
+    }
+
     /// Opens the current copy of `key` for reading, with its metadata.
     ///
     /// # Errors
@@ -520,6 +532,23 @@ mod tests {
         put(&mut store, "b", 1, b"123").unwrap();
         store.remove(&ObjectKey::parse("b").unwrap(), Version { term: 1, counter: 2 }).unwrap();
         assert_eq!(store.usage(), DataUsage { objects: 1, bytes: 5, quota: 1 << 20 });
+    }
+
+    #[test]
+    fn discarding_drops_only_the_version_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "k", 5, b"five").unwrap();
+        let k = ObjectKey::parse("k").unwrap();
+        let kept = store.discard(&k, Version { term: 1, counter: 4 }).unwrap();
+        assert_eq!(kept.map(|meta| meta.version.counter), Some(5), "a newer copy stays");
+        let kept = store.discard(&k, Version { term: 1, counter: 6 }).unwrap();
+        assert_eq!(kept.map(|meta| meta.version.counter), Some(5), "an older copy stays");
+        assert_eq!(store.discard(&k, Version { term: 1, counter: 5 }).unwrap(), None);
+        assert_eq!(store.usage().objects, 0);
+        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(reopened.get(&k).is_none());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no file is left");
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn fleet(count: usize) -> Snapshot {
                 cert_expires_unix: None,
                 data_objects: 0,
                 data_bytes: 0,
+                data_free_bytes: None,
             }
         })
         .collect();

@@ -82,11 +82,18 @@ pub enum RepairStep {
         key: ObjectKey,
         /// The holder.
         node: String,
+        /// The version it holds: a newer one that arrives meanwhile stays.
+        version: Version,
     },
-    /// Nobody holds anything older than the tombstone of `key`: forget it.
+    /// Nobody holds anything older than the tombstone of `key`: forget it
+    /// (its holders drop the tombstone, then the console its record).
     Forget {
         /// The object.
         key: ObjectKey,
+        /// The tombstone's version.
+        version: Version,
+        /// The nodes that hold the tombstone, to drop it.
+        holders: Vec<String>,
     },
 }
 
@@ -125,7 +132,11 @@ pub fn plan(
                 later.push(RepairStep::Tombstone { key: key.clone(), version: record.version, to: (*node).clone() });
             }
             if older.is_empty() {
-                later.push(RepairStep::Forget { key: key.clone() });
+                later.push(RepairStep::Forget {
+                    key: key.clone(),
+                    version: record.version,
+                    holders: held.keys().cloned().collect(),
+                });
             }
             continue;
         }
@@ -167,8 +178,8 @@ pub fn plan(
         }
         let on_targets = targets.iter().filter(|node| current.contains(*node)).count();
         if copies == 0 && on_targets >= wanted {
-            for (node, _) in held.iter().filter(|(node, _)| live(node) && !targets.contains(&node.as_str())) {
-                later.push(RepairStep::Drop { key: key.clone(), node: node.clone() });
+            for (node, version) in held.iter().filter(|(node, _)| live(node) && !targets.contains(&node.as_str())) {
+                later.push(RepairStep::Drop { key: key.clone(), node: node.clone(), version: *version });
             }
         }
     }
@@ -260,7 +271,14 @@ mod tests {
         holders.get_mut(&key("k")).unwrap().insert("b".into(), v(3));
         assert!(plan(&objects, &holders, &roles, &ring).steps.is_empty());
         holders.get_mut(&key("k")).unwrap().insert("c".into(), v(3));
-        assert_eq!(plan(&objects, &holders, &roles, &ring).steps, vec![RepairStep::Forget { key: key("k") }]);
+        assert_eq!(
+            plan(&objects, &holders, &roles, &ring).steps,
+            vec![RepairStep::Forget {
+                key: key("k"),
+                version: v(3),
+                holders: vec!["a".into(), "b".into(), "c".into()]
+            }]
+        );
     }
 
     /// The fleet as the model sees it: who holds what.
@@ -269,10 +287,10 @@ mod tests {
             RepairStep::Copy { key, version, to, .. } | RepairStep::Tombstone { key, version, to } => {
                 holders.entry(key.clone()).or_default().insert(to.clone(), *version);
             }
-            RepairStep::Drop { key, node } => {
+            RepairStep::Drop { key, node, .. } => {
                 holders.entry(key.clone()).or_default().remove(node);
             }
-            RepairStep::Forget { key } => {
+            RepairStep::Forget { key, .. } => {
                 holders.remove(key);
             }
         }

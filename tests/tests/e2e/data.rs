@@ -269,3 +269,148 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     assert!(output.status.success(), "{output}");
     assert_eq!(got, Some(small_bytes));
 }
+
+/// Waits until `key` has `copies` live current copies and every node in
+/// `on` holds one, as `data stat` says; returns the stat.
+fn wait_copies(fleet: &Fleet, key: &str, copies: u64, on: &[&str]) -> serde_json::Value {
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let stat = data(fleet, &["stat", key, "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap_or_default();
+        let current = |node: &str| {
+            value["copies"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|copy| copy["node"] == node && copy["current"] == true))
+        };
+        if value["live_copies"] == copies && on.iter().all(|node| current(node)) {
+            ringwatch_tests::poll::Step::Done(value)
+        } else {
+            ringwatch_tests::poll::Step::Pending(stat.stdout)
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{key} did not get {copies} copies on {on:?}: {failure}"))
+}
+
+#[test]
+fn a_copy_lost_behind_an_agents_back_is_found_by_anti_entropy_without_any_read() {
+    let sandbox = Sandbox::new("data-anti-entropy-lost");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, _) = payload(&dir, "k", 20_000, 9);
+    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{put}");
+    // b's disk loses the copy while b is down; nobody reads the key.
+    fleet.kill_host("b");
+    std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
+    fleet.restart_agent("b");
+    wait_state(&mut fleet, "b", NodeState::Alive);
+    // Anti-entropy on b's return finds the copy missing; repair makes it
+    // again, on b (the ring's replica).
+    let objects = fleet.agent_dir("b").join("objects");
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        if stored_files(&objects, ".data").is_empty() {
+            ringwatch_tests::poll::Step::Pending("b holds no copy".into())
+        } else {
+            ringwatch_tests::poll::Step::Done(())
+        }
+    })
+    .unwrap_or_else(|failure| panic!("b's lost copy was not made again: {failure}"));
+    wait_copies(&fleet, "k", 3, &["b"]);
+}
+
+#[test]
+fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves_no_trace() {
+    let sandbox = Sandbox::new("data-anti-entropy-extra");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, bytes) = payload(&dir, "single", 30_000, 4);
+    let put = data(&fleet, &["put", "single", file.to_str().unwrap(), "--replicas", "1"]);
+    assert!(put.status.success(), "{put}");
+    let stat = wait_copies(&fleet, "single", 1, &[]);
+    let holder = stat["copies"][0]["node"].as_str().unwrap().to_string();
+    let other = ["a", "b", "c"].into_iter().find(|node| *node != holder).unwrap();
+    // A copy of it turns up on another node (restored from a backup, say):
+    // anti-entropy counts it, and as one copy is all the object wants and
+    // the ring's replica holds it, the extra one is dropped — never the
+    // last.
+    fleet.kill_host(other);
+    let from = fleet.agent_dir(&holder).join("objects");
+    let to = fleet.agent_dir(other).join("objects");
+    std::fs::create_dir_all(&to).unwrap();
+    for name in stored_files(&from, "") {
+        std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+    fleet.restart_agent(other);
+    wait_state(&mut fleet, other, NodeState::Alive);
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left = stored_files(&to, ".data");
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("{other} still holds {left:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the extra copy was not dropped: {failure}"));
+    let (output, got) = get(&fleet, &dir, "single", &[]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got.as_ref(), Some(&bytes), "the ring's copy stays");
+    assert!(!stored_files(&from, ".data").is_empty(), "the last copy is never dropped");
+
+    // Removed at `all`: once every replica applied the tombstone, it is
+    // collected — no agent keeps a file of the key, the console no record.
+    let removed = data(&fleet, &["rm", "single", "--consistency", "all"]);
+    assert!(removed.status.success(), "{removed}");
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left: Vec<String> =
+            ["a", "b", "c"].iter().flat_map(|node| stored_files(&fleet.agent_dir(node).join("objects"), "")).collect();
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("files left: {left:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the tombstone was not collected: {failure}"));
+    let (gone, _) = get(&fleet, &dir, "single", &[]);
+    assert_eq!(gone.status.code(), Some(4), "{gone}");
+}
+
+#[test]
+fn a_node_whose_quota_is_full_takes_no_copy_and_a_put_no_node_has_room_for_is_refused() {
+    let sandbox = Sandbox::new("data-quota");
+    let specs = [
+        ringwatch_tests::fleet::AgentSpec::new("a").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("b").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("c").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("tiny").args(&["--data-quota", "10KiB"]),
+    ];
+    let mut fleet = Fleet::start_with(&sandbox, &specs);
+    // The console learns each node's free quota and says it.
+    let status = fleet.console.wait_for("every node's free quota", |status| {
+        let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
+        raw["nodes"].as_array().is_some_and(|nodes| {
+            nodes.len() == 4 && nodes.iter().all(|node| node["data_free_bytes"].as_u64().is_some())
+        })
+    });
+    sandbox.step(format!("free quotas known: {}", status.raw));
+    let dir = sandbox.dir("files");
+    // 100 KB fits a, b and c but not tiny: an `all` put of 3 replicas
+    // lands on the three that have room, whatever the ring would say.
+    let (file, bytes) = payload(&dir, "mid", 100_000, 2);
+    for i in 0..4 {
+        let key = format!("mid{i}");
+        let put = data(&fleet, &["put", &key, file.to_str().unwrap(), "--consistency", "all"]);
+        assert!(put.status.success(), "{put}");
+        let stat = wait_copies(&fleet, &key, 3, &["a", "b", "c"]);
+        assert!(!stat.to_string().contains("\"tiny\""), "tiny has no room: {stat}");
+    }
+    assert!(stored_files(&fleet.agent_dir("tiny").join("objects"), ".data").is_empty());
+    let (output, got) = get(&fleet, &dir, "mid0", &[]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got, Some(bytes));
+    // 2 MB fits nowhere: refused before any byte moves, and says why.
+    let (big, _) = payload(&dir, "big", 2_000_000, 3);
+    let refused = data(&fleet, &["put", "big", big.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{refused}");
+    assert!(refused.stderr.contains("larger than every node's free data quota"), "{refused}");
+    let listed = data(&fleet, &["ls", "--json"]);
+    assert!(!listed.stdout.contains("\"big\""), "nothing is stored: {listed}");
+}

@@ -7,7 +7,8 @@
 //!   the client sends goes to every target; each target acknowledges once
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
-//!   only then does anyone see it), and the client is answered.
+//!   only then does anyone see it), and the client is answered; without
+//!   them the targets discard that version and the put leaves nothing.
 //! - get: the holders of the current version the consistency needs confirm
 //!   they hold it; the bytes come from the first that does.
 //! - rm: a tombstone at a new version goes to every reachable holder; with
@@ -19,7 +20,7 @@ use futures_util::future::join_all;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
 use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
-use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat};
+use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AdminResponse, DataPut};
 use tokio::sync::oneshot;
@@ -89,7 +90,13 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     if put.size > MAX_OBJECT_SIZE {
         return failed(DataError::Refused(format!("objects are at most 1 GiB; this one is {} bytes", put.size)));
     }
-    let plan = DataInput::PlanPut { key: put.key.clone(), replicas: put.replicas, consistency: put.consistency };
+    let plan = DataInput::PlanPut {
+        key: put.key.clone(),
+        replicas: put.replicas,
+        consistency: put.consistency,
+        size: put.size,
+        checksum: put.checksum.clone(),
+    };
     let (plan, links, term) = match ask(owner, plan).await {
         DataAnswer::Put { plan, links, term } => (plan, links, term),
         DataAnswer::Failed(err) => return failed(err),
@@ -102,6 +109,35 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         checksum: put.checksum.clone(),
         tombstone: false,
     };
+    let version = plan.version;
+    let (key, targets) = (put.key.clone(), links.clone());
+    match stream_put(owner, put, plan, links, term, meta, client).await {
+        Ok(response) => response,
+        Err((err, acked)) => {
+            // Roll back: what the targets took of a put that is not
+            // recorded is discarded, so it never turns up later as a copy
+            // nobody wrote.
+            abandon(owner, &key, version, &targets, &acked, term).await;
+            failed(err)
+        }
+    }
+}
+
+/// A put's failure, and the nodes that acknowledged it nevertheless.
+type PutFailure = (DataError, Vec<NodeName>);
+
+/// Streams the client's bytes to the put's targets and records the object
+/// once enough acknowledged it.
+async fn stream_put(
+    owner: &OwnerHandle,
+    put: DataPut,
+    plan: crate::control::data::catalog::PutPlan,
+    links: Vec<AgentLink>,
+    term: u64,
+    meta: ObjectMeta,
+    client: &mut RecvStream,
+) -> Result<AdminResponse, PutFailure> {
+    let none = || Vec::new();
     let request = DataRequest { term, op: DataOp::Put(meta) };
     let mut failures: Vec<String> = Vec::new();
     let mut streams = Vec::new();
@@ -116,17 +152,17 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     loop {
         let chunk = match codec::read_frame::<DataChunk, _>(client, MAX_FRAME_LEN).await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return failed(DataError::Refused("the upload ended before its last byte".into())),
-            Err(err) => return failed(DataError::Refused(format!("the upload broke off: {err}"))),
+            Ok(None) => return Err((DataError::Refused("the upload ended before its last byte".into()), none())),
+            Err(err) => return Err((DataError::Refused(format!("the upload broke off: {err}")), none())),
         };
         let DataChunk::Bytes(bytes) = chunk else { break };
         received += bytes.len() as u64;
         if received > put.size {
-            return failed(DataError::Refused(format!("more than the {} bytes announced arrived", put.size)));
+            return Err((DataError::Refused(format!("more than the {} bytes announced arrived", put.size)), none()));
         }
         let frame = match codec::encode_frame(&DataChunk::Bytes(bytes)) {
             Ok(frame) => frame,
-            Err(err) => return failed(DataError::Refused(format!("a chunk could not be encoded: {err}"))),
+            Err(err) => return Err((DataError::Refused(format!("a chunk could not be encoded: {err}")), none())),
         };
         let written = join_all(streams.iter_mut().map(|stream| stream.send.write_all(&frame))).await;
         let mut kept = Vec::with_capacity(streams.len());
@@ -139,7 +175,7 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         streams = kept;
     }
     if received != put.size {
-        return failed(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
+        return Err((DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)), none()));
     }
     // The end, then each target's acknowledgement.
     let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
@@ -165,14 +201,15 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     }
     if acked.len() < plan.required {
         debug!(key = %put.key, ?failures, "a put did not meet its consistency");
-        return failed(DataError::NotEnough(format!(
+        let err = DataError::NotEnough(format!(
             "\"{}\" was acknowledged by {} of the {} replica(s) a {} put needs, so it was not stored (nothing is visible); {}",
             put.key,
             acked.len(),
             plan.required,
             put.consistency.as_str(),
             if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") }
-        )));
+        ));
+        return Err((err, acked));
     }
     let object = StoredObject {
         key: put.key,
@@ -183,11 +220,38 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         tombstone: false,
         holders: acked.into_iter().map(|node| (node, plan.version)).collect(),
     };
-    match ask(owner, DataInput::Stored(object)).await {
+    Ok(match ask(owner, DataInput::Stored(object)).await {
         DataAnswer::Stat(stat) => AdminResponse::DataStored(stat),
         DataAnswer::Failed(err) => failed(err),
         other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
-    }
+    })
+}
+
+/// Rolls back a put or removal at `version` that is not recorded: each
+/// target that took it (or may have: a stream that broke after the last
+/// byte) is asked to discard it, and the owner ends its intent and stops
+/// counting the older copies `acked` replaced. A target out of reach keeps
+/// its copy until anti-entropy finds that nothing explains it.
+async fn abandon(
+    owner: &OwnerHandle,
+    key: &ObjectKey,
+    version: Version,
+    targets: &[AgentLink],
+    acked: &[NodeName],
+    term: u64,
+) {
+    let request = DataRequest { term, op: DataOp::Discard { key: key.clone(), version } };
+    let request = &request;
+    join_all(targets.iter().map(|link| async move {
+        let Ok(mut stream) = open(link, request).await else { return };
+        let _ = stream.send.finish();
+        if let Err(why) = reply(&mut stream).await {
+            debug!(%key, %why, "a rolled-back copy was not discarded; anti-entropy will");
+        }
+    }))
+    .await;
+    let input = DataInput::Abandoned { key: key.clone(), version, acked: acked.to_vec() };
+    let _ = ask(owner, input).await;
 }
 
 /// `ringwatch data get`: confirms the holders the consistency needs, then
@@ -294,6 +358,7 @@ pub(crate) async fn remove(owner: &OwnerHandle, key: ObjectKey, consistency: Con
     let (acked, failures): (Vec<_>, Vec<_>) = answers.into_iter().partition(Result::is_ok);
     let acked: Vec<NodeName> = acked.into_iter().flatten().collect();
     if acked.len() < reach.required {
+        abandon(owner, &key, version, &links, &acked, term).await;
         let failures: Vec<String> = failures.into_iter().filter_map(Result::err).collect();
         return failed(DataError::NotEnough(format!(
             "the removal of \"{key}\" reached {} of the {} replica(s) a {} removal needs; it is not recorded and the object stays: {}",
