@@ -356,10 +356,10 @@ fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
 /// replica. Here one replica refuses the new version (over its data
 /// quota), so an `all` put fails, after the two others took it.
 #[test]
-#[ignore = "fails: a replica makes a put's version current as soon as its copy is durable (and deletes the previous \
-            version's bytes), before the console records the put; when the put then fails, the replicas that took \
-            it no longer hold the recorded version: the quorum read exits 5 (1 of 3 confirmed) and read repair \
-            forgets a and b, leaving the acknowledged version on c alone"]
+#[ignore = "fails: a replica makes a put's version current as soon as its copy is durable and deletes the previous \
+            version's bytes, before the console records the put; when the put then fails, a and b have lost the \
+            acknowledged version (the rollback discards their new copies), so until repair copies it back from c it \
+            exists on c alone and a quorum read exits 5 (1 can be reached)"]
 fn regression_a_put_that_is_not_stored_leaves_the_previous_version_on_every_replica() {
     let sandbox = Sandbox::new("data-failed-put-keeps-previous");
     let specs = [AgentSpec::new("a"), AgentSpec::new("b"), AgentSpec::new("c").args(&["--data-quota", "10000"])];
