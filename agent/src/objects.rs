@@ -296,6 +296,16 @@ impl ObjectStore {
                 mismatch(format!("their SHA-256 is {checksum}, not {}", meta.checksum))
             });
         }
+        // Checked again now, not only when the copy began: a newer version
+        // may have been committed while these bytes streamed in, and it
+        // must not be replaced by an older one.
+        if let Some(held) = self.index.get(&meta.key).filter(|held| held.version >= meta.version) {
+            let _ = fs::remove_file(&copy.temp);
+            if held.version == meta.version && held.checksum == meta.checksum && !held.tombstone {
+                return Ok(held.clone());
+            }
+            return Err(ObjectsError::Stale { key: meta.key.clone(), held: held.version, offered: meta.version });
+        }
         file.sync_all().map_err(io_error(&copy.temp))?;
         drop(file);
         let data = self.dir.join(self.data_name(&meta));
@@ -532,6 +542,22 @@ mod tests {
         put(&mut store, "b", 1, b"123").unwrap();
         store.remove(&ObjectKey::parse("b").unwrap(), Version { term: 1, counter: 2 }).unwrap();
         assert_eq!(store.usage(), DataUsage { objects: 1, bytes: 5, quota: 1 << 20 });
+    }
+
+    #[test]
+    fn regression_an_older_copy_committed_after_a_newer_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        // The older copy began before the newer one was committed.
+        let mut older = store.begin(meta("k", 1, b"older")).unwrap();
+        older.write(b"older").unwrap();
+        put(&mut store, "k", 2, b"newer").unwrap();
+        let err = store.commit(older).unwrap_err();
+        assert!(matches!(err, ObjectsError::Stale { .. }), "{err}");
+        assert_eq!(read_all(&store, "k"), b"newer");
+        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&reopened, "k"), b"newer");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "the newer copy's bytes and metadata only");
     }
 
     #[test]

@@ -727,16 +727,16 @@ impl Owner {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
             }
-            DataInput::Repaired(Repaired::Dropped { key, node }) => {
-                self.catalog.remove_holder(&key, &node);
+            DataInput::Repaired(Repaired::Dropped { key, node, version }) => {
+                self.catalog.remove_holder(&key, &node, version);
                 (DataAnswer::Noted, false)
             }
             DataInput::Repaired(Repaired::Forgotten { key, version }) => {
                 self.catalog.forget(&key, version);
                 (DataAnswer::Noted, false)
             }
-            DataInput::Abandoned { key, version, acked } => {
-                self.catalog.abandon(&key, version, &acked);
+            DataInput::Abandoned { key, version } => {
+                self.catalog.abandon(&key, version);
                 (DataAnswer::Noted, true)
             }
             DataInput::Peers => {

@@ -331,19 +331,10 @@ impl Catalog {
         self.set(object);
     }
 
-    /// A put or removal that did not meet its consistency: the nodes in
-    /// `acked` replaced what they held with `version`, and the caller asks
-    /// them to discard it. Until they have (and if they cannot be reached,
-    /// until anti-entropy finds the copy no intent explains), they hold
-    /// nothing the record counts.
-    pub fn abandon(&mut self, key: &ObjectKey, version: Version, acked: &[NodeName]) {
+    /// A put or removal no target acknowledged: it is no longer under way
+    /// (the caller asks the targets to discard whatever they took).
+    pub fn abandon(&mut self, key: &ObjectKey, version: Version) {
         self.end(key, version);
-        let Some(mut object) = self.objects.get(key).cloned() else { return };
-        let before = object.holders.len();
-        object.holders.retain(|node, held| !(acked.contains(node) && *held < version));
-        if object.holders.len() != before {
-            self.set(object);
-        }
     }
 
     /// Which holders a read of `key` reaches.
@@ -495,10 +486,12 @@ impl Catalog {
         self.set(object);
     }
 
-    /// `node` dropped its copy of `key`.
-    pub fn remove_holder(&mut self, key: &ObjectKey, node: &NodeName) {
+    /// `node` no longer holds `version` of `key` (dropped, or found
+    /// missing by a read). Ignored when the record has it holding another
+    /// version by now: a put or a repair that landed meanwhile.
+    pub fn remove_holder(&mut self, key: &ObjectKey, node: &NodeName, version: Version) {
         let Some(object) = self.objects.get(key) else { return };
-        if !object.holders.contains_key(node) {
+        if object.holders.get(node) != Some(&version) {
             return;
         }
         let mut object = object.clone();
@@ -1002,32 +995,42 @@ mod tests {
         assert_eq!(catalog.reconcile(&name("e"), &all, vec![forged], asked_at), vec![(key("kept"), kept.version)]);
         // Changed after the node was asked, or a put under way: left alone.
         let (_, asked_at) = catalog.expected(&name("a"));
-        catalog.remove_holder(&key("kept"), &name("b"));
+        let kept_version = catalog.objects[&key("kept")].version;
+        catalog.remove_holder(&key("kept"), &name("b"), kept_version);
         let writing = catalog.plan_put(&key("lost"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
         assert!(catalog.reconcile(&name("a"), &all, Vec::new(), asked_at).is_empty());
         assert!(catalog.objects[&key("kept")].holders.contains_key(&name("a")), "changed since the ask");
         assert!(catalog.objects[&key("lost")].holders.contains_key(&name("a")), "a put under way");
         assert!(!catalog.objects[&key("extra")].holders.contains_key(&name("a")), "settled: reconciled");
-        catalog.abandon(&key("lost"), writing.version, &[]);
+        catalog.abandon(&key("lost"), writing.version);
     }
 
     #[test]
-    fn a_failed_put_ends_its_intent_and_its_acknowledging_nodes_stop_counting_their_older_copies() {
+    fn a_put_no_target_took_ends_its_intent_and_one_some_took_is_recorded_on_them() {
         let (ring, nodes, mut catalog, _) = stored_three();
-        let plan = catalog.plan_put(&key("kept"), None, Consistency::All, 3, "d", &ring, &nodes).unwrap();
+        let before = catalog.objects[&key("kept")].version;
+        let lost = catalog.plan_put(&key("kept"), None, Consistency::All, 3, "d", &ring, &nodes).unwrap();
         assert!(
             catalog
                 .take_changes()
                 .iter()
-                .any(|change| matches!(change, Change::Intent(i) if i.version == plan.version))
+                .any(|change| matches!(change, Change::Intent(i) if i.version == lost.version))
         );
-        catalog.abandon(&key("kept"), plan.version, &[name("a")]);
-        let changes = catalog.take_changes();
-        assert!(changes.contains(&Change::IntentEnded(plan.version)));
+        catalog.abandon(&key("kept"), lost.version);
+        assert!(catalog.take_changes().contains(&Change::IntentEnded(lost.version)));
         let stat = catalog.stat(&key("kept"), &nodes).unwrap();
-        assert_ne!(stat.version, plan.version, "nothing of the failed put is visible");
-        assert_eq!(stat.live_copies(), 2, "a replaced its copy, then discarded the failed one");
-        assert!(catalog.inherited().is_empty());
+        assert_eq!((stat.version, stat.live_copies()), (before, 3), "nothing of it is visible");
+        // Taken by "a" only, short of `all`: "a" replaced its copy, so the
+        // put is recorded there (rolled forward), and the others' copies
+        // count as stale, for the repair plan to update.
+        let short = catalog.plan_put(&key("kept"), None, Consistency::All, 4, "e", &ring, &nodes).unwrap();
+        let mut partial = stored(&short, "kept");
+        partial.holders.retain(|node, _| node.as_str() == "a");
+        catalog.record_put(partial);
+        let stat = catalog.stat(&key("kept"), &nodes).unwrap();
+        assert_eq!((stat.version, stat.live_copies()), (short.version, 1));
+        assert_eq!(stat.copies.iter().filter(|copy| copy.version == before).count(), 2);
+        assert!(catalog.inherited().is_empty() && catalog.underway.is_empty());
     }
 
     #[test]

@@ -35,15 +35,13 @@ pub enum DataInput {
     },
     /// A put met its consistency: record it (answered once durable).
     Stored(StoredObject),
-    /// A put or removal did not meet its consistency: `acked` applied
-    /// `version` and are asked to discard it (answered once durable).
+    /// No target acknowledged a put or removal: its targets are asked to
+    /// discard it, and its intent ends (answered once durable).
     Abandoned {
         /// The key.
         key: ObjectKey,
         /// The operation's version.
         version: Version,
-        /// The nodes that applied it.
-        acked: Vec<NodeName>,
     },
     /// Which holders a read reaches.
     PlanRead {
@@ -124,12 +122,15 @@ pub enum Repaired {
         /// The node.
         node: NodeName,
     },
-    /// `node` dropped its copy of `key`.
+    /// `node` no longer holds `version` of `key`: it dropped it, or a read
+    /// found it missing.
     Dropped {
         /// The object.
         key: ObjectKey,
         /// The node.
         node: NodeName,
+        /// The version it was recorded to hold.
+        version: Version,
     },
     /// Every reachable holder dropped the tombstone of `key` at `version`.
     Forgotten {

@@ -71,9 +71,9 @@ pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
                     None => Err(format!("no connection to \"{to}\" now")),
                 },
                 RepairStep::Drop { key, node: holder, version } => match links.get(holder) {
-                    Some(target) => discard(target, key, *version, term)
-                        .await
-                        .and_then(|()| Ok(Repaired::Dropped { key: key.clone(), node: node(holder)? })),
+                    Some(target) => discard(target, key, *version, term).await.and_then(|()| {
+                        Ok(Repaired::Dropped { key: key.clone(), node: node(holder)?, version: *version })
+                    }),
                     None => Err(format!("no connection to \"{holder}\" now")),
                 },
                 // A tombstone every holder applied: the connected holders
