@@ -510,7 +510,12 @@ impl Catalog {
 
     /// What `node` is recorded to hold, as digests, and the generation to
     /// hand back to [`Catalog::reconcile`] with what it says it holds.
-    pub fn expected(&self, node: &NodeName) -> (Digests, u64) {
+    ///
+    /// Anti-entropy checks one node at a time, so a new check means the
+    /// previous one is over: what was touched before now concerns no check
+    /// and is forgotten, which keeps `touched` to the changes of one check.
+    pub fn expected(&mut self, node: &NodeName) -> (Digests, u64) {
+        self.touched.clear();
         (self.expected.get(node).cloned().unwrap_or_default(), self.generation)
     }
 
@@ -929,7 +934,7 @@ mod tests {
 
     #[test]
     fn the_expected_digests_of_a_node_are_those_of_what_it_was_recorded_to_hold() {
-        let (_, _, catalog, _) = stored_three();
+        let (_, _, mut catalog, _) = stored_three();
         let held: Vec<ObjectMeta> = catalog.objects.values().map(|object| meta_of(object, object.version)).collect();
         let (expected, _) = catalog.expected(&name("a"));
         assert_eq!(expected, Digests::of(&held));
