@@ -146,6 +146,19 @@ impl DataService {
                 .await;
                 codec::write_frame(send, &answer(forgotten)).await
             }
+            DataOp::Discard { key, version } => {
+                let kept = self.with_store(move |store| store.discard(&key, version)).await;
+                codec::write_frame(send, &answer(kept.map(DataReply::Held))).await
+            }
+            DataOp::Usage => {
+                let usage = self.with_store(|store| Ok(store.usage())).await;
+                let reply = usage.map(|usage| DataReply::Usage {
+                    objects: usage.objects,
+                    used: usage.bytes,
+                    quota: usage.quota,
+                });
+                codec::write_frame(send, &answer(reply)).await
+            }
             DataOp::Digests => {
                 let leaves = self.with_store(|store| Ok(store.digests().leaves().to_vec())).await;
                 codec::write_frame(send, &answer(leaves.map(DataReply::Digests))).await

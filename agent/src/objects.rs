@@ -230,10 +230,19 @@ impl PendingCopy {
         }
         let name = copy_name(&meta);
         let path = self.dir.join(&name);
-        if let Err(err) = fs::rename(&self.temp, &path) {
-            let _ = fs::remove_file(&self.temp);
-            return Err(io_error(&path)(err));
-        }
+        // Linked, not renamed, so an existing file of the same name — the
+        // same version written before, or being written alongside — is
+        // never replaced: `install` decides whether that one stands for
+        // this copy. The temporary name goes either way.
+        let existing = match fs::hard_link(&self.temp, &path) {
+            Ok(()) => false,
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => true,
+            Err(err) => {
+                let _ = fs::remove_file(&self.temp);
+                return Err(io_error(&path)(err));
+            }
+        };
+        let _ = fs::remove_file(&self.temp);
         // A failed directory fsync leaves the file: a copy of the same
         // version written at the same time may have the same name and be
         // current. Opening the store sorts it out either way.
@@ -242,6 +251,7 @@ impl PendingCopy {
             entry: Entry { meta, file: name, offset: self.offset, legacy: false },
             dir: self.dir.clone(),
             installed: false,
+            existing,
         })
     }
 }
@@ -262,6 +272,9 @@ pub struct DurableCopy {
     entry: Entry,
     dir: PathBuf,
     installed: bool,
+    /// Its versioned name was taken already: the file is not this copy's
+    /// to remove.
+    existing: bool,
 }
 
 impl DurableCopy {
@@ -273,7 +286,7 @@ impl DurableCopy {
 
 impl Drop for DurableCopy {
     fn drop(&mut self) {
-        if !self.installed {
+        if !self.installed && !self.existing {
             let _ = fs::remove_file(self.dir.join(&self.entry.file));
         }
     }
@@ -520,6 +533,15 @@ impl ObjectStore {
         {
             return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
+        if let Some(held) = self.index.get(&meta.key).filter(|held| held.meta.version == meta.version) {
+            // The same version again (a retried put, a repair racing it):
+            // the same bytes are already current. Anything else at that
+            // version is refused, and its file left alone (see `persist`).
+            if held.meta.tombstone == meta.tombstone && (meta.tombstone || held.meta.checksum == meta.checksum) {
+                return Ok(held.meta.clone());
+            }
+            return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
+        }
         copy.installed = true;
         let entry = copy.entry.clone();
         if let Some(previous) = self.index.get(&meta.key).cloned() {
@@ -576,6 +598,18 @@ impl ObjectStore {
         self.digests.remove(&entry.meta);
         self.index.remove(key);
         Ok(true)
+    }
+
+    /// Forgets `key` if what is held is of exactly `version`; any other
+    /// version stays. Returns what is held afterwards.
+    ///
+    /// # Errors
+    /// The disk's.
+    pub fn discard(&mut self, key: &ObjectKey, version: Version) -> Result<Option<ObjectMeta>, ObjectsError> {
+        if self.index.get(key).is_some_and(|held| held.meta.version == version) {
+            self.forget(key)?;
+        }
+        Ok(self.get(key).cloned())
     }
 
     /// Opens the current copy of `key` for reading, positioned at its
@@ -803,6 +837,39 @@ mod tests {
         put(&mut store, "b", 1, b"123").unwrap();
         store.remove(&ObjectKey::parse("b").unwrap(), Version { term: 1, counter: 2 }).unwrap();
         assert_eq!(store.usage(), DataUsage { objects: 1, bytes: 5, quota: 1 << 20 });
+    }
+
+    #[test]
+    fn regression_an_older_copy_committed_after_a_newer_one_does_not_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        // The older copy began before the newer one was committed.
+        let mut older = store.begin(meta("k", 1, b"older")).unwrap();
+        older.write(b"older").unwrap();
+        put(&mut store, "k", 2, b"newer").unwrap();
+        let err = store.commit(older).unwrap_err();
+        assert!(matches!(err, ObjectsError::Stale { .. }), "{err}");
+        assert_eq!(read_all(&store, "k"), b"newer");
+        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_all(&reopened, "k"), b"newer");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the newer copy's file only");
+    }
+
+    #[test]
+    fn discarding_drops_only_the_version_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "k", 5, b"five").unwrap();
+        let k = ObjectKey::parse("k").unwrap();
+        let kept = store.discard(&k, Version { term: 1, counter: 4 }).unwrap();
+        assert_eq!(kept.map(|meta| meta.version.counter), Some(5), "a newer copy stays");
+        let kept = store.discard(&k, Version { term: 1, counter: 6 }).unwrap();
+        assert_eq!(kept.map(|meta| meta.version.counter), Some(5), "an older copy stays");
+        assert_eq!(store.discard(&k, Version { term: 1, counter: 5 }).unwrap(), None);
+        assert_eq!(store.usage().objects, 0);
+        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(reopened.get(&k).is_none());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no file is left");
     }
 
     #[test]
@@ -1060,5 +1127,26 @@ mod tests {
         drop(state);
         let missing = DirSync::new(&dir.path().join("missing"));
         assert!(missing.sync().is_err(), "a failed fsync is reported to its callers");
+    }
+
+    #[test]
+    fn the_same_version_again_is_taken_as_held_and_a_different_one_at_that_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        put(&mut store, "k", 3, b"bytes").unwrap();
+        // Made durable alongside: the name is taken, nothing is replaced.
+        let again = durable(&store, "k", 3, b"bytes");
+        let other = durable(&store, "k", 3, b"other");
+        assert_eq!(store.install(again).unwrap().version.counter, 3);
+        assert!(matches!(store.install(other), Err(ObjectsError::Stale { .. })));
+        assert_eq!(read_all(&store, "k"), b"bytes");
+        let tombstone = Version { term: 1, counter: 4 };
+        store.remove(&key("k"), tombstone).unwrap();
+        store.remove(&key("k"), tombstone).unwrap();
+        assert!(store.get(&key("k")).is_some_and(|meta| meta.tombstone));
+        drop(store);
+        assert_eq!(names(dir.path()), vec![copy_name(&ObjectMeta::tombstone(key("k"), tombstone))]);
+        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(store.get(&key("k")).is_some_and(|meta| meta.tombstone));
     }
 }

@@ -98,6 +98,10 @@ pub struct NodeStatus {
     /// Their bytes.
     #[serde(default)]
     pub data_bytes: u64,
+    /// Bytes its data quota still takes, as it last reported (none before
+    /// its first report): a node with too little takes no new copies.
+    #[serde(default)]
+    pub data_free_bytes: Option<u64>,
 }
 
 /// The data store in `status` (README.md, "Data").

@@ -48,6 +48,9 @@
 //!   [`Reaper`] that kills what agents leave behind.
 //! - [`fleet`]: [`Fleet`], a console with agents (optionally relayed) for
 //!   workload tests and benches.
+//! - [`data_checker`]: concurrent clients of the data store under a
+//!   `kill -9` nemesis, and the checks of their history (no lost write, no
+//!   read going back in time, no invented bytes).
 //! - [`standby`]: [`FakeStandby`], a console that only ever says "I am a
 //!   standby; the leader is X", on a real console's PKI.
 //! - [`etcd`]: [`EtcdServer`], a real single-member etcd on loopback that a
@@ -61,6 +64,7 @@ pub mod agent;
 pub mod agent_status;
 pub mod bins;
 pub mod console;
+pub mod data_checker;
 pub mod etcd;
 pub mod fleet;
 pub mod group;

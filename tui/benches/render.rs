@@ -63,6 +63,7 @@ fn fleet(count: usize) -> Snapshot {
                 cert_expires_unix: None,
                 data_objects: 0,
                 data_bytes: 0,
+                data_free_bytes: None,
             }
         })
         .collect();
@@ -165,6 +166,7 @@ fn drain_plan() -> Plan {
         headroom_before: Headroom { failures_survived: Some(1), capacity_ok: true },
         headroom_after: Headroom { failures_survived: Some(1), capacity_ok: false },
         notes: vec!["task-0041/0 has nowhere to go: no eligible node without an instance of its task".to_string()],
+        data: None,
     }
 }
 

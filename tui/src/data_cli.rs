@@ -71,6 +71,10 @@ pub(crate) enum DataCommand {
         replicas: Option<u8>,
         #[command(flatten)]
         consistency: ConsistencyArgs,
+        /// Print the stored object as JSON (as `data stat --json`: its
+        /// version, size, SHA-256 and the replicas that acknowledged it).
+        #[arg(long)]
+        json: bool,
     },
     /// Writes the bytes of KEY to standard output, or to FILE with -o.
     ///
@@ -91,6 +95,11 @@ pub(crate) enum DataCommand {
         output: Option<PathBuf>,
         #[command(flatten)]
         consistency: ConsistencyArgs,
+        /// Once FILE is written, print what was read as JSON: key,
+        /// version, size and SHA-256 (needs -o FILE: standard output
+        /// carries the bytes otherwise).
+        #[arg(long, requires = "output")]
+        json: bool,
     },
     /// Removes KEY from every replica; replicas that are down remove it when
     /// they return.
@@ -164,12 +173,15 @@ fn parse_key(text: &str) -> Result<ObjectKey, String> {
 /// Runs `ringwatch data …`.
 pub(crate) async fn data(target: &Target, command: DataCommand) -> Result<ExitCode> {
     match command {
-        DataCommand::Put { key, file, replicas, consistency } => {
-            put(target, key, file.as_deref(), replicas, consistency.into()).await
+        DataCommand::Put { key, file, replicas, consistency, json } => {
+            put(target, key, file.as_deref(), replicas, consistency.into(), json).await
         }
-        DataCommand::Get { key, output, consistency } => {
+        DataCommand::Get { key, output, consistency, json } => {
             let to_file = output.as_deref().is_some_and(|path| path != Path::new("-"));
-            let getting = get(target, key, output.as_deref(), consistency.into());
+            if json && !to_file {
+                anyhow::bail!("data get --json needs -o FILE: standard output carries the bytes otherwise");
+            }
+            let getting = get(target, key, output.as_deref(), consistency.into(), json);
             // Interrupted, the temporary file beside FILE goes with the
             // dropped future: nothing is left behind.
             tokio::select! {
@@ -551,6 +563,7 @@ async fn put(
     file: Option<&Path>,
     replicas: Option<u8>,
     consistency: Consistency,
+    json: bool,
 ) -> Result<ExitCode> {
     let mut source = Source::open(file)?;
     let digest = source.digest().clone();
@@ -570,6 +583,13 @@ async fn put(
         let response = upload(&client, &request, &mut source).await;
         client.close().await;
         match response? {
+            AdminResponse::DataStored(stat) if json => {
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&StatJson::from(&stat)).context("failed to encode the object")?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             AdminResponse::DataStored(stat) => {
                 outln!("{}", stored_line(&stat));
                 return Ok(ExitCode::SUCCESS);
@@ -783,7 +803,13 @@ async fn receive(answer: &mut impl Chunks, meta: &ObjectMeta, out: &mut impl Wri
 }
 
 /// `ringwatch data get`.
-async fn get(target: &Target, key: ObjectKey, output: Option<&Path>, consistency: Consistency) -> Result<ExitCode> {
+async fn get(
+    target: &Target,
+    key: ObjectKey,
+    output: Option<&Path>,
+    consistency: Consistency,
+    json: bool,
+) -> Result<ExitCode> {
     // Before asking: a FILE that cannot be written is refused at once.
     let mut sink = match output {
         Some(path) if path != Path::new("-") => Sink::File(AtomicFile::create(path)?),
@@ -822,6 +848,9 @@ async fn get(target: &Target, key: ObjectKey, output: Option<&Path>, consistency
         return match (received, sink) {
             (Ok(()), Sink::File(file)) => {
                 file.commit()?;
+                if json {
+                    outln!("{}", serde_json::to_string_pretty(&meta).context("failed to encode the object")?);
+                }
                 Ok(ExitCode::SUCCESS)
             }
             (Ok(()), Sink::Stdout) => Ok(ExitCode::SUCCESS),

@@ -80,8 +80,9 @@ pub enum CommandError {
     /// It cannot be done; the sentence says why.
     Refused(String),
     /// The cluster changed since the confirmed plan was made; this is the
-    /// plan now, to confirm again. Nothing was done.
-    PlanChanged(Plan),
+    /// plan now, to confirm again. Nothing was done. Boxed: a plan is
+    /// large beside a refusal.
+    PlanChanged(Box<Plan>),
 }
 
 impl From<String> for CommandError {
@@ -98,7 +99,7 @@ impl From<String> for CommandError {
 pub fn act_outcome(response: AdminResponse) -> Result<String, CommandError> {
     match response {
         AdminResponse::Plan { plan, .. } => Ok(format!("{}: under way ({} move(s))", plan.action, plan.moves.len())),
-        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(plan)),
+        AdminResponse::PlanChanged(plan) => Err(CommandError::PlanChanged(Box::new(plan))),
         AdminResponse::Error(err) => Err(CommandError::Refused(err)),
         other => Err(CommandError::Refused(format!("unexpected answer: {other:?}"))),
     }

@@ -227,10 +227,15 @@ enum Command {
         #[command(flatten)]
         plan: PlanArgs,
     },
-    /// Prints the plan if NODE failed now (nothing is done).
+    /// Prints the plan if NODE failed now (nothing is done): the moves, and
+    /// the data store's objects that would drop below quorum or become
+    /// unavailable.
     WhatIf {
         /// The node.
         node: String,
+        /// Print the plan as JSON (its `data` holds the data figures).
+        #[arg(long)]
+        json: bool,
     },
     /// Revokes every credential issued to NODE and disconnects it; its agent
     /// must join again with a token.
@@ -475,7 +480,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Some(Command::Uncordon { node, plan }) => {
                 act(target, OperatorAction::Uncordon { node }, plan.dry_run).await
             }
-            Some(Command::WhatIf { node }) => act(target, OperatorAction::WhatIf { node }, true).await,
+            Some(Command::WhatIf { node, json: false }) => act(target, OperatorAction::WhatIf { node }, true).await,
+            Some(Command::WhatIf { node, json: true }) => what_if_json(target, node).await,
             Some(Command::Revoke { node }) => done(target, &AdminRequest::Revoke(node)).await,
             Some(Command::Resume { plan }) => act(target, OperatorAction::Resume, plan.dry_run).await,
             Some(Command::Pki(command)) => pki(&config.data_dir, command),
@@ -907,6 +913,19 @@ async fn act(target: &Target, action: OperatorAction, dry_run: bool) -> Result<E
         Ok(AdminResponse::Plan { plan, executed }) => {
             outln!("{plan}");
             outln!("{}", if executed { "done: the plan is under way" } else { "dry run: nothing was changed" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(_) => anyhow::bail!("the console sent an unexpected answer"),
+        Err(code) => Ok(code),
+    }
+}
+
+/// `what-if NODE --json`: the plan as one JSON object.
+async fn what_if_json(target: &Target, node: String) -> Result<ExitCode> {
+    let request = AdminRequest::Act { action: OperatorAction::WhatIf { node }, dry_run: true, confirmed: None };
+    match ask(target, &request).await? {
+        Ok(AdminResponse::Plan { plan, .. }) => {
+            outln!("{}", serde_json::to_string_pretty(&plan).context("failed to encode the plan")?);
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => anyhow::bail!("the console sent an unexpected answer"),

@@ -286,6 +286,7 @@ mod tests {
             cert_expires_unix: None,
             data_objects: 0,
             data_bytes: 0,
+            data_free_bytes: None,
         }
     }
 

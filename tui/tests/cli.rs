@@ -279,3 +279,15 @@ fn data_put_refuses_more_than_seven_replicas_and_an_unknown_consistency() {
     assert_eq!(code(&output), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("quorum"), "the possible values are named: {}", stderr(&output));
 }
+
+#[test]
+fn data_get_json_needs_a_file_for_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    // No console runs on this data dir: refused before anyone is asked.
+    let output = in_dir(dir.path(), &["data", "get", "k", "--json"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--output <FILE>"), "{}", stderr(&output));
+    let output = in_dir(dir.path(), &["data", "get", "k", "-o", "-", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("needs -o FILE"), "{}", stderr(&output));
+}

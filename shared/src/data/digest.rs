@@ -1,8 +1,11 @@
 //! Per-range digests for anti-entropy. The key-hash space is cut into
 //! [`RANGES`] ranges by the hash's top bits; a range's digest combines a
-//! hash of every entry (key, version, tombstone) a replica holds in it, by
-//! XOR, so it is kept up to date entry by entry and does not depend on the
-//! order entries were written. A Merkle tree over the ranges lets two
+//! hash of every entry (key, version) a replica holds in it, by XOR, so it
+//! is kept up to date entry by entry and does not depend on the order
+//! entries were written. Whether an entry is a tombstone is not hashed: the
+//! console stamps each version for one put or one removal, so the version
+//! says it, and the console's expectation of a node — which records only
+//! the version each holder has — hashes the same way. A Merkle tree over the ranges lets two
 //! replicas find the ranges they disagree on by exchanging a root and then
 //! only the subtrees that differ; entries are listed for those ranges only.
 
@@ -19,12 +22,11 @@ pub fn range_of(key: &ObjectKey) -> usize {
 }
 
 /// An entry's contribution to its range's digest.
-fn entry_hash(key: &ObjectKey, version: Version, tombstone: bool) -> u128 {
-    let mut bytes = Vec::with_capacity(key.as_str().len() + 17);
+fn entry_hash(key: &ObjectKey, version: Version) -> u128 {
+    let mut bytes = Vec::with_capacity(key.as_str().len() + 16);
     bytes.extend_from_slice(key.as_str().as_bytes());
     bytes.extend_from_slice(&version.term.to_be_bytes());
     bytes.extend_from_slice(&version.counter.to_be_bytes());
-    bytes.push(u8::from(tombstone));
     xxhash_rust::xxh3::xxh3_128(&bytes)
 }
 
@@ -52,16 +54,23 @@ impl Digests {
 
     /// Takes an entry in.
     pub fn add(&mut self, meta: &ObjectMeta) {
-        self.toggle(meta);
+        self.toggle(&meta.key, meta.version);
     }
 
     /// Takes an entry out (one that was added).
     pub fn remove(&mut self, meta: &ObjectMeta) {
-        self.toggle(meta);
+        self.toggle(&meta.key, meta.version);
     }
 
-    fn toggle(&mut self, meta: &ObjectMeta) {
-        self.leaves[range_of(&meta.key)] ^= entry_hash(&meta.key, meta.version, meta.tombstone);
+    /// Takes `key` at `version` in, or out if it was in: XOR is its own
+    /// inverse.
+    pub fn toggle(&mut self, key: &ObjectKey, version: Version) {
+        self.leaves[range_of(key)] ^= entry_hash(key, version);
+    }
+
+    /// Digests from their leaves (an agent's answer).
+    pub fn from_leaves(leaves: Vec<u128>) -> Option<Self> {
+        (leaves.len() == RANGES).then_some(Self { leaves })
     }
 
     /// Each range's digest.
@@ -142,7 +151,7 @@ mod tests {
 
     proptest! {
         /// The ranges found top-down are exactly those whose holdings
-        /// differ: a newer version, a tombstone, a missing key.
+        /// differ: a newer version (a put or a tombstone), a missing key.
         #[test]
         fn differing_ranges_are_exactly_the_ranges_whose_entries_differ(
             keys in proptest::collection::btree_set("[a-z0-9/]{1,12}", 1..60),
@@ -155,25 +164,21 @@ mod tests {
             for (n, index) in changed.iter().enumerate() {
                 let at = index.index(theirs.len());
                 expected.insert(range_of(&theirs[at].key));
-                match n % 3 {
+                match n % 2 {
                     0 => theirs[at].version.counter += 1,
-                    1 => theirs[at].tombstone = !theirs[at].tombstone,
                     _ => theirs[at].key = ObjectKey::parse(&format!("{}~moved", theirs[at].key)).unwrap(),
                 }
-                if n % 3 == 2 {
+                if n % 2 == 1 {
                     expected.insert(range_of(&theirs[at].key));
                 }
             }
             let found: std::collections::BTreeSet<usize> =
                 Digests::of(&ours).differing_ranges(&Digests::of(&theirs)).into_iter().collect();
-            // A range changed twice may cancel out only if the changes undo
-            // each other, which these never do except a tombstone toggled
-            // twice; allow exactly that.
             prop_assert!(found.is_subset(&expected), "found {:?} expected {:?}", found, expected);
             let recomputed: std::collections::BTreeSet<usize> = (0..RANGES)
                 .filter(|&range| {
-                    let mut a: Vec<_> = ours.iter().filter(|m| range_of(&m.key) == range).map(|m| (m.key.clone(), m.version, m.tombstone)).collect();
-                    let mut b: Vec<_> = theirs.iter().filter(|m| range_of(&m.key) == range).map(|m| (m.key.clone(), m.version, m.tombstone)).collect();
+                    let mut a: Vec<_> = ours.iter().filter(|m| range_of(&m.key) == range).map(|m| (m.key.clone(), m.version)).collect();
+                    let mut b: Vec<_> = theirs.iter().filter(|m| range_of(&m.key) == range).map(|m| (m.key.clone(), m.version)).collect();
                     a.sort();
                     b.sort();
                     a != b

@@ -9,6 +9,8 @@
 //! - new copies go to the first eligible nodes clockwise from the key's hash
 //!   (the ring's replica order), then, if those are too few, to the next
 //!   eligible ones; they are copied from a live current copy;
+//! - a draining node's copies count until the ring's other nodes hold
+//!   enough, then they are dropped: its data moves off before it goes;
 //! - the objects with the fewest live copies go first (as GFS does): one
 //!   copy left is more urgent than two;
 //! - an extra or stale copy off the ring's targets is dropped only once the
@@ -42,8 +44,12 @@ pub enum NodeRole {
     /// Up, and may take new copies.
     Eligible,
     /// Up, its copies readable, but it takes no new ones (cordoned,
-    /// degraded, draining, over its quota).
+    /// degraded, over its quota).
     ReadOnly,
+    /// Up, its copies readable, but they move off it (draining): the
+    /// ring's replicas are chosen without it, and its copies are dropped
+    /// once those hold enough.
+    Leaving,
     /// Failed (past the failover delay), left, revoked: its copies do not
     /// count.
     Down,
@@ -82,11 +88,18 @@ pub enum RepairStep {
         key: ObjectKey,
         /// The holder.
         node: String,
+        /// The version it holds: a newer one that arrives meanwhile stays.
+        version: Version,
     },
-    /// Nobody holds anything older than the tombstone of `key`: forget it.
+    /// Nobody holds anything older than the tombstone of `key`: forget it
+    /// (its holders drop the tombstone, then the console its record).
     Forget {
         /// The object.
         key: ObjectKey,
+        /// The tombstone's version.
+        version: Version,
+        /// The nodes that hold the tombstone, to drop it.
+        holders: Vec<String>,
     },
 }
 
@@ -125,7 +138,11 @@ pub fn plan(
                 later.push(RepairStep::Tombstone { key: key.clone(), version: record.version, to: (*node).clone() });
             }
             if older.is_empty() {
-                later.push(RepairStep::Forget { key: key.clone() });
+                later.push(RepairStep::Forget {
+                    key: key.clone(),
+                    version: record.version,
+                    holders: held.keys().cloned().collect(),
+                });
             }
             continue;
         }
@@ -144,8 +161,9 @@ pub fn plan(
         }
         // The targets: the ring's order over nodes that hold it already
         // (live) or may take it.
-        let order =
-            ring.replicas(key.as_str(), roles.len(), |node| current.contains(node) || role(node) == NodeRole::Eligible);
+        let order = ring.replicas(key.as_str(), roles.len(), |node| {
+            (current.contains(node) && role(node) != NodeRole::Leaving) || role(node) == NodeRole::Eligible
+        });
         let targets: Vec<&str> = order.iter().copied().take(wanted).collect();
         let missing = targets.iter().filter(|node| !current.contains(*node));
         // Copies sourced from the holder nearest the key on the ring, so
@@ -167,8 +185,8 @@ pub fn plan(
         }
         let on_targets = targets.iter().filter(|node| current.contains(*node)).count();
         if copies == 0 && on_targets >= wanted {
-            for (node, _) in held.iter().filter(|(node, _)| live(node) && !targets.contains(&node.as_str())) {
-                later.push(RepairStep::Drop { key: key.clone(), node: node.clone() });
+            for (node, version) in held.iter().filter(|(node, _)| live(node) && !targets.contains(&node.as_str())) {
+                later.push(RepairStep::Drop { key: key.clone(), node: node.clone(), version: *version });
             }
         }
     }
@@ -260,7 +278,39 @@ mod tests {
         holders.get_mut(&key("k")).unwrap().insert("b".into(), v(3));
         assert!(plan(&objects, &holders, &roles, &ring).steps.is_empty());
         holders.get_mut(&key("k")).unwrap().insert("c".into(), v(3));
-        assert_eq!(plan(&objects, &holders, &roles, &ring).steps, vec![RepairStep::Forget { key: key("k") }]);
+        assert_eq!(
+            plan(&objects, &holders, &roles, &ring).steps,
+            vec![RepairStep::Forget {
+                key: key("k"),
+                version: v(3),
+                holders: vec!["a".into(), "b".into(), "c".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_draining_nodes_copies_move_to_the_next_nodes_and_are_dropped_once_they_hold_them() {
+        let ring = ring(&["a", "b", "c", "d"]);
+        let order = ring.replicas("k", 4, |_| true);
+        let (leaving, kept, spare) = (order[0], &order[1..3], order[3]);
+        let objects = BTreeMap::from([(key("k"), record(1, 3))]);
+        let mut holders = BTreeMap::from([(
+            key("k"),
+            order[..3].iter().map(|node| (node.to_string(), v(1))).collect::<BTreeMap<_, _>>(),
+        )]);
+        let mut roles: BTreeMap<String, NodeRole> =
+            order.iter().map(|node| (node.to_string(), NodeRole::Eligible)).collect();
+        roles.insert(leaving.to_string(), NodeRole::Leaving);
+        let first = plan(&objects, &holders, &roles, &ring);
+        assert_eq!(
+            first.steps,
+            vec![RepairStep::Copy { key: key("k"), version: v(1), from: kept[0].into(), to: spare.into(), size: 10 }],
+            "the copy comes from a holder that stays"
+        );
+        assert_eq!(first.under_replicated, 0, "the draining copy still counts");
+        holders.get_mut(&key("k")).unwrap().insert(spare.to_string(), v(1));
+        let second = plan(&objects, &holders, &roles, &ring);
+        assert_eq!(second.steps, vec![RepairStep::Drop { key: key("k"), node: leaving.into(), version: v(1) }]);
     }
 
     /// The fleet as the model sees it: who holds what.
@@ -269,17 +319,22 @@ mod tests {
             RepairStep::Copy { key, version, to, .. } | RepairStep::Tombstone { key, version, to } => {
                 holders.entry(key.clone()).or_default().insert(to.clone(), *version);
             }
-            RepairStep::Drop { key, node } => {
+            RepairStep::Drop { key, node, .. } => {
                 holders.entry(key.clone()).or_default().remove(node);
             }
-            RepairStep::Forget { key } => {
+            RepairStep::Forget { key, .. } => {
                 holders.remove(key);
             }
         }
     }
 
     fn role_strategy() -> impl Strategy<Value = NodeRole> {
-        prop_oneof![4 => Just(NodeRole::Eligible), 1 => Just(NodeRole::ReadOnly), 1 => Just(NodeRole::Down)]
+        prop_oneof![
+            4 => Just(NodeRole::Eligible),
+            1 => Just(NodeRole::ReadOnly),
+            1 => Just(NodeRole::Leaving),
+            1 => Just(NodeRole::Down)
+        ]
     }
 
     proptest! {

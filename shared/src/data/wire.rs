@@ -42,13 +42,28 @@ pub enum DataOp {
         /// The removal's version.
         version: Version,
     },
-    /// Drop the copy (an extra one) or the tombstone (collected).
+    /// Drop the copy (an extra one) or the tombstone (collected), whatever
+    /// its version. Kept for consoles of the first data release; a console
+    /// now sends [`DataOp::Discard`], which cannot race a newer put.
     Forget(ObjectKey),
     /// The per-range digests of everything held.
     Digests,
     /// The metadata of everything held in these ranges (see
     /// [`crate::data::digest`]).
     List(Vec<usize>),
+    /// Drop what is held of `key` if it is of exactly `version`: an extra
+    /// or stale copy, a collected tombstone, the copy of a put that failed.
+    /// Any other version — one that arrived meanwhile, or an older one a
+    /// failed put did not reach — is kept. Answered with what is held
+    /// afterwards.
+    Discard {
+        /// The key.
+        key: ObjectKey,
+        /// The version dropped.
+        version: Version,
+    },
+    /// How much of the data quota is used.
+    Usage,
 }
 
 /// A piece of an object's bytes, or their end.
@@ -71,6 +86,15 @@ pub enum DataReply {
     Digests(Vec<u128>),
     /// The metadata listed.
     Listed(Vec<ObjectMeta>),
+    /// The store's use of its quota.
+    Usage {
+        /// Live copies held.
+        objects: u64,
+        /// Bytes they take.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
     /// Refused or failed; the sentence says why.
     Failed(DataFailure),
 }

@@ -288,3 +288,261 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     assert!(output.status.success(), "{output}");
     assert_eq!(got, Some(small_bytes));
 }
+
+/// Waits until `key` has `copies` live current copies and every node in
+/// `on` holds one, as `data stat` says; returns the stat.
+fn wait_copies(fleet: &Fleet, key: &str, copies: u64, on: &[&str]) -> serde_json::Value {
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let stat = data(fleet, &["stat", key, "--json"]);
+        let value: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap_or_default();
+        let current = |node: &str| {
+            value["copies"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|copy| copy["node"] == node && copy["current"] == true))
+        };
+        if value["live_copies"] == copies && on.iter().all(|node| current(node)) {
+            ringwatch_tests::poll::Step::Done(value)
+        } else {
+            ringwatch_tests::poll::Step::Pending(stat.stdout)
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{key} did not get {copies} copies on {on:?}: {failure}"))
+}
+
+#[test]
+fn a_copy_lost_behind_an_agents_back_is_found_by_anti_entropy_without_any_read() {
+    let sandbox = Sandbox::new("data-anti-entropy-lost");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, _) = payload(&dir, "k", 20_000, 9);
+    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
+    assert!(put.status.success(), "{put}");
+    // b's disk loses the copy while b is down; nobody reads the key.
+    fleet.kill_host("b");
+    std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
+    fleet.restart_agent("b");
+    wait_state(&mut fleet, "b", NodeState::Alive);
+    // Anti-entropy on b's return finds the copy missing; repair makes it
+    // again, on b (the ring's replica).
+    let objects = fleet.agent_dir("b").join("objects");
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        if stored_files(&objects, ".data").is_empty() {
+            ringwatch_tests::poll::Step::Pending("b holds no copy".into())
+        } else {
+            ringwatch_tests::poll::Step::Done(())
+        }
+    })
+    .unwrap_or_else(|failure| panic!("b's lost copy was not made again: {failure}"));
+    wait_copies(&fleet, "k", 3, &["b"]);
+}
+
+#[test]
+fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves_no_trace() {
+    let sandbox = Sandbox::new("data-anti-entropy-extra");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    let (file, bytes) = payload(&dir, "single", 30_000, 4);
+    let put = data(&fleet, &["put", "single", file.to_str().unwrap(), "--replicas", "1"]);
+    assert!(put.status.success(), "{put}");
+    let stat = wait_copies(&fleet, "single", 1, &[]);
+    let holder = stat["copies"][0]["node"].as_str().unwrap().to_string();
+    let other = ["a", "b", "c"].into_iter().find(|node| *node != holder).unwrap();
+    // A copy of it turns up on another node (restored from a backup, say):
+    // anti-entropy counts it, and as one copy is all the object wants and
+    // the ring's replica holds it, the extra one is dropped — never the
+    // last.
+    fleet.kill_host(other);
+    let from = fleet.agent_dir(&holder).join("objects");
+    let to = fleet.agent_dir(other).join("objects");
+    std::fs::create_dir_all(&to).unwrap();
+    for name in stored_files(&from, "") {
+        std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+    }
+    fleet.restart_agent(other);
+    wait_state(&mut fleet, other, NodeState::Alive);
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left = stored_files(&to, ".data");
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("{other} still holds {left:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the extra copy was not dropped: {failure}"));
+    let (output, got) = get(&fleet, &dir, "single", &[]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got.as_ref(), Some(&bytes), "the ring's copy stays");
+    assert!(!stored_files(&from, ".data").is_empty(), "the last copy is never dropped");
+
+    // Removed at `all`: once every replica applied the tombstone, it is
+    // collected — no agent keeps a file of the key, the console no record.
+    let removed = data(&fleet, &["rm", "single", "--consistency", "all"]);
+    assert!(removed.status.success(), "{removed}");
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left: Vec<String> =
+            ["a", "b", "c"].iter().flat_map(|node| stored_files(&fleet.agent_dir(node).join("objects"), "")).collect();
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("files left: {left:?}"))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the tombstone was not collected: {failure}"));
+    let (gone, _) = get(&fleet, &dir, "single", &[]);
+    assert_eq!(gone.status.code(), Some(4), "{gone}");
+}
+
+#[test]
+fn a_node_whose_quota_is_full_takes_no_copy_and_a_put_no_node_has_room_for_is_refused() {
+    let sandbox = Sandbox::new("data-quota");
+    let specs = [
+        ringwatch_tests::fleet::AgentSpec::new("a").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("b").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("c").args(&["--data-quota", "1MiB"]),
+        ringwatch_tests::fleet::AgentSpec::new("tiny").args(&["--data-quota", "10KiB"]),
+    ];
+    let mut fleet = Fleet::start_with(&sandbox, &specs);
+    // The console learns each node's free quota and says it.
+    let status = fleet.console.wait_for("every node's free quota", |status| {
+        let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap_or_default();
+        raw["nodes"].as_array().is_some_and(|nodes| {
+            nodes.len() == 4 && nodes.iter().all(|node| node["data_free_bytes"].as_u64().is_some())
+        })
+    });
+    sandbox.step(format!("free quotas known: {}", status.raw));
+    let dir = sandbox.dir("files");
+    // 100 KB fits a, b and c but not tiny: an `all` put of 3 replicas
+    // lands on the three that have room, whatever the ring would say.
+    let (file, bytes) = payload(&dir, "mid", 100_000, 2);
+    for i in 0..4 {
+        let key = format!("mid{i}");
+        let put = data(&fleet, &["put", &key, file.to_str().unwrap(), "--consistency", "all"]);
+        assert!(put.status.success(), "{put}");
+        let stat = wait_copies(&fleet, &key, 3, &["a", "b", "c"]);
+        assert!(!stat.to_string().contains("\"tiny\""), "tiny has no room: {stat}");
+    }
+    assert!(stored_files(&fleet.agent_dir("tiny").join("objects"), ".data").is_empty());
+    let (output, got) = get(&fleet, &dir, "mid0", &[]);
+    assert!(output.status.success(), "{output}");
+    assert_eq!(got, Some(bytes));
+    // 2 MB fits nowhere: refused before any byte moves, and says why.
+    let (big, _) = payload(&dir, "big", 2_000_000, 3);
+    let refused = data(&fleet, &["put", "big", big.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{refused}");
+    assert!(refused.stderr.contains("larger than every node's free data quota"), "{refused}");
+    let listed = data(&fleet, &["ls", "--json"]);
+    assert!(!listed.stdout.contains("\"big\""), "nothing is stored: {listed}");
+}
+
+#[test]
+fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
+    let sandbox = Sandbox::new("data-drain");
+    let fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
+    let dir = sandbox.dir("files");
+    let mut objects = Vec::new();
+    for i in 0..12 {
+        let key = format!("d{i}");
+        let (file, bytes) = payload(&dir, &key, 10_000 + i, i as u8);
+        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
+        assert!(put.status.success(), "{put}");
+        objects.push((key, bytes));
+    }
+    let b_objects = fleet.agent_dir("b").join("objects");
+    assert!(!stored_files(&b_objects, ".data").is_empty(), "b holds copies before the drain");
+    let drain = fleet.act(&["drain", "b"]);
+    assert!(drain.status.success(), "{drain}");
+    // Its copies are made on the other nodes first, then dropped from it.
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let left = stored_files(&b_objects, ".data");
+        if left.is_empty() {
+            ringwatch_tests::poll::Step::Done(())
+        } else {
+            ringwatch_tests::poll::Step::Pending(format!("b still holds {} copies", left.len()))
+        }
+    })
+    .unwrap_or_else(|failure| panic!("the drained node kept its copies: {failure}"));
+    for (key, bytes) in &objects {
+        let stat = wait_copies(&fleet, key, 3, &[]);
+        assert!(!stat.to_string().contains("\"node\":\"b\""), "{key}: {stat}");
+        let (output, got) = get(&fleet, &dir, key, &["--consistency", "all"]);
+        assert!(output.status.success(), "{output}");
+        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+    }
+}
+
+#[test]
+fn what_if_names_the_objects_a_nodes_failure_would_leave_below_quorum_or_unavailable() {
+    let sandbox = Sandbox::new("data-what-if");
+    let fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let dir = sandbox.dir("files");
+    // One, two and three replicas: losing a holder leaves a one-copy
+    // object with nothing, a two-copy object below its quorum of 2, and a
+    // three-copy object with a quorum.
+    let mut keys = Vec::new();
+    for replicas in ["1", "2", "3"] {
+        for i in 0..6 {
+            let key = format!("r{replicas}/{i}");
+            let (file, _) = payload(&dir, &key.replace('/', "-"), 1000 + i, i as u8);
+            let put = data(&fleet, &["put", &key, file.to_str().unwrap(), "--replicas", replicas]);
+            assert!(put.status.success(), "put {key}: {put}");
+            keys.push((key, replicas.parse::<u8>().unwrap(), 1000 + i as u64));
+        }
+    }
+    // Who holds what, as `stat` says; then what each node's failure would
+    // do, counted by hand.
+    let holders: Vec<Vec<String>> = keys
+        .iter()
+        .map(|(key, _, _)| {
+            let stat = data(&fleet, &["stat", key, "--json"]);
+            assert!(stat.status.success(), "{stat}");
+            let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+            let copies = stat["copies"].as_array().unwrap();
+            copies.iter().map(|copy| copy["node"].as_str().unwrap().to_string()).collect()
+        })
+        .collect();
+    let expected = |node: &str| {
+        let (mut objects, mut bytes, mut below, mut lost, mut lost_bytes) = (0, 0, 0, 0, 0);
+        for ((_, replicas, size), holders) in keys.iter().zip(&holders) {
+            if !holders.iter().any(|holder| holder == node) {
+                continue;
+            }
+            objects += 1;
+            bytes += size;
+            let left = holders.len() - 1;
+            if left == 0 {
+                lost += 1;
+                lost_bytes += size;
+            } else if left < usize::from(*replicas) / 2 + 1 {
+                below += 1;
+            }
+        }
+        (objects, bytes, below, lost, lost_bytes)
+    };
+    // The node whose failure hurts most: the keys are fixed and the hash
+    // pinned, so this is the same node every run.
+    let node = ["a", "b", "c"].into_iter().max_by_key(|node| (expected(node).3, expected(node).2)).unwrap();
+    let (objects, bytes, below, lost, lost_bytes) = expected(node);
+    assert!(below > 0 && lost > 0, "the fixture exercises both counts: {node} {:?}", expected(node));
+
+    let json = fleet.admin(&["what-if", node, "--json"]);
+    assert!(json.status.success(), "{json}");
+    let plan: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let data_figures = &plan["data"];
+    assert_eq!(data_figures["objects"], objects, "{json}");
+    assert_eq!(data_figures["bytes"], bytes, "{json}");
+    assert_eq!(data_figures["below_quorum"], below, "{json}");
+    assert_eq!(data_figures["unavailable"], lost, "{json}");
+    assert_eq!(data_figures["bytes_unavailable"], lost_bytes, "{json}");
+
+    let text = fleet.admin(&["what-if", node]);
+    assert!(text.status.success(), "{text}");
+    let plural = |count: u64| if count == 1 { "object" } else { "objects" };
+    for line in [
+        format!("  data: the node holds {objects} {}", plural(objects)),
+        format!("  data: {below} {} would drop below quorum", plural(below)),
+        format!("  data: {lost} {} would become unavailable", plural(lost)),
+    ] {
+        assert!(text.stdout.contains(&line), "{line:?} missing: {text}");
+    }
+    assert!(text.stdout.contains("dry run: nothing was changed"), "{text}");
+}

@@ -36,7 +36,12 @@
 //!   byte, rm, stat, ls; after `kill -9` of a holder every object stays
 //!   readable and gets back to three copies; a removal made while a replica
 //!   was down stays; a lost copy is repaired on read; a console killed
-//!   mid-put leaves the object whole or absent.
+//!   mid-put leaves the object whole or absent; `what-if` counts the
+//!   objects a node's failure would leave below quorum or unavailable.
+//! - `data_faults`: the data store under faults — a node partitioned while
+//!   puts, overwrites and removals go on, then healed, converges; the data
+//!   checker's clients under a `kill -9` nemesis lose no acknowledged write
+//!   and never read back in time.
 //! - `control_plane`: regressions of the control-plane issue, one test per
 //!   case: bounded task durations, huge tasks, console pauses, name
 //!   takeover, join tokens, damaged stores and address files, key modes.
@@ -67,6 +72,7 @@ mod consoles;
 mod control_plane;
 mod data;
 mod data_cli;
+mod data_faults;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]

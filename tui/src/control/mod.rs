@@ -390,7 +390,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     });
     table.remember(workloads.node_records().map(|node| (node.name.clone(), node.last_state)), Instant::now());
     let known = table.len();
-    let catalog = Catalog::new(image.objects, console.term, image.data_clock);
+    let catalog = Catalog::new(image.objects, image.intents, console.term, image.data_clock);
     let writer = Writer::start(store, 0).map_err(io(&config.data_dir))?;
     let events = EventLog::new(loaded.events, outlets.events.clone());
     let (mut owner, handle, inputs) = Owner::new(OwnerParts {
@@ -414,6 +414,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     let stop = CancellationToken::new();
     let task = tokio::spawn(owner.run(inputs, stop.clone()));
     tokio::spawn(data::repair::run(handle.clone(), stop.clone()));
+    tokio::spawn(data::entropy::run(handle.clone(), stop.clone()));
     Ok((handle, Running { stop, task }))
 }
 

@@ -408,6 +408,7 @@ impl NodeTable {
                     cert_expires_unix: None,
                     data_objects: 0,
                     data_bytes: 0,
+                    data_free_bytes: None,
                 }
             })
             .collect()

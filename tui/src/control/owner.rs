@@ -14,7 +14,7 @@
 //! join — waits in [`Held`] until the batch holding the decision is durable,
 //! so a console killed at any instant never acted on something it forgot.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringwatch_net::pem::to_pem;
 use ringwatch_shared::codec;
+use ringwatch_shared::data::ObjectKey;
 use ringwatch_shared::data::repair::{self, NodeRole, RepairStep};
 use ringwatch_shared::metrics::MetricsSample;
 use ringwatch_shared::names::{NodeName, TaskName};
@@ -34,9 +35,9 @@ use ringwatch_shared::status::{ClusterEvent, ClusterStatus, ConsoleStatus, Event
 use ringwatch_shared::token::{fingerprint, to_hex};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::control::data::catalog::{Catalog, NodeInfo, summary, waited_for};
+use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -257,6 +258,8 @@ pub struct Owner {
     down_since: HashMap<NodeName, Instant>,
     /// Whether repairs were under way at the last plan (for the events).
     repairing: bool,
+    /// The objects last found without a live copy.
+    unavailable: BTreeSet<ObjectKey>,
     /// How fast repairs copy, as the repair task last said.
     repair_rate: u64,
     /// Credentials and tokens.
@@ -393,6 +396,7 @@ impl Owner {
             catalog: parts.catalog,
             down_since: HashMap::new(),
             repairing: false,
+            unavailable: BTreeSet::new(),
             repair_rate: 0,
             registry: parts.registry,
             events: parts.events,
@@ -679,9 +683,9 @@ impl Owner {
         let nodes = self.data_nodes(&views);
         let term = self.config.console.term;
         let (answer, wait) = match request {
-            DataInput::PlanPut { key, replicas, consistency } => {
+            DataInput::PlanPut { key, replicas, consistency, size, checksum } => {
                 let ring = self.workloads.data_ring(Nodes::new(&views));
-                match self.catalog.plan_put(&key, replicas, consistency, &ring, &nodes) {
+                match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &ring, &nodes) {
                     Ok(plan) => {
                         let links = self.links(&plan.targets);
                         (DataAnswer::Put { plan, links, term }, true)
@@ -723,9 +727,39 @@ impl Owner {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
             }
-            DataInput::Repaired(Repaired::Dropped { key, node }) => {
-                self.catalog.remove_holder(&key, &node);
+            DataInput::Repaired(Repaired::Dropped { key, node, version }) => {
+                self.catalog.remove_holder(&key, &node, version);
                 (DataAnswer::Noted, false)
+            }
+            DataInput::Repaired(Repaired::Forgotten { key, version }) => {
+                self.catalog.forget(&key, version);
+                (DataAnswer::Noted, false)
+            }
+            DataInput::Abandoned { key, version } => {
+                self.catalog.abandon(&key, version);
+                (DataAnswer::Noted, true)
+            }
+            DataInput::Peers => {
+                let peers: Vec<NodeName> =
+                    nodes.iter().filter(|(_, info)| info.connected).map(|(name, _)| name.clone()).collect();
+                let peers = self.links(&peers);
+                (DataAnswer::Peers { peers, inherited: self.catalog.inherited(), term }, false)
+            }
+            DataInput::Expected(node) => {
+                let (digests, asked_at) = self.catalog.expected(&node);
+                (DataAnswer::Expected { digests, asked_at }, false)
+            }
+            DataInput::Reconcile { node, ranges, held, asked_at } => {
+                let discards = self.catalog.reconcile(&node, &ranges, held, asked_at);
+                (DataAnswer::Discards(discards), false)
+            }
+            DataInput::Usage { node, usage } => {
+                self.catalog.set_usage(node, usage);
+                (DataAnswer::Noted, false)
+            }
+            DataInput::Resolved { version, holding } => {
+                self.catalog.resolve(version, &holding);
+                (DataAnswer::Noted, true)
             }
             DataInput::RepairRate(rate) => {
                 self.repair_rate = rate;
@@ -755,11 +789,16 @@ impl Owner {
         let roles: BTreeMap<String, NodeRole> = nodes
             .iter()
             .map(|(name, info)| {
-                let role = if info.eligible && info.connected {
+                // A node whose quota is full keeps its copies readable but
+                // takes no new ones.
+                let full = self.catalog.usage(name).is_some_and(|usage| usage.free() == 0);
+                let up =
+                    info.connected && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded);
+                let role = if up && self.workloads.is_draining(name.as_str()) {
+                    NodeRole::Leaving
+                } else if info.eligible && info.connected && !full {
                     NodeRole::Eligible
-                } else if info.connected
-                    && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded)
-                {
+                } else if up {
                     NodeRole::ReadOnly
                 } else {
                     NodeRole::Down
@@ -779,9 +818,7 @@ impl Owner {
             };
             self.events.emit(EventKind::Data, None, None, None, &text);
         }
-        for key in &plan.unavailable {
-            debug!(%key, "object unavailable: no live copy");
-        }
+        self.note_unavailable(&plan.unavailable);
         let mut metas = BTreeMap::new();
         let mut wanted: HashSet<String> = HashSet::new();
         for step in &plan.steps {
@@ -799,12 +836,44 @@ impl Owner {
                 RepairStep::Drop { node, .. } => {
                     wanted.insert(node.clone());
                 }
-                RepairStep::Forget { .. } => {}
+                RepairStep::Forget { holders, .. } => {
+                    wanted.extend(holders.iter().cloned());
+                }
             }
         }
         let named: Vec<NodeName> = wanted.iter().filter_map(|node| NodeName::parse(node).ok()).collect();
         let links = self.links(&named).into_iter().map(|(node, connection)| (node.to_string(), connection)).collect();
         DataAnswer::Repair { steps: plan.steps, links, metas, term }
+    }
+
+    /// Emits a `data` event for each object that has just become
+    /// unavailable (no live current copy), and one when all are back;
+    /// a burst is summed up in one event rather than one per object.
+    fn note_unavailable(&mut self, now: &[ObjectKey]) {
+        const NAMED: usize = 5;
+        let now: BTreeSet<ObjectKey> = now.iter().cloned().collect();
+        let new: Vec<&ObjectKey> = now.difference(&self.unavailable).collect();
+        if !new.is_empty() {
+            let mut names: Vec<String> = new.iter().take(NAMED).map(|key| format!("\"{key}\"")).collect();
+            if new.len() > NAMED {
+                names.push(format!("and {} more", new.len() - NAMED));
+            }
+            let text = format!("{} object(s) unavailable, no live copy: {}", new.len(), names.join(", "));
+            self.events.emit(EventKind::Data, None, None, None, &text);
+        } else if now.is_empty() && !self.unavailable.is_empty() {
+            self.events.emit(EventKind::Data, None, None, None, "every object has a live copy again");
+        }
+        self.unavailable = now;
+    }
+
+    /// What `node` failing now would do to the data store, for a what-if
+    /// plan; `None` while the store holds no objects.
+    fn failure_impact(&self, node: &str, views: &[NodeView]) -> Option<ringwatch_shared::plan::DataImpact> {
+        if self.catalog.is_empty() {
+            return None;
+        }
+        let node = NodeName::parse(node).ok()?;
+        Some(self.catalog.failure_impact(&node, &self.data_nodes(views)))
     }
 
     /// Every node as the data store sees it.
@@ -880,7 +949,12 @@ impl Owner {
                 let nodes = Nodes::new(&views);
                 if dry_run || matches!(action, ringwatch_shared::plan::OperatorAction::WhatIf { .. }) {
                     return match self.workloads.plan(&action, nodes) {
-                        Ok(plan) => AdminResponse::Plan { plan, executed: false },
+                        Ok(mut plan) => {
+                            if let ringwatch_shared::plan::OperatorAction::WhatIf { node } = &action {
+                                plan.data = self.failure_impact(node, &views).map(Box::new);
+                            }
+                            AdminResponse::Plan { plan, executed: false }
+                        }
                         Err(err) => AdminResponse::Error(err),
                     };
                 }
@@ -889,7 +963,7 @@ impl Owner {
                         self.commit(effects);
                         AdminResponse::Plan { plan, executed: true }
                     }
-                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(plan),
+                    Err(ActError::Changed(plan)) => AdminResponse::PlanChanged(*plan),
                     Err(ActError::Refused(err)) => AdminResponse::Error(err),
                 }
             }
@@ -1125,10 +1199,12 @@ impl Owner {
         };
         data.repair_bytes_per_sec = self.repair_rate;
         for node in &mut nodes {
-            if let Some((objects, bytes)) = NodeName::parse(&node.name).ok().and_then(|name| held.get(&name)) {
+            let Ok(name) = NodeName::parse(&node.name) else { continue };
+            if let Some((objects, bytes)) = held.get(&name) {
                 node.data_objects = *objects;
                 node.data_bytes = *bytes;
             }
+            node.data_free_bytes = self.catalog.usage(&name).map(QuotaUse::free);
         }
         let status = ClusterStatus {
             data,

@@ -221,6 +221,35 @@ pub struct StoredObject {
     pub holders: BTreeMap<NodeName, Version>,
 }
 
+/// A put or a removal under way (README.md, "Data"; ARCHITECTURE.md, "The
+/// data store"): durable with its version before any agent is asked, and
+/// removed once the operation is recorded or rolled back. One found when a
+/// console starts was cut short by a crash of its predecessor: the new
+/// leader asks its targets and adopts what they hold, whole, or drops it —
+/// so a crash mid-put leaves the object complete or absent, and a copy no
+/// intent explains is known to be debris (a failed put's) and discarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataIntent {
+    /// The key.
+    pub key: ObjectKey,
+    /// The version handed out for it.
+    pub version: Version,
+    /// The nodes asked to hold it.
+    pub targets: Vec<NodeName>,
+    /// A removal (a tombstone) rather than a put.
+    #[serde(default)]
+    pub removal: bool,
+    /// A put's size.
+    #[serde(default)]
+    pub size: u64,
+    /// A put's SHA-256 (hex).
+    #[serde(default)]
+    pub checksum: String,
+    /// A put's replica count.
+    #[serde(default)]
+    pub replicas: u8,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Its id, as printed in the token and by `join-token --list`.
@@ -270,6 +299,10 @@ pub enum Change {
     /// The highest object version handed out: a restarted console never
     /// hands out one again, even for a put that failed.
     DataClock(Version),
+    /// A put or removal begun.
+    Intent(DataIntent),
+    /// A put or removal recorded or rolled back, by its version.
+    IntentEnded(Version),
 }
 
 /// The key prefixes of the records, one per kind.
@@ -292,6 +325,14 @@ pub mod prefix {
     pub const OBJECT: &str = "object/";
     /// The data store's version clock.
     pub const DATA_CLOCK: &str = "data-clock";
+    /// Puts and removals under way, by version (`term.counter`).
+    pub const DATA_INTENT: &str = "data-intent/";
+}
+
+/// A version as an intent's key names it, back.
+fn parse_version(text: &str) -> Option<Version> {
+    let (term, counter) = text.split_once('.')?;
+    Some(Version { term: term.parse().ok()?, counter: counter.parse().ok()? })
 }
 
 impl Change {
@@ -312,6 +353,8 @@ impl Change {
             Self::Object(record) => format!("{}{}", prefix::OBJECT, record.key),
             Self::ObjectForgotten(key) => format!("{}{key}", prefix::OBJECT),
             Self::DataClock(_) => prefix::DATA_CLOCK.to_string(),
+            Self::Intent(intent) => format!("{}{}", prefix::DATA_INTENT, intent.version),
+            Self::IntentEnded(version) => format!("{}{version}", prefix::DATA_INTENT),
         }
     }
 
@@ -321,7 +364,11 @@ impl Change {
     /// When the record cannot be encoded (it always can: plain data).
     pub fn value(&self) -> Result<Option<String>, serde_json::Error> {
         Ok(Some(match self {
-            Self::TaskRemoved(_) | Self::InstanceRemoved(_) | Self::CredentialRemoved(_) | Self::ObjectForgotten(_) => {
+            Self::TaskRemoved(_)
+            | Self::InstanceRemoved(_)
+            | Self::CredentialRemoved(_)
+            | Self::ObjectForgotten(_)
+            | Self::IntentEnded(_) => {
                 return Ok(None);
             }
             Self::Task(spec) => serde_json::to_string(spec)?,
@@ -333,6 +380,7 @@ impl Change {
             Self::Operator(record) => serde_json::to_string(record)?,
             Self::Object(record) => serde_json::to_string(record)?,
             Self::DataClock(version) => serde_json::to_string(version)?,
+            Self::Intent(intent) => serde_json::to_string(intent)?,
         }))
     }
 }
@@ -359,6 +407,8 @@ pub struct Image {
     pub objects: BTreeMap<ObjectKey, StoredObject>,
     /// The highest object version handed out.
     pub data_clock: Option<Version>,
+    /// Puts and removals under way, by version.
+    pub intents: BTreeMap<Version, DataIntent>,
 }
 
 /// A stored record that does not decode.
@@ -410,6 +460,12 @@ impl Image {
                 self.objects.remove(key);
             }
             Change::DataClock(version) => self.data_clock = Some(*version),
+            Change::Intent(intent) => {
+                self.intents.insert(intent.version, intent.clone());
+            }
+            Change::IntentEnded(version) => {
+                self.intents.remove(version);
+            }
         }
     }
 
@@ -452,6 +508,10 @@ impl Image {
             Change::Object(record)
         } else if key == prefix::DATA_CLOCK {
             Change::DataClock(serde_json::from_str(json).map_err(|err| bad(err.to_string()))?)
+        } else if let Some(version) = key.strip_prefix(prefix::DATA_INTENT) {
+            let intent: DataIntent = serde_json::from_str(json).map_err(|err| bad(err.to_string()))?;
+            check_key(version, &intent.version.to_string()).map_err(bad)?;
+            Change::Intent(intent)
         } else {
             tracing::warn!(key, "skipped a stored record of an unknown kind");
             return Ok(());
@@ -486,6 +546,8 @@ impl Image {
             self.objects.retain(|stored, _| stored.as_str() != key);
         } else if key == prefix::DATA_CLOCK {
             self.data_clock = None;
+        } else if let Some(version) = key.strip_prefix(prefix::DATA_INTENT).and_then(parse_version) {
+            self.intents.remove(&version);
         }
     }
 
@@ -552,6 +614,15 @@ mod tests {
                 holders: BTreeMap::from([(node("a"), Version { term: 2, counter: 9 })]),
             }),
             Change::DataClock(Version { term: 2, counter: 10 }),
+            Change::Intent(DataIntent {
+                key: ObjectKey::parse("photos/b").unwrap(),
+                version: Version { term: 2, counter: 11 },
+                targets: vec![node("a"), node("b")],
+                removal: false,
+                size: 7,
+                checksum: "cd".into(),
+                replicas: 2,
+            }),
             Change::Operator(OperatorRecord {
                 fingerprint: "cd34".into(),
                 name: "alice".into(),
@@ -590,12 +661,23 @@ mod tests {
             Change::Node(NodeRecord::new(node("a"), NodeState::Alive)),
             Change::Cluster(ClusterRecord::new(42)),
             Change::Token(TokenRecord { id: "t1".into(), issued_unix: 1, expires_unix: 2, revoked: false }),
+            Change::Intent(DataIntent {
+                key: ObjectKey::parse("k").unwrap(),
+                version: Version { term: 3, counter: 4 },
+                targets: vec![node("a")],
+                removal: true,
+                size: 0,
+                checksum: String::new(),
+                replicas: 0,
+            }),
         ];
         let mut image = Image::default();
         for change in &changes {
             image.load_stored(&change.key(), change.value().unwrap().as_deref()).unwrap();
         }
         assert_eq!(image.instances.len(), 1);
+        assert_eq!(image.intents.len(), 1);
+        assert_eq!(Change::IntentEnded(Version { term: 3, counter: 4 }).key(), changes[4].key());
         for change in &changes {
             image.load_stored(&change.key(), None).unwrap();
         }

@@ -66,6 +66,7 @@ pub fn snapshot_of(
             cert_expires_unix: None,
             data_objects: 0,
             data_bytes: 0,
+            data_free_bytes: None,
         })
         .collect();
     let up: BTreeSet<&str> = nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();

@@ -40,6 +40,7 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         cert_expires_unix: None,
         data_objects: 0,
         data_bytes: 0,
+        data_free_bytes: None,
     }
 }
 

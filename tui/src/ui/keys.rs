@@ -113,6 +113,10 @@ pub fn handle_key(app: &mut App, key: KeyEvent) -> Action {
             app.reversed = !app.reversed;
             app.refresh_order();
         }
+        KeyCode::Char('a') => {
+            app.ring_colors = app.ring_colors.toggled();
+            app.set_message(format!("ring arcs coloured by {}", app.ring_colors.label()), MessageKind::Info);
+        }
         KeyCode::Char('r') => return restart(app),
         KeyCode::Char('m') => return migrate(app),
         KeyCode::Char('d') => return node_action(app, |node, _| OperatorAction::Drain { node }),

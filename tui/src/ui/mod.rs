@@ -125,7 +125,7 @@ pub async fn perform(app: &mut App, handle: &dyn ConsoleHandle, action: Action) 
                 Command::Demo { .. } => None,
             };
             match (handle.command(command).await, action) {
-                (Err(CommandError::PlanChanged(plan)), Some(action)) => app.plan_changed(action, plan),
+                (Err(CommandError::PlanChanged(plan)), Some(action)) => app.plan_changed(action, *plan),
                 (result, _) => app.command_result(result.map_err(|err| match err {
                     CommandError::Refused(reason) => reason,
                     CommandError::PlanChanged(plan) => format!("the plan changed: {}", plan.action),

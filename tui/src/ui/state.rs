@@ -107,6 +107,34 @@ impl SortKey {
     }
 }
 
+/// What the ring's arcs are coloured by (`a` switches).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingColors {
+    /// Each node's state, as everywhere else.
+    State,
+    /// Each node's share of the data store's bytes, against an even share
+    /// (README.md, "Data").
+    Data,
+}
+
+impl RingColors {
+    /// The other one.
+    pub fn toggled(self) -> Self {
+        match self {
+            Self::State => Self::Data,
+            Self::Data => Self::State,
+        }
+    }
+
+    /// What it colours by, in words.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::State => "node state",
+            Self::Data => "data share",
+        }
+    }
+}
+
 /// How urgent a state is, most urgent first (for sorting by state).
 pub fn severity(state: NodeState) -> u8 {
     match state {
@@ -162,6 +190,8 @@ pub struct NodeRow {
     pub instances: Vec<String>,
     /// Its share of the ring, 0..=1.
     pub share: f64,
+    /// Its share of the data store's bytes (of every current copy), 0..=1.
+    pub data_share: f64,
     /// Its index in the ring cache, if on the ring.
     pub ring_index: Option<usize>,
     /// Per-core, disk and uptime figures from its latest full sample.
@@ -189,6 +219,7 @@ impl NodeRow {
             reason: status.reason,
             instances: status.instances,
             share: 0.0,
+            data_share: 0.0,
             ring_index: None,
             host: sample.map(HostDetail::from),
         }
@@ -657,6 +688,11 @@ pub struct App {
     pub(crate) ring_request: Option<(Vec<(String, u32)>, bool)>,
     /// The state of each ring node, by ring index.
     pub(crate) ring_states: Vec<NodeState>,
+    /// What the ring's arcs are coloured by.
+    pub(crate) ring_colors: RingColors,
+    /// Each ring node's share of the data against an even share (1.0 is
+    /// even), by ring index; `None` for a node holding nothing.
+    pub(crate) ring_data: Vec<Option<f64>>,
     /// Instances as dots on the ring: the angle of their key's hash and the
     /// state of the node running them.
     pub(crate) instance_dots: Vec<(f64, NodeState)>,
@@ -751,6 +787,8 @@ impl App {
             defer_ring: false,
             ring_request: None,
             ring_states: Vec::new(),
+            ring_colors: RingColors::State,
+            ring_data: Vec::new(),
             instance_dots: Vec::new(),
             selected_dots: Vec::new(),
             selected_arcs: Vec::new(),
@@ -1042,14 +1080,23 @@ impl App {
         // Nodes the ring has but the snapshot no longer does (while a new
         // ring is being built) show as unknown.
         self.ring_states.resize(self.ring.len(), NodeState::Unknown);
-        self.instance_dots.clear();
+        self.ring_data.clear();
+        self.ring_data.resize(self.ring.len(), None);
+        let (total, even) = data_totals(&self.nodes);
         for node in &mut self.nodes {
             node.ring_index = self.ring.index_of(&node.name);
             node.share = 0.0;
+            node.data_share = data_share(node.data, total);
             if let Some(index) = node.ring_index {
                 node.share = self.ring.share(index);
                 self.ring_states[index] = node.state;
+                if node.data.0 > 0 {
+                    self.ring_data[index] = Some(node.data_share / even);
+                }
             }
+        }
+        self.instance_dots.clear();
+        for node in &self.nodes {
             for id in node.instances.iter().take(MAX_DOTS.saturating_sub(self.instance_dots.len())) {
                 self.instance_dots.push((angle_of(stable_hash(id.as_bytes())), node.state));
             }
@@ -1243,6 +1290,24 @@ impl App {
             self.event_scroll += new_matching;
         }
     }
+}
+
+/// What data shares are shares of: every node's current copies' bytes, or
+/// (when all objects are empty) its objects; and the even share, one over
+/// the nodes that are up or hold data.
+fn data_totals(nodes: &[NodeRow]) -> ((u64, u64), f64) {
+    let objects = nodes.iter().map(|node| node.data.0).sum();
+    let bytes = nodes.iter().map(|node| node.data.1).sum();
+    let sharing = nodes.iter().filter(|node| node.state.is_up() || node.data.0 > 0).count().max(1);
+    #[allow(clippy::cast_precision_loss)] // a display ratio
+    let even = 1.0 / sharing as f64;
+    ((objects, bytes), even)
+}
+
+/// A node's share of `total` (objects, bytes), 0..=1: by bytes, or by
+/// objects when no object has any.
+fn data_share(held: (u64, u64), total: (u64, u64)) -> f64 {
+    if total.1 > 0 { percent(held.1, total.1) / 100.0 } else { percent(held.0, total.0) / 100.0 }
 }
 
 /// An action in a few words, for the status line: `drain "a"`.

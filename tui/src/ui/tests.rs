@@ -12,7 +12,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 use ringwatch_shared::metrics::{DiskUsage, MetricsSample};
 use ringwatch_shared::placement::Headroom;
-use ringwatch_shared::plan::{Move, MoveKind, OperatorAction, Plan};
+use ringwatch_shared::plan::{DataImpact, Move, MoveKind, OperatorAction, Plan};
 use ringwatch_shared::status::{ClusterEvent, ClusterStatus, NodeState, NodeStatus};
 use tokio::sync::broadcast;
 
@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use crate::handle::{Command, CommandError, ConsoleHandle, DemoAction, Reply, Snapshot};
 use crate::ui::keys::{self, Action, Parsed, parse_command};
 use crate::ui::ring::angle_at;
-use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, PickStep, SortKey, View, action_words};
+use crate::ui::state::{App, HISTORY_LEN, MAX_EVENTS, MessageKind, PickStep, RingColors, SortKey, View, action_words};
 use crate::ui::{Flow, perform, views};
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -51,6 +51,7 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         cert_expires_unix: None,
         data_objects: 0,
         data_bytes: 0,
+        data_free_bytes: None,
     }
 }
 
@@ -1011,6 +1012,23 @@ fn fixed_plan() -> Plan {
         headroom_before: Headroom { failures_survived: Some(1), capacity_ok: true },
         headroom_after: Headroom { failures_survived: Some(0), capacity_ok: false },
         notes: vec!["cache/2 has nowhere to go: no eligible node without an instance of its task".into()],
+        data: None,
+    }
+}
+
+/// The plan the fake console gives for a what-if: the fixed moves, and
+/// the data store's figures.
+fn what_if_plan(node: &str) -> Plan {
+    Plan {
+        action: format!("what if node \"{node}\" failed now"),
+        data: Some(Box::new(DataImpact {
+            objects: 1_250,
+            bytes: 3 * GIB / 2,
+            below_quorum: 37,
+            unavailable: 4,
+            bytes_unavailable: 9 * MIB,
+        })),
+        ..fixed_plan()
     }
 }
 
@@ -1030,10 +1048,10 @@ impl ConsoleHandle for FakeConsole {
                 Err(CommandError::Refused("a what-if plan is never executed".into()))
             }
             Command::Act { confirmed: Some(confirmed), .. } if *self.changed.lock().unwrap() => {
-                Err(CommandError::PlanChanged(Plan {
+                Err(CommandError::PlanChanged(Box::new(Plan {
                     action: format!("{} (changed)", confirmed.action),
                     ..fixed_plan()
-                }))
+                })))
             }
             Command::Act { action, .. } => Ok(format!("{}: started", action_words(action))),
         };
@@ -1049,6 +1067,7 @@ impl ConsoleHandle for FakeConsole {
             OperatorAction::Drain { node } | OperatorAction::Cordon { node } if node == "nowhere" => {
                 Err("no node named \"nowhere\"".into())
             }
+            OperatorAction::WhatIf { node } => Ok(what_if_plan(node)),
             _ => Ok(fixed_plan()),
         };
         Box::pin(std::future::ready(plan))
@@ -1626,4 +1645,178 @@ fn a_standby_says_so_in_the_header_and_a_broken_store_in_a_banner() {
     app.apply_snapshot(standby, 202_000);
     let banner = screen(&draw(&mut app, 120, 30));
     assert!(banner.contains("the state store cannot be written; no decision takes effect"), "{banner}");
+}
+
+// ---- the data store on the ring and in what-if ----
+
+/// The fixture holding objects: bravo far more than an even share, alpha
+/// about even, charlie and foxtrot little, delta (failed) a few stale
+/// figures, echo (left) nothing.
+fn with_data(mut snapshot: Snapshot) -> Snapshot {
+    let held: [(&str, u64, u64); 5] = [
+        ("alpha", 300, 60 * MIB),
+        ("bravo", 900, 180 * MIB),
+        ("charlie", 100, 20 * MIB),
+        ("delta", 150, 30 * MIB),
+        ("foxtrot-with-a-long-name", 40, 8 * MIB),
+    ];
+    for node in &mut snapshot.status.nodes {
+        if let Some(&(_, objects, bytes)) = held.iter().find(|(name, ..)| *name == node.name) {
+            node.data_objects = objects;
+            node.data_bytes = bytes;
+        }
+    }
+    snapshot.status.data = ringwatch_shared::status::DataStatus {
+        objects: 500,
+        bytes: 100 * MIB,
+        replicas: 3,
+        under_replicated: 12,
+        unavailable: 0,
+        repair_bytes_per_sec: 0,
+    };
+    snapshot
+}
+
+/// [`app`] once the store holds objects, the ring coloured by data share.
+fn app_with_data() -> App {
+    let mut app = app();
+    app.apply_snapshot(with_data(snapshot()), 200_000);
+    assert_eq!(key(&mut app, KeyCode::Char('a')), Action::None);
+    assert_eq!(app.ring_colors, RingColors::Data);
+    app
+}
+
+/// The colours of the ring canvas's dots, and the legend's text.
+fn ring_colours_and_legend(app: &mut App, width: u16, height: u16) -> (std::collections::HashSet<Color>, String) {
+    let terminal = draw(app, width, height);
+    let buffer = terminal.backend().buffer();
+    let ring = app.hits.ring.unwrap().area;
+    let mut seen = std::collections::HashSet::new();
+    for y in ring.y..ring.bottom() {
+        for x in ring.x..ring.right() {
+            // Braille dots only: the label in the middle is text.
+            let braille =
+                buffer[(x, y)].symbol().chars().next().is_some_and(|c| ('\u{2801}'..='\u{28ff}').contains(&c));
+            if braille {
+                seen.insert(buffer[(x, y)].fg);
+            }
+        }
+    }
+    // The legend: the rows between the canvas and the panel's border.
+    let width = usize::from(buffer.area.width);
+    let legend: Vec<String> = (ring.bottom()..buffer.area.height)
+        .map(|y| {
+            let start = usize::from(y) * width + usize::from(ring.x);
+            buffer.content[start..start + usize::from(ring.width)].iter().map(|cell| cell.symbol()).collect()
+        })
+        .take_while(|line: &String| !line.starts_with('─'))
+        .collect();
+    (seen, legend.join("\n"))
+}
+
+#[test]
+fn ring_by_data_share_80x24() {
+    let mut app = app_with_data();
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn ring_by_data_share_160x48() {
+    let mut app = app_with_data();
+    key(&mut app, KeyCode::Down);
+    insta::assert_snapshot!(draw(&mut app, 160, 48).backend());
+}
+
+#[test]
+fn a_switches_the_ring_between_state_and_data_share_colours() {
+    let mut app = app();
+    app.apply_snapshot(with_data(snapshot()), 200_000);
+    let (by_state, legend) = ring_colours_and_legend(&mut app, 160, 48);
+    assert!(by_state.contains(&Color::Magenta), "foxtrot is degraded: {by_state:?}");
+    assert!(legend.is_empty(), "no legend by state: {legend}");
+    assert!(screen(&draw(&mut app, 160, 48)).contains("points"), "the title counts points by state");
+
+    key(&mut app, KeyCode::Char('a'));
+    assert!(app.message.as_ref().unwrap().text.contains("data share"));
+    let (by_data, legend) = ring_colours_and_legend(&mut app, 160, 48);
+    // 6 nodes, 5 up or holding data: an even share is 20 %. bravo holds
+    // 180 of 298 MiB (60 %, 3× even), alpha 20 % (even), charlie 6.7 %
+    // (⅓), echo nothing.
+    assert!(by_data.contains(&Color::Red), "bravo holds far more than even: {by_data:?}");
+    assert!(by_data.contains(&Color::Green), "alpha holds about even: {by_data:?}");
+    assert!(by_data.contains(&Color::Blue), "charlie holds little: {by_data:?}");
+    assert!(by_data.contains(&Color::DarkGray), "echo holds nothing: {by_data:?}");
+    assert!(!by_data.contains(&Color::Magenta), "no state colours: {by_data:?}");
+    assert!(legend.contains("none") && legend.contains("even"), "the scale: {legend}");
+    assert!(legend.contains("bravo 60.4%") && legend.contains("alpha 20.1%"), "the heaviest first: {legend}");
+    assert!(legend.find("bravo").unwrap() < legend.find("alpha").unwrap(), "{legend}");
+    assert!(screen(&draw(&mut app, 160, 48)).contains("by data share"), "the title says so");
+
+    key(&mut app, KeyCode::Char('a'));
+    assert_eq!(app.ring_colors, RingColors::State);
+    let (again, _) = ring_colours_and_legend(&mut app, 160, 48);
+    assert_eq!(again, by_state, "back to state colours");
+}
+
+#[test]
+fn the_selected_nodes_data_share_is_in_the_middle_of_the_ring() {
+    let mut app = app_with_data();
+    key(&mut app, KeyCode::Down);
+    assert_eq!(app.selected(), Some("bravo"));
+    let text = screen(&draw(&mut app, 160, 48));
+    assert!(text.contains("data 60.4%"), "{text}");
+}
+
+#[test]
+fn a_ring_by_data_share_without_objects_says_so() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('a'));
+    let (mut seen, legend) = ring_colours_and_legend(&mut app, 160, 48);
+    assert!(legend.contains("no objects stored"), "{legend}");
+    // White traces the selected node's arcs outside the ring.
+    seen.remove(&Color::White);
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [Color::DarkGray], "every arc: nothing held");
+}
+
+#[test]
+fn the_ring_by_data_share_survives_every_size() {
+    let mut app = app_with_data();
+    for (width, height) in [(0, 0), (1, 1), (10, 3), (79, 23), (80, 24), (81, 25), (100, 26), (120, 30), (300, 100)] {
+        draw(&mut app, width, height);
+    }
+    // At the smallest supported size the legend still fits its scale and
+    // the heaviest node, and the ring keeps its rows.
+    let (_, legend) = ring_colours_and_legend(&mut app, 80, 24);
+    assert!(legend.contains("≥2") && legend.contains("bravo"), "{legend}");
+    assert!(app.hits.ring.unwrap().area.height >= 6);
+}
+
+#[test]
+fn what_if_names_the_objects_a_failure_would_leave_below_quorum_or_unavailable() {
+    let console = FakeConsole::new(with_data(with_tasks(snapshot())));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char('w'));
+    assert_eq!(app.dialog.as_ref().unwrap().plan.data.as_ref().unwrap().below_quorum, 37);
+    let terminal = draw(&mut app, 80, 24);
+    let text = screen(&terminal);
+    for line in [
+        "data: the node holds 1250 objects (1.5 GiB)",
+        "37 objects would drop below quorum",
+        "4 objects would become unavailable (9.0 MiB)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing:\n{text}");
+    }
+    let buffer = terminal.backend().buffer();
+    let (_, row) = row_with(buffer, "would become unavailable").unwrap();
+    assert!(row.iter().any(|cell| cell.symbol() == "4" && cell.fg == Color::Red), "unavailable is red");
+    let (_, row) = row_with(buffer, "below quorum").unwrap();
+    assert!(row.iter().any(|cell| cell.symbol() == "3" && cell.fg == Color::Yellow), "below quorum is yellow");
+}
+
+#[test]
+fn what_if_with_data_80x24() {
+    let console = FakeConsole::new(with_data(with_tasks(snapshot())));
+    let mut app = app_with_tasks();
+    press(&mut app, &console, KeyCode::Char('w'));
+    insta::assert_snapshot!(draw(&mut app, 80, 24).backend());
 }

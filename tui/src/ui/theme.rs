@@ -115,6 +115,28 @@ pub fn headroom(failures_survived: Option<i64>, capacity_ok: bool) -> Style {
 /// on its instances' dots.
 pub const RING_HIGHLIGHT: Color = Color::White;
 
+/// The ring's colours by data share (README.md, "Data"): a node's share of
+/// the data against an even share, below which each colour applies, and
+/// the legend's compact and roomy labels. Even is green; much more than
+/// even is red, much less blue; a node holding nothing is dark.
+pub const DATA_SHARES: [(f64, Color, &str, &str); 5] = [
+    (0.5, Color::Blue, "<½", "< ½"),
+    (0.8, Color::Cyan, "<.8", "< 0.8"),
+    (1.25, Color::Green, "≈1", "≈ even"),
+    (2.0, Color::Yellow, "<2", "< 2"),
+    (f64::INFINITY, Color::Red, "≥2", "≥ 2"),
+];
+
+/// The colour of a node holding nothing, in the data share colours.
+pub const DATA_NONE: Color = Color::DarkGray;
+
+/// The colour of a node's data share against an even share (`None`: it
+/// holds nothing).
+pub fn data_share_color(ratio: Option<f64>) -> Color {
+    let Some(ratio) = ratio else { return DATA_NONE };
+    DATA_SHARES.iter().find(|(below, ..)| ratio < *below).map_or(Color::Red, |(_, color, ..)| *color)
+}
+
 /// Chart series: CPU, memory, received, sent.
 pub const CPU: Color = Color::Cyan;
 /// Memory series.

@@ -4,17 +4,19 @@
 //! nodes a new object goes to, and says which holders a read or a removal
 //! must reach; the connection handlers move the bytes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use ringwatch_shared::data::digest::{Digests, range_of};
 use ringwatch_shared::data::repair::ObjectRecord as RepairRecord;
 use ringwatch_shared::data::{
     Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version, VersionClock,
 };
 use ringwatch_shared::names::NodeName;
+use ringwatch_shared::plan::DataImpact;
 use ringwatch_shared::ring::Ring;
 use ringwatch_shared::status::{DataStatus, NodeState};
 
-use crate::control::records::{Change, StoredObject};
+use crate::control::records::{Change, DataIntent, StoredObject};
 
 /// The replica count when a put names none.
 pub const DEFAULT_REPLICAS: u8 = 3;
@@ -38,16 +40,48 @@ pub struct Catalog {
     objects: BTreeMap<ObjectKey, StoredObject>,
     clock: VersionClock,
     changes: Vec<Change>,
-    /// The highest version a recorded high-water mark covers: versions up
-    /// to it are handed out without a record of their own.
-    reserved: Option<Version>,
+    /// Puts and removals under way, by key, then version.
+    underway: BTreeMap<ObjectKey, BTreeMap<Version, Underway>>,
+    /// What each node is recorded to hold, as anti-entropy compares it
+    /// with what the node says it holds; kept up to date holder by holder.
+    expected: HashMap<NodeName, Digests>,
+    /// Counts the catalog's changes to objects.
+    generation: u64,
+    /// The generation each object last changed at: anti-entropy leaves
+    /// alone an object that changed after it asked a node what it holds.
+    touched: HashMap<ObjectKey, u64>,
+    /// Each node's use of its data quota, as last reported.
+    usage: HashMap<NodeName, QuotaUse>,
 }
 
-/// Versions reserved by one durable record of the high-water mark: a put
-/// then waits for a record of its version only once in this many (the
-/// owner still holds each answer until what was submitted before it is
-/// durable). A restarted console skips the rest of the block.
-const VERSION_BLOCK: u64 = 1024;
+/// A put or removal under way.
+#[derive(Debug, Clone)]
+struct Underway {
+    intent: DataIntent,
+    /// Found in the records at start: its console was cut short, and it
+    /// waits to be resolved rather than finished.
+    inherited: bool,
+}
+
+/// A node's use of its data quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QuotaUse {
+    /// Bytes held.
+    pub used: u64,
+    /// The quota.
+    pub quota: u64,
+}
+
+impl QuotaUse {
+    /// Bytes that still fit.
+    pub fn free(self) -> u64 {
+        self.quota.saturating_sub(self.used)
+    }
+}
+
+/// What anti-entropy found on a node that the catalog does not explain:
+/// copies to discard, up to a version.
+pub type Discards = Vec<(ObjectKey, Version)>;
 
 /// Where a new version of an object goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,9 +110,95 @@ pub struct Reach {
 impl Catalog {
     /// The catalog of stored `objects`, stamping versions of `term` after
     /// `clock` (the recorded high-water mark) and every recorded version.
-    pub fn new(objects: BTreeMap<ObjectKey, StoredObject>, term: u64, clock: Option<Version>) -> Self {
-        let seen = objects.values().map(|object| object.version).chain(clock).max().unwrap_or_default();
-        Self { objects, clock: VersionClock::new(term, seen), changes: Vec::new(), reserved: None }
+    ///
+    /// `intents` are the puts and removals a previous console left under
+    /// way: they wait for [`Catalog::resolve`].
+    pub fn new(
+        objects: BTreeMap<ObjectKey, StoredObject>,
+        intents: BTreeMap<Version, DataIntent>,
+        term: u64,
+        clock: Option<Version>,
+    ) -> Self {
+        let seen = objects
+            .values()
+            .map(|object| object.version)
+            .chain(intents.keys().copied())
+            .chain(clock)
+            .max()
+            .unwrap_or_default();
+        let mut expected: HashMap<NodeName, Digests> = HashMap::new();
+        for object in objects.values() {
+            for (node, version) in &object.holders {
+                expected.entry(node.clone()).or_default().toggle(&object.key, *version);
+            }
+        }
+        let mut underway: BTreeMap<ObjectKey, BTreeMap<Version, Underway>> = BTreeMap::new();
+        for (version, intent) in intents {
+            underway.entry(intent.key.clone()).or_default().insert(version, Underway { intent, inherited: true });
+        }
+        Self {
+            objects,
+            clock: VersionClock::new(term, seen),
+            changes: Vec::new(),
+            underway,
+            expected,
+            generation: 0,
+            touched: HashMap::new(),
+            usage: HashMap::new(),
+        }
+    }
+
+    /// Stores `object` as its record now, keeping each node's expected
+    /// digests in step with its holders.
+    fn set(&mut self, object: StoredObject) {
+        if let Some(old) = self.objects.get(&object.key) {
+            for (node, version) in &old.holders {
+                self.expected.entry(node.clone()).or_default().toggle(&old.key, *version);
+            }
+        }
+        for (node, version) in &object.holders {
+            self.expected.entry(node.clone()).or_default().toggle(&object.key, *version);
+        }
+        self.touch(&object.key);
+        self.changes.push(Change::Object(object.clone()));
+        self.objects.insert(object.key.clone(), object);
+    }
+
+    /// Forgets `key`'s record.
+    fn unset(&mut self, key: &ObjectKey) {
+        let Some(old) = self.objects.remove(key) else { return };
+        for (node, version) in &old.holders {
+            self.expected.entry(node.clone()).or_default().toggle(&old.key, *version);
+        }
+        self.touch(key);
+        self.changes.push(Change::ObjectForgotten(key.clone()));
+    }
+
+    fn touch(&mut self, key: &ObjectKey) {
+        self.generation += 1;
+        self.touched.insert(key.clone(), self.generation);
+    }
+
+    /// Records an operation begun.
+    fn begin(&mut self, intent: DataIntent) {
+        self.changes.push(Change::Intent(intent.clone()));
+        self.touch(&intent.key);
+        self.underway
+            .entry(intent.key.clone())
+            .or_default()
+            .insert(intent.version, Underway { intent, inherited: false });
+    }
+
+    /// Records an operation ended (recorded or rolled back).
+    fn end(&mut self, key: &ObjectKey, version: Version) {
+        let Some(versions) = self.underway.get_mut(key) else { return };
+        if versions.remove(&version).is_some() {
+            self.changes.push(Change::IntentEnded(version));
+        }
+        if versions.is_empty() {
+            self.underway.remove(key);
+        }
+        self.touch(key);
     }
 
     /// Whether no object was ever stored (or all were forgotten).
@@ -91,16 +211,11 @@ impl Catalog {
         std::mem::take(&mut self.changes)
     }
 
-    /// A new version, covered by a recorded high-water mark (the answer
-    /// that carries it waits until that record is durable): past the
-    /// reserved block, a new block is recorded.
+    /// A new version, recorded as handed out (the answer that carries it
+    /// waits until that is durable).
     fn stamp(&mut self) -> Version {
         let version = self.clock.stamp();
-        if self.reserved.is_none_or(|reserved| version > reserved) {
-            let reserve = Version { term: version.term, counter: version.counter.saturating_add(VERSION_BLOCK - 1) };
-            self.reserved = Some(reserve);
-            self.changes.push(Change::DataClock(reserve));
-        }
+        self.changes.push(Change::DataClock(version));
         version
     }
 
@@ -111,11 +226,14 @@ impl Catalog {
     /// [`DataError::Refused`] for a bad replica count;
     /// [`DataError::NotEnough`] when fewer eligible nodes exist than the
     /// consistency needs.
+    #[allow(clippy::too_many_arguments)]
     pub fn plan_put(
         &mut self,
         key: &ObjectKey,
         replicas: Option<u8>,
         consistency: Consistency,
+        size: u64,
+        checksum: &str,
         ring: &Ring,
         nodes: &BTreeMap<NodeName, NodeInfo>,
     ) -> Result<PutPlan, DataError> {
@@ -123,11 +241,31 @@ impl Catalog {
         if replicas == 0 || replicas > MAX_REPLICAS {
             return Err(DataError::Refused(format!("--replicas must be 1 to {MAX_REPLICAS}, not {replicas}")));
         }
+        // A node whose quota cannot take the bytes takes no copy; when no
+        // node at all could, the put is refused as too large.
+        let fits = |name: &NodeName| self.usage.get(name).is_none_or(|usage| usage.free() >= size);
+        let reporting: Vec<(&NodeName, QuotaUse)> = nodes
+            .keys()
+            .filter(|name| nodes.get(*name).is_some_and(|n| n.eligible && n.connected))
+            .filter_map(|name| self.usage.get(name).map(|usage| (name, *usage)))
+            .collect();
+        let eligible_count = nodes.values().filter(|n| n.eligible && n.connected).count();
+        if eligible_count > 0
+            && reporting.len() == eligible_count
+            && reporting.iter().all(|(_, usage)| usage.free() < size)
+        {
+            let (roomiest, most) = reporting
+                .iter()
+                .max_by_key(|(_, usage)| usage.free())
+                .map_or(("".into(), 0), |(name, usage)| (name.to_string(), usage.free()));
+            return Err(DataError::Refused(format!(
+                "a put of {size} bytes is larger than every node's free data quota (the most is {most} bytes, on \"{roomiest}\"); raise the agents' --data-quota or remove objects"
+            )));
+        }
         let usable = |name: &str| {
             NodeName::parse(name)
                 .ok()
-                .and_then(|name| nodes.get(&name).copied())
-                .is_some_and(|n| n.eligible && n.connected)
+                .is_some_and(|name| nodes.get(&name).copied().is_some_and(|n| n.eligible && n.connected) && fits(&name))
         };
         let targets: Vec<NodeName> = ring
             .replicas(key.as_str(), usize::from(replicas), usable)
@@ -143,17 +281,60 @@ impl Catalog {
                 describe_nodes(nodes)
             )));
         }
-        Ok(PutPlan { version: self.stamp(), targets, required, replicas })
+        let version = self.stamp();
+        self.begin(DataIntent {
+            key: key.clone(),
+            version,
+            targets: targets.clone(),
+            removal: false,
+            size,
+            checksum: checksum.to_string(),
+            replicas,
+        });
+        Ok(PutPlan { version, targets, required, replicas })
     }
 
     /// Records a put that met its consistency: `acked` hold `version`. A
     /// put overtaken by a newer version changes nothing.
     pub fn record_put(&mut self, object: StoredObject) {
-        if self.objects.get(&object.key).is_some_and(|held| held.version > object.version) {
+        self.end(&object.key, object.version);
+        for node in object.holders.keys() {
+            if let Some(usage) = self.usage.get_mut(node) {
+                usage.used += object.size;
+            }
+        }
+        let Some(held) = self.objects.get(&object.key) else {
+            self.set(object);
+            return;
+        };
+        if held.version > object.version {
+            // Overtaken: still, the acknowledging nodes hold this version
+            // now, not what the record says.
+            // Acknowledgements can arrive out of order: a node recorded
+            // at a newer version already holds that one.
+            let mut updated = held.clone();
+            for (node, version) in &object.holders {
+                let entry = updated.holders.entry(node.clone()).or_insert(*version);
+                *entry = (*entry).max(*version);
+            }
+            if updated != *held {
+                self.set(updated);
+            }
             return;
         }
-        self.changes.push(Change::Object(object.clone()));
-        self.objects.insert(object.key.clone(), object);
+        // Holders of older versions stay listed: the repair plan updates
+        // or drops their copies.
+        let mut object = object;
+        for (node, version) in &held.holders {
+            object.holders.entry(node.clone()).or_insert(*version);
+        }
+        self.set(object);
+    }
+
+    /// A put or removal no target acknowledged: it is no longer under way
+    /// (the caller asks the targets to discard whatever they took).
+    pub fn abandon(&mut self, key: &ObjectKey, version: Version) {
+        self.end(key, version);
     }
 
     /// Which holders a read of `key` reaches.
@@ -184,29 +365,46 @@ impl Catalog {
         nodes: &BTreeMap<NodeName, NodeInfo>,
     ) -> Result<(Version, Reach), DataError> {
         let reach = self.reach(self.live(key)?, consistency, nodes)?;
-        Ok((self.stamp(), reach))
+        let version = self.stamp();
+        self.begin(DataIntent {
+            key: key.clone(),
+            version,
+            targets: reach.holders.clone(),
+            removal: true,
+            size: 0,
+            checksum: String::new(),
+            replicas: reach.object.replicas,
+        });
+        Ok((version, reach))
     }
 
     /// Records a removal that met its consistency: `acked` applied the
     /// tombstone at `version`.
     pub fn record_remove(&mut self, key: &ObjectKey, version: Version, acked: &[NodeName]) {
-        let Some(object) = self.objects.get_mut(key) else { return };
-        if object.version > version {
-            return;
+        self.end(key, version);
+        let Some(mut object) = self.objects.get(key).cloned() else { return };
+        if object.version <= version {
+            object.version = version;
+            object.tombstone = true;
         }
-        object.version = version;
-        object.tombstone = true;
         for node in acked {
             object.holders.insert(node.clone(), version);
         }
-        self.changes.push(Change::Object(object.clone()));
+        self.set(object);
     }
 
     fn live(&self, key: &ObjectKey) -> Result<&StoredObject, DataError> {
-        self.objects
-            .get(key)
-            .filter(|object| !object.tombstone)
-            .ok_or_else(|| DataError::NotFound(format!("no object \"{key}\"")))
+        self.objects.get(key).filter(|object| !object.tombstone).ok_or_else(|| {
+            let writing = self
+                .underway
+                .get(key)
+                .is_some_and(|versions| versions.values().any(|underway| !underway.intent.removal));
+            DataError::NotFound(if writing {
+                format!("\"{key}\" is being written and not stored yet: try again once its put has finished")
+            } else {
+                format!("no object \"{key}\"")
+            })
+        })
     }
 
     fn reach(
@@ -279,20 +477,179 @@ impl Catalog {
     /// `node` now holds `version` of `key` (a repair's copy or tombstone);
     /// ignored when the object moved on meanwhile.
     pub fn add_holder(&mut self, key: &ObjectKey, version: Version, node: NodeName) {
-        let Some(object) = self.objects.get_mut(key) else { return };
-        if object.version != version {
+        let Some(object) = self.objects.get(key) else { return };
+        if object.version != version || object.holders.get(&node) == Some(&version) {
             return;
         }
+        let mut object = object.clone();
         object.holders.insert(node, version);
-        self.changes.push(Change::Object(object.clone()));
+        self.set(object);
     }
 
-    /// `node` dropped its copy of `key`.
-    pub fn remove_holder(&mut self, key: &ObjectKey, node: &NodeName) {
-        let Some(object) = self.objects.get_mut(key) else { return };
-        if object.holders.remove(node).is_some() {
-            self.changes.push(Change::Object(object.clone()));
+    /// `node` no longer holds `version` of `key` (dropped, or found
+    /// missing by a read). Ignored when the record has it holding another
+    /// version by now: a put or a repair that landed meanwhile.
+    pub fn remove_holder(&mut self, key: &ObjectKey, node: &NodeName, version: Version) {
+        let Some(object) = self.objects.get(key) else { return };
+        if object.holders.get(node) != Some(&version) {
+            return;
         }
+        let mut object = object.clone();
+        object.holders.remove(node);
+        self.set(object);
+    }
+
+    /// Forgets the tombstone of `key` at `version`, its holders having
+    /// dropped it (README.md, "Data": tombstones are collected once every
+    /// replica has applied them). Ignored when the key moved on.
+    pub fn forget(&mut self, key: &ObjectKey, version: Version) {
+        if self.objects.get(key).is_some_and(|object| object.tombstone && object.version == version) {
+            self.unset(key);
+        }
+    }
+
+    /// What `node` is recorded to hold, as digests, and the generation to
+    /// hand back to [`Catalog::reconcile`] with what it says it holds.
+    ///
+    /// Anti-entropy checks one node at a time, so a new check means the
+    /// previous one is over: what was touched before now concerns no check
+    /// and is forgotten, which keeps `touched` to the changes of one check.
+    pub fn expected(&mut self, node: &NodeName) -> (Digests, u64) {
+        self.touched.clear();
+        (self.expected.get(node).cloned().unwrap_or_default(), self.generation)
+    }
+
+    /// Anti-entropy (README.md, "Data"): brings the record of what `node`
+    /// holds in `ranges` in line with what it says it holds there
+    /// (`held`, listed when the catalog's generation was `asked_at`), and
+    /// returns the copies it holds that nothing explains — neither a
+    /// recorded version nor an operation under way: a failed put's, a
+    /// collected tombstone's, a forgotten object's — for the caller to
+    /// discard. Objects changed since `asked_at` or with an operation under
+    /// way are left for the next round. The repair plan takes it from
+    /// there: a stale copy on a replica is overwritten, an extra one
+    /// dropped once enough current copies exist elsewhere.
+    pub fn reconcile(&mut self, node: &NodeName, ranges: &[usize], held: Vec<ObjectMeta>, asked_at: u64) -> Discards {
+        let settled = |catalog: &Self, key: &ObjectKey| {
+            catalog.touched.get(key).is_none_or(|at| *at <= asked_at) && !catalog.underway.contains_key(key)
+        };
+        let mut held: BTreeMap<ObjectKey, ObjectMeta> = held
+            .into_iter()
+            .filter(|meta| ranges.contains(&range_of(&meta.key)))
+            .map(|meta| (meta.key.clone(), meta))
+            .collect();
+        let recorded: Vec<ObjectKey> = self
+            .objects
+            .values()
+            .filter(|object| object.holders.contains_key(node) && ranges.contains(&range_of(&object.key)))
+            .map(|object| object.key.clone())
+            .collect();
+        let mut discards = Vec::new();
+        // Recorded holdings the node does not have, or has at another version.
+        for key in recorded {
+            if !settled(self, &key) {
+                held.remove(&key);
+                continue;
+            }
+            let Some(mut object) = self.objects.get(&key).cloned() else { continue };
+            let actual = held.remove(&key);
+            match actual.as_ref().map(|meta| self.explains(&object, meta)) {
+                Some(Some(version)) if object.holders.get(node) == Some(&version) => continue,
+                Some(Some(version)) => {
+                    object.holders.insert(node.clone(), version);
+                }
+                Some(None) => {
+                    object.holders.remove(node);
+                    if let Some(meta) = actual {
+                        discards.push((key.clone(), meta.version));
+                    }
+                }
+                None => {
+                    object.holders.remove(node);
+                }
+            }
+            self.set(object);
+        }
+        // Holdings the record does not list for this node.
+        for (key, meta) in held {
+            if !settled(self, &key) {
+                continue;
+            }
+            match self.objects.get(&key).map(|object| (object.clone(), self.explains(object, &meta))) {
+                Some((mut object, Some(version))) => {
+                    object.holders.insert(node.clone(), version);
+                    self.set(object);
+                }
+                _ => discards.push((key, meta.version)),
+            }
+        }
+        discards
+    }
+
+    /// The version of `object` a copy `meta` counts as, if the record
+    /// explains it: the current version with the recorded checksum, or an
+    /// older one (stale, for the repair plan to update or drop). A newer
+    /// version nothing recorded, or the current version with other bytes,
+    /// is not explained.
+    fn explains(&self, object: &StoredObject, meta: &ObjectMeta) -> Option<Version> {
+        if meta.version == object.version {
+            let same = meta.tombstone == object.tombstone && (object.tombstone || meta.checksum == object.checksum);
+            return same.then_some(meta.version);
+        }
+        (meta.version < object.version).then_some(meta.version)
+    }
+
+    /// The puts and removals a previous console left under way, to resolve.
+    pub fn inherited(&self) -> Vec<DataIntent> {
+        self.underway
+            .values()
+            .flat_map(|versions| versions.values())
+            .filter(|underway| underway.inherited)
+            .map(|underway| underway.intent.clone())
+            .collect()
+    }
+
+    /// Resolves an operation a previous console left under way: `holding`
+    /// are the targets that hold its version, whole (an agent keeps only
+    /// complete, checksummed copies). Held anywhere, it is recorded as if
+    /// it had finished — a later operation still wins — otherwise it is
+    /// dropped; either way it is no longer under way.
+    pub fn resolve(&mut self, version: Version, holding: &[NodeName]) {
+        let Some(underway) = self
+            .underway
+            .values()
+            .find_map(|versions| versions.get(&version))
+            .filter(|underway| underway.inherited)
+            .cloned()
+        else {
+            return;
+        };
+        let intent = underway.intent;
+        if holding.is_empty() {
+            self.end(&intent.key, version);
+        } else if intent.removal {
+            self.record_remove(&intent.key, version, holding);
+        } else {
+            self.record_put(StoredObject {
+                key: intent.key.clone(),
+                version,
+                size: intent.size,
+                checksum: intent.checksum.clone(),
+                replicas: intent.replicas,
+                tombstone: false,
+                holders: holding.iter().map(|node| (node.clone(), version)).collect(),
+            });
+        }
+    }
+
+    /// `node`'s use of its data quota, as it reported it.
+    pub fn set_usage(&mut self, node: NodeName, usage: QuotaUse) {
+        self.usage.insert(node, usage);
+    }
+
+    /// `node`'s use of its data quota, if it reported it.
+    pub fn usage(&self, node: &NodeName) -> Option<QuotaUse> {
+        self.usage.get(node).copied()
     }
 
     /// The metadata of `key` at its current version, for a repair's copy.
@@ -309,6 +666,17 @@ impl Catalog {
     /// The figures for `status` (see [`summary`]).
     pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
         summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)))
+    }
+}
+
+impl Catalog {
+    /// What `node` failing now would do to the objects (the what-if plan's
+    /// data figures; see [`super::impact::failure_impact`]), with every
+    /// other node's copies counted as in `status`.
+    pub fn failure_impact(&self, node: &NodeName, nodes: &BTreeMap<NodeName, NodeInfo>) -> DataImpact {
+        super::impact::failure_impact(self.objects.values(), node, |holder| {
+            nodes.get(holder).is_some_and(|info| counts(info.state))
+        })
     }
 }
 
@@ -464,24 +832,27 @@ mod tests {
             ("c", NodeState::Failed),
             ("d", NodeState::Alive),
         ]);
-        let mut catalog = Catalog::new(BTreeMap::new(), 0, None);
-        let first = catalog.plan_put(&key("k"), None, Consistency::Quorum, &ring, &nodes).unwrap();
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let first = catalog.plan_put(&key("k"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
         assert_eq!(first.targets.len(), 3);
         assert!(!first.targets.contains(&name("c")), "a failed node takes no copy");
         let expected: Vec<NodeName> = ring.replicas("k", 3, |node| node != "c").into_iter().map(name).collect();
         assert_eq!(first.targets, expected);
-        let second = catalog.plan_put(&key("k"), Some(1), Consistency::One, &ring, &nodes).unwrap();
+        let second = catalog.plan_put(&key("k"), Some(1), Consistency::One, 3, "c", &ring, &nodes).unwrap();
         assert!(second.version > first.version);
-        assert!(catalog.take_changes().iter().all(|change| matches!(change, Change::DataClock(_))));
+        assert!(
+            catalog.take_changes().iter().all(|change| matches!(change, Change::DataClock(_) | Change::Intent(_))),
+            "nothing but the clock and the intents is recorded before the put is"
+        );
     }
 
     #[test]
     fn too_few_nodes_or_holders_for_the_consistency_are_not_enough_and_name_the_nodes() {
         let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Failed), ("c", NodeState::Left)]);
-        let mut catalog = Catalog::new(BTreeMap::new(), 0, None);
-        let err = catalog.plan_put(&key("k"), Some(3), Consistency::All, &ring, &nodes).unwrap_err();
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let err = catalog.plan_put(&key("k"), Some(3), Consistency::All, 3, "c", &ring, &nodes).unwrap_err();
         assert!(matches!(&err, DataError::NotEnough(why) if why.contains("\"b\" (failed)")), "{err}");
-        let plan = catalog.plan_put(&key("k"), Some(3), Consistency::One, &ring, &nodes).unwrap();
+        let plan = catalog.plan_put(&key("k"), Some(3), Consistency::One, 3, "c", &ring, &nodes).unwrap();
         catalog.record_put(stored(&plan, "k"));
         let err = catalog.plan_read(&key("k"), Consistency::Quorum, &nodes).unwrap_err();
         assert!(matches!(&err, DataError::NotEnough(why) if why.contains("\"a\" (alive)")), "{err}");
@@ -491,9 +862,9 @@ mod tests {
     #[test]
     fn a_removed_object_is_not_found_and_an_overtaken_put_changes_nothing() {
         let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
-        let mut catalog = Catalog::new(BTreeMap::new(), 0, None);
-        let older = catalog.plan_put(&key("k"), None, Consistency::Quorum, &ring, &nodes).unwrap();
-        let newer = catalog.plan_put(&key("k"), None, Consistency::Quorum, &ring, &nodes).unwrap();
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let older = catalog.plan_put(&key("k"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        let newer = catalog.plan_put(&key("k"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
         catalog.record_put(stored(&newer, "k"));
         catalog.record_put(stored(&older, "k"));
         assert_eq!(catalog.stat(&key("k"), &nodes).unwrap().version, newer.version);
@@ -532,35 +903,220 @@ mod tests {
     #[test]
     fn a_restarted_catalog_never_stamps_a_version_it_handed_out() {
         let handed_out = Version { term: 0, counter: 41 };
-        let mut catalog = Catalog::new(BTreeMap::new(), 0, Some(handed_out));
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, Some(handed_out));
         assert!(catalog.stamp() > handed_out);
-        let mut next_term = Catalog::new(BTreeMap::new(), 2, Some(handed_out));
+        let mut next_term = Catalog::new(BTreeMap::new(), BTreeMap::new(), 2, Some(handed_out));
         assert_eq!(next_term.stamp(), Version { term: 2, counter: 1 });
     }
 
-    #[test]
-    fn versions_are_reserved_in_recorded_blocks_and_a_restart_skips_the_rest_of_its_block() {
-        let mut catalog = Catalog::new(BTreeMap::new(), 1, None);
-        let first = catalog.stamp();
-        let recorded: Vec<Change> = catalog.take_changes();
-        let Some(Change::DataClock(reserved)) = recorded.first().cloned() else {
-            panic!("the first version records a block: {recorded:?}")
-        };
-        assert_eq!(recorded.len(), 1);
-        assert_eq!(reserved, Version { term: 1, counter: first.counter + VERSION_BLOCK - 1 });
-        let mut last = first;
-        for _ in 1..VERSION_BLOCK {
-            let next = catalog.stamp();
-            assert!(next > last && next <= reserved);
-            last = next;
+    fn meta_of(object: &StoredObject, version: Version) -> ObjectMeta {
+        ObjectMeta {
+            key: object.key.clone(),
+            version,
+            size: object.size,
+            checksum: object.checksum.clone(),
+            tombstone: object.tombstone && version == object.version,
         }
-        assert!(catalog.take_changes().is_empty(), "versions within the block need no record");
-        let past = catalog.stamp();
-        assert!(past > reserved);
-        assert!(matches!(catalog.take_changes().as_slice(), [Change::DataClock(next)] if *next > past));
-        // A console restarted from the first record never hands out a
-        // version of that block again, used or not.
-        let mut restarted = Catalog::new(BTreeMap::new(), 1, Some(reserved));
-        assert!(restarted.stamp() > reserved);
+    }
+
+    /// Three objects on a, b, c: "lost", "kept", "extra".
+    fn stored_three() -> (Ring, BTreeMap<NodeName, NodeInfo>, Catalog, Vec<PutPlan>) {
+        let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let mut plans = Vec::new();
+        for object in ["lost", "kept", "extra"] {
+            let plan = catalog.plan_put(&key(object), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+            catalog.record_put(stored(&plan, object));
+            plans.push(plan);
+        }
+        (ring, nodes, catalog, plans)
+    }
+
+    #[test]
+    fn the_expected_digests_of_a_node_are_those_of_what_it_was_recorded_to_hold() {
+        let (_, _, mut catalog, _) = stored_three();
+        let held: Vec<ObjectMeta> = catalog.objects.values().map(|object| meta_of(object, object.version)).collect();
+        let (expected, _) = catalog.expected(&name("a"));
+        assert_eq!(expected, Digests::of(&held));
+        assert!(expected.differing_ranges(&Digests::of(&held)).is_empty());
+        assert_eq!(catalog.expected(&name("nobody")).0, Digests::default());
+    }
+
+    #[test]
+    fn anti_entropy_forgets_lost_copies_counts_unrecorded_ones_and_discards_what_nothing_explains() {
+        let (_, nodes, mut catalog, plans) = stored_three();
+        // "a" lost "lost", holds "kept" as recorded, and holds a newer
+        // version of "extra" nobody recorded (a failed put's), plus a key
+        // the catalog never heard of.
+        let kept = catalog.objects[&key("kept")].clone();
+        let extra = catalog.objects[&key("extra")].clone();
+        let newer = Version { counter: 99, ..plans[2].version };
+        let stray = ObjectMeta {
+            key: key("stray"),
+            version: Version { term: 0, counter: 7 },
+            size: 1,
+            checksum: "x".into(),
+            tombstone: false,
+        };
+        let held = vec![meta_of(&kept, kept.version), meta_of(&extra, newer), stray.clone()];
+        let (expected, asked_at) = catalog.expected(&name("a"));
+        let ranges = expected.differing_ranges(&Digests::of(&held));
+        let all: Vec<usize> = (0..ringwatch_shared::data::digest::RANGES).collect();
+        let mut discards = catalog.reconcile(&name("a"), &all, held.clone(), asked_at);
+        discards.sort();
+        assert_eq!(discards, vec![(key("extra"), newer), (key("stray"), stray.version)]);
+        assert!(!catalog.objects[&key("lost")].holders.contains_key(&name("a")));
+        assert!(!catalog.objects[&key("extra")].holders.contains_key(&name("a")));
+        assert_eq!(catalog.objects[&key("kept")].holders[&name("a")], kept.version);
+        assert_eq!(catalog.stat(&key("lost"), &nodes).unwrap().live_copies(), 2);
+        // The differing ranges are where the three keys fall; the record
+        // now matches the node except for what it is asked to discard.
+        for object in ["lost", "extra", "stray"] {
+            assert!(ranges.contains(&range_of(&key(object))));
+        }
+        let after: Vec<ObjectMeta> = held.into_iter().filter(|meta| meta.key.as_str() == "kept").collect();
+        assert_eq!(catalog.expected(&name("a")).0, Digests::of(&after));
+    }
+
+    #[test]
+    fn anti_entropy_adds_a_recorded_version_the_node_holds_and_leaves_changed_or_busy_objects_alone() {
+        let (ring, nodes, mut catalog, _) = stored_three();
+        let all: Vec<usize> = (0..ringwatch_shared::data::digest::RANGES).collect();
+        // "d" joined and holds the current "kept" (a copy whose
+        // acknowledgement was lost) and an older "lost".
+        let kept = catalog.objects[&key("kept")].clone();
+        let lost = catalog.objects[&key("lost")].clone();
+        let older = Version { term: 0, counter: 0 };
+        let (_, asked_at) = catalog.expected(&name("d"));
+        let held = vec![meta_of(&kept, kept.version), meta_of(&lost, older)];
+        assert!(catalog.reconcile(&name("d"), &all, held, asked_at).is_empty());
+        assert_eq!(catalog.objects[&key("kept")].holders[&name("d")], kept.version);
+        assert_eq!(catalog.objects[&key("lost")].holders[&name("d")], older, "a stale copy counts as what it is");
+        // The same bytes under the current version but another checksum are
+        // not the object: discarded.
+        let mut forged = meta_of(&kept, kept.version);
+        forged.checksum = "other".into();
+        let (_, asked_at) = catalog.expected(&name("e"));
+        assert_eq!(catalog.reconcile(&name("e"), &all, vec![forged], asked_at), vec![(key("kept"), kept.version)]);
+        // Changed after the node was asked, or a put under way: left alone.
+        let (_, asked_at) = catalog.expected(&name("a"));
+        let kept_version = catalog.objects[&key("kept")].version;
+        catalog.remove_holder(&key("kept"), &name("b"), kept_version);
+        let writing = catalog.plan_put(&key("lost"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        assert!(catalog.reconcile(&name("a"), &all, Vec::new(), asked_at).is_empty());
+        assert!(catalog.objects[&key("kept")].holders.contains_key(&name("a")), "changed since the ask");
+        assert!(catalog.objects[&key("lost")].holders.contains_key(&name("a")), "a put under way");
+        assert!(!catalog.objects[&key("extra")].holders.contains_key(&name("a")), "settled: reconciled");
+        catalog.abandon(&key("lost"), writing.version);
+    }
+
+    #[test]
+    fn a_put_no_target_took_ends_its_intent_and_one_some_took_is_recorded_on_them() {
+        let (ring, nodes, mut catalog, _) = stored_three();
+        let before = catalog.objects[&key("kept")].version;
+        let lost = catalog.plan_put(&key("kept"), None, Consistency::All, 3, "d", &ring, &nodes).unwrap();
+        assert!(
+            catalog
+                .take_changes()
+                .iter()
+                .any(|change| matches!(change, Change::Intent(i) if i.version == lost.version))
+        );
+        catalog.abandon(&key("kept"), lost.version);
+        assert!(catalog.take_changes().contains(&Change::IntentEnded(lost.version)));
+        let stat = catalog.stat(&key("kept"), &nodes).unwrap();
+        assert_eq!((stat.version, stat.live_copies()), (before, 3), "nothing of it is visible");
+        // Taken by "a" only, short of `all`: "a" replaced its copy, so the
+        // put is recorded there (rolled forward), and the others' copies
+        // count as stale, for the repair plan to update.
+        let short = catalog.plan_put(&key("kept"), None, Consistency::All, 4, "e", &ring, &nodes).unwrap();
+        let mut partial = stored(&short, "kept");
+        partial.holders.retain(|node, _| node.as_str() == "a");
+        catalog.record_put(partial);
+        let stat = catalog.stat(&key("kept"), &nodes).unwrap();
+        assert_eq!((stat.version, stat.live_copies()), (short.version, 1));
+        assert_eq!(stat.copies.iter().filter(|copy| copy.version == before).count(), 2);
+        assert!(catalog.inherited().is_empty() && catalog.underway.is_empty());
+    }
+
+    #[test]
+    fn a_get_of_a_key_whose_first_put_is_under_way_says_so() {
+        let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let plan = catalog.plan_put(&key("new"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        let err = catalog.plan_read(&key("new"), Consistency::One, &nodes).unwrap_err();
+        assert!(matches!(&err, DataError::NotFound(why) if why.contains("being written")), "{err}");
+        catalog.record_put(stored(&plan, "new"));
+        assert!(catalog.plan_read(&key("new"), Consistency::One, &nodes).is_ok());
+        let err = catalog.plan_read(&key("never"), Consistency::One, &nodes).unwrap_err();
+        assert!(matches!(&err, DataError::NotFound(why) if why.contains("no object")), "{err}");
+    }
+
+    #[test]
+    fn operations_a_previous_console_left_under_way_are_adopted_whole_or_dropped() {
+        let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
+        let mut before = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let held = before.plan_put(&key("held"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        let lost = before.plan_put(&key("lost"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        let mut image = crate::control::records::Image::default();
+        for change in before.take_changes() {
+            image.apply(&change);
+        }
+        // The console crashed; the next one starts from its records.
+        let mut after = Catalog::new(image.objects, image.intents, 1, image.data_clock);
+        assert_eq!(after.inherited().len(), 2);
+        assert!(
+            after.plan_put(&key("x"), None, Consistency::One, 3, "c", &ring, &nodes).unwrap().version > lost.version
+        );
+        after.resolve(held.version, &[name("a"), name("b")]);
+        after.resolve(lost.version, &[]);
+        assert_eq!(after.stat(&key("held"), &nodes).unwrap().live_copies(), 2);
+        assert!(matches!(after.stat(&key("lost"), &nodes), Err(DataError::NotFound(_))));
+        assert!(after.inherited().is_empty());
+        let changes = after.take_changes();
+        assert!(
+            changes.contains(&Change::IntentEnded(held.version))
+                && changes.contains(&Change::IntentEnded(lost.version))
+        );
+    }
+
+    #[test]
+    fn full_nodes_take_no_copies_and_a_put_no_node_has_room_for_is_refused() {
+        let (ring, nodes) = fleet(&[
+            ("a", NodeState::Alive),
+            ("b", NodeState::Alive),
+            ("c", NodeState::Alive),
+            ("d", NodeState::Alive),
+        ]);
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        catalog.set_usage(name("a"), QuotaUse { used: 100, quota: 100 });
+        for node in ["b", "c", "d"] {
+            catalog.set_usage(name(node), QuotaUse { used: 0, quota: 1_000 });
+        }
+        let plan = catalog.plan_put(&key("k"), None, Consistency::All, 10, "c", &ring, &nodes).unwrap();
+        assert!(!plan.targets.contains(&name("a")), "{plan:?}");
+        let err = catalog.plan_put(&key("big"), None, Consistency::One, 5_000, "c", &ring, &nodes).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Refused(why) if why.contains("larger than every node's free data quota") && why.contains("1000 bytes")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_collected_tombstone_is_forgotten_unless_the_key_moved_on() {
+        let (_, nodes, mut catalog, _) = stored_three();
+        let (version, reach) = catalog.plan_remove(&key("kept"), Consistency::All, &nodes).unwrap();
+        catalog.record_remove(&key("kept"), version, &reach.holders);
+        catalog.forget(&key("kept"), Version { counter: version.counter - 1, ..version });
+        assert!(catalog.objects.contains_key(&key("kept")));
+        catalog.take_changes();
+        catalog.forget(&key("kept"), version);
+        assert!(!catalog.objects.contains_key(&key("kept")));
+        assert_eq!(catalog.take_changes(), vec![Change::ObjectForgotten(key("kept"))]);
+        assert_eq!(
+            catalog.expected(&name("a")).0,
+            Digests::of(
+                &["lost", "extra"].map(|k| meta_of(&catalog.objects[&key(k)], catalog.objects[&key(k)].version))
+            )
+        );
     }
 }

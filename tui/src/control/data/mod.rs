@@ -4,6 +4,8 @@
 //! that hold it.
 
 pub mod catalog;
+pub mod entropy;
+pub mod impact;
 pub mod repair;
 pub mod serve;
 
@@ -11,8 +13,8 @@ use ringwatch_shared::data::repair::RepairStep;
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectStat, Version};
 use ringwatch_shared::names::NodeName;
 
-use crate::control::data::catalog::{PutPlan, Reach};
-use crate::control::records::StoredObject;
+use crate::control::data::catalog::{Discards, PutPlan, QuotaUse, Reach};
+use crate::control::records::{DataIntent, StoredObject};
 
 /// What a connection handler asks the owner about the data store.
 #[derive(Debug)]
@@ -26,9 +28,21 @@ pub enum DataInput {
         replicas: Option<u8>,
         /// The consistency asked for.
         consistency: Consistency,
+        /// The object's size.
+        size: u64,
+        /// Its SHA-256 (hex).
+        checksum: String,
     },
     /// A put met its consistency: record it (answered once durable).
     Stored(StoredObject),
+    /// No target acknowledged a put or removal: its targets are asked to
+    /// discard it, and its intent ends (answered once durable).
+    Abandoned {
+        /// The key.
+        key: ObjectKey,
+        /// The operation's version.
+        version: Version,
+    },
     /// Which holders a read reaches.
     PlanRead {
         /// The key.
@@ -63,6 +77,37 @@ pub enum DataInput {
     RepairRate(u64),
     /// One object.
     Stat(ObjectKey),
+    /// The connected nodes for anti-entropy, and the operations a previous
+    /// console left under way.
+    Peers,
+    /// What a node is recorded to hold, as digests.
+    Expected(NodeName),
+    /// What a node said it holds in some ranges (see
+    /// [`catalog::Catalog::reconcile`]).
+    Reconcile {
+        /// The node.
+        node: NodeName,
+        /// The ranges listed.
+        ranges: Vec<usize>,
+        /// What it holds there.
+        held: Vec<ringwatch_shared::data::ObjectMeta>,
+        /// The generation [`DataAnswer::Expected`] gave.
+        asked_at: u64,
+    },
+    /// A node's use of its data quota.
+    Usage {
+        /// The node.
+        node: NodeName,
+        /// Its use.
+        usage: QuotaUse,
+    },
+    /// An inherited operation resolved: the targets holding its version.
+    Resolved {
+        /// The operation's version.
+        version: Version,
+        /// Targets that hold it.
+        holding: Vec<NodeName>,
+    },
 }
 
 /// A repair step that was carried out.
@@ -77,12 +122,22 @@ pub enum Repaired {
         /// The node.
         node: NodeName,
     },
-    /// `node` dropped its copy of `key`.
+    /// `node` no longer holds `version` of `key`: it dropped it, or a read
+    /// found it missing.
     Dropped {
         /// The object.
         key: ObjectKey,
         /// The node.
         node: NodeName,
+        /// The version it was recorded to hold.
+        version: Version,
+    },
+    /// Every reachable holder dropped the tombstone of `key` at `version`.
+    Forgotten {
+        /// The object.
+        key: ObjectKey,
+        /// The tombstone's version.
+        version: Version,
     },
 }
 
@@ -131,6 +186,24 @@ pub enum DataAnswer {
     },
     /// Noted.
     Noted,
+    /// Connected nodes, each with its connection, and inherited operations.
+    Peers {
+        /// The nodes.
+        peers: Vec<AgentLink>,
+        /// Operations a previous console left under way.
+        inherited: Vec<DataIntent>,
+        /// The console's term.
+        term: u64,
+    },
+    /// A node's expected digests.
+    Expected {
+        /// Their leaves.
+        digests: ringwatch_shared::data::digest::Digests,
+        /// The catalog's generation when they were taken.
+        asked_at: u64,
+    },
+    /// Copies nothing explains, to discard.
+    Discards(Discards),
     /// Refused or impossible.
     Failed(DataError),
 }

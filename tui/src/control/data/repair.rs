@@ -3,7 +3,9 @@
 //! [`REPAIR_EVERY`], copies each missing copy from a live holder to its new
 //! node through the console (agents keep only outbound connections), sends
 //! tombstones to holders of older versions, drops extra copies once enough
-//! exist, and tells the owner each step it finished. Copies are throttled to
+//! exist (exactly the version the plan saw: a newer one that arrived
+//! meanwhile stays), collects tombstones every holder applied, and tells
+//! the owner each step it finished. Copies are throttled to
 //! [`REPAIR_BYTES_PER_SEC`] so repair never starves heartbeats or the
 //! cluster's own traffic.
 
@@ -11,9 +13,9 @@ use std::time::Duration;
 
 use quinn::Connection;
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
-use ringwatch_shared::data::ObjectMeta;
 use ringwatch_shared::data::repair::RepairStep;
 use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::{ObjectKey, ObjectMeta, Version};
 use ringwatch_shared::names::NodeName;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
@@ -68,14 +70,23 @@ pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
                     }
                     None => Err(format!("no connection to \"{to}\" now")),
                 },
-                RepairStep::Drop { key, node: holder } => match links.get(holder) {
-                    Some(target) => exchange(target, DataRequest { term, op: DataOp::Forget(key.clone()) })
-                        .await
-                        .and_then(|_| Ok(Repaired::Dropped { key: key.clone(), node: node(holder)? })),
+                RepairStep::Drop { key, node: holder, version } => match links.get(holder) {
+                    Some(target) => discard(target, key, *version, term).await.and_then(|()| {
+                        Ok(Repaired::Dropped { key: key.clone(), node: node(holder)?, version: *version })
+                    }),
                     None => Err(format!("no connection to \"{holder}\" now")),
                 },
-                // Tombstones are kept: collecting them is not built yet.
-                RepairStep::Forget { .. } => continue,
+                // A tombstone every holder applied: the connected holders
+                // drop it, then the record goes. A holder out of reach
+                // keeps its tombstone until anti-entropy finds that nothing
+                // explains it any more.
+                RepairStep::Forget { key, version, holders } => {
+                    let mut dropped = Ok(());
+                    for target in holders.iter().filter_map(|holder| links.get(holder)) {
+                        dropped = dropped.and(discard(target, key, *version, term).await);
+                    }
+                    dropped.map(|()| Repaired::Forgotten { key: key.clone(), version: *version })
+                }
             };
             match outcome {
                 Ok(done) => {
@@ -104,14 +115,14 @@ fn node(name: &str) -> Result<NodeName, String> {
 }
 
 /// Asks the owner; `None` when it is gone.
-async fn ask(owner: &OwnerHandle, request: DataInput) -> Option<DataAnswer> {
+pub(crate) async fn ask(owner: &OwnerHandle, request: DataInput) -> Option<DataAnswer> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     owner.inputs.send(Input::Data { request, reply }).await.ok()?;
     answer.await.ok()
 }
 
 /// One request, one answer.
-async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataReply, String> {
+pub(crate) async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataReply, String> {
     let exchange = async {
         let (mut send, mut recv) = connection.open_bi().await.map_err(|err| err.to_string())?;
         codec::write_frame(&mut send, &request).await.map_err(|err| err.to_string())?;
@@ -122,6 +133,14 @@ async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataR
             .ok_or_else(|| "the stream ended without an answer".to_string())
     };
     timeout(STEP_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())?
+}
+
+/// Asks `target` to discard its copy of `key` at `version`.
+async fn discard(target: &Connection, key: &ObjectKey, version: Version, term: u64) -> Result<(), String> {
+    match exchange(target, DataRequest { term, op: DataOp::Discard { key: key.clone(), version } }).await? {
+        DataReply::Held(held) if held.as_ref().is_none_or(|meta| meta.version != version) => Ok(()),
+        other => Err(format!("the discard was answered {other:?}")),
+    }
 }
 
 /// Copies `meta`'s object from `source` to `target`, chunk by chunk through

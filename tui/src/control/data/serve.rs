@@ -7,11 +7,10 @@
 //!   the client sends goes to every target; each target acknowledges once
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
-//!   only then does anyone see it), and the client is answered.
-//! - get: the first holder of the current version is asked for the bytes
-//!   while the others confirm they hold it; the bytes go to the client once
-//!   the consistency's count confirmed (from the next confirmed holder if
-//!   the first could not send them).
+//!   only then does anyone see it), and the client is answered; without
+//!   them the targets discard that version and the put leaves nothing.
+//! - get: the holders of the current version the consistency needs confirm
+//!   they hold it; the bytes come from the first that does.
 //! - rm: a tombstone at a new version goes to every reachable holder; with
 //!   enough acknowledgements it is recorded.
 
@@ -20,8 +19,8 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
-use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest};
-use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat};
+use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AdminResponse, DataPut};
 use tokio::sync::oneshot;
@@ -34,6 +33,12 @@ use crate::control::records::StoredObject;
 
 /// The largest object.
 pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
+/// How many times a read plans again when holders already hold a newer
+/// version than the one recorded (a put being recorded).
+const READ_ATTEMPTS: usize = 3;
+/// The wait before planning again, times the attempt: about one commit of
+/// the change log.
+const NEWER_BACKOFF: Duration = Duration::from_millis(20);
 /// How long an agent may take to open a stream or answer after the last
 /// byte (an fsync of a large copy included).
 const AGENT_ANSWER: Duration = Duration::from_secs(30);
@@ -82,6 +87,8 @@ enum Confirmation {
     Holds,
     /// It answered, without it.
     Lacks,
+    /// It holds a newer version.
+    Newer,
     /// It did not answer.
     Unreachable,
 }
@@ -91,7 +98,13 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     if put.size > MAX_OBJECT_SIZE {
         return failed(DataError::Refused(format!("objects are at most 1 GiB; this one is {} bytes", put.size)));
     }
-    let plan = DataInput::PlanPut { key: put.key.clone(), replicas: put.replicas, consistency: put.consistency };
+    let plan = DataInput::PlanPut {
+        key: put.key.clone(),
+        replicas: put.replicas,
+        consistency: put.consistency,
+        size: put.size,
+        checksum: put.checksum.clone(),
+    };
     let (plan, links, term) = match ask(owner, plan).await {
         DataAnswer::Put { plan, links, term } => (plan, links, term),
         DataAnswer::Failed(err) => return failed(err),
@@ -104,6 +117,31 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         checksum: put.checksum.clone(),
         tombstone: false,
     };
+    let version = plan.version;
+    let (key, targets) = (put.key.clone(), links.clone());
+    match stream_put(owner, put, plan, links, term, meta, client).await {
+        Ok(response) => response,
+        Err(err) => {
+            // Nothing was acknowledged: a target that took it regardless
+            // (its answer lost) discards it, so it never turns up later
+            // as a copy nobody wrote.
+            abandon(owner, &key, version, &targets, term).await;
+            failed(err)
+        }
+    }
+}
+
+/// Streams the client's bytes to the put's targets and records the object
+/// once enough acknowledged it.
+async fn stream_put(
+    owner: &OwnerHandle,
+    put: DataPut,
+    plan: crate::control::data::catalog::PutPlan,
+    links: Vec<AgentLink>,
+    term: u64,
+    meta: ObjectMeta,
+    client: &mut RecvStream,
+) -> Result<AdminResponse, DataError> {
     let request = DataRequest { term, op: DataOp::Put(meta) };
     let mut failures: Vec<String> = Vec::new();
     let mut streams = Vec::new();
@@ -118,17 +156,17 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     loop {
         let chunk = match codec::read_frame::<DataChunk, _>(client, MAX_FRAME_LEN).await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return failed(DataError::Refused("the upload ended before its last byte".into())),
-            Err(err) => return failed(DataError::Refused(format!("the upload broke off: {err}"))),
+            Ok(None) => return Err(DataError::Refused("the upload ended before its last byte".into())),
+            Err(err) => return Err(DataError::Refused(format!("the upload broke off: {err}"))),
         };
         let DataChunk::Bytes(bytes) = chunk else { break };
         received += bytes.len() as u64;
         if received > put.size {
-            return failed(DataError::Refused(format!("more than the {} bytes announced arrived", put.size)));
+            return Err(DataError::Refused(format!("more than the {} bytes announced arrived", put.size)));
         }
         let frame = match codec::encode_frame(&DataChunk::Bytes(bytes)) {
             Ok(frame) => frame,
-            Err(err) => return failed(DataError::Refused(format!("a chunk could not be encoded: {err}"))),
+            Err(err) => return Err(DataError::Refused(format!("a chunk could not be encoded: {err}"))),
         };
         let written = join_all(streams.iter_mut().map(|stream| stream.send.write_all(&frame))).await;
         let mut kept = Vec::with_capacity(streams.len());
@@ -141,7 +179,7 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         streams = kept;
     }
     if received != put.size {
-        return failed(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
+        return Err(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
     }
     // The end, then each target's acknowledgement.
     let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
@@ -165,17 +203,33 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
             Err(why) => failures.push(why),
         }
     }
-    if acked.len() < plan.required {
+    let why = if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") };
+    if acked.is_empty() {
+        let err = DataError::NotEnough(format!(
+            "\"{}\" was acknowledged by none of the {} replica(s) a {} put needs, so it was not stored (nothing is visible); {why}",
+            put.key,
+            plan.required,
+            put.consistency.as_str(),
+        ));
+        return Err(err);
+    }
+    // Too few acknowledgements, but some: those replicas replaced the
+    // version they held with this one, durably. Rolling it back would
+    // leave the previous version on fewer copies than it was acknowledged
+    // with; so the put is recorded on them — a later put still wins — and
+    // repaired to its replica count, and the client is told it did not
+    // meet its consistency (README.md, "Data").
+    let shortfall = (acked.len() < plan.required).then(|| {
         debug!(key = %put.key, ?failures, "a put did not meet its consistency");
-        return failed(DataError::NotEnough(format!(
-            "\"{}\" was acknowledged by {} of the {} replica(s) a {} put needs, so it was not stored (nothing is visible); {}",
+        DataError::NotEnough(format!(
+            "\"{}\" was acknowledged by {} of the {} replica(s) a {} put needs ({}): it did not meet its consistency, but it is stored on those and will be copied to its other replicas; {why}",
             put.key,
             acked.len(),
             plan.required,
             put.consistency.as_str(),
-            if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") }
-        )));
-    }
+            acked.iter().map(|node| format!("\"{node}\"")).collect::<Vec<_>>().join(", "),
+        ))
+    });
     let object = StoredObject {
         key: put.key,
         version: plan.version,
@@ -185,124 +239,141 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         tombstone: false,
         holders: acked.into_iter().map(|node| (node, plan.version)).collect(),
     };
-    match ask(owner, DataInput::Stored(object)).await {
-        DataAnswer::Stat(stat) => AdminResponse::DataStored(stat),
-        DataAnswer::Failed(err) => failed(err),
-        other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
-    }
+    Ok(match (ask(owner, DataInput::Stored(object)).await, shortfall) {
+        (DataAnswer::Stat(_), Some(shortfall)) => failed(shortfall),
+        (DataAnswer::Stat(stat), None) => AdminResponse::DataStored(stat),
+        (DataAnswer::Failed(err), _) => failed(err),
+        (other, _) => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    })
+}
+
+/// Ends a put or removal at `version` that no target acknowledged: each
+/// target — one may have taken it with its answer lost — is asked to
+/// discard exactly that version, and the owner ends its intent. A target
+/// out of reach keeps its copy until anti-entropy finds that nothing
+/// explains it.
+async fn abandon(owner: &OwnerHandle, key: &ObjectKey, version: Version, targets: &[AgentLink], term: u64) {
+    let request = DataRequest { term, op: DataOp::Discard { key: key.clone(), version } };
+    let request = &request;
+    join_all(targets.iter().map(|link| async move {
+        let Ok(mut stream) = open(link, request).await else { return };
+        let _ = stream.send.finish();
+        if let Err(why) = reply(&mut stream).await {
+            debug!(%key, %why, "a rolled-back copy was not discarded; anti-entropy will");
+        }
+    }))
+    .await;
+    let input = DataInput::Abandoned { key: key.clone(), version };
+    let _ = ask(owner, input).await;
 }
 
 /// `ringwatch data get`: confirms the holders the consistency needs, then
 /// streams the bytes from one of them to `client`.
 pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consistency, client: &mut SendStream) {
-    let (reach, links, term) = match ask(owner, DataInput::PlanRead { key: key.clone(), consistency }).await {
-        DataAnswer::Reach { reach, links, term, .. } => (reach, links, term),
-        DataAnswer::Failed(err) => return write(client, &failed(err)).await,
-        other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
-    };
-    let current = reach.object.version;
-    // The first holder is asked for the bytes straight away, the others to
-    // confirm they hold the current version, all at once: its answer's
-    // metadata is its confirmation, so a read costs one round trip to the
-    // holders, not two. Nothing reaches the client before enough confirmed.
-    let not_enough = |confirmed: usize| {
-        DataError::NotEnough(format!(
-            "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {confirmed} confirmed it",
+    let mut attempt = 0;
+    let (current, term, confirmed) = loop {
+        attempt += 1;
+        let (reach, links, term) = match ask(owner, DataInput::PlanRead { key: key.clone(), consistency }).await {
+            DataAnswer::Reach { reach, links, term, .. } => (reach, links, term),
+            DataAnswer::Failed(err) => return write(client, &failed(err)).await,
+            other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
+        };
+        let current = reach.object.version;
+        let (confirmed, newer) = confirm(owner, &key, current, term, links).await;
+        if confirmed.len() >= reach.required {
+            break (current, term, confirmed);
+        }
+        // Holders already hold a newer version: a put is being recorded;
+        // plan again rather than fail.
+        if newer && attempt < READ_ATTEMPTS {
+            tokio::time::sleep(NEWER_BACKOFF * u32::try_from(attempt).unwrap_or(1)).await;
+            continue;
+        }
+        let err = DataError::NotEnough(format!(
+            "\"{key}\" needs {} replica(s) holding version {current} for a {} read; {} confirmed it",
             reach.required,
             consistency.as_str(),
-        ))
-    };
-    let Some((first, others)) = links.split_first() else {
-        return write(client, &failed(not_enough(0))).await;
+            confirmed.len()
+        ));
+        return write(client, &failed(err)).await;
     };
     let request = DataRequest { term, op: DataOp::Get(key.clone()) };
-    let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
-    let stat = &stat;
-    let fetching = fetch(first, &request, current);
-    let confirming = join_all(others.iter().map(|link| async move {
-        let Ok(mut stream) = open(link, stat).await else { return (link, Confirmation::Unreachable) };
+    for link in &confirmed {
+        let Ok(mut stream) = open(link, &request).await else { continue };
         let _ = stream.send.finish();
-        let confirmation = match reply(&mut stream).await {
-            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Confirmation::Holds,
-            // It answered, without the copy the console recorded: lost
-            // (a replaced disk) or older.
-            Ok(DataReply::Held(_)) => Confirmation::Lacks,
-            _ => Confirmation::Unreachable,
+        let meta = match reply(&mut stream).await {
+            Ok(DataReply::Object(meta)) if meta.version == current => meta,
+            _ => continue,
         };
-        (link, confirmation)
-    }));
-    let ((fetched, first_confirmation), answers) = tokio::join!(fetching, confirming);
-    let mut confirmed: Vec<&AgentLink> = Vec::new();
-    for (link, confirmation) in std::iter::once((first, first_confirmation)).chain(answers) {
-        match confirmation {
-            Confirmation::Holds => confirmed.push(link),
-            // Read repair: the holder is forgotten, and the repair task
-            // copies the object to it (or the next node) again.
-            Confirmation::Lacks => {
-                let lost = Repaired::Dropped { key: key.clone(), node: link.0.clone() };
-                debug!(%key, node = %link.0, "read repair: a recorded copy is missing");
-                let _ = ask(owner, DataInput::Repaired(lost)).await;
-            }
-            Confirmation::Unreachable => {}
-        }
-    }
-    if confirmed.len() < reach.required {
-        return write(client, &failed(not_enough(confirmed.len()))).await;
-    }
-    if let Some((stream, meta)) = fetched {
-        relay(stream, meta, client).await;
-        return;
-    }
-    // The first holder could not send it: the next confirmed one.
-    for link in confirmed {
-        if let (Some((stream, meta)), _) = fetch(link, &request, current).await {
-            relay(stream, meta, client).await;
+        if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
             return;
+        }
+        // From here the client has the metadata: the bytes follow or the
+        // stream breaks (the client checks size and SHA-256).
+        loop {
+            match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
+                Ok(Some(chunk)) => {
+                    let end = chunk == DataChunk::End;
+                    if codec::write_frame(client, &chunk).await.is_err() || end {
+                        let _ = client.finish();
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = client.reset(quinn::VarInt::from_u32(1));
+                    return;
+                }
+            }
         }
     }
     let err = DataError::NotEnough(format!("no holder of \"{key}\" could send it"));
     write(client, &failed(err)).await;
 }
 
-/// Asks `link` for the bytes of `key`'s `current` version: the stream
-/// positioned at the bytes, with their metadata, and what the answer says
-/// of the holder's copy.
-async fn fetch(
-    link: &AgentLink,
-    request: &DataRequest,
-    current: ringwatch_shared::data::Version,
-) -> (Option<(AgentStream, ObjectMeta)>, Confirmation) {
-    let Ok(mut stream) = open(link, request).await else { return (None, Confirmation::Unreachable) };
-    let _ = stream.send.finish();
-    match reply(&mut stream).await {
-        Ok(DataReply::Object(meta)) if meta.version == current => (Some((stream, meta)), Confirmation::Holds),
-        Ok(DataReply::Object(_) | DataReply::Failed(DataFailure::NotFound)) => (None, Confirmation::Lacks),
-        _ => (None, Confirmation::Unreachable),
-    }
-}
-
-/// Streams an object's metadata and bytes from an agent's stream to the
-/// client. From the metadata on, the bytes follow or the stream breaks
-/// (the client checks size and SHA-256).
-async fn relay(mut stream: AgentStream, meta: ObjectMeta, client: &mut SendStream) {
-    if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
-        return;
-    }
-    loop {
-        match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
-            Ok(Some(chunk)) => {
-                let end = chunk == DataChunk::End;
-                if codec::write_frame(client, &chunk).await.is_err() || end {
-                    let _ = client.finish();
-                    return;
-                }
+/// Asks `links`, the recorded holders of `key` at `current`, whether they
+/// hold it: returns those that do, and whether any holds a newer version.
+/// One that answers without it is read-repaired: the owner forgets it as a
+/// holder of `current`, and the repair task copies the object again.
+async fn confirm(
+    owner: &OwnerHandle,
+    key: &ObjectKey,
+    current: Version,
+    term: u64,
+    links: Vec<AgentLink>,
+) -> (Vec<AgentLink>, bool) {
+    let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
+    let stat = &stat;
+    let answers = join_all(links.into_iter().map(|link| async move {
+        let Ok(mut stream) = open(&link, stat).await else { return (link, Confirmation::Unreachable) };
+        let _ = stream.send.finish();
+        let confirmation = match reply(&mut stream).await {
+            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Confirmation::Holds,
+            // A newer version, not recorded yet when this read was
+            // planned: a put being recorded. Not lost.
+            Ok(DataReply::Held(Some(held))) if held.version > current => Confirmation::Newer,
+            // It answered, without the copy the console recorded: lost
+            // (a replaced disk) or older.
+            Ok(DataReply::Held(_)) => Confirmation::Lacks,
+            _ => Confirmation::Unreachable,
+        };
+        (link, confirmation)
+    }))
+    .await;
+    let mut confirmed = Vec::new();
+    let mut newer = false;
+    for (link, confirmation) in answers {
+        match confirmation {
+            Confirmation::Holds => confirmed.push(link),
+            Confirmation::Lacks => {
+                let lost = Repaired::Dropped { key: key.clone(), node: link.0.clone(), version: current };
+                debug!(%key, node = %link.0, "read repair: a recorded copy is missing");
+                let _ = ask(owner, DataInput::Repaired(lost)).await;
             }
-            _ => {
-                let _ = client.reset(quinn::VarInt::from_u32(1));
-                return;
-            }
+            Confirmation::Newer => newer = true,
+            Confirmation::Unreachable => {}
         }
     }
+    (confirmed, newer)
 }
 
 /// `ringwatch data rm`: a tombstone to every reachable holder.
@@ -327,16 +398,28 @@ pub(crate) async fn remove(owner: &OwnerHandle, key: ObjectKey, consistency: Con
     .await;
     let (acked, failures): (Vec<_>, Vec<_>) = answers.into_iter().partition(Result::is_ok);
     let acked: Vec<NodeName> = acked.into_iter().flatten().collect();
-    if acked.len() < reach.required {
-        let failures: Vec<String> = failures.into_iter().filter_map(Result::err).collect();
+    let failures: Vec<String> = failures.into_iter().filter_map(Result::err).collect();
+    if acked.is_empty() {
+        abandon(owner, &key, version, &links, term).await;
         return failed(DataError::NotEnough(format!(
-            "the removal of \"{key}\" reached {} of the {} replica(s) a {} removal needs; it is not recorded and the object stays: {}",
-            acked.len(),
+            "the removal of \"{key}\" reached none of the {} replica(s) a {} removal needs; it is not recorded and the object stays: {}",
             reach.required,
             consistency.as_str(),
             failures.join("; ")
         )));
     }
+    // Applied by too few, but by some: as with a put, those replicas
+    // dropped the bytes, so the removal is recorded and sent to the other
+    // holders, and the client told it did not meet its consistency.
+    let shortfall = (acked.len() < reach.required).then(|| {
+        DataError::NotEnough(format!(
+            "the removal of \"{key}\" reached {} of the {} replica(s) a {} removal needs: it did not meet its consistency, but the key is removed and the other holders will be sent the removal: {}",
+            acked.len(),
+            reach.required,
+            consistency.as_str(),
+            failures.join("; ")
+        ))
+    });
     let stat = ObjectStat {
         key: key.clone(),
         version,
@@ -353,10 +436,11 @@ pub(crate) async fn remove(owner: &OwnerHandle, key: ObjectKey, consistency: Con
             })
             .collect(),
     };
-    match ask(owner, DataInput::Removed { key, version, acked }).await {
-        DataAnswer::Removed => AdminResponse::DataStored(stat),
-        DataAnswer::Failed(err) => failed(err),
-        other => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
+    match (ask(owner, DataInput::Removed { key, version, acked }).await, shortfall) {
+        (DataAnswer::Removed, Some(shortfall)) => failed(shortfall),
+        (DataAnswer::Removed, None) => AdminResponse::DataStored(stat),
+        (DataAnswer::Failed(err), _) => failed(err),
+        (other, _) => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
     }
 }
 

@@ -24,8 +24,8 @@ pub enum ActError {
     /// It cannot be planned or done; the sentence says why.
     Refused(String),
     /// The confirmed plan no longer holds; this is the plan now. Nothing
-    /// was done.
-    Changed(Plan),
+    /// was done. Boxed: a plan is large beside a refusal.
+    Changed(Box<Plan>),
 }
 
 impl std::fmt::Display for ActError {
@@ -163,7 +163,7 @@ impl Workloads {
             (None, OperatorAction::Cordon { node }) => self.headroom_with_cordon(nodes, node),
             _ => self.headroom_with(nodes, None, &moves),
         };
-        Ok(Plan { action: text, moves, headroom_before: before, headroom_after: after, notes })
+        Ok(Plan { action: text, moves, headroom_before: before, headroom_after: after, notes, data: None })
     }
 
     /// Carries out `action`; returns its plan and the effects. With
@@ -186,7 +186,7 @@ impl Workloads {
         if let Some(confirmed) = confirmed
             && !confirmed.same_moves(&plan)
         {
-            return Err(ActError::Changed(plan));
+            return Err(ActError::Changed(Box::new(plan)));
         }
         let mut effects = Effects::default();
         match action {

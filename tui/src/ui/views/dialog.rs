@@ -5,9 +5,10 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
+use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
-use ringwatch_shared::plan::{Move, MoveKind, Plan, describe};
+use ringwatch_shared::plan::{DataImpact, Move, MoveKind, Plan, describe};
 
 use crate::ui::format;
 use crate::ui::state::{Hits, PlanDialog};
@@ -108,6 +109,31 @@ fn body_lines(plan: &Plan, room: usize) -> Vec<Line<'static>> {
         for (index, line) in wrap(note, room.saturating_sub(6)).into_iter().enumerate() {
             let lead = if index == 0 { "note: " } else { "      " };
             lines.push(Line::from(vec![Span::styled(lead, theme::dim()), Span::styled(line, theme::info())]));
+        }
+    }
+    if let Some(data) = &plan.data {
+        lines.extend(data_lines(data, room));
+    }
+    lines
+}
+
+/// A what-if's data figures (README.md, "Data"): what the node holds, then
+/// what its failure would do, coloured by how bad it is.
+fn data_lines(data: &DataImpact, room: usize) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for (index, text) in data.lines().into_iter().enumerate() {
+        let style = if index == 0 {
+            Style::new()
+        } else if text.contains("unavailable") {
+            theme::error()
+        } else if text.contains("below quorum") {
+            theme::info()
+        } else {
+            theme::ok()
+        };
+        for (part, line) in wrap(&text, room.saturating_sub(6)).into_iter().enumerate() {
+            let lead = if index == 0 && part == 0 { "data: " } else { "      " };
+            lines.push(Line::from(vec![Span::styled(lead, theme::dim()), Span::styled(line, style)]));
         }
     }
     lines

@@ -25,10 +25,11 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
-        "table",
+        "table · ring",
         &[
             ("/", "filter nodes, tasks, events (Enter keeps, Esc clears)"),
             ("s · S", "sort: name, state, phi, cpu, memory · reverse"),
+            ("a", "ring arcs coloured by node state · by data share"),
         ],
     ),
     (
@@ -39,7 +40,8 @@ pub const KEYS: &[(&str, &[(&str, &str)])] = &[
             ("m", "migrate an instance: pick it, then an eligible node"),
             ("d", "drain the node: cordon it, move its instances away"),
             ("c", "cordon the node (no new work) · uncordon it"),
-            ("w", "what-if: the plan if the node failed now (read-only)"),
+            ("w", "what-if: the plan if the node failed now (read-only),"),
+            ("", "and the objects left below quorum or unavailable"),
             ("", "d c w: the selected node; in tasks, the instance's"),
         ],
     ),

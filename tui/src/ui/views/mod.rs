@@ -336,6 +336,7 @@ fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App) {
             (":", "command", 3),
             ("/", "filter", 2),
             ("s", "sort", 3),
+            ("a", "arcs", 4),
             ("Tab", "view", 4),
             ("?", "help", 0),
             ("q", "quit", 0),

@@ -1,8 +1,9 @@
 //! The ring on a braille [`Canvas`]: each node's arcs in its state's
-//! colour, instances as dots just inside where their keys hash, the
-//! selected node's arcs traced again just outside the ring and its
-//! instances as longer ticks in the same highlight, and the selected
-//! node's name and share in the middle.
+//! colour (or, switched with `a`, in the colour of its share of the data
+//! store against an even share, with a legend underneath), instances as
+//! dots just inside where their keys hash, the selected node's arcs traced
+//! again just outside the ring and its instances as longer ticks in the
+//! same highlight, and the selected node's name and share in the middle.
 //!
 //! The drawing samples the cached owner of each angle slice (see
 //! [`crate::ui::ring`]), so its cost depends on the canvas size, not on the
@@ -11,16 +12,17 @@
 use std::f64::consts::TAU;
 
 use ratatui::Frame;
-use ratatui::layout::Rect;
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
 use ratatui::widgets::canvas::{Canvas, Painter, Shape};
 use ringwatch_shared::status::NodeState;
 
 use crate::ui::format;
 use crate::ui::ring::{BUCKETS, Bounds, bucket_of, point_at};
-use crate::ui::state::{App, Hits, RingHit};
+use crate::ui::state::{App, Hits, NodeRow, RingColors, RingHit};
 use crate::ui::theme;
 use crate::ui::views::{block, title};
 
@@ -121,26 +123,45 @@ fn paint(painter: &mut Painter<'_, '_>, angle: f64, radius: f64, color: Color) {
     }
 }
 
+/// Rows the ring keeps at least before a legend takes any from it.
+const MIN_RING_ROWS: u16 = 6;
+
 /// Draws the ring panel in `area`.
 pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
-    let extra = vec![Span::styled(format!("{} points ", format::count(app.ring.points())), theme::dim())];
+    let by_data = app.ring_colors == RingColors::Data;
+    let extra = if by_data {
+        vec![Span::styled("by data share ", theme::info())]
+    } else {
+        vec![Span::styled(format!("{} points ", format::count(app.ring.points())), theme::dim())]
+    };
     let outer = block(title("ring", extra));
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     if inner.width < 4 || inner.height < 2 {
         return;
     }
+    let legend = if by_data { legend(app, usize::from(inner.width), inner.height) } else { Vec::new() };
+    let legend_rows = u16::try_from(legend.len()).unwrap_or(u16::MAX);
+    let legend_rows = if inner.height >= legend_rows.saturating_add(MIN_RING_ROWS) { legend_rows } else { 0 };
+    let [inner, legend_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(legend_rows)]).areas::<2>(inner);
+    if legend_rows > 0 {
+        frame.render_widget(Paragraph::new(legend), legend_area);
+    }
     let bounds = Bounds::for_cells(inner.width, inner.height);
     hits.ring = Some(RingHit { area: inner, bounds });
     let radius = bounds.radius();
     let band = (radius - 2.0 * DOT).max(0.0);
-    let colors: Vec<Color> = app.ring_states.iter().map(|&state| theme::state_color(state)).collect();
+    let colors: Vec<Color> = if by_data {
+        app.ring_data.iter().map(|&ratio| theme::data_share_color(ratio)).collect()
+    } else {
+        app.ring_states.iter().map(|&state| theme::state_color(state)).collect()
+    };
     let selected = app.selected_node();
     // The label must fit inside the band: its chord at the middle rows.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let label_width = (band * 1.6).floor().max(0.0) as usize;
-    let center_lines =
-        center_label(app, selected.map(|node| (node.name.as_str(), node.state, node.share)), label_width);
+    let center_lines = center_label(app, selected, label_width);
     let canvas = Canvas::default().marker(Marker::Braille).x_bounds(bounds.x).y_bounds(bounds.y).paint(|ctx| {
         if app.ring.is_empty() {
             ctx.draw(&Band { buckets: &[0; BUCKETS], colors: &[Color::DarkGray], radii: (radius, radius) });
@@ -176,21 +197,85 @@ pub fn draw(frame: &mut Frame<'_>, area: Rect, app: &App, hits: &mut Hits) {
     frame.render_widget(canvas, inner);
 }
 
-/// The text in the ring's middle: the selected node and its share, when
-/// it fits inside the circle.
-fn center_label(app: &App, selected: Option<(&str, NodeState, f64)>, width: usize) -> Vec<Line<'static>> {
+/// The text in the ring's middle: the selected node and its share of the
+/// ring (or of the data, when the ring shows data shares), when it fits
+/// inside the circle.
+fn center_label(app: &App, selected: Option<&NodeRow>, width: usize) -> Vec<Line<'static>> {
     if width < 6 {
         return Vec::new();
     }
     match selected {
-        Some((name, state, share)) => {
-            let facts = format!("{state} {}", format::percent(share * 100.0));
+        Some(node) => {
+            let state = node.state;
+            let (facts, color) = if app.ring_colors == RingColors::Data {
+                let ratio = node.ring_index.and_then(|index| app.ring_data.get(index).copied().flatten());
+                (format!("data {}", format::percent(node.data_share * 100.0)), theme::data_share_color(ratio))
+            } else {
+                (format!("{state} {}", format::percent(node.share * 100.0)), theme::state_color(state))
+            };
             vec![
-                Line::styled(format::truncate(name, width), theme::state_style(state)),
-                Line::styled(format::truncate(&facts, width), Style::new().fg(theme::state_color(state))),
+                Line::styled(format::truncate(&node.name, width), theme::state_style(state)),
+                Line::styled(format::truncate(&facts, width), Style::new().fg(color)),
             ]
         }
         None if app.ring.is_empty() => vec![Line::styled("no nodes", theme::dim())],
         None => Vec::new(),
     }
+}
+
+/// The legend under a ring coloured by data share, `width` cells wide: the
+/// colours' scale, then the nodes holding the most data with their shares
+/// (more rows of them on a tall panel).
+fn legend(app: &App, width: usize, height: u16) -> Vec<Line<'static>> {
+    let swatch = |color| Span::styled("■", Style::new().fg(color));
+    // Roomy, then compact labels with what they compare to, then bare.
+    let scale = |roomy: bool, lead: bool| {
+        let mut spans = Vec::new();
+        if lead {
+            spans.push(Span::styled("vs even ", theme::dim()));
+        }
+        spans.push(swatch(theme::DATA_NONE));
+        spans.push(Span::styled(if roomy { " none" } else { "0" }, theme::dim()));
+        for (_, color, short, long) in theme::DATA_SHARES {
+            spans.push(Span::raw(" "));
+            spans.push(swatch(color));
+            spans.push(Span::styled(if roomy { format!(" {long}") } else { short.to_string() }, theme::dim()));
+        }
+        Line::from(spans)
+    };
+    let forms = [scale(true, true), scale(false, true), scale(false, false)];
+    let fitting = forms.iter().position(|form| form.width() <= width).unwrap_or(forms.len() - 1);
+    let mut lines: Vec<Line<'static>> = forms.into_iter().skip(fitting).take(1).collect();
+    let mut holders: Vec<&NodeRow> = app.nodes.iter().filter(|node| node.data.0 > 0).collect();
+    if holders.is_empty() {
+        lines.push(Line::styled(format::truncate("no objects stored", width), theme::dim()));
+        return lines;
+    }
+    holders.sort_by(|a, b| b.data_share.total_cmp(&a.data_share).then_with(|| a.name.cmp(&b.name)));
+    let rows = if height >= 30 { 3 } else { 1 };
+    let mut holders = holders.into_iter().peekable();
+    for _ in 0..rows {
+        let mut spans: Vec<Span<'static>> = Vec::new();
+        let mut used = 0;
+        while let Some(node) = holders.peek() {
+            let ratio = node.ring_index.and_then(|index| app.ring_data.get(index).copied().flatten());
+            let text = format!(" {} {}", format::truncate(&node.name, 12), format::percent(node.data_share * 100.0));
+            let needed = usize::from(used > 0) + 1 + text.chars().count();
+            if used + needed > width && used > 0 {
+                break;
+            }
+            if used > 0 {
+                spans.push(Span::raw(" "));
+            }
+            spans.push(swatch(theme::data_share_color(ratio)));
+            spans.push(Span::raw(format::truncate(&text, width.saturating_sub(used + 1))));
+            used += needed;
+            holders.next();
+        }
+        if spans.is_empty() {
+            break;
+        }
+        lines.push(Line::from(spans));
+    }
+    lines
 }
