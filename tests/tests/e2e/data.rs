@@ -326,7 +326,7 @@ fn a_copy_lost_behind_an_agents_back_is_found_by_anti_entropy_without_any_read()
     // again, on b (the ring's replica).
     let objects = fleet.agent_dir("b").join("objects");
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        if stored_files(&objects, ".data").is_empty() {
+        if copies_with_bytes(&objects).is_empty() {
             ringwatch_tests::poll::Step::Pending("b holds no copy".into())
         } else {
             ringwatch_tests::poll::Step::Done(())
@@ -361,7 +361,7 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     fleet.restart_agent(other);
     wait_state(&mut fleet, other, NodeState::Alive);
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let left = stored_files(&to, ".data");
+        let left = copies_with_bytes(&to);
         if left.is_empty() {
             ringwatch_tests::poll::Step::Done(())
         } else {
@@ -372,7 +372,7 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     let (output, got) = get(&fleet, &dir, "single", &[]);
     assert!(output.status.success(), "{output}");
     assert_eq!(got.as_ref(), Some(&bytes), "the ring's copy stays");
-    assert!(!stored_files(&from, ".data").is_empty(), "the last copy is never dropped");
+    assert!(!copies_with_bytes(&from).is_empty(), "the last copy is never dropped");
 
     // Removed at `all`: once every replica applied the tombstone, it is
     // collected — no agent keeps a file of the key, the console no record.
@@ -421,7 +421,7 @@ fn a_node_whose_quota_is_full_takes_no_copy_and_a_put_no_node_has_room_for_is_re
         let stat = wait_copies(&fleet, &key, 3, &["a", "b", "c"]);
         assert!(!stat.to_string().contains("\"tiny\""), "tiny has no room: {stat}");
     }
-    assert!(stored_files(&fleet.agent_dir("tiny").join("objects"), ".data").is_empty());
+    assert!(copies_with_bytes(&fleet.agent_dir("tiny").join("objects")).is_empty());
     let (output, got) = get(&fleet, &dir, "mid0", &[]);
     assert!(output.status.success(), "{output}");
     assert_eq!(got, Some(bytes));
@@ -448,12 +448,12 @@ fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
         objects.push((key, bytes));
     }
     let b_objects = fleet.agent_dir("b").join("objects");
-    assert!(!stored_files(&b_objects, ".data").is_empty(), "b holds copies before the drain");
+    assert!(!copies_with_bytes(&b_objects).is_empty(), "b holds copies before the drain");
     let drain = fleet.act(&["drain", "b"]);
     assert!(drain.status.success(), "{drain}");
     // Its copies are made on the other nodes first, then dropped from it.
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let left = stored_files(&b_objects, ".data");
+        let left = copies_with_bytes(&b_objects);
         if left.is_empty() {
             ringwatch_tests::poll::Step::Done(())
         } else {

@@ -86,35 +86,52 @@ fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState, within: Duration)
     });
 }
 
-/// What an agent holds of one key on disk: its metadata file (the version
-/// it names) and its bytes files' versions.
+/// What an agent holds of one key on disk: the version its current copy
+/// is of and its bytes files' versions.
 #[derive(Debug, Default)]
 struct OnDisk {
-    /// `term.counter` and whether it is a tombstone, from `<hash>.meta`.
+    /// `term.counter` and whether it is a tombstone, of the highest
+    /// version on disk (the one the agent serves).
     meta: Option<(String, bool)>,
-    /// `term-counter` of each `<hash>.<term>-<counter>.data`.
+    /// `term-counter` of each copy holding bytes (not a tombstone).
     data: Vec<String>,
 }
 
-/// An agent's copies, by key (objects dir layout: agent/src/objects.rs).
+/// An agent's copies, by key (objects dir layout: agent/src/objects.rs —
+/// one `<hash>.<term>-<counter>.obj` per copy, starting with an 8-byte
+/// tag, the metadata's length as a little-endian u32, then the metadata as
+/// JSON).
 fn on_disk(objects: &Path) -> BTreeMap<String, OnDisk> {
-    let mut by_hash: BTreeMap<String, (Option<serde_json::Value>, Vec<String>)> = BTreeMap::new();
+    let mut by_key: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for entry in std::fs::read_dir(objects).into_iter().flatten().filter_map(Result::ok) {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(hash) = name.strip_suffix(".meta") {
-            let meta = std::fs::read(entry.path()).ok().and_then(|text| serde_json::from_slice(&text).ok());
-            by_hash.entry(hash.to_owned()).or_default().0 = meta;
-        } else if let Some(rest) = name.strip_suffix(".data")
-            && let Some((hash, version)) = rest.split_once('.')
-        {
-            by_hash.entry(hash.to_owned()).or_default().1.push(version.to_owned());
+        if !name.ends_with(".obj") {
+            continue;
         }
+        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
+        let Some(len) = bytes.get(8..12).map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
+        else {
+            continue;
+        };
+        let Some(meta) =
+            bytes.get(12..12 + len).and_then(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
+        else {
+            continue;
+        };
+        let key = meta["key"].as_str().map_or_else(|| format!("#{name}"), str::to_owned);
+        by_key.entry(key).or_default().push(meta);
     }
-    by_hash
+    by_key
         .into_iter()
-        .map(|(hash, (meta, data))| {
-            let key = meta.as_ref().and_then(|m| m["key"].as_str()).map_or_else(|| format!("#{hash}"), str::to_owned);
-            let meta = meta.map(|m| (version_text(&m["version"]), m["tombstone"] == true));
+        .map(|(key, mut metas)| {
+            let order = |m: &serde_json::Value| (m["version"]["term"].as_u64(), m["version"]["counter"].as_u64());
+            metas.sort_by_key(order);
+            let data = metas
+                .iter()
+                .filter(|m| m["tombstone"] != true)
+                .map(|m| format!("{}-{}", m["version"]["term"], m["version"]["counter"]))
+                .collect();
+            let meta = metas.last().map(|m| (version_text(&m["version"]), m["tombstone"] == true));
             (key, OnDisk { meta, data })
         })
         .collect()

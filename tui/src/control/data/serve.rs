@@ -10,7 +10,9 @@
 //!   only then does anyone see it), and the client is answered; without
 //!   them the targets discard that version and the put leaves nothing.
 //! - get: the holders of the current version the consistency needs confirm
-//!   they hold it; the bytes come from the first that does.
+//!   they hold it — the first by answering a get, whose bytes then go to
+//!   the client once enough confirmed; else the bytes come from the next
+//!   confirmed holder.
 //! - rm: a tombstone at a new version goes to every reachable holder; with
 //!   enough acknowledgements it is recorded.
 
@@ -19,7 +21,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
-use ringwatch_shared::data::wire::{DataChunk, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest};
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AdminResponse, DataPut};
@@ -271,7 +273,7 @@ async fn abandon(owner: &OwnerHandle, key: &ObjectKey, version: Version, targets
 /// streams the bytes from one of them to `client`.
 pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consistency, client: &mut SendStream) {
     let mut attempt = 0;
-    let (current, term, confirmed) = loop {
+    let (current, term, confirmed, fetched) = loop {
         attempt += 1;
         let (reach, links, term) = match ask(owner, DataInput::PlanRead { key: key.clone(), consistency }).await {
             DataAnswer::Reach { reach, links, term, .. } => (reach, links, term),
@@ -279,9 +281,9 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
             other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
         };
         let current = reach.object.version;
-        let (confirmed, newer) = confirm(owner, &key, current, term, links).await;
+        let (confirmed, newer, fetched) = confirm(owner, &key, current, term, links).await;
         if confirmed.len() >= reach.required {
-            break (current, term, confirmed);
+            break (current, term, confirmed, fetched);
         }
         // Holders already hold a newer version: a put is being recorded;
         // plan again rather than fail.
@@ -297,6 +299,10 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
         ));
         return write(client, &failed(err)).await;
     };
+    if let Some((stream, meta)) = fetched {
+        return relay(stream, meta, client).await;
+    }
+    // The first holder could not send it: the other confirmed ones.
     let request = DataRequest { term, op: DataOp::Get(key.clone()) };
     for link in &confirmed {
         let Ok(mut stream) = open(link, &request).await else { continue };
@@ -305,65 +311,48 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
             Ok(DataReply::Object(meta)) if meta.version == current => meta,
             _ => continue,
         };
-        if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
-            return;
-        }
-        // From here the client has the metadata: the bytes follow or the
-        // stream breaks (the client checks size and SHA-256).
-        loop {
-            match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
-                Ok(Some(chunk)) => {
-                    let end = chunk == DataChunk::End;
-                    if codec::write_frame(client, &chunk).await.is_err() || end {
-                        let _ = client.finish();
-                        return;
-                    }
-                }
-                _ => {
-                    let _ = client.reset(quinn::VarInt::from_u32(1));
-                    return;
-                }
-            }
-        }
+        return relay(stream, meta, client).await;
     }
     let err = DataError::NotEnough(format!("no holder of \"{key}\" could send it"));
     write(client, &failed(err)).await;
 }
 
 /// Asks `links`, the recorded holders of `key` at `current`, whether they
-/// hold it: returns those that do, and whether any holds a newer version.
-/// One that answers without it is read-repaired: the owner forgets it as a
-/// holder of `current`, and the repair task copies the object again.
+/// hold it: returns those that do, whether any holds a newer version, and
+/// the first holder's answer to a get when it holds `current` — the first
+/// is asked for the bytes straight away rather than to confirm, so a read
+/// costs one round trip to the holders, not two (the bytes go to the
+/// client only once enough confirmed). One that answers without it is
+/// read-repaired: the owner forgets it as a holder of `current`, and the
+/// repair task copies the object again.
 async fn confirm(
     owner: &OwnerHandle,
     key: &ObjectKey,
     current: Version,
     term: u64,
     links: Vec<AgentLink>,
-) -> (Vec<AgentLink>, bool) {
+) -> (Vec<AgentLink>, bool, Option<(AgentStream, ObjectMeta)>) {
     let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
-    let stat = &stat;
-    let answers = join_all(links.into_iter().map(|link| async move {
-        let Ok(mut stream) = open(&link, stat).await else { return (link, Confirmation::Unreachable) };
-        let _ = stream.send.finish();
-        let confirmation = match reply(&mut stream).await {
-            Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Confirmation::Holds,
-            // A newer version, not recorded yet when this read was
-            // planned: a put being recorded. Not lost.
-            Ok(DataReply::Held(Some(held))) if held.version > current => Confirmation::Newer,
-            // It answered, without the copy the console recorded: lost
-            // (a replaced disk) or older.
-            Ok(DataReply::Held(_)) => Confirmation::Lacks,
-            _ => Confirmation::Unreachable,
-        };
-        (link, confirmation)
+    let get = DataRequest { term, op: DataOp::Get(key.clone()) };
+    let (stat, get) = (&stat, &get);
+    let answers = join_all(links.into_iter().enumerate().map(|(index, link)| async move {
+        if index == 0 {
+            let (fetched, confirmation) = fetch(&link, get, stat, current).await;
+            return (link, confirmation, fetched);
+        }
+        let confirmation = ask_stat(&link, stat, current).await;
+        (link, confirmation, None)
     }))
     .await;
     let mut confirmed = Vec::new();
     let mut newer = false;
-    for (link, confirmation) in answers {
+    let mut first = None;
+    for (link, confirmation, fetched) in answers {
         match confirmation {
-            Confirmation::Holds => confirmed.push(link),
+            Confirmation::Holds => {
+                confirmed.push(link);
+                first = first.or(fetched);
+            }
             Confirmation::Lacks => {
                 let lost = Repaired::Dropped { key: key.clone(), node: link.0.clone(), version: current };
                 debug!(%key, node = %link.0, "read repair: a recorded copy is missing");
@@ -373,7 +362,68 @@ async fn confirm(
             Confirmation::Unreachable => {}
         }
     }
-    (confirmed, newer)
+    (confirmed, newer, first)
+}
+
+/// Asks `link` whether it holds `current`.
+async fn ask_stat(link: &AgentLink, stat: &DataRequest, current: Version) -> Confirmation {
+    let Ok(mut stream) = open(link, stat).await else { return Confirmation::Unreachable };
+    let _ = stream.send.finish();
+    match reply(&mut stream).await {
+        Ok(DataReply::Held(Some(held))) if held.version == current && !held.tombstone => Confirmation::Holds,
+        // A newer version, not recorded yet when this read was
+        // planned: a put being recorded. Not lost.
+        Ok(DataReply::Held(Some(held))) if held.version > current => Confirmation::Newer,
+        // It answered, without the copy the console recorded: lost
+        // (a replaced disk) or older.
+        Ok(DataReply::Held(_)) => Confirmation::Lacks,
+        _ => Confirmation::Unreachable,
+    }
+}
+
+/// Asks `link` for the bytes of `current`: the stream positioned at the
+/// bytes, with their metadata, when it holds them. A copy it cannot send
+/// (none, or a tombstone) is told apart by a stat: a newer tombstone is a
+/// removal being recorded, not a lost copy.
+async fn fetch(
+    link: &AgentLink,
+    get: &DataRequest,
+    stat: &DataRequest,
+    current: Version,
+) -> (Option<(AgentStream, ObjectMeta)>, Confirmation) {
+    let Ok(mut stream) = open(link, get).await else { return (None, Confirmation::Unreachable) };
+    let _ = stream.send.finish();
+    match reply(&mut stream).await {
+        Ok(DataReply::Object(meta)) if meta.version == current => (Some((stream, meta)), Confirmation::Holds),
+        Ok(DataReply::Object(meta)) if meta.version > current => (None, Confirmation::Newer),
+        Ok(DataReply::Object(_)) => (None, Confirmation::Lacks),
+        Ok(DataReply::Failed(DataFailure::NotFound)) => (None, ask_stat(link, stat, current).await),
+        _ => (None, Confirmation::Unreachable),
+    }
+}
+
+/// Streams an object's metadata and bytes from an agent's stream to the
+/// client. From the metadata on, the bytes follow or the stream breaks
+/// (the client checks size and SHA-256).
+async fn relay(mut stream: AgentStream, meta: ObjectMeta, client: &mut SendStream) {
+    if write_frame(client, &AdminResponse::DataObject(meta)).await.is_err() {
+        return;
+    }
+    loop {
+        match codec::read_frame::<DataChunk, _>(&mut stream.recv, MAX_FRAME_LEN).await {
+            Ok(Some(chunk)) => {
+                let end = chunk == DataChunk::End;
+                if codec::write_frame(client, &chunk).await.is_err() || end {
+                    let _ = client.finish();
+                    return;
+                }
+            }
+            _ => {
+                let _ = client.reset(quinn::VarInt::from_u32(1));
+                return;
+            }
+        }
+    }
 }
 
 /// `ringwatch data rm`: a tombstone to every reachable holder.
