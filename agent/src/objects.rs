@@ -5,16 +5,18 @@
 //! `<hash>.<term>-<counter>.obj`: a header (a magic tag, then the metadata
 //! as length-prefixed JSON: key, version, size, checksum, tombstone), then
 //! the bytes. A copy is written as: header and bytes to a temporary file
-//! (checksummed as they stream in, never whole in memory), fsync, rename to
-//! its versioned name, a directory fsync; only then, under the store's lock,
-//! is it checked against what is held and made current, and the previous
+//! (checksummed as they stream in, never whole in memory), fsync, linked
+//! under its versioned name (never replacing a file already there: the
+//! same version again is taken as held if its checksum matches, refused
+//! otherwise), a directory fsync; only then, under the store's lock, is it
+//! checked against what is held and made current, and the previous
 //! version's file removed. The fsyncs run outside the lock, so copies of
 //! different objects are made durable at the same time, and one directory
 //! fsync covers every rename done before it started (group commit): a
 //! commit costs one fsync of its own and a share of a directory fsync.
 //!
 //! A crash at any point leaves the previous version's file, or the new one
-//! complete (renamed only once durable), or both; opening the store keeps
+//! complete (named only once durable), or both; opening the store keeps
 //! the highest version of each key, removes the others and what no copy
 //! names (temporary files), and drops a copy whose file is damaged (bad
 //! header, wrong size), so the console re-replicates it. A lower version
