@@ -99,7 +99,12 @@ async fn check(owner: &OwnerHandle, node: &NodeName, connection: &Connection, te
             let usage = QuotaUse { used, quota };
             ask(owner, DataInput::Usage { node: node.clone(), usage }).await.ok_or(Gone)?;
         }
-        other => debug!(%node, ?other, "no quota use from the node"),
+        // A node that serves no data (a simulated agent) or cannot say
+        // now: nothing more to ask it until its next check.
+        other => {
+            debug!(%node, ?other, "no quota use from the node; its copies are checked next time");
+            return Ok(());
+        }
     }
     let Some(DataAnswer::Expected { digests: expected, asked_at }) =
         ask(owner, DataInput::Expected(node.clone())).await
