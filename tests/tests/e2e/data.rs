@@ -86,9 +86,9 @@ fn objects_are_put_read_back_byte_for_byte_and_removed() {
         assert!(output.status.success(), "get {key}: {output}");
         assert_eq!(got.as_ref(), Some(bytes), "{key} reads back byte for byte");
     }
-    let stat = data(&fleet, &["stat", "objects/3", "--json"]);
-    assert!(stat.status.success(), "{stat}");
-    let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
+    // Three replicas by default (a quorum put is answered once two have
+    // the copy; the third is recorded when it answers).
+    let stat = wait_copies(&fleet, "objects/3", 3, &[]);
     assert_eq!(stat["copies"].as_array().map(Vec::len), Some(3), "three replicas by default: {stat}");
     let listed = data(&fleet, &["ls", "objects/", "--json"]);
     assert!(listed.status.success() && listed.stdout.matches("objects/").count() >= objects.len(), "{listed}");
@@ -483,7 +483,9 @@ fn what_if_names_the_objects_a_nodes_failure_would_leave_below_quorum_or_unavail
         for i in 0..6 {
             let key = format!("r{replicas}/{i}");
             let (file, _) = payload(&dir, &key.replace('/', "-"), 1000 + i, i as u8);
-            let put = data(&fleet, &["put", &key, file.to_str().unwrap(), "--replicas", replicas]);
+            // At `all`: every replica is recorded before the figures are read.
+            let put =
+                data(&fleet, &["put", &key, file.to_str().unwrap(), "--replicas", replicas, "--consistency", "all"]);
             assert!(put.status.success(), "put {key}: {put}");
             keys.push((key, replicas.parse::<u8>().unwrap(), 1000 + i as u64));
         }

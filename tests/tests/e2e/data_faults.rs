@@ -337,7 +337,7 @@ fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
     // The newer put: stamped after the older one, acknowledged before it.
     let small = dir.join("small");
     std::fs::write(&small, b"the newer bytes").unwrap();
-    let newer = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json"]);
+    let newer = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json", "--consistency", "all"]);
     assert!(newer.status.success(), "{newer}");
     assert!(older.try_exit().is_none(), "the older put ended before the newer one was acknowledged: make it larger");
     let newer: serde_json::Value = serde_json::from_str(&newer.stdout).unwrap();
@@ -381,7 +381,7 @@ fn regression_a_put_that_fails_its_consistency_never_leaves_the_acknowledged_ver
     let dir = sandbox.dir("files");
     let small = dir.join("small");
     std::fs::write(&small, b"the acknowledged bytes").unwrap();
-    let stored = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json"]);
+    let stored = data(&fleet, &["put", "k", small.to_str().unwrap(), "--json", "--consistency", "all"]);
     assert!(stored.status.success(), "{stored}");
     let stored: serde_json::Value = serde_json::from_str(&stored.stdout).unwrap();
     assert_eq!(stored["live_copies"], 3, "{stored}");
@@ -435,7 +435,7 @@ fn regression_a_read_overtaken_by_a_put_does_not_forget_the_puts_holders() {
     let dir = sandbox.dir("files");
     let old = dir.join("old");
     std::fs::write(&old, b"the old bytes").unwrap();
-    let stored = until_done(&sandbox, &fleet, &["put", "k", old.to_str().unwrap(), "--json"]);
+    let stored = until_done(&sandbox, &fleet, &["put", "k", old.to_str().unwrap(), "--json", "--consistency", "all"]);
     let stored: serde_json::Value = serde_json::from_str(&stored.stdout).unwrap();
     let old_version = version_text(&stored["version"]);
     let holders: Vec<String> =
@@ -453,7 +453,13 @@ fn regression_a_read_overtaken_by_a_put_does_not_forget_the_puts_holders() {
     let new = dir.join("new");
     std::fs::write(&new, b"the new bytes").unwrap();
     let mut command = std::process::Command::new(ringwatch_tests::bins::ringwatch());
-    command.args(["data", "put", "k", "--json"]).arg(&new).arg("--data-dir").arg(fleet.data_dir());
+    // At `all`, so the put waits for n (a quorum put is answered once
+    // two targets and a short grace have passed).
+    command
+        .args(["data", "put", "k", "--json", "--consistency", "all"])
+        .arg(&new)
+        .arg("--data-dir")
+        .arg(fleet.data_dir());
     let mut put = ringwatch_tests::Proc::spawn("new put", command, &sandbox.path().join("new-put.log"));
     poll::until(LIVENESS, Duration::from_millis(20), || {
         let held: Vec<Option<(String, bool)>> = [&h1, &h2]

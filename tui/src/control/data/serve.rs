@@ -18,7 +18,9 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::stream::FuturesUnordered;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
 use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest};
@@ -35,6 +37,9 @@ use crate::control::records::StoredObject;
 
 /// The largest object.
 pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
+/// How long a put that has the acknowledgements its consistency needs
+/// waits for the other targets' before it is recorded and answered.
+const ACK_GRACE: Duration = Duration::from_millis(100);
 /// How many times a read plans again when holders already hold a newer
 /// version than the one recorded (a put being recorded).
 const READ_ATTEMPTS: usize = 3;
@@ -183,26 +188,34 @@ async fn stream_put(
     if received != put.size {
         return Err(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
     }
-    // The end, then each target's acknowledgement.
+    // The end, then the targets' acknowledgements. Once enough are in
+    // for the consistency, the others get [`ACK_GRACE`] more (healthy
+    // replicas answer within it, so the record lists them all); then the
+    // put is recorded and answered, and the rest are awaited in the
+    // background and recorded as they come: a dead or stalled target costs
+    // the client the grace, not the transport's idle timeout.
     let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
-    let answers = join_all(streams.into_iter().map(|mut stream| {
-        let end = &end;
-        async move {
-            stream.send.write_all(end).await.map_err(|err| format!("\"{}\": {err}", stream.node))?;
-            let _ = stream.send.finish();
-            match reply(&mut stream).await? {
-                DataReply::Held(Some(held)) if held.version == plan.version => Ok(stream.node),
-                DataReply::Failed(failure) => Err(format!("\"{}\": {failure}", stream.node)),
-                other => Err(format!("\"{}\" answered {other:?}", stream.node)),
-            }
-        }
-    }))
-    .await;
+    let version = plan.version;
+    let mut answers: FuturesUnordered<_> =
+        streams.into_iter().map(|stream| acknowledgement(stream, end.clone(), version)).collect();
     let mut acked = Vec::new();
-    for answer in answers {
-        match answer {
-            Ok(node) => acked.push(node),
-            Err(why) => failures.push(why),
+    while acked.len() < plan.required {
+        match answers.next().await {
+            Some(Ok(node)) => acked.push(node),
+            Some(Err(why)) => failures.push(why),
+            None => break,
+        }
+    }
+    let grace = tokio::time::sleep(ACK_GRACE);
+    tokio::pin!(grace);
+    while !answers.is_empty() && acked.len() >= plan.required {
+        tokio::select! {
+            answer = answers.next() => match answer {
+                Some(Ok(node)) => acked.push(node),
+                Some(Err(why)) => failures.push(why),
+                None => break,
+            },
+            () = &mut grace => break,
         }
     }
     let why = if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") };
@@ -241,12 +254,37 @@ async fn stream_put(
         tombstone: false,
         holders: acked.into_iter().map(|node| (node, plan.version)).collect(),
     };
-    Ok(match (ask(owner, DataInput::Stored(object)).await, shortfall) {
+    let key = object.key.clone();
+    let answer = ask(owner, DataInput::Stored(object)).await;
+    if !answers.is_empty() {
+        let owner = owner.clone();
+        tokio::spawn(async move {
+            while let Some(answer) = answers.next().await {
+                if let Ok(node) = answer {
+                    let late = Repaired::Holds { key: key.clone(), version, node };
+                    let _ = ask(&owner, DataInput::Repaired(late)).await;
+                }
+            }
+        });
+    }
+    Ok(match (answer, shortfall) {
         (DataAnswer::Stat(_), Some(shortfall)) => failed(shortfall),
         (DataAnswer::Stat(stat), None) => AdminResponse::DataStored(stat),
         (DataAnswer::Failed(err), _) => failed(err),
         (other, _) => failed(DataError::Refused(format!("unexpected answer {other:?}"))),
     })
+}
+
+/// Sends the end of a put's bytes on `stream` and reads the target's
+/// acknowledgement of `version`.
+async fn acknowledgement(mut stream: AgentStream, end: Vec<u8>, version: Version) -> Result<NodeName, String> {
+    stream.send.write_all(&end).await.map_err(|err| format!("\"{}\": {err}", stream.node))?;
+    let _ = stream.send.finish();
+    match reply(&mut stream).await? {
+        DataReply::Held(Some(held)) if held.version == version => Ok(stream.node),
+        DataReply::Failed(failure) => Err(format!("\"{}\": {failure}", stream.node)),
+        other => Err(format!("\"{}\" answered {other:?}", stream.node)),
+    }
 }
 
 /// Ends a put or removal at `version` that no target acknowledged: each
