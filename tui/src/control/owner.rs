@@ -754,6 +754,16 @@ impl Owner {
                 (DataAnswer::Discards(discards), false)
             }
             DataInput::Usage { node, usage } => {
+                let was_full = self.catalog.usage(&node).is_some_and(|before| before.free() == 0);
+                let full = usage.free() == 0;
+                if full != was_full {
+                    let text = if full {
+                        format!("its data quota is full ({} bytes): it takes no new copies", usage.quota)
+                    } else {
+                        format!("its data quota has room again ({} bytes free)", usage.free())
+                    };
+                    self.events.emit(EventKind::Data, Some(node.as_str()), None, None, &text);
+                }
                 self.catalog.set_usage(node, usage);
                 (DataAnswer::Noted, false)
             }

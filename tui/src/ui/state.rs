@@ -182,6 +182,8 @@ pub struct NodeRow {
     pub heartbeats_lost: u64,
     /// Data store objects it holds a current copy of, and their bytes.
     pub data: (u64, u64),
+    /// Bytes its data quota still takes, once it reported.
+    pub data_free: Option<u64>,
     /// Where its connection comes from; empty when disconnected.
     pub address: String,
     /// Why it is in its state.
@@ -215,6 +217,7 @@ impl NodeRow {
             weight: status.weight,
             heartbeats_lost: status.heartbeats_lost,
             data: (status.data_objects, status.data_bytes),
+            data_free: status.data_free_bytes,
             address: status.address,
             reason: status.reason,
             instances: status.instances,

@@ -508,6 +508,18 @@ fn the_cluster_bar_shows_the_data_store_only_when_it_holds_objects() {
 }
 
 #[test]
+fn a_node_whose_data_quota_is_full_says_so_in_its_detail() {
+    let mut app = app();
+    key(&mut app, KeyCode::Enter);
+    assert!(!screen(&draw(&mut app, 160, 48)).contains("quota"), "nothing said before it is full");
+    let mut full = snapshot();
+    full.status.nodes[0].data_free_bytes = Some(0);
+    app.apply_snapshot(full, 201_000);
+    let detail = screen(&draw(&mut app, 160, 48));
+    assert!(detail.contains("quota full: takes no new copies"), "{detail}");
+}
+
+#[test]
 fn detail_with_instances_160x48() {
     let mut app = app();
     app.apply_snapshot(with_tasks(snapshot()), 200_000);

@@ -7,6 +7,7 @@ use ratatui::style::{Style, Stylize};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Cell, Chart, Dataset, GraphType, Paragraph, Row, Table};
+use ringwatch_shared::status::NodeState;
 
 use crate::ui::format;
 use crate::ui::state::{App, HISTORY_INTERVAL_MS, HISTORY_LEN, History, HistoryPoint, HostDetail, NodeRow};
@@ -94,6 +95,15 @@ fn fact_lines(node: &NodeRow, host: Option<&HostDetail>, width: usize) -> Vec<Li
     if node.data.0 > 0 {
         let copies = format::count(usize::try_from(node.data.0).unwrap_or(usize::MAX));
         facts.push(("data", format!("{copies} objects, {}", format::bytes(node.data.1)), Style::new()));
+    }
+    // A full quota is why a node takes no new copies: said where its
+    // figures are.
+    if node.data_free == Some(0) {
+        facts.push((
+            "quota",
+            "full: takes no new copies".into(),
+            Style::new().fg(theme::state_color(NodeState::Degraded)),
+        ));
     }
     if let Some(host) = host.filter(|host| host.swap_total > 0) {
         facts.push(("swap", format::used_of(host.swap_used, host.swap_total), Style::new()));
