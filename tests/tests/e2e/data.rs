@@ -186,16 +186,7 @@ fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
     let (gone, _) = get(&fleet, &dir, "k", &["--consistency", "one"]);
     assert_eq!(gone.status.code(), Some(4), "the removed key stays removed: {gone}");
     // The returning replica is sent the tombstone: its old bytes go.
-    let objects = fleet.agent_dir("b").join("objects");
-    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let data_files = copies_with_bytes(&objects);
-        if data_files.is_empty() {
-            ringwatch_tests::poll::Step::Done(())
-        } else {
-            ringwatch_tests::poll::Step::Pending(format!("b still holds {data_files:?}"))
-        }
-    })
-    .unwrap_or_else(|failure| panic!("b kept the removed object's bytes: {failure}"));
+    wait_holds(&fleet.agent_dir("b").join("objects"), false, "b kept the removed object's bytes");
 }
 
 #[test]
@@ -207,10 +198,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
     let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
     assert!(put.status.success(), "{put}");
     // b loses its copy (a replaced disk): stopped, its objects gone, back.
-    fleet.kill_host("b");
-    std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
-    fleet.restart_agent("b");
-    wait_state(&mut fleet, "b", NodeState::Alive);
+    lose_copies_while_down(&mut fleet, "b");
     // The read is served by a or c, and notices b's copy is missing.
     let (output, got) = get(&fleet, &dir, "k", &["--consistency", "one"]);
     assert!(output.status.success(), "{output}");
@@ -289,6 +277,29 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     assert_eq!(got, Some(small_bytes));
 }
 
+/// Waits until the node whose objects dir is `objects` holds copies with
+/// bytes (`holds`) or none (`!holds`); `what` names the failure.
+fn wait_holds(objects: &Path, holds: bool, what: &str) {
+    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
+        let copies = copies_with_bytes(objects);
+        if copies.is_empty() == holds {
+            ringwatch_tests::poll::Step::Pending(format!("holds {copies:?}"))
+        } else {
+            ringwatch_tests::poll::Step::Done(())
+        }
+    })
+    .unwrap_or_else(|failure| panic!("{what}: {failure}"));
+}
+
+/// `node` loses every copy while it is down (a replaced disk), then
+/// comes back.
+fn lose_copies_while_down(fleet: &mut Fleet, node: &str) {
+    fleet.kill_host(node);
+    std::fs::remove_dir_all(fleet.agent_dir(node).join("objects")).unwrap();
+    fleet.restart_agent(node);
+    wait_state(fleet, node, NodeState::Alive);
+}
+
 /// Waits until `key` has `copies` live current copies and every node in
 /// `on` holds one, as `data stat` says; returns the stat.
 fn wait_copies(fleet: &Fleet, key: &str, copies: u64, on: &[&str]) -> serde_json::Value {
@@ -318,21 +329,10 @@ fn a_copy_lost_behind_an_agents_back_is_found_by_anti_entropy_without_any_read()
     let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
     assert!(put.status.success(), "{put}");
     // b's disk loses the copy while b is down; nobody reads the key.
-    fleet.kill_host("b");
-    std::fs::remove_dir_all(fleet.agent_dir("b").join("objects")).unwrap();
-    fleet.restart_agent("b");
-    wait_state(&mut fleet, "b", NodeState::Alive);
+    lose_copies_while_down(&mut fleet, "b");
     // Anti-entropy on b's return finds the copy missing; repair makes it
     // again, on b (the ring's replica).
-    let objects = fleet.agent_dir("b").join("objects");
-    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        if copies_with_bytes(&objects).is_empty() {
-            ringwatch_tests::poll::Step::Pending("b holds no copy".into())
-        } else {
-            ringwatch_tests::poll::Step::Done(())
-        }
-    })
-    .unwrap_or_else(|failure| panic!("b's lost copy was not made again: {failure}"));
+    wait_holds(&fleet.agent_dir("b").join("objects"), true, "b's lost copy was not made again");
     wait_copies(&fleet, "k", 3, &["b"]);
 }
 
@@ -360,15 +360,7 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     }
     fleet.restart_agent(other);
     wait_state(&mut fleet, other, NodeState::Alive);
-    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let left = copies_with_bytes(&to);
-        if left.is_empty() {
-            ringwatch_tests::poll::Step::Done(())
-        } else {
-            ringwatch_tests::poll::Step::Pending(format!("{other} still holds {left:?}"))
-        }
-    })
-    .unwrap_or_else(|failure| panic!("the extra copy was not dropped: {failure}"));
+    wait_holds(&to, false, "the extra copy was not dropped");
     let (output, got) = get(&fleet, &dir, "single", &[]);
     assert!(output.status.success(), "{output}");
     assert_eq!(got.as_ref(), Some(&bytes), "the ring's copy stays");
@@ -452,15 +444,7 @@ fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
     let drain = fleet.act(&["drain", "b"]);
     assert!(drain.status.success(), "{drain}");
     // Its copies are made on the other nodes first, then dropped from it.
-    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
-        let left = copies_with_bytes(&b_objects);
-        if left.is_empty() {
-            ringwatch_tests::poll::Step::Done(())
-        } else {
-            ringwatch_tests::poll::Step::Pending(format!("b still holds {} copies", left.len()))
-        }
-    })
-    .unwrap_or_else(|failure| panic!("the drained node kept its copies: {failure}"));
+    wait_holds(&b_objects, false, "the drained node kept its copies");
     for (key, bytes) in &objects {
         let stat = wait_copies(&fleet, key, 3, &[]);
         assert!(!stat.to_string().contains("\"node\":\"b\""), "{key}: {stat}");
