@@ -38,7 +38,8 @@ use crate::control::records::StoredObject;
 /// The largest object.
 pub const MAX_OBJECT_SIZE: u64 = 1 << 30;
 /// How long a put that has the acknowledgements its consistency needs
-/// waits for the other targets' before it is recorded and answered.
+/// waits for the other targets' before it is recorded and answered (and a
+/// read that has its confirmations, for the other holders').
 const ACK_GRACE: Duration = Duration::from_millis(100);
 /// How many times a read plans again when holders already hold a newer
 /// version than the one recorded (a put being recorded).
@@ -319,7 +320,7 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
             other => return write(client, &failed(DataError::Refused(format!("unexpected answer {other:?}")))).await,
         };
         let current = reach.object.version;
-        let (confirmed, newer, fetched) = confirm(owner, &key, current, term, links).await;
+        let (confirmed, newer, fetched) = confirm(owner, &key, (current, reach.required), term, links).await;
         if confirmed.len() >= reach.required {
             break (current, term, confirmed, fetched);
         }
@@ -366,26 +367,44 @@ pub(crate) async fn get(owner: &OwnerHandle, key: ObjectKey, consistency: Consis
 async fn confirm(
     owner: &OwnerHandle,
     key: &ObjectKey,
-    current: Version,
+    (current, required): (Version, usize),
     term: u64,
     links: Vec<AgentLink>,
 ) -> (Vec<AgentLink>, bool, Option<(AgentStream, ObjectMeta)>) {
     let stat = DataRequest { term, op: DataOp::Stat(key.clone()) };
     let get = DataRequest { term, op: DataOp::Get(key.clone()) };
     let (stat, get) = (&stat, &get);
-    let answers = join_all(links.into_iter().enumerate().map(|(index, link)| async move {
-        if index == 0 {
-            let (fetched, confirmation) = fetch(&link, get, stat, current).await;
-            return (link, confirmation, fetched);
-        }
-        let confirmation = ask_stat(&link, stat, current).await;
-        (link, confirmation, None)
-    }))
-    .await;
+    let mut answers: FuturesUnordered<_> = links
+        .into_iter()
+        .enumerate()
+        .map(|(index, link)| async move {
+            if index == 0 {
+                let (fetched, confirmation) = fetch(&link, get, stat, current).await;
+                return (link, confirmation, fetched);
+            }
+            let confirmation = ask_stat(&link, stat, current).await;
+            (link, confirmation, None)
+        })
+        .collect();
     let mut confirmed = Vec::new();
     let mut newer = false;
     let mut first = None;
-    for (link, confirmation, fetched) in answers {
+    // Enough confirmations, then [`ACK_GRACE`] for the others (healthy
+    // holders answer within it, so read repair still hears them): a dead
+    // holder not yet declared failed costs the read the grace, not the
+    // transport's idle timeout.
+    let grace = tokio::time::sleep(ACK_GRACE);
+    tokio::pin!(grace);
+    loop {
+        let answer = if confirmed.len() >= required {
+            tokio::select! {
+                answer = answers.next() => answer,
+                () = &mut grace => None,
+            }
+        } else {
+            answers.next().await
+        };
+        let Some((link, confirmation, fetched)) = answer else { break };
         match confirmation {
             Confirmation::Holds => {
                 confirmed.push(link);
