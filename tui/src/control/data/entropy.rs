@@ -41,13 +41,9 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// the slow timer that catches what no event announces (a disk that lost
 /// files, a discard that did not arrive).
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
-/// How long an operation a previous console left under way waits for a
-/// target out of reach before it is resolved with what the others hold.
-const INHERITED_PATIENCE: Duration = Duration::from_secs(120);
 
 /// Runs anti-entropy until `stop`.
 pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
-    let started = Instant::now();
     // Each node's connection at its last check, and when that was.
     let mut checked: HashMap<NodeName, (usize, Instant)> = HashMap::new();
     loop {
@@ -61,8 +57,7 @@ pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
         let links: HashMap<&NodeName, &Connection> =
             peers.iter().map(|(node, connection)| (node, connection)).collect();
         for intent in inherited {
-            let patience_over = started.elapsed() >= INHERITED_PATIENCE;
-            if let Some(holding) = resolve(&intent, &links, term, patience_over).await {
+            if let Some(holding) = resolve(&intent, &links, term).await {
                 info!(key = %intent.key, version = %intent.version, holders = holding.len(), "resolved an operation a previous console left under way");
                 if ask(&owner, DataInput::Resolved { version: intent.version, holding }).await.is_none() {
                     return;
@@ -149,14 +144,12 @@ async fn check(owner: &OwnerHandle, node: &NodeName, connection: &Connection, te
 }
 
 /// Asks the targets of an inherited operation whether they hold its
-/// version: `Some(holders)` once it can be resolved — some target holds
-/// it, or every target answered, or patience is over — `None` to wait.
-async fn resolve(
-    intent: &DataIntent,
-    links: &HashMap<&NodeName, &Connection>,
-    term: u64,
-    patience_over: bool,
-) -> Option<Vec<NodeName>> {
+/// version: `Some(holders)` once it can be resolved — some target holds it,
+/// or every target answered without it — `None` to wait. It is never
+/// dropped while a target has not answered: if every target had taken the
+/// put, they replaced the previous version with it, and dropping it would
+/// lose the object.
+async fn resolve(intent: &DataIntent, links: &HashMap<&NodeName, &Connection>, term: u64) -> Option<Vec<NodeName>> {
     let mut holding = Vec::new();
     let mut answered = 0;
     for target in &intent.targets {
@@ -169,5 +162,5 @@ async fn resolve(
             }
         }
     }
-    (!holding.is_empty() || answered == intent.targets.len() || patience_over).then_some(holding)
+    (!holding.is_empty() || answered == intent.targets.len()).then_some(holding)
 }

@@ -7,8 +7,10 @@
 //!   the client sends goes to every target; each target acknowledges once
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
-//!   only then does anyone see it), and the client is answered; without
-//!   them the targets discard that version and the put leaves nothing.
+//!   only then does anyone see it), and the client is answered. With some
+//!   but too few, it is recorded on those (they replaced what they held)
+//!   and the client told it fell short; with none, the targets discard
+//!   that version and the put leaves nothing.
 //! - get: the holders of the current version the consistency needs confirm
 //!   they hold it — the first by answering a get, whose bytes then go to
 //!   the client once enough confirmed; else the bytes come from the next
