@@ -13,6 +13,8 @@ use ringwatch_shared::limits::ResourceLimits;
 use serde::Deserialize;
 
 use crate::control::ConsoleConfig;
+use crate::control::data::DataConfig;
+use crate::control::data::catalog::MAX_REPLICAS;
 
 /// The file's content.
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,22 @@ pub struct ConfigFile {
     /// `30d` (README.md, "Certificates").
     #[serde(default, with = "optional_duration")]
     pub agent_cert_ttl: Option<Duration>,
+    /// The data store's settings (README.md, "Data").
+    #[serde(default)]
+    pub data: Option<DataFile>,
+}
+
+/// The `[data]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataFile {
+    /// Replicas of a put that names none, 1 to 7.
+    pub replicas: Option<u8>,
+    /// How long a failed node's copies are waited for, like `5s`.
+    #[serde(default, with = "optional_duration")]
+    pub repair_delay: Option<Duration>,
+    /// The repair throttle per second, a size like `64MiB`.
+    pub repair_rate: Option<String>,
 }
 
 /// Why the config file is unusable.
@@ -97,6 +115,9 @@ impl ConfigFile {
         if let Some(ttl) = file.agent_cert_ttl {
             ringwatch_shared::lifetime::check_agent_cert_ttl(ttl)?;
         }
+        if let Some(data) = &file.data {
+            data.settings(DataConfig::default())?;
+        }
         if let Some(patterns) = &file.local_agent_allow_exec {
             let tasks = SupervisorConfig { allow_exec: patterns.clone(), ..SupervisorConfig::new(PathBuf::new()) };
             if let Err(SupervisorError::BadPattern { pattern, reason }) = tasks.validate() {
@@ -123,6 +144,38 @@ impl ConfigFile {
         if let Some(ttl) = self.agent_cert_ttl {
             config.agent_cert_ttl = ttl;
         }
+        if let Some(data) = self.data
+            && let Ok(settings) = data.settings(config.data)
+        {
+            config.data = settings;
+        }
+    }
+}
+
+impl DataFile {
+    /// `base` with this table's keys applied.
+    ///
+    /// # Errors
+    /// A sentence naming the bad key.
+    fn settings(&self, base: DataConfig) -> Result<DataConfig, String> {
+        let mut settings = base;
+        if let Some(replicas) = self.replicas {
+            if !(1..=MAX_REPLICAS).contains(&replicas) {
+                return Err(format!("[data] replicas must be 1 to {MAX_REPLICAS}, not {replicas}"));
+            }
+            settings.replicas = replicas;
+        }
+        if let Some(delay) = self.repair_delay {
+            if delay > Duration::from_secs(3_600) {
+                return Err(format!("[data] repair_delay must be at most 1h, not {delay:?}"));
+            }
+            settings.repair_delay = delay;
+        }
+        if let Some(rate) = &self.repair_rate {
+            settings.repair_rate = ringwatch_shared::size::parse_size(rate)
+                .map_err(|err| format!("[data] repair_rate (bytes per second): {err}"))?;
+        }
+        Ok(settings)
     }
 }
 
@@ -157,6 +210,31 @@ mod tests {
         let mut config = ConsoleConfig::new(PathBuf::from("/tmp/x"));
         file.apply(&mut config);
         assert_eq!(config.agent_cert_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn the_data_table_sets_replicas_repair_delay_and_rate_and_refuses_nonsense() {
+        let file =
+            ConfigFile::parse("[data]\nreplicas = 5\nrepair_delay = \"30s\"\nrepair_rate = \"10MiB\"\n").unwrap();
+        let mut config = ConsoleConfig::new(PathBuf::from("/tmp/x"));
+        file.apply(&mut config);
+        assert_eq!(config.data.replicas, 5);
+        assert_eq!(config.data.repair_delay, Duration::from_secs(30));
+        assert_eq!(config.data.repair_rate, 10 << 20);
+        for (text, named) in [
+            ("[data]\nreplicas = 0\n", "replicas must be 1 to 7"),
+            ("[data]\nreplicas = 9\n", "replicas must be 1 to 7"),
+            ("[data]\nrepair_delay = \"2h\"\n", "repair_delay"),
+            ("[data]\nrepair_rate = \"fast\"\n", "repair_rate"),
+            ("[data]\nrepair_rate = \"0\"\n", "repair_rate"),
+            ("[data]\nreplica = 3\n", "unknown field"),
+        ] {
+            let err = ConfigFile::parse(text).unwrap_err();
+            assert!(err.contains(named), "{text:?}: {err}");
+        }
+        let mut defaults = ConsoleConfig::new(PathBuf::from("/tmp/x"));
+        ConfigFile::parse("[data]\n").unwrap().apply(&mut defaults);
+        assert_eq!(defaults.data, DataConfig::default());
     }
 
     #[test]

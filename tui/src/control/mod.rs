@@ -122,6 +122,8 @@ pub struct ConsoleConfig {
     /// How long the agent certificates it issues are valid (README.md,
     /// "Certificates").
     pub agent_cert_ttl: Duration,
+    /// The data store's settings.
+    pub data: data::DataConfig,
 }
 
 /// Where a console keeps its records.
@@ -169,6 +171,7 @@ impl ConsoleConfig {
             store: StoreChoice::Embedded,
             advertise: None,
             agent_cert_ttl: ringwatch_shared::lifetime::DEFAULT_AGENT_CERT_TTL,
+            data: data::DataConfig::default(),
         }
     }
 }
@@ -390,7 +393,8 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     });
     table.remember(workloads.node_records().map(|node| (node.name.clone(), node.last_state)), Instant::now());
     let known = table.len();
-    let catalog = Catalog::new(image.objects, image.intents, console.term, image.data_clock);
+    let catalog = Catalog::new(image.objects, image.intents, console.term, image.data_clock)
+        .with_default_replicas(config.data.replicas);
     let writer = Writer::start(store, 0).map_err(io(&config.data_dir))?;
     let events = EventLog::new(loaded.events, outlets.events.clone());
     let (mut owner, handle, inputs) = Owner::new(OwnerParts {
@@ -399,6 +403,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
             pause_threshold: config.pause_threshold,
             publish_every: config.publish_every,
             console,
+            data: config.data,
         },
         pki,
         table,
@@ -413,7 +418,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
     owner.resume();
     let stop = CancellationToken::new();
     let task = tokio::spawn(owner.run(inputs, stop.clone()));
-    tokio::spawn(data::repair::run(handle.clone(), stop.clone()));
+    tokio::spawn(data::repair::run(handle.clone(), stop.clone(), config.data.repair_rate));
     tokio::spawn(data::entropy::run(handle.clone(), stop.clone()));
     Ok((handle, Running { stop, task }))
 }

@@ -203,6 +203,8 @@ pub struct OwnerConfig {
     /// Who this console is, for `status` (its role is leader, its term
     /// the one stamped on every frame to agents: 0 for a single console).
     pub console: ConsoleStatus,
+    /// The data store's settings.
+    pub data: crate::control::data::DataConfig,
 }
 
 /// An agent's session, as the owner reaches it.
@@ -254,7 +256,7 @@ pub struct Owner {
     /// The data store's objects.
     catalog: Catalog,
     /// Since when each failed or departed node has been down: its copies
-    /// are re-replicated only after [`DATA_REPAIR_DELAY`].
+    /// are re-replicated only after the data repair delay (`[data] repair_delay`).
     down_since: HashMap<NodeName, Instant>,
     /// Whether repairs were under way at the last plan (for the events).
     repairing: bool,
@@ -293,11 +295,6 @@ pub struct Owner {
     /// Where transitions and the scheduler's counts go, for `/metrics`.
     counters: Arc<Counters>,
 }
-
-/// How long a failed or departed node's copies are waited for before they
-/// are made again elsewhere (README.md, "Data"): a node that returns in
-/// time brings them back, and nothing is copied.
-pub const DATA_REPAIR_DELAY: Duration = Duration::from_secs(5);
 
 /// What readers subscribe to, kept by the console across leaderships: each
 /// owner — and a standby's view of the store — publishes into the same
@@ -789,11 +786,11 @@ impl Owner {
     }
 
     /// What to repair now (README.md, "Data"). A node down for less than
-    /// [`DATA_REPAIR_DELAY`] may come back with its copies: the objects it
+    /// the data repair delay (`[data] repair_delay`) may come back with its copies: the objects it
     /// holds wait. Its copies count until then; after, they do not.
     fn repair_plan(&mut self, views: &[NodeView], nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
         let now = Instant::now();
-        let waiting = waited_for(nodes, &self.down_since, now, DATA_REPAIR_DELAY);
+        let waiting = waited_for(nodes, &self.down_since, now, self.config.data.repair_delay);
         let (records, holders) =
             self.catalog.repair_inputs(|object| object.holders.keys().any(|node| waiting.contains(node)));
         let roles: BTreeMap<String, NodeRole> = nodes

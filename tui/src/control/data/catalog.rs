@@ -52,6 +52,8 @@ pub struct Catalog {
     touched: HashMap<ObjectKey, u64>,
     /// Each node's use of its data quota, as last reported.
     usage: HashMap<NodeName, QuotaUse>,
+    /// Replicas of a put that names none.
+    default_replicas: u8,
 }
 
 /// A put or removal under way.
@@ -145,7 +147,14 @@ impl Catalog {
             generation: 0,
             touched: HashMap::new(),
             usage: HashMap::new(),
+            default_replicas: DEFAULT_REPLICAS,
         }
+    }
+
+    /// The catalog, with `replicas` for a put that names none.
+    pub fn with_default_replicas(mut self, replicas: u8) -> Self {
+        self.default_replicas = replicas;
+        self
     }
 
     /// Stores `object` as its record now, keeping each node's expected
@@ -237,7 +246,7 @@ impl Catalog {
         ring: &Ring,
         nodes: &BTreeMap<NodeName, NodeInfo>,
     ) -> Result<PutPlan, DataError> {
-        let replicas = replicas.unwrap_or(DEFAULT_REPLICAS);
+        let replicas = replicas.unwrap_or(self.default_replicas);
         if replicas == 0 || replicas > MAX_REPLICAS {
             return Err(DataError::Refused(format!("--replicas must be 1 to {MAX_REPLICAS}, not {replicas}")));
         }
@@ -665,7 +674,10 @@ impl Catalog {
 
     /// The figures for `status` (see [`summary`]).
     pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
-        summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)))
+        let (mut status, by_node) =
+            summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)));
+        status.replicas = self.default_replicas;
+        (status, by_node)
     }
 }
 

@@ -16,6 +16,28 @@ use ringwatch_shared::names::NodeName;
 use crate::control::data::catalog::{Discards, PutPlan, QuotaUse, Reach};
 use crate::control::records::{DataIntent, StoredObject};
 
+/// The data store's settings (README.md, "Config file": `[data]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataConfig {
+    /// Replicas of an object whose put names none.
+    pub replicas: u8,
+    /// How long a failed or departed node's copies are waited for before
+    /// they are made again elsewhere (a node back sooner brings them).
+    pub repair_delay: std::time::Duration,
+    /// The repair copies' throttle, bytes per second.
+    pub repair_rate: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            replicas: catalog::DEFAULT_REPLICAS,
+            repair_delay: std::time::Duration::from_secs(5),
+            repair_rate: repair::REPAIR_BYTES_PER_SEC,
+        }
+    }
+}
+
 /// What a connection handler asks the owner about the data store.
 #[derive(Debug)]
 pub enum DataInput {

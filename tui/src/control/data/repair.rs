@@ -5,9 +5,9 @@
 //! tombstones to holders of older versions, drops extra copies once enough
 //! exist (exactly the version the plan saw: a newer one that arrived
 //! meanwhile stays), collects tombstones every holder applied, and tells
-//! the owner each step it finished. Copies are throttled to
-//! [`REPAIR_BYTES_PER_SEC`] so repair never starves heartbeats or the
-//! cluster's own traffic.
+//! the owner each step it finished. Copies are throttled to `[data]
+//! repair_rate` (default [`REPAIR_BYTES_PER_SEC`]) so repair never starves
+//! heartbeats or the cluster's own traffic.
 
 use std::time::Duration;
 
@@ -26,14 +26,15 @@ use crate::control::owner::{Input, OwnerHandle};
 
 /// How often the plan is asked for.
 pub const REPAIR_EVERY: Duration = Duration::from_secs(1);
-/// The copy throttle: bytes per second across all repairs.
+/// The copy throttle by default: bytes per second across all repairs
+/// (`[data] repair_rate`).
 pub const REPAIR_BYTES_PER_SEC: u64 = 64 << 20;
 /// How long an agent may take to answer a repair step.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs repairs until `stop`.
-pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
-    let mut throttle = Throttle::new(REPAIR_BYTES_PER_SEC);
+/// Runs repairs until `stop`, copying at most `rate` bytes per second.
+pub async fn run(owner: OwnerHandle, stop: CancellationToken, rate: u64) {
+    let mut throttle = Throttle::new(rate.max(1));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
