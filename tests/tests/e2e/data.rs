@@ -532,3 +532,25 @@ fn what_if_names_the_objects_a_nodes_failure_would_leave_below_quorum_or_unavail
     }
     assert!(text.stdout.contains("dry run: nothing was changed"), "{text}");
 }
+
+#[test]
+fn the_config_files_data_table_sets_the_replicas_of_a_put_that_names_none() {
+    let sandbox = Sandbox::new("data-config");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    // The fleet's console reads this file; restarted, it takes the table.
+    let config = sandbox.path().join("console.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[data]\nreplicas = 2\nrepair_delay = \"2s\"\nrepair_rate = \"8MiB\"\n");
+    std::fs::write(&config, text).unwrap();
+    fleet.restart_console();
+    fleet.wait_all_alive(ringwatch_tests::LIVENESS);
+    let dir = sandbox.dir("files");
+    let (file, _) = payload(&dir, "k", 1000, 1);
+    let put = data(&fleet, &["put", "k", file.to_str().unwrap(), "--consistency", "all"]);
+    assert!(put.status.success(), "{put}");
+    let stat = wait_copies(&fleet, "k", 2, &[]);
+    assert_eq!(stat["replicas"], 2, "{stat}");
+    let status = fleet.console.status();
+    let raw: serde_json::Value = serde_json::from_str(&status.raw).unwrap();
+    assert_eq!(raw["data"]["replicas"], 2, "{}", status.raw);
+}
