@@ -66,7 +66,7 @@ pub(crate) enum DataCommand {
         #[arg(value_name = "FILE | -")]
         file: Option<PathBuf>,
         /// How many copies to keep, on distinct nodes [default: the
-        /// cluster's, 3].
+        /// cluster's: `[data] replicas` in the console's config file, else 3].
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=7))]
         replicas: Option<u8>,
         #[command(flatten)]

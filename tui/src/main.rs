@@ -74,7 +74,7 @@ struct CommonArgs {
     #[arg(long, value_name = "ADDR", global = true)]
     listen: Option<SocketAddr>,
     /// TOML config file (detector thresholds, resource limits, grace period,
-    /// what the embedded local agent may run).
+    /// what the embedded local agent may run, the data store's settings).
     #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Serve Prometheus metrics on http://ADDR/metrics (TCP), in `serve`,
