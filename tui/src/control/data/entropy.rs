@@ -16,7 +16,8 @@
 //!
 //! The same task resolves the puts and removals a previous console left
 //! under way (see `records::DataIntent`): a target holding the version
-//! makes it recorded, whole; otherwise it is dropped.
+//! makes it recorded, whole; once every target answered without it, it is
+//! dropped.
 
 use std::collections::HashMap;
 use std::time::Duration;
