@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::control::data::catalog::QuotaUse;
-use crate::control::data::repair::{ask, exchange};
+use crate::control::data::repair::{ask, exchange_within};
 use crate::control::data::{DataAnswer, DataInput};
 use crate::control::owner::OwnerHandle;
 use crate::control::records::DataIntent;
@@ -42,6 +42,15 @@ const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// the slow timer that catches what no event announces (a disk that lost
 /// files, a discard that did not arrive).
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How long a node may take to answer one of a check's requests (none of
+/// them touches the disk): the checks run one node at a time, so a node
+/// that stalls (stopped, overloaded) must not hold up every other's.
+const CHECK_ANSWER: Duration = Duration::from_secs(5);
+
+/// One request of a check, one answer.
+async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataReply, String> {
+    exchange_within(connection, request, CHECK_ANSWER).await
+}
 
 /// Runs anti-entropy until `stop`.
 pub async fn run(owner: OwnerHandle, stop: CancellationToken) {

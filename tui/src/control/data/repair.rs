@@ -124,6 +124,15 @@ pub(crate) async fn ask(owner: &OwnerHandle, request: DataInput) -> Option<DataA
 
 /// One request, one answer.
 pub(crate) async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataReply, String> {
+    exchange_within(connection, request, STEP_TIMEOUT).await
+}
+
+/// One request, one answer, within `patience`.
+pub(crate) async fn exchange_within(
+    connection: &Connection,
+    request: DataRequest,
+    patience: Duration,
+) -> Result<DataReply, String> {
     let exchange = async {
         let (mut send, mut recv) = connection.open_bi().await.map_err(|err| err.to_string())?;
         codec::write_frame(&mut send, &request).await.map_err(|err| err.to_string())?;
@@ -133,7 +142,7 @@ pub(crate) async fn exchange(connection: &Connection, request: DataRequest) -> R
             .map_err(|err| err.to_string())?
             .ok_or_else(|| "the stream ended without an answer".to_string())
     };
-    timeout(STEP_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())?
+    timeout(patience, exchange).await.map_err(|_| "no answer in time".to_string())?
 }
 
 /// Asks `target` to discard its copy of `key` at `version`.
