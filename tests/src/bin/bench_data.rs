@@ -110,26 +110,32 @@ async fn get(client: &AdminClient, key: &str) -> usize {
 async fn run_clients<F, Fut>(target: &Target, clients: usize, duration: Duration, op: F) -> (f64, Vec<Duration>)
 where
     F: Fn(Arc<AdminClient>, usize, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut tasks = Vec::new();
     let started = Instant::now();
     for client_index in 0..clients {
         let client = Arc::new(AdminClient::connect(target).await.unwrap());
         let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0;
-            while started.elapsed() < duration {
-                let at = Instant::now();
-                op(client.clone(), client_index, n).await;
-                latencies.push(at.elapsed());
-                n += 1;
-            }
-            latencies
-        }));
+        tasks.push(tokio::spawn(timed(started, duration, move |n| op(client.clone(), client_index, n))));
     }
     gather(started, tasks).await
+}
+
+/// Runs `op` (given how many ran before it) back to back until `duration`
+/// has passed since `started`; the latency of each.
+async fn timed<Fut: std::future::Future<Output = ()>>(
+    started: Instant,
+    duration: Duration,
+    mut op: impl FnMut(usize) -> Fut,
+) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    while started.elapsed() < duration {
+        let at = Instant::now();
+        op(latencies.len()).await;
+        latencies.push(at.elapsed());
+    }
+    latencies
 }
 
 /// The latencies the clients' tasks measured, sorted, and the ops/s they
@@ -186,35 +192,27 @@ async fn etcd_small(duration: Duration) {
         let mut tasks = Vec::new();
         let started = Instant::now();
         for c in 0..clients {
-            let mut kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            let kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
             let value = value.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut n = 0;
-                while started.elapsed() < duration {
-                    let at = Instant::now();
-                    kv.put(format!("small/{c}/{n}"), value.clone(), None).await.unwrap();
-                    latencies.push(at.elapsed());
-                    n += 1;
+            tasks.push(tokio::spawn(timed(started, duration, move |n| {
+                let (mut kv, value) = (kv.clone(), value.clone());
+                async move {
+                    kv.put(format!("small/{c}/{n}"), value, None).await.unwrap();
                 }
-                latencies
-            }));
+            })));
         }
         let (rate, all) = gather(started, tasks).await;
         report("etcd put 4 KiB", clients, rate, &all);
         let mut tasks = Vec::new();
         let started = Instant::now();
         for c in 0..clients {
-            let mut kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while started.elapsed() < duration {
-                    let at = Instant::now();
+            let kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            tasks.push(tokio::spawn(timed(started, duration, move |_| {
+                let mut kv = kv.clone();
+                async move {
                     kv.get(format!("small/{c}/0"), None).await.unwrap();
-                    latencies.push(at.elapsed());
                 }
-                latencies
-            }));
+            })));
         }
         let (rate, all) = gather(started, tasks).await;
         report("etcd get 4 KiB", clients, rate, &all);

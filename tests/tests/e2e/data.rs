@@ -21,6 +21,18 @@ fn payload(dir: &Path, name: &str, len: usize, seed: u8) -> (PathBuf, Vec<u8>) {
     (path, bytes)
 }
 
+/// Stores a new payload of `len` bytes under `key` (`extra`: more `data
+/// put` arguments) and returns its bytes; the put must succeed.
+#[track_caller]
+fn put_new(fleet: &Fleet, dir: &Path, key: &str, len: usize, seed: u8, extra: &[&str]) -> Vec<u8> {
+    let (file, bytes) = payload(dir, &key.replace('/', "-"), len, seed);
+    let mut args = vec!["put", key, file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let put = data(fleet, &args);
+    assert!(put.status.success(), "put {key}: {put}");
+    bytes
+}
+
 fn get(fleet: &Fleet, dir: &Path, key: &str, extra: &[&str]) -> (ringwatch_tests::process::Output, Option<Vec<u8>>) {
     let out = dir.join(format!("got-{}", key.replace('/', "_")));
     let _ = std::fs::remove_file(&out);
@@ -76,9 +88,7 @@ fn objects_are_put_read_back_byte_for_byte_and_removed() {
     let mut objects = Vec::new();
     for (i, len) in [0usize, 1, 1000, 300_000, 1_100_000].into_iter().enumerate() {
         let key = format!("objects/{i}");
-        let (file, bytes) = payload(&dir, &format!("in-{i}"), len, i as u8);
-        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
-        assert!(put.status.success(), "put {key}: {put}");
+        let bytes = put_new(&fleet, &dir, &key, len, i as u8, &[]);
         objects.push((key, bytes));
     }
     for (key, bytes) in &objects {
@@ -109,9 +119,7 @@ fn after_kill_9_of_a_holder_every_object_stays_readable_and_gets_back_to_three_c
     let mut objects = Vec::new();
     for i in 0..20 {
         let key = format!("k{i}");
-        let (file, bytes) = payload(&dir, &key, 4096 + i, i as u8);
-        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
-        assert!(put.status.success(), "put {key}: {put}");
+        let bytes = put_new(&fleet, &dir, &key, 4096 + i, i as u8, &[]);
         objects.push((key, bytes));
     }
     fleet.kill_host("b");
@@ -145,9 +153,7 @@ fn an_all_read_without_every_replica_is_not_enough_and_names_the_holders() {
     let mut objects = Vec::new();
     for i in 0..5 {
         let key = format!("k{i}");
-        let (file, bytes) = payload(&dir, &key, 100, i as u8);
-        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
-        assert!(put.status.success(), "put {key}: {put}");
+        let bytes = put_new(&fleet, &dir, &key, 100, i as u8, &[]);
         objects.push((key, bytes));
     }
     // Three nodes, three replicas: b held every object, and no fourth node
@@ -172,9 +178,7 @@ fn a_key_removed_while_a_replica_is_down_does_not_come_back_when_it_returns() {
     let sandbox = Sandbox::new("data-rm-while-down");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
     let dir = sandbox.dir("files");
-    let (file, _) = payload(&dir, "k", 5000, 7);
-    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
-    assert!(put.status.success(), "{put}");
+    put_new(&fleet, &dir, "k", 5000, 7, &[]);
     // Three nodes, three replicas: b holds a copy.
     fleet.kill_host("b");
     wait_state(&mut fleet, "b", NodeState::Failed);
@@ -194,9 +198,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
     let sandbox = Sandbox::new("data-read-repair");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
     let dir = sandbox.dir("files");
-    let (file, bytes) = payload(&dir, "k", 70_000, 3);
-    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
-    assert!(put.status.success(), "{put}");
+    let bytes = put_new(&fleet, &dir, "k", 70_000, 3, &[]);
     // b loses its copy (a replaced disk): stopped, its objects gone, back.
     lose_copies_while_down(&mut fleet, "b");
     // The read is served by a or c, and notices b's copy is missing.
@@ -325,9 +327,7 @@ fn a_copy_lost_behind_an_agents_back_is_found_by_anti_entropy_without_any_read()
     let sandbox = Sandbox::new("data-anti-entropy-lost");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
     let dir = sandbox.dir("files");
-    let (file, _) = payload(&dir, "k", 20_000, 9);
-    let put = data(&fleet, &["put", "k", file.to_str().unwrap()]);
-    assert!(put.status.success(), "{put}");
+    put_new(&fleet, &dir, "k", 20_000, 9, &[]);
     // b's disk loses the copy while b is down; nobody reads the key.
     lose_copies_while_down(&mut fleet, "b");
     // Anti-entropy on b's return finds the copy missing; repair makes it
@@ -341,9 +341,7 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     let sandbox = Sandbox::new("data-anti-entropy-extra");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
     let dir = sandbox.dir("files");
-    let (file, bytes) = payload(&dir, "single", 30_000, 4);
-    let put = data(&fleet, &["put", "single", file.to_str().unwrap(), "--replicas", "1"]);
-    assert!(put.status.success(), "{put}");
+    let bytes = put_new(&fleet, &dir, "single", 30_000, 4, &["--replicas", "1"]);
     let stat = wait_copies(&fleet, "single", 1, &[]);
     let holder = stat["copies"][0]["node"].as_str().unwrap().to_string();
     let other = ["a", "b", "c"].into_iter().find(|node| *node != holder).unwrap();
@@ -434,9 +432,7 @@ fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
     let mut objects = Vec::new();
     for i in 0..12 {
         let key = format!("d{i}");
-        let (file, bytes) = payload(&dir, &key, 10_000 + i, i as u8);
-        let put = data(&fleet, &["put", &key, file.to_str().unwrap()]);
-        assert!(put.status.success(), "{put}");
+        let bytes = put_new(&fleet, &dir, &key, 10_000 + i, i as u8, &[]);
         objects.push((key, bytes));
     }
     let b_objects = fleet.agent_dir("b").join("objects");
@@ -545,9 +541,7 @@ fn the_config_files_data_table_sets_the_replicas_of_a_put_that_names_none() {
     fleet.restart_console();
     fleet.wait_all_alive(ringwatch_tests::LIVENESS);
     let dir = sandbox.dir("files");
-    let (file, _) = payload(&dir, "k", 1000, 1);
-    let put = data(&fleet, &["put", "k", file.to_str().unwrap(), "--consistency", "all"]);
-    assert!(put.status.success(), "{put}");
+    put_new(&fleet, &dir, "k", 1000, 1, &["--consistency", "all"]);
     let stat = wait_copies(&fleet, "k", 2, &[]);
     assert_eq!(stat["replicas"], 2, "{stat}");
     let status = fleet.console.status();
