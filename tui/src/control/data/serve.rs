@@ -191,36 +191,22 @@ async fn stream_put(
     if received != put.size {
         return Err(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
     }
-    // The end, then the targets' acknowledgements. Once enough are in
-    // for the consistency, the others get [`ACK_GRACE`] more (healthy
-    // replicas answer within it, so the record lists them all); then the
-    // put is recorded and answered, and the rest are awaited in the
-    // background and recorded as they come: a dead or stalled target costs
-    // the client the grace, not the transport's idle timeout.
+    // The end, then the targets' acknowledgements (see `take_answers`);
+    // then the put is recorded and answered, and the acknowledgements
+    // still out are awaited in the background and recorded as they come.
     let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
     let version = plan.version;
     let mut answers: FuturesUnordered<_> =
         streams.into_iter().map(|stream| acknowledgement(stream, end.clone(), version)).collect();
     let mut acked = Vec::new();
-    while acked.len() < plan.required {
-        match answers.next().await {
-            Some(Ok(node)) => acked.push(node),
-            Some(Err(why)) => failures.push(why),
-            None => break,
+    take_answers(&mut answers, |answer| {
+        match answer {
+            Ok(node) => acked.push(node),
+            Err(why) => failures.push(why),
         }
-    }
-    let grace = tokio::time::sleep(ACK_GRACE);
-    tokio::pin!(grace);
-    while !answers.is_empty() && acked.len() >= plan.required {
-        tokio::select! {
-            answer = answers.next() => match answer {
-                Some(Ok(node)) => acked.push(node),
-                Some(Err(why)) => failures.push(why),
-                None => break,
-            },
-            () = &mut grace => break,
-        }
-    }
+        acked.len() >= plan.required
+    })
+    .await;
     let why = if failures.is_empty() { "no other node could take it".into() } else { failures.join("; ") };
     if acked.is_empty() {
         let err = DataError::NotEnough(format!(
@@ -391,37 +377,52 @@ async fn confirm(
     let mut confirmed = Vec::new();
     let mut newer = false;
     let mut first = None;
-    // Enough confirmations, then [`ACK_GRACE`] for the others (healthy
-    // holders answer within it, so read repair still hears them): a dead
-    // holder not yet declared failed costs the read the grace, not the
-    // transport's idle timeout.
-    let grace = tokio::time::sleep(ACK_GRACE);
-    tokio::pin!(grace);
-    loop {
-        let answer = if confirmed.len() >= required {
-            tokio::select! {
-                answer = answers.next() => answer,
-                () = &mut grace => None,
-            }
-        } else {
-            answers.next().await
-        };
-        let Some((link, confirmation, fetched)) = answer else { break };
+    let mut lacking = Vec::new();
+    take_answers(&mut answers, |(link, confirmation, fetched)| {
         match confirmation {
             Confirmation::Holds => {
                 confirmed.push(link);
-                first = first.or(fetched);
+                first = first.take().or(fetched);
             }
-            Confirmation::Lacks => {
-                let lost = Repaired::Dropped { key: key.clone(), node: link.0.clone(), version: current };
-                debug!(%key, node = %link.0, "read repair: a recorded copy is missing");
-                let _ = ask(owner, DataInput::Repaired(lost)).await;
-            }
+            Confirmation::Lacks => lacking.push(link.0),
             Confirmation::Newer => newer = true,
             Confirmation::Unreachable => {}
         }
+        confirmed.len() >= required
+    })
+    .await;
+    for node in lacking {
+        debug!(%key, %node, "read repair: a recorded copy is missing");
+        let lost = Repaired::Dropped { key: key.clone(), node, version: current };
+        let _ = ask(owner, DataInput::Repaired(lost)).await;
     }
     (confirmed, newer, first)
+}
+
+/// Takes `answers` as they come, handing each to `take`, which says
+/// whether enough are in: from then on the others get [`ACK_GRACE`] more —
+/// healthy nodes answer within it, so records and read repair still hear
+/// them — and a dead or stalled node not yet declared failed costs the
+/// grace, not the transport's idle timeout. What is left in `answers` has
+/// not answered.
+async fn take_answers<F: std::future::Future>(
+    answers: &mut FuturesUnordered<F>,
+    mut take: impl FnMut(F::Output) -> bool,
+) {
+    let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        let answer = match grace.as_mut() {
+            Some(grace) => tokio::select! {
+                answer = answers.next() => answer,
+                () = grace => None,
+            },
+            None => answers.next().await,
+        };
+        let Some(answer) = answer else { return };
+        if take(answer) && grace.is_none() {
+            grace = Some(Box::pin(tokio::time::sleep(ACK_GRACE)));
+        }
+    }
 }
 
 /// Asks `link` whether it holds `current`.
