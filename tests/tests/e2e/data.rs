@@ -49,7 +49,7 @@ fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState) {
 
 /// The files in an agent's `objects` dir whose names end with `suffix`
 /// (`.obj`: copies, `.tmp`: copies being written).
-fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
+pub(crate) fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
     std::fs::read_dir(objects)
         .map(|entries| {
             entries

@@ -292,15 +292,6 @@ fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
     assert!(kills >= 2 && acked >= 10 && read >= 10, "too little happened: {summary}");
 }
 
-/// The files in an agent's `objects` dir whose names end with `suffix`.
-fn files_ending(objects: &Path, suffix: &str) -> usize {
-    std::fs::read_dir(objects)
-        .map(|entries| {
-            entries.filter_map(Result::ok).filter(|entry| entry.file_name().to_string_lossy().ends_with(suffix)).count()
-        })
-        .unwrap_or(0)
-}
-
 /// Found by the data checker (a quorum read right after an acknowledged put
 /// found one holder of its version instead of two): two puts of one key
 /// overlap, the one stamped first (a large object) commits its copies
@@ -323,7 +314,7 @@ fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
     poll::until(LIVENESS, Duration::from_millis(10), || {
         let writing: Vec<bool> = ["a", "b", "c"]
             .iter()
-            .map(|node| files_ending(&fleet.agent_dir(node).join("objects"), ".tmp") > 0)
+            .map(|node| !super::data::stored_files(&fleet.agent_dir(node).join("objects"), ".tmp").is_empty())
             .collect();
         if writing.iter().all(|w| *w) {
             Step::Done(())
