@@ -253,20 +253,16 @@ impl Catalog {
         // A node whose quota cannot take the bytes takes no copy; when no
         // node at all could, the put is refused as too large.
         let fits = |name: &NodeName| self.usage.get(name).is_none_or(|usage| usage.free() >= size);
-        let reporting: Vec<(&NodeName, QuotaUse)> = nodes
-            .keys()
-            .filter(|name| nodes.get(*name).is_some_and(|n| n.eligible && n.connected))
-            .filter_map(|name| self.usage.get(name).map(|usage| (name, *usage)))
-            .collect();
-        let eligible_count = nodes.values().filter(|n| n.eligible && n.connected).count();
-        if eligible_count > 0
-            && reporting.len() == eligible_count
-            && reporting.iter().all(|(_, usage)| usage.free() < size)
+        // The node with the most room (one that has not reported counts as
+        // roomy enough): when even it cannot take the bytes, none can.
+        let roomiest = nodes
+            .iter()
+            .filter(|(_, n)| n.eligible && n.connected)
+            .map(|(name, _)| (name, self.usage.get(name).map(|usage| usage.free())))
+            .max_by_key(|(_, free)| free.unwrap_or(u64::MAX));
+        if let Some((roomiest, Some(most))) = roomiest
+            && most < size
         {
-            let (roomiest, most) = reporting
-                .iter()
-                .max_by_key(|(_, usage)| usage.free())
-                .map_or(("".into(), 0), |(name, usage)| (name.to_string(), usage.free()));
             return Err(DataError::Refused(format!(
                 "a put of {size} bytes is larger than every node's free data quota (the most is {most} bytes, on \"{roomiest}\"); raise the agents' --data-quota or remove objects"
             )));
