@@ -42,6 +42,15 @@ fn get(fleet: &Fleet, dir: &Path, key: &str, extra: &[&str]) -> (ringwatch_tests
     (output, std::fs::read(&out).ok())
 }
 
+/// Reads `key` back (`extra`: more `data get` arguments); the read must
+/// succeed with exactly `bytes`.
+#[track_caller]
+fn read_back(fleet: &Fleet, dir: &Path, key: &str, extra: &[&str], bytes: &[u8]) {
+    let (output, got) = get(fleet, dir, key, extra);
+    assert!(output.status.success(), "get {key} {extra:?}: {output}");
+    assert!(got.as_deref() == Some(bytes), "{key} {extra:?} does not read back byte for byte");
+}
+
 /// Waits until the console shows `node` in `state`.
 fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState) {
     fleet.console.wait_for(&format!("{node} {state}"), |status| status.node(node).is_some_and(|n| n.state == state));
@@ -92,9 +101,7 @@ fn objects_are_put_read_back_byte_for_byte_and_removed() {
         objects.push((key, bytes));
     }
     for (key, bytes) in &objects {
-        let (output, got) = get(&fleet, &dir, key, &[]);
-        assert!(output.status.success(), "get {key}: {output}");
-        assert_eq!(got.as_ref(), Some(bytes), "{key} reads back byte for byte");
+        read_back(&fleet, &dir, key, &[], bytes);
     }
     // Three replicas by default (a quorum put is answered once two have
     // the copy; the third is recorded when it answers).
@@ -125,9 +132,7 @@ fn after_kill_9_of_a_holder_every_object_stays_readable_and_gets_back_to_three_c
     fleet.kill_host("b");
     wait_state(&mut fleet, "b", NodeState::Failed);
     for (key, bytes) in &objects {
-        let (output, got) = get(&fleet, &dir, key, &["--consistency", "quorum"]);
-        assert!(output.status.success(), "get {key} after b died: {output}");
-        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+        read_back(&fleet, &dir, key, &["--consistency", "quorum"], bytes);
     }
     // Re-replication: once b has been down for the repair delay, every
     // object it held is copied from a survivor to the next node on the ring.
@@ -139,9 +144,7 @@ fn after_kill_9_of_a_holder_every_object_stays_readable_and_gets_back_to_three_c
         let stat = data(&fleet, &["stat", key, "--json"]);
         let stat: serde_json::Value = serde_json::from_str(&stat.stdout).unwrap();
         assert_eq!(stat["live_copies"], 3, "{key}: {stat}");
-        let (output, got) = get(&fleet, &dir, key, &["--consistency", "all"]);
-        assert!(output.status.success(), "an `all` read after the repair: {output}");
-        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+        read_back(&fleet, &dir, key, &["--consistency", "all"], bytes);
     }
 }
 
@@ -202,9 +205,7 @@ fn a_read_that_finds_a_recorded_copy_missing_repairs_it() {
     // b loses its copy (a replaced disk): stopped, its objects gone, back.
     lose_copies_while_down(&mut fleet, "b");
     // The read is served by a or c, and notices b's copy is missing.
-    let (output, got) = get(&fleet, &dir, "k", &["--consistency", "one"]);
-    assert!(output.status.success(), "{output}");
-    assert_eq!(got.as_ref(), Some(&bytes));
+    read_back(&fleet, &dir, "k", &["--consistency", "one"], &bytes);
     // The repair copies it to b again.
     let stat = ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
         let stat = data(&fleet, &["stat", "k", "--json"]);
@@ -274,9 +275,7 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     let (small, small_bytes) = payload(&dir, "small", 1000, 5);
     let again = data(&fleet, &["put", "big", small.to_str().unwrap()]);
     assert!(again.status.success(), "{again}");
-    let (output, got) = get(&fleet, &dir, "big", &[]);
-    assert!(output.status.success(), "{output}");
-    assert_eq!(got, Some(small_bytes));
+    read_back(&fleet, &dir, "big", &[], &small_bytes);
 }
 
 /// Waits until the node whose objects dir is `objects` holds copies with
@@ -359,9 +358,7 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     fleet.restart_agent(other);
     wait_state(&mut fleet, other, NodeState::Alive);
     wait_holds(&to, false, "the extra copy was not dropped");
-    let (output, got) = get(&fleet, &dir, "single", &[]);
-    assert!(output.status.success(), "{output}");
-    assert_eq!(got.as_ref(), Some(&bytes), "the ring's copy stays");
+    read_back(&fleet, &dir, "single", &[], &bytes);
     assert!(!copies_with_bytes(&from).is_empty(), "the last copy is never dropped");
 
     // Removed at `all`: once every replica applied the tombstone, it is
@@ -412,9 +409,7 @@ fn a_node_whose_quota_is_full_takes_no_copy_and_a_put_no_node_has_room_for_is_re
         assert!(!stat.to_string().contains("\"tiny\""), "tiny has no room: {stat}");
     }
     assert!(copies_with_bytes(&fleet.agent_dir("tiny").join("objects")).is_empty());
-    let (output, got) = get(&fleet, &dir, "mid0", &[]);
-    assert!(output.status.success(), "{output}");
-    assert_eq!(got, Some(bytes));
+    read_back(&fleet, &dir, "mid0", &[], &bytes);
     // 2 MB fits nowhere: refused before any byte moves, and says why.
     let (big, _) = payload(&dir, "big", 2_000_000, 3);
     let refused = data(&fleet, &["put", "big", big.to_str().unwrap()]);
@@ -444,9 +439,7 @@ fn a_drained_nodes_copies_move_to_the_other_nodes_before_they_are_dropped() {
     for (key, bytes) in &objects {
         let stat = wait_copies(&fleet, key, 3, &[]);
         assert!(!stat.to_string().contains("\"node\":\"b\""), "{key}: {stat}");
-        let (output, got) = get(&fleet, &dir, key, &["--consistency", "all"]);
-        assert!(output.status.success(), "{output}");
-        assert_eq!(got.as_ref(), Some(bytes), "{key}");
+        read_back(&fleet, &dir, key, &["--consistency", "all"], bytes);
     }
 }
 
