@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::objects::{DataUsage, ObjectStore, ObjectsError};
+use crate::objects::{DataUsage, ObjectStore, ObjectsError, StoredBytes};
 
 /// At most this many data streams are served at once; a stream over the
 /// bound waits for one to end. Enough to keep a disk and a link busy with
@@ -297,7 +297,11 @@ impl DataService {
         // A small copy is read whole in the trip that opens it (after the
         // lock is let go), not in one more trip per read.
         let opened = blocking(move || {
-            let (meta, mut file) = store.lock().unwrap_or_else(PoisonError::into_inner).read(&wanted)?;
+            let (meta, stored) = store.lock().unwrap_or_else(PoisonError::into_inner).read(&wanted)?;
+            let mut file = match stored {
+                StoredBytes::Packed(bytes) => return Ok((meta, None, Some(bytes))),
+                StoredBytes::File(file) => file,
+            };
             let mut small = None;
             if meta.size <= SMALL_PUT {
                 let mut bytes = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0));
@@ -305,7 +309,7 @@ impl DataService {
                     .map_err(|source| ObjectsError::Io { path: Default::default(), source })?;
                 small = Some(bytes);
             }
-            Ok((meta, file, small))
+            Ok((meta, Some(file), small))
         })
         .await;
         let (meta, file, small) = match opened {
@@ -320,6 +324,7 @@ impl DataService {
             }
             return codec::write_frame(send, &DataChunk::End).await;
         }
+        let Some(file) = file else { return codec::write_frame(send, &DataChunk::End).await };
         let mut file = tokio::fs::File::from_std(file);
         let mut left = meta.size;
         let mut buf = vec![0; CHUNK_LEN];

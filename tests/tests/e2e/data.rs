@@ -70,23 +70,24 @@ pub(crate) fn stored_files(objects: &Path, suffix: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The copies in an agent's `objects` dir that hold bytes, not a
-/// tombstone: a copy's file starts with a header whose JSON metadata says
-/// which (agent::objects).
-fn copies_with_bytes(objects: &Path) -> Vec<String> {
-    stored_files(objects, ".obj")
+/// Every copy on disk in an agent's `objects` dir, read as the agent
+/// reads it (packed copies and copy files: agent::objects), as
+/// `key@term.counter`, with ` (tombstone)` for a removal's.
+pub(crate) fn copies_on_disk(objects: &Path) -> Vec<String> {
+    ringwatch_agent::objects::copies_on_disk(objects)
+        .unwrap_or_default()
         .into_iter()
-        .filter(|name| {
-            let head = std::fs::File::open(objects.join(name))
-                .and_then(|file| {
-                    let mut head = Vec::new();
-                    std::io::Read::read_to_end(&mut std::io::Read::take(file, 4096), &mut head)?;
-                    Ok(head)
-                })
-                .unwrap_or_default();
-            !String::from_utf8_lossy(&head).contains("\"tombstone\":true")
+        .map(|meta| {
+            let tombstone = if meta.tombstone { " (tombstone)" } else { "" };
+            format!("{}@{}{tombstone}", meta.key, meta.version)
         })
         .collect()
+}
+
+/// The copies in an agent's `objects` dir that hold bytes, not a
+/// tombstone.
+fn copies_with_bytes(objects: &Path) -> Vec<String> {
+    copies_on_disk(objects).into_iter().filter(|copy| !copy.ends_with(" (tombstone)")).collect()
 }
 
 #[test]
@@ -362,16 +363,16 @@ fn an_extra_copy_is_dropped_once_enough_exist_elsewhere_and_a_removed_key_leaves
     assert!(!copies_with_bytes(&from).is_empty(), "the last copy is never dropped");
 
     // Removed at `all`: once every replica applied the tombstone, it is
-    // collected — no agent keeps a file of the key, the console no record.
+    // collected — no agent keeps a copy of the key, the console no record.
     let removed = data(&fleet, &["rm", "single", "--consistency", "all"]);
     assert!(removed.status.success(), "{removed}");
     ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(200), || {
         let left: Vec<String> =
-            ["a", "b", "c"].iter().flat_map(|node| stored_files(&fleet.agent_dir(node).join("objects"), "")).collect();
+            ["a", "b", "c"].iter().flat_map(|node| copies_on_disk(&fleet.agent_dir(node).join("objects"))).collect();
         if left.is_empty() {
             ringwatch_tests::poll::Step::Done(())
         } else {
-            ringwatch_tests::poll::Step::Pending(format!("files left: {left:?}"))
+            ringwatch_tests::poll::Step::Pending(format!("copies left: {left:?}"))
         }
     })
     .unwrap_or_else(|failure| panic!("the tombstone was not collected: {failure}"));

@@ -97,41 +97,25 @@ struct OnDisk {
     data: Vec<String>,
 }
 
-/// An agent's copies, by key (objects dir layout: agent/src/objects.rs —
-/// one `<hash>.<term>-<counter>.obj` per copy, starting with an 8-byte
-/// tag, the metadata's length as a little-endian u32, then the metadata as
-/// JSON).
+/// An agent's copies, by key, as the agent reads them
+/// (agent::objects::copies_on_disk: its packed copies and every copy file,
+/// older versions a removal has not reached yet included).
 fn on_disk(objects: &Path) -> BTreeMap<String, OnDisk> {
-    let mut by_key: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
-    for entry in std::fs::read_dir(objects).into_iter().flatten().filter_map(Result::ok) {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.ends_with(".obj") {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(entry.path()) else { continue };
-        let Some(len) = bytes.get(8..12).map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
-        else {
-            continue;
-        };
-        let Some(meta) =
-            bytes.get(12..12 + len).and_then(|json| serde_json::from_slice::<serde_json::Value>(json).ok())
-        else {
-            continue;
-        };
-        let key = meta["key"].as_str().map_or_else(|| format!("#{name}"), str::to_owned);
-        by_key.entry(key).or_default().push(meta);
+    let mut by_key: BTreeMap<String, Vec<ringwatch_shared::data::ObjectMeta>> = BTreeMap::new();
+    for meta in ringwatch_agent::objects::copies_on_disk(objects).unwrap_or_default() {
+        by_key.entry(meta.key.to_string()).or_default().push(meta);
     }
     by_key
         .into_iter()
         .map(|(key, mut metas)| {
-            let order = |m: &serde_json::Value| (m["version"]["term"].as_u64(), m["version"]["counter"].as_u64());
-            metas.sort_by_key(order);
+            metas.sort_by_key(|meta| meta.version);
             let data = metas
                 .iter()
-                .filter(|m| m["tombstone"] != true)
-                .map(|m| format!("{}-{}", m["version"]["term"], m["version"]["counter"]))
+                .filter(|meta| !meta.tombstone)
+                .map(|meta| format!("{}-{}", meta.version.term, meta.version.counter))
                 .collect();
-            let meta = metas.last().map(|m| (version_text(&m["version"]), m["tombstone"] == true));
+            let meta =
+                metas.last().map(|meta| (format!("{}.{}", meta.version.term, meta.version.counter), meta.tombstone));
             (key, OnDisk { meta, data })
         })
         .collect()

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 
 use ring::digest::{Context, SHA256};
 use ringwatch_net::files;
@@ -40,6 +40,13 @@ use ringwatch_shared::data::digest::Digests;
 use ringwatch_shared::data::{ObjectKey, ObjectMeta, Version};
 use ringwatch_shared::token::to_hex;
 use tracing::warn;
+
+use self::group_sync::GroupSync;
+pub use self::pack::MAX_PACKED;
+use self::pack::{PackLimits, PackedAt, Packs, Pin};
+
+mod group_sync;
+mod pack;
 
 /// File mode of stored copies: the agent's own.
 const PRIVATE: u32 = 0o600;
@@ -61,6 +68,33 @@ pub const DEFAULT_DATA_QUOTA: u64 = 10 << 30;
 /// Where the agent with data dir `data_dir` keeps its copies.
 pub fn objects_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(OBJECTS_DIR)
+}
+
+/// Every copy on disk in the store directory `dir`, read without changing
+/// anything (the store may be open in a running agent): each copy file's,
+/// older versions a removal has not reached yet included, and the current
+/// packed copies. For tests and inspection; damaged copies are left out.
+///
+/// # Errors
+/// When the directory or a pack cannot be read.
+pub fn copies_on_disk(dir: &Path) -> io::Result<Vec<ObjectMeta>> {
+    let mut copies = pack::packed_copies(dir)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".obj")
+            && let Ok(found) = load_copy(&entry.path(), &name)
+        {
+            copies.push(found.entry.meta);
+        } else if name.ends_with(".meta")
+            && let Ok(meta) = fs::read_to_string(entry.path())
+                .map_err(|err| err.to_string())
+                .and_then(|text| serde_json::from_str::<ObjectMeta>(&text).map_err(|err| err.to_string()))
+        {
+            copies.push(meta);
+        }
+    }
+    Ok(copies)
 }
 
 /// How full the store is, for `ringwatch-agent status`.
@@ -134,6 +168,18 @@ pub struct ObjectStore {
     /// Shared by the store's commits: one directory fsync covers the
     /// renames of all of them made before it started.
     dir_sync: Arc<DirSync>,
+    /// Where copies of at most `max_packed` bytes go.
+    packs: Arc<Packs>,
+    max_packed: u64,
+}
+
+/// A copy's bytes, as [`ObjectStore::read`] finds them.
+#[derive(Debug)]
+pub enum StoredBytes {
+    /// In a file of its own, positioned at the first byte.
+    File(File),
+    /// Packed: read whole (at most [`MAX_PACKED`] bytes).
+    Packed(Vec<u8>),
 }
 
 /// One held copy and where its bytes are.
@@ -148,6 +194,8 @@ struct Entry {
     offset: u64,
     /// In the old two-file layout.
     legacy: bool,
+    /// Packed: its record in a pack (`file` is then empty).
+    packed: Option<PackedAt>,
 }
 
 /// A copy being written; [`PendingCopy::persist`] makes it durable, then
@@ -163,6 +211,10 @@ pub struct PendingCopy {
     /// Bytes of the header before the copy's bytes.
     offset: u64,
     dir_sync: Arc<DirSync>,
+    /// A copy to be packed: its bytes as they arrive (at most
+    /// [`MAX_PACKED`]), taken when it is persisted; `file` is `None`.
+    packed: Option<Vec<u8>>,
+    packs: Arc<Packs>,
 }
 
 impl std::fmt::Debug for PendingCopy {
@@ -185,11 +237,15 @@ impl PendingCopy {
                 problem: format!("more than the {} bytes announced", self.meta.size),
             });
         }
-        let file = self.file.as_mut().ok_or_else(|| ObjectsError::Io {
-            path: self.temp.clone(),
-            source: io::Error::other("the copy was already finished"),
-        })?;
-        file.write_all(chunk).map_err(io_error(&self.temp))?;
+        if let Some(packed) = self.packed.as_mut() {
+            packed.extend_from_slice(chunk);
+        } else {
+            let file = self.file.as_mut().ok_or_else(|| ObjectsError::Io {
+                path: self.temp.clone(),
+                source: io::Error::other("the copy was already finished"),
+            })?;
+            file.write_all(chunk).map_err(io_error(&self.temp))?;
+        }
         self.hasher.update(chunk);
         self.written += len;
         Ok(())
@@ -210,19 +266,16 @@ impl PendingCopy {
     /// announced (the temporary file is removed); the disk's errors.
     pub fn persist(mut self) -> Result<DurableCopy, ObjectsError> {
         let meta = self.meta.clone();
+        if let Some(bytes) = self.packed.take() {
+            return self.persist_packed(meta, &bytes);
+        }
         let file = self.file.take().ok_or_else(|| ObjectsError::Io {
             path: self.temp.clone(),
             source: io::Error::other("the copy was already finished"),
         })?;
-        let mismatch = |problem: String| ObjectsError::Mismatch { key: meta.key.clone(), problem };
-        let checksum = to_hex(self.hasher.clone().finish().as_ref());
-        if self.written != meta.size || (!meta.tombstone && checksum != meta.checksum) {
+        if let Err(err) = self.check(&meta) {
             let _ = fs::remove_file(&self.temp);
-            return Err(if self.written != meta.size {
-                mismatch(format!("{} bytes arrived, {} were announced", self.written, meta.size))
-            } else {
-                mismatch(format!("their SHA-256 is {checksum}, not {}", meta.checksum))
-            });
+            return Err(err);
         }
         let synced = file.sync_all();
         drop(file);
@@ -250,11 +303,42 @@ impl PendingCopy {
         // current. Opening the store sorts it out either way.
         self.dir_sync.sync().map_err(io_error(&self.dir))?;
         Ok(DurableCopy {
-            entry: Entry { meta, file: name, offset: self.offset, legacy: false },
+            entry: Entry { meta, file: name, offset: self.offset, legacy: false, packed: None },
             dir: self.dir.clone(),
             installed: false,
             existing,
+            pin: None,
+            packs: self.packs.clone(),
         })
+    }
+
+    /// [`PendingCopy::persist`] of a copy to be packed: checked, then
+    /// appended to the active pack, durably.
+    fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8]) -> Result<DurableCopy, ObjectsError> {
+        self.check(&meta)?;
+        let path = self.dir.join("*.pack");
+        let (at, pin) = self.packs.append_copy(&meta, bytes).map_err(io_error(&path))?;
+        Ok(DurableCopy {
+            entry: Entry { meta, file: String::new(), offset: 0, legacy: false, packed: Some(at) },
+            dir: self.dir.clone(),
+            installed: false,
+            existing: false,
+            pin: Some(pin),
+            packs: self.packs.clone(),
+        })
+    }
+
+    /// Whether the bytes that arrived are the ones announced.
+    fn check(&self, meta: &ObjectMeta) -> Result<(), ObjectsError> {
+        let mismatch = |problem: String| ObjectsError::Mismatch { key: meta.key.clone(), problem };
+        if self.written != meta.size {
+            return Err(mismatch(format!("{} bytes arrived, {} were announced", self.written, meta.size)));
+        }
+        let checksum = to_hex(self.hasher.clone().finish().as_ref());
+        if !meta.tombstone && checksum != meta.checksum {
+            return Err(mismatch(format!("their SHA-256 is {checksum}, not {}", meta.checksum)));
+        }
+        Ok(())
     }
 }
 
@@ -277,6 +361,9 @@ pub struct DurableCopy {
     /// Its versioned name was taken already: the file is not this copy's
     /// to remove.
     existing: bool,
+    /// A packed copy's hold on its pack until it is current or dropped.
+    pin: Option<Pin>,
+    packs: Arc<Packs>,
 }
 
 impl DurableCopy {
@@ -288,69 +375,36 @@ impl DurableCopy {
 
 impl Drop for DurableCopy {
     fn drop(&mut self) {
-        if !self.installed && !self.existing {
+        if let Some(pin) = self.pin.take() {
+            // Not made current: its record is dead (a later version, or a
+            // forget record, outranks it when the packs are read again).
+            if !self.installed
+                && let Some(at) = self.entry.packed
+            {
+                self.packs.release(at);
+            }
+            self.packs.unpin(pin);
+        } else if !self.installed && !self.existing {
             let _ = fs::remove_file(self.dir.join(&self.entry.file));
         }
     }
 }
 
-/// Group commit of directory fsyncs: a caller returns once a directory
-/// fsync that started after it called has finished. Whoever finds none
-/// running starts one; the others wait for the next to finish, so any
-/// number of renames made while one fsync runs share the following one.
+/// The store directory's fsyncs, grouped ([`GroupSync`]).
 #[derive(Debug)]
 struct DirSync {
     dir: PathBuf,
-    state: Mutex<SyncState>,
-    finished: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Directory fsyncs started, the running one included.
-    started: u64,
-    /// The last one finished.
-    finished: u64,
-    running: bool,
-    /// The last one that failed, and why.
-    failed: Option<(u64, String)>,
+    group: GroupSync,
 }
 
 impl DirSync {
     fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_path_buf(), state: Mutex::new(SyncState::default()), finished: Condvar::new() }
+        Self { dir: dir.to_path_buf(), group: GroupSync::default() }
     }
 
     /// Returns once a directory fsync begun after this call has finished.
     fn sync(&self) -> io::Result<()> {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        // One running now may have begun before the caller's rename: only
-        // the next one counts.
-        let needed = state.started + 1;
-        loop {
-            if state.finished >= needed {
-                return match &state.failed {
-                    Some((at, why)) if *at >= needed => Err(io::Error::other(why.clone())),
-                    _ => Ok(()),
-                };
-            }
-            if state.running {
-                state = self.finished.wait(state).unwrap_or_else(PoisonError::into_inner);
-                continue;
-            }
-            state.running = true;
-            state.started += 1;
-            let generation = state.started;
-            drop(state);
-            let result = File::open(&self.dir).and_then(|dir| dir.sync_all());
-            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.running = false;
-            state.finished = generation;
-            if let Err(err) = result {
-                state.failed = Some((generation, err.to_string()));
-            }
-            self.finished.notify_all();
-        }
+        self.group.sync(|| File::open(&self.dir)?.sync_all())
     }
 }
 
@@ -368,7 +422,21 @@ impl ObjectStore {
     /// # Errors
     /// When the directory cannot be read or created.
     pub fn open(dir: &Path, quota: u64) -> Result<Self, ObjectsError> {
+        Self::open_packing(dir, quota, MAX_PACKED)
+    }
+
+    /// [`ObjectStore::open`], packing copies of at most `max_packed`
+    /// bytes (0: none).
+    ///
+    /// # Errors
+    /// When the directory cannot be read or created.
+    pub fn open_packing(dir: &Path, quota: u64, max_packed: u64) -> Result<Self, ObjectsError> {
+        Self::open_with(dir, quota, max_packed, PackLimits::default())
+    }
+
+    fn open_with(dir: &Path, quota: u64, max_packed: u64, limits: PackLimits) -> Result<Self, ObjectsError> {
         files::create_private_dir(dir).map_err(io_error(dir))?;
+        let (packs, packed) = Packs::open(dir, limits).map_err(io_error(dir))?;
         let mut store = Self {
             dir: dir.to_path_buf(),
             quota,
@@ -376,11 +444,16 @@ impl ObjectStore {
             used: 0,
             digests: Digests::default(),
             dir_sync: Arc::new(DirSync::new(dir)),
+            packs: Arc::new(packs),
+            max_packed: max_packed.min(MAX_PACKED),
         };
         let mut names: Vec<String> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io_error(dir))? {
             let entry = entry.map_err(io_error(dir))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if pack::pack_seq(&name).is_none() {
+                names.push(name);
+            }
         }
         // Per key, the highest version found; the others are removed with
         // what nothing names.
@@ -416,6 +489,19 @@ impl ObjectStore {
                 }
             }
         }
+        // A packed copy against one in a file: the higher version stands (a
+        // forget record ends the other, so it does not come back once the
+        // file goes); at the same version the file does.
+        for (meta, at) in packed {
+            let entry = Entry { meta, file: String::new(), offset: 0, legacy: false, packed: Some(at) };
+            let loses = found.get(&entry.meta.key).is_some_and(|file| file.entry.meta.version >= entry.meta.version);
+            if loses {
+                store.drop_packed(&entry).map_err(io_error(dir))?;
+            } else {
+                found.insert(entry.meta.key.clone(), Found { entry, files: Vec::new() });
+            }
+        }
+        store.packs.sync_forgets().map_err(io_error(dir))?;
         let referenced: BTreeSet<String> = found.values().flat_map(|found| found.files.iter().cloned()).collect();
         for name in names.iter().filter(|name| !referenced.contains(*name)) {
             // Temporary files, older versions, the bytes of dropped copies.
@@ -440,13 +526,13 @@ impl ObjectStore {
         let data = legacy_data_name(&meta);
         if meta.tombstone {
             return Ok(Some(Found {
-                entry: Entry { meta, file: meta_name.clone(), offset: 0, legacy: true },
+                entry: Entry { meta, file: meta_name.clone(), offset: 0, legacy: true, packed: None },
                 files: vec![meta_name],
             }));
         }
         match fs::metadata(self.dir.join(&data)) {
             Ok(bytes) if bytes.len() == meta.size => Ok(Some(Found {
-                entry: Entry { meta, file: data.clone(), offset: 0, legacy: true },
+                entry: Entry { meta, file: data.clone(), offset: 0, legacy: true, packed: None },
                 files: vec![meta_name, data],
             })),
             Ok(bytes) => Err(format!("its bytes are {} long, not {}", bytes.len(), meta.size)),
@@ -464,10 +550,22 @@ impl ObjectStore {
         self.index.insert(entry.meta.key.clone(), entry);
     }
 
+    /// A packed copy that is no longer current: its record is dead, and a
+    /// forget record keeps it from coming back (durable at the next
+    /// fdatasync of the packs; [`Packs::sync_forgets`] forces one).
+    fn drop_packed(&self, entry: &Entry) -> io::Result<()> {
+        if let Some(at) = entry.packed {
+            self.packs.release(at);
+            self.packs.append_forget(&entry.meta.key, entry.meta.version)?;
+        }
+        Ok(())
+    }
+
     /// Removes the files of `old`, replaced by `new` (the same file when
-    /// the same version was written again).
+    /// the same version was written again); for a packed `old`, see
+    /// [`ObjectStore::install`].
     fn remove_files(&self, old: &Entry, new: Option<&Entry>) {
-        if new.is_some_and(|new| new.file == old.file) {
+        if old.packed.is_some() || new.is_some_and(|new| new.file == old.file) {
             return;
         }
         if old.legacy {
@@ -500,6 +598,20 @@ impl ObjectStore {
             return Err(ObjectsError::OverQuota { size: meta.size, used: self.used, quota: self.quota });
         }
         let temp = self.dir.join(format!("{}.{}.tmp", key_hash(&meta.key), rand::random::<u64>()));
+        if self.max_packed > 0 && meta.size <= self.max_packed {
+            return Ok(PendingCopy {
+                offset: 0,
+                packed: Some(Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0))),
+                meta,
+                dir: self.dir.clone(),
+                temp,
+                file: None,
+                hasher: Context::new(&SHA256),
+                written: 0,
+                dir_sync: self.dir_sync.clone(),
+                packs: self.packs.clone(),
+            });
+        }
         let header = header(&meta).map_err(io_error(&temp))?;
         let file =
             OpenOptions::new().write(true).create_new(true).mode_private().open(&temp).map_err(io_error(&temp))?;
@@ -512,6 +624,8 @@ impl ObjectStore {
             hasher: Context::new(&SHA256),
             written: 0,
             dir_sync: self.dir_sync.clone(),
+            packed: None,
+            packs: self.packs.clone(),
         };
         // Held by the copy before writing, so a failed write removes it.
         copy.file = Some(file);
@@ -544,13 +658,62 @@ impl ObjectStore {
             }
             return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
-        copy.installed = true;
         let entry = copy.entry.clone();
         if let Some(previous) = self.index.get(&meta.key).cloned() {
+            if entry.packed.is_some() {
+                // A newer packed version outranks it when the packs are
+                // read again: no forget record needed.
+                if let Some(at) = previous.packed {
+                    self.packs.release(at);
+                }
+            } else {
+                self.drop_packed(&previous).map_err(io_error(&self.dir))?;
+            }
             self.remove_files(&previous, Some(&entry));
         }
+        copy.installed = true;
         self.insert(entry);
+        self.compact_if_due();
         Ok(meta)
+    }
+
+    /// Compacts the oldest pack if it is due ([`Packs::compaction_due`]):
+    /// its current copies are appended anew, made durable, pointed at,
+    /// and the pack removed. A failure leaves the pack (and the copies
+    /// where they were) for the next attempt.
+    fn compact_if_due(&mut self) {
+        let Some(oldest) = self.packs.compaction_due() else { return };
+        let moving: Vec<(ObjectKey, PackedAt)> = self
+            .index
+            .iter()
+            .filter_map(|(key, entry)| entry.packed.filter(|at| at.pack == oldest).map(|at| (key.clone(), at)))
+            .collect();
+        let mut moved = Vec::with_capacity(moving.len());
+        for (key, at) in moving {
+            match self.packs.move_record(at) {
+                Ok(to) => moved.push((key, to)),
+                Err(err) => {
+                    for (_, to) in moved {
+                        self.packs.release(to);
+                    }
+                    warn!(%err, pack = oldest, "failed to compact a pack; left as it is");
+                    return;
+                }
+            }
+        }
+        if let Err(err) = self.packs.sync() {
+            warn!(%err, pack = oldest, "failed to compact a pack; left as it is");
+            return;
+        }
+        for (key, to) in moved {
+            if let Some(entry) = self.index.get_mut(&key) {
+                entry.packed = Some(to);
+            }
+        }
+        let removed = self.packs.remove(oldest).and_then(|()| self.dir_sync.sync());
+        if let Err(err) = removed {
+            warn!(%err, pack = oldest, "failed to remove a compacted pack");
+        }
     }
 
     /// Makes a fully written copy durable and current:
@@ -587,6 +750,19 @@ impl ObjectStore {
     /// The disk's.
     pub fn forget(&mut self, key: &ObjectKey) -> Result<bool, ObjectsError> {
         let Some(entry) = self.index.get(key).cloned() else { return Ok(false) };
+        let packs = self.dir.join("*.pack");
+        if entry.packed.is_some() {
+            self.drop_packed(&entry).map_err(io_error(&packs))?;
+            self.packs.sync().map_err(io_error(&packs))?;
+            self.used -= entry.meta.size;
+            self.digests.remove(&entry.meta);
+            self.index.remove(key);
+            self.compact_if_due();
+            return Ok(true);
+        }
+        // The forget records of packed copies this one replaced first: the
+        // file gone, they must not come back.
+        self.packs.sync_forgets().map_err(io_error(&packs))?;
         let first =
             if entry.legacy { self.dir.join(format!("{}.meta", key_hash(key))) } else { self.dir.join(&entry.file) };
         match fs::remove_file(&first) {
@@ -619,18 +795,22 @@ impl ObjectStore {
     ///
     /// # Errors
     /// [`ObjectsError::NotFound`] without a live copy; the disk's.
-    pub fn read(&self, key: &ObjectKey) -> Result<(ObjectMeta, File), ObjectsError> {
+    pub fn read(&self, key: &ObjectKey) -> Result<(ObjectMeta, StoredBytes), ObjectsError> {
         let entry = self
             .index
             .get(key)
             .filter(|entry| !entry.meta.tombstone)
             .ok_or_else(|| ObjectsError::NotFound(key.clone()))?;
+        if let Some(at) = entry.packed {
+            let bytes = self.packs.read(at, entry.meta.size).map_err(io_error(&self.dir.join("*.pack")))?;
+            return Ok((entry.meta.clone(), StoredBytes::Packed(bytes)));
+        }
         let path = self.dir.join(&entry.file);
         let mut file = File::open(&path).map_err(io_error(&path))?;
         if entry.offset > 0 {
             file.seek(SeekFrom::Start(entry.offset)).map_err(io_error(&path))?;
         }
-        Ok((entry.meta.clone(), file))
+        Ok((entry.meta.clone(), StoredBytes::File(file)))
     }
 
     /// What is held of `key` (a tombstone too).
@@ -707,7 +887,10 @@ fn load_copy(path: &Path, name: &str) -> Result<Found, String> {
     if actual != offset + meta.size {
         return Err(format!("its bytes are {} long, not {}", actual.saturating_sub(offset), meta.size));
     }
-    Ok(Found { entry: Entry { meta, file: name.to_string(), offset, legacy: false }, files: vec![name.to_string()] })
+    Ok(Found {
+        entry: Entry { meta, file: name.to_string(), offset, legacy: false, packed: None },
+        files: vec![name.to_string()],
+    })
 }
 
 /// The file of a copy: its key's hash and its version.
@@ -738,12 +921,22 @@ impl PrivateMode for OpenOptions {
 }
 
 #[cfg(test)]
+mod packed_tests;
+
+#[cfg(test)]
 mod tests {
     use std::io::Read;
+    use std::sync::Mutex;
 
     use super::*;
 
-    fn meta(key: &str, counter: u64, bytes: &[u8]) -> ObjectMeta {
+    /// The store with every copy in a file of its own (the layout these
+    /// tests look at); `packed_tests` has the packed copies'.
+    fn open_files(dir: &Path, quota: u64) -> Result<ObjectStore, ObjectsError> {
+        ObjectStore::open_packing(dir, quota, 0)
+    }
+
+    pub(super) fn meta(key: &str, counter: u64, bytes: &[u8]) -> ObjectMeta {
         ObjectMeta {
             key: ObjectKey::parse(key).unwrap(),
             version: Version { term: 1, counter },
@@ -753,7 +946,12 @@ mod tests {
         }
     }
 
-    fn put(store: &mut ObjectStore, key: &str, counter: u64, bytes: &[u8]) -> Result<ObjectMeta, ObjectsError> {
+    pub(super) fn put(
+        store: &mut ObjectStore,
+        key: &str,
+        counter: u64,
+        bytes: &[u8],
+    ) -> Result<ObjectMeta, ObjectsError> {
         let mut copy = store.begin(meta(key, counter, bytes))?;
         for chunk in bytes.chunks(3) {
             copy.write(chunk)?;
@@ -761,24 +959,28 @@ mod tests {
         store.commit(copy)
     }
 
-    fn read_all(store: &ObjectStore, key: &str) -> Vec<u8> {
-        let (_, mut reader) = store.read(&ObjectKey::parse(key).unwrap()).unwrap();
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).unwrap();
-        bytes
+    pub(super) fn read_all(store: &ObjectStore, key: &str) -> Vec<u8> {
+        match store.read(&ObjectKey::parse(key).unwrap()).unwrap() {
+            (_, StoredBytes::File(mut file)) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).unwrap();
+                bytes
+            }
+            (_, StoredBytes::Packed(bytes)) => bytes,
+        }
     }
 
     #[test]
     fn a_copy_streams_in_and_survives_a_reopen_newer_versions_replace_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "photos/1", 1, b"hello world").unwrap();
         put(&mut store, "photos/1", 2, b"hello again").unwrap();
         let stale = put(&mut store, "photos/1", 1, b"old").unwrap_err();
         assert!(matches!(stale, ObjectsError::Stale { .. }), "{stale}");
         let digests = store.digests().clone();
         drop(store);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "photos/1"), b"hello again");
         assert_eq!(store.used(), 11);
         assert_eq!(store.digests(), &digests);
@@ -788,7 +990,7 @@ mod tests {
     #[test]
     fn wrong_bytes_change_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         let mut announced = meta("k", 1, b"abc");
         announced.checksum = "00".repeat(32);
         let mut copy = store.begin(announced).unwrap();
@@ -805,7 +1007,7 @@ mod tests {
     #[test]
     fn the_quota_refuses_what_does_not_fit_counting_what_a_new_version_replaces() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 10).unwrap();
+        let mut store = open_files(dir.path(), 10).unwrap();
         put(&mut store, "a", 1, b"12345678").unwrap();
         assert!(matches!(put(&mut store, "b", 1, b"123"), Err(ObjectsError::OverQuota { .. })));
         put(&mut store, "a", 2, b"1234567890").unwrap();
@@ -815,7 +1017,7 @@ mod tests {
     #[test]
     fn what_a_crash_leaves_is_cleaned_up_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "kept", 1, b"kept").unwrap();
         let torn = store.begin(meta("torn", 1, b"torn")).unwrap();
         std::mem::forget(torn); // a crash: the temporary file stays
@@ -825,7 +1027,7 @@ mod tests {
         fs::write(dir.path().join(format!("{}.meta", key_hash(&bad.key))), serde_json::to_vec(&bad).unwrap()).unwrap();
         fs::write(dir.path().join(legacy_data_name(&bad)), b"wrong size").unwrap();
         drop(store);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.entries().map(|meta| meta.key.as_str()).collect::<Vec<_>>(), vec!["kept"]);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
@@ -833,7 +1035,7 @@ mod tests {
     #[test]
     fn usage_counts_live_copies_and_their_bytes_not_tombstones() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(&objects_dir(dir.path()), 1 << 20).unwrap();
+        let mut store = open_files(&objects_dir(dir.path()), 1 << 20).unwrap();
         assert!(dir.path().join(OBJECTS_DIR).is_dir());
         put(&mut store, "a", 1, b"12345").unwrap();
         put(&mut store, "b", 1, b"123").unwrap();
@@ -844,7 +1046,7 @@ mod tests {
     #[test]
     fn regression_an_older_copy_committed_after_a_newer_one_does_not_replace_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         // The older copy began before the newer one was committed.
         let mut older = store.begin(meta("k", 1, b"older")).unwrap();
         older.write(b"older").unwrap();
@@ -852,7 +1054,7 @@ mod tests {
         let err = store.commit(older).unwrap_err();
         assert!(matches!(err, ObjectsError::Stale { .. }), "{err}");
         assert_eq!(read_all(&store, "k"), b"newer");
-        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let reopened = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&reopened, "k"), b"newer");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the newer copy's file only");
     }
@@ -860,7 +1062,7 @@ mod tests {
     #[test]
     fn discarding_drops_only_the_version_named() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "k", 5, b"five").unwrap();
         let k = ObjectKey::parse("k").unwrap();
         let kept = store.discard(&k, Version { term: 1, counter: 4 }).unwrap();
@@ -869,7 +1071,7 @@ mod tests {
         assert_eq!(kept.map(|meta| meta.version.counter), Some(5), "an older copy stays");
         assert_eq!(store.discard(&k, Version { term: 1, counter: 5 }).unwrap(), None);
         assert_eq!(store.usage().objects, 0);
-        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let reopened = open_files(dir.path(), 1 << 20).unwrap();
         assert!(reopened.get(&k).is_none());
         assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "no file is left");
     }
@@ -877,7 +1079,7 @@ mod tests {
     #[test]
     fn a_tombstone_replaces_the_bytes_and_forgetting_removes_every_trace() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "k", 1, b"bytes").unwrap();
         let key = ObjectKey::parse("k").unwrap();
         store.remove(&key, Version { term: 1, counter: 2 }).unwrap();
@@ -889,7 +1091,7 @@ mod tests {
         assert!(!store.forget(&key).unwrap());
     }
 
-    fn key(name: &str) -> ObjectKey {
+    pub(super) fn key(name: &str) -> ObjectKey {
         ObjectKey::parse(name).unwrap()
     }
 
@@ -922,7 +1124,7 @@ mod tests {
     #[test]
     fn regression_a_lower_version_committed_after_a_higher_one_does_not_replace_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         let mut older = store.begin(meta("k", 2, b"older")).unwrap();
         let mut newer = store.begin(meta("k", 3, b"newer")).unwrap();
         newer.write(b"newer").unwrap();
@@ -933,13 +1135,13 @@ mod tests {
         assert_eq!(read_all(&store, "k"), b"newer");
         assert_eq!(names(dir.path()).len(), 1, "the stale copy's file is gone: {:?}", names(dir.path()));
         drop(store);
-        assert_eq!(read_all(&ObjectStore::open(dir.path(), 1 << 20).unwrap(), "k"), b"newer");
+        assert_eq!(read_all(&open_files(dir.path(), 1 << 20).unwrap(), "k"), b"newer");
     }
 
     #[test]
     fn racing_copies_made_durable_in_either_order_leave_the_highest_version_current() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         let (two, three) = (durable(&store, "k", 2, b"two"), durable(&store, "k", 3, b"three"));
         store.install(two).unwrap();
         store.install(three).unwrap();
@@ -955,12 +1157,12 @@ mod tests {
     #[test]
     fn a_version_written_again_stays_current() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "k", 1, b"same").unwrap();
         put(&mut store, "k", 1, b"same").unwrap();
         assert_eq!(read_all(&store, "k"), b"same");
         drop(store);
-        assert_eq!(read_all(&ObjectStore::open(dir.path(), 1 << 20).unwrap(), "k"), b"same");
+        assert_eq!(read_all(&open_files(dir.path(), 1 << 20).unwrap(), "k"), b"same");
     }
 
     /// What a crash leaves between the steps of a commit: the new version
@@ -969,7 +1171,7 @@ mod tests {
     #[test]
     fn a_crash_between_rename_and_removal_leaves_the_highest_complete_version() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "renamed", 1, b"one").unwrap();
         std::mem::forget(durable(&store, "renamed", 2, b"two")); // crash before install
         put(&mut store, "both", 1, b"one").unwrap();
@@ -981,7 +1183,7 @@ mod tests {
         std::mem::forget(torn); // crash mid-write
         drop(store);
         assert_eq!(names(dir.path()).len(), 5);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "renamed"), b"two");
         assert_eq!(read_all(&store, "both"), b"two");
         assert!(store.get(&key("torn")).is_none());
@@ -992,7 +1194,7 @@ mod tests {
     #[test]
     fn damaged_copy_files_are_dropped_on_open() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "short", 1, b"twelve bytes").unwrap();
         put(&mut store, "renamed", 1, b"bytes").unwrap();
         put(&mut store, "kept", 1, b"kept").unwrap();
@@ -1007,7 +1209,7 @@ mod tests {
         )
         .unwrap();
         fs::write(dir.path().join(copy_name(&meta("garbage", 1, b""))), b"not a header").unwrap();
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(store.entries().map(|meta| meta.key.as_str()).collect::<Vec<_>>(), vec!["kept"]);
         assert_eq!(names(dir.path()).len(), 1);
     }
@@ -1019,7 +1221,7 @@ mod tests {
         write_legacy(dir.path(), &a, b"legacy a");
         write_legacy(dir.path(), &b, b"legacy b");
         write_legacy(dir.path(), &ObjectMeta::tombstone(key("gone"), Version { term: 1, counter: 4 }), b"");
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "a"), b"legacy a");
         assert_eq!(read_all(&store, "b"), b"legacy b");
         assert!(store.get(&key("gone")).is_some_and(|meta| meta.tombstone));
@@ -1040,7 +1242,7 @@ mod tests {
             "no file of the old layout is left"
         );
         drop(store);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "a"), b"new a");
         assert!(store.get(&key("b")).is_some_and(|meta| meta.tombstone));
         assert!(store.get(&key("gone")).is_none());
@@ -1054,16 +1256,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let old = meta("k", 1, b"old");
         write_legacy(dir.path(), &old, b"old");
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         std::mem::forget(durable(&store, "k", 2, b"new"));
         drop(store);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "k"), b"new");
         assert_eq!(names(dir.path()), vec![copy_name(&meta("k", 2, b"new"))]);
         drop(store);
         // The metadata removed, the bytes not yet.
         fs::write(dir.path().join(legacy_data_name(&old)), b"old").unwrap();
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert_eq!(read_all(&store, "k"), b"new");
         assert_eq!(names(dir.path()).len(), 1);
     }
@@ -1071,7 +1273,7 @@ mod tests {
     #[test]
     fn copies_committed_from_many_threads_at_once_are_all_durable_and_current() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Mutex::new(ObjectStore::open(dir.path(), 1 << 20).unwrap()));
+        let store = Arc::new(Mutex::new(open_files(dir.path(), 1 << 20).unwrap()));
         let threads: Vec<_> = (0..16u64)
             .map(|i| {
                 let store = store.clone();
@@ -1101,7 +1303,7 @@ mod tests {
         // Each key ends at the highest version any thread wrote for it.
         let expected: Vec<(String, u64)> = (0..8u64).map(|k| (format!("k{k}"), 1 + 3 * 16 + k + 8)).collect();
         assert_eq!(held, expected);
-        let reopened = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let reopened = open_files(dir.path(), 1 << 20).unwrap();
         for (name, counter) in &expected {
             let i = counter - 1 - 3 * 16;
             assert_eq!(read_all(&reopened, name), format!("{i}-3").into_bytes());
@@ -1110,31 +1312,9 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_fsync_serves_every_caller_that_waited_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let sync = Arc::new(DirSync::new(dir.path()));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let sync = sync.clone();
-                std::thread::spawn(move || (0..20).try_for_each(|_| sync.sync()))
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap().unwrap();
-        }
-        let state = sync.state.lock().unwrap();
-        assert!(!state.running);
-        assert_eq!(state.started, state.finished);
-        assert!(state.started <= 160, "at most one fsync per call");
-        drop(state);
-        let missing = DirSync::new(&dir.path().join("missing"));
-        assert!(missing.sync().is_err(), "a failed fsync is reported to its callers");
-    }
-
-    #[test]
     fn the_same_version_again_is_taken_as_held_and_a_different_one_at_that_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let mut store = open_files(dir.path(), 1 << 20).unwrap();
         put(&mut store, "k", 3, b"bytes").unwrap();
         // Made durable alongside: the name is taken, nothing is replaced.
         let again = durable(&store, "k", 3, b"bytes");
@@ -1148,7 +1328,7 @@ mod tests {
         assert!(store.get(&key("k")).is_some_and(|meta| meta.tombstone));
         drop(store);
         assert_eq!(names(dir.path()), vec![copy_name(&ObjectMeta::tombstone(key("k"), tombstone))]);
-        let store = ObjectStore::open(dir.path(), 1 << 20).unwrap();
+        let store = open_files(dir.path(), 1 << 20).unwrap();
         assert!(store.get(&key("k")).is_some_and(|meta| meta.tombstone));
     }
 }
