@@ -14,11 +14,11 @@ use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
 use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk, DataFailure, DataOp, DataReply, DataRequest};
 use ringwatch_shared::data::{ObjectKey, ObjectMeta};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use crate::objects::{DataUsage, ObjectStore, ObjectsError, StoredBytes};
+use crate::objects::{self, DataUsage, MAX_PACKED, ObjectStore, ObjectsError, StoredBytes};
 
 /// At most this many data streams are served at once; a stream over the
 /// bound waits for one to end. Enough to keep a disk and a link busy with
@@ -31,6 +31,9 @@ pub const MAX_DATA_STREAMS: usize = 64;
 /// written in one go (see [`DataService::put_small`]); copies this small
 /// are read whole in one go too.
 const SMALL_PUT: u64 = CHUNK_LEN as u64;
+
+/// The packer takes at most this many copies into one fdatasync.
+const PACK_BATCH: usize = 256;
 
 /// How long [`DataService::close`] waits for the streams still served.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
@@ -47,13 +50,84 @@ pub struct DataService {
     permits: Arc<Semaphore>,
     /// The streams' tasks, waited for when the agent stops.
     tasks: TaskTracker,
+    /// The packer thread's queue ([`spawn_packer`]); `None` if it could
+    /// not be started, and small puts go the way large ones do.
+    packer: Option<mpsc::Sender<PackJob>>,
+}
+
+/// A copy to pack: its metadata and bytes, and who waits for the outcome.
+#[derive(Debug)]
+struct PackJob {
+    meta: ObjectMeta,
+    bytes: Vec<u8>,
+    done: oneshot::Sender<Result<ObjectMeta, ObjectsError>>,
+}
+
+/// Starts the packer: a thread that takes the packed copies waiting,
+/// begins them, makes them durable with one fdatasync and makes them
+/// current. A put's copies arrive dozens at a time; one hand-off to one
+/// thread per batch, instead of a blocking-pool thread per copy each
+/// waiting for its share of an fdatasync, is what keeps the agent's CPU
+/// per copy low (BENCHMARKS.md, "The data store"). It ends when the
+/// service (every clone) is dropped.
+fn spawn_packer(store: Arc<Mutex<ObjectStore>>) -> Option<mpsc::Sender<PackJob>> {
+    let (send, mut recv) = mpsc::channel::<PackJob>(PACK_BATCH);
+    let spawned = std::thread::Builder::new().name("data-packer".into()).spawn(move || {
+        while let Some(first) = recv.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < PACK_BATCH {
+                match recv.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            pack_batch(&store, jobs);
+        }
+    });
+    match spawned {
+        Ok(_) => Some(send),
+        Err(err) => {
+            warn!(%err, "failed to start the data packer; small copies are written one by one");
+            None
+        }
+    }
+}
+
+/// One batch of the packer: begun under the store's lock, made durable
+/// without it, made current under it.
+fn pack_batch(store: &Mutex<ObjectStore>, jobs: Vec<PackJob>) {
+    let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut copies = Vec::with_capacity(jobs.len());
+    let mut waiting = Vec::with_capacity(jobs.len());
+    {
+        let store = lock();
+        for job in jobs {
+            let begun = store.begin(job.meta).and_then(|mut copy| copy.write(&job.bytes).map(|()| copy));
+            match begun {
+                Ok(copy) => {
+                    copies.push(copy);
+                    waiting.push(job.done);
+                }
+                Err(err) => {
+                    let _ = job.done.send(Err(err));
+                }
+            }
+        }
+    }
+    let persisted = objects::persist_together(copies);
+    let mut store = lock();
+    for (result, done) in persisted.into_iter().zip(waiting) {
+        let _ = done.send(result.and_then(|durable| store.install(durable)));
+    }
 }
 
 impl DataService {
     /// Serves `store`.
     pub fn new(store: ObjectStore) -> Self {
+        let store = Arc::new(Mutex::new(store));
         Self {
-            store: Arc::new(Mutex::new(store)),
+            packer: spawn_packer(store.clone()),
+            store,
             seen_term: Arc::new(AtomicU64::new(0)),
             permits: Arc::new(Semaphore::new(MAX_DATA_STREAMS)),
             tasks: TaskTracker::new(),
@@ -277,6 +351,14 @@ impl DataService {
         if too_many {
             let problem = format!("more than the {} bytes announced", meta.size);
             return Ok(Err(failure(ObjectsError::Mismatch { key: meta.key, problem })));
+        }
+        if let Some(packer) = self.packer.as_ref().filter(|_| meta.size <= MAX_PACKED) {
+            let (done, outcome) = oneshot::channel();
+            let gone = || DataFailure::Other("the agent is shutting down".into());
+            if packer.send(PackJob { meta, bytes, done }).await.is_err() {
+                return Ok(Err(gone()));
+            }
+            return Ok(outcome.await.map_or_else(|_| Err(gone()), |committed| committed.map_err(failure)));
         }
         let store = self.store.clone();
         let committed = blocking(move || {

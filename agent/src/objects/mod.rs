@@ -267,7 +267,7 @@ impl PendingCopy {
     pub fn persist(mut self) -> Result<DurableCopy, ObjectsError> {
         let meta = self.meta.clone();
         if let Some(bytes) = self.packed.take() {
-            return self.persist_packed(meta, &bytes);
+            return self.persist_packed(meta, &bytes, true);
         }
         let file = self.file.take().ok_or_else(|| ObjectsError::Io {
             path: self.temp.clone(),
@@ -313,11 +313,13 @@ impl PendingCopy {
     }
 
     /// [`PendingCopy::persist`] of a copy to be packed: checked, then
-    /// appended to the active pack, durably.
-    fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8]) -> Result<DurableCopy, ObjectsError> {
+    /// appended to the active pack, and (`sync`) made durable.
+    fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8], sync: bool) -> Result<DurableCopy, ObjectsError> {
         self.check(&meta)?;
         let path = self.dir.join("*.pack");
-        let (at, pin) = self.packs.append_copy(&meta, bytes).map_err(io_error(&path))?;
+        let appended =
+            if sync { self.packs.append_copy(&meta, bytes) } else { self.packs.append_copy_unsynced(&meta, bytes) };
+        let (at, pin) = appended.map_err(io_error(&path))?;
         Ok(DurableCopy {
             entry: Entry { meta, file: String::new(), offset: 0, legacy: false, packed: Some(at) },
             dir: self.dir.clone(),
@@ -340,6 +342,38 @@ impl PendingCopy {
         }
         Ok(())
     }
+}
+
+/// [`PendingCopy::persist`] of several copies at once: the packed ones
+/// are appended and made durable by one fdatasync (a put's copies arrive
+/// many at a time, and each fdatasync is a trip to the disk); the others
+/// persist one by one.
+pub fn persist_together(copies: Vec<PendingCopy>) -> Vec<Result<DurableCopy, ObjectsError>> {
+    let mut packs = None;
+    let mut persisted: Vec<Result<DurableCopy, ObjectsError>> = copies
+        .into_iter()
+        .map(|mut copy| match copy.packed.take() {
+            Some(bytes) => {
+                packs = Some(copy.packs.clone());
+                let meta = copy.meta.clone();
+                copy.persist_packed(meta, &bytes, false)
+            }
+            None => copy.persist(),
+        })
+        .collect();
+    if let Some(packs) = packs
+        && let Err(err) = packs.sync()
+    {
+        let dir = persisted.iter().flatten().next().map(|copy| copy.dir.join("*.pack")).unwrap_or_default();
+        let why = err.to_string();
+        for result in &mut persisted {
+            if result.as_ref().is_ok_and(|copy| copy.entry.packed.is_some()) {
+                // Dropping the copy releases its record.
+                *result = Err(ObjectsError::Io { path: dir.clone(), source: io::Error::other(why.clone()) });
+            }
+        }
+    }
+    persisted
 }
 
 impl Drop for PendingCopy {

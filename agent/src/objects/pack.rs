@@ -172,16 +172,25 @@ impl Packs {
     /// # Errors
     /// The disk's; the copy is then dropped.
     pub(crate) fn append_copy(&self, meta: &ObjectMeta, bytes: &[u8]) -> io::Result<(PackedAt, Pin)> {
-        let mut record = header(meta)?;
-        record.extend_from_slice(bytes);
-        let at = self.append(&record, true)?;
-        let pin = Pin { pack: at.pack };
+        let (at, pin) = self.append_copy_unsynced(meta, bytes)?;
         if let Err(err) = self.sync() {
             self.release(at);
             self.unpin(pin);
             return Err(err);
         }
         Ok((at, pin))
+    }
+
+    /// [`Packs::append_copy`] without waiting: durable at the next
+    /// [`Packs::sync`].
+    ///
+    /// # Errors
+    /// The disk's.
+    pub(crate) fn append_copy_unsynced(&self, meta: &ObjectMeta, bytes: &[u8]) -> io::Result<(PackedAt, Pin)> {
+        let mut record = header(meta)?;
+        record.extend_from_slice(bytes);
+        let at = self.append(&record, true)?;
+        Ok((at, Pin { pack: at.pack }))
     }
 
     /// Appends a forget record for `key` at `version`, durable at the next
