@@ -1133,8 +1133,17 @@ impl Workloads {
 
     /// The ring tasks are placed on, which the data store places copies on
     /// too (README.md, "Data"): over the nodes that may receive work.
-    pub fn data_ring(&self, nodes: Nodes<'_>) -> Arc<Ring> {
-        self.ring_for(nodes)
+    /// Kept in the cache when it had to be built: a put needs the ring
+    /// whether or not any task waits for placement, and building one per
+    /// put was a measurable share of the console's CPU.
+    pub fn data_ring(&mut self, nodes: Nodes<'_>) -> Arc<Ring> {
+        if !self.ring_is_current(nodes) {
+            let (members, ring) = self.build_ring(nodes);
+            self.ring_members = members;
+            self.ring = Arc::new(ring);
+            self.ring_built_at = Some(Instant::now());
+        }
+        self.ring.clone()
     }
 
     /// Whether a node may receive new work.
