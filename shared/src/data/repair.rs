@@ -39,7 +39,7 @@ pub struct ObjectRecord {
 }
 
 /// What a node can do for the store now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NodeRole {
     /// Up, and may take new copies.
     Eligible,
@@ -112,6 +112,10 @@ pub struct RepairPlan {
     pub under_replicated: usize,
     /// Objects with no live current copy: nothing to repair them from.
     pub unavailable: Vec<ObjectKey>,
+    /// Every object the plan found anything to say about: with steps,
+    /// under-replicated, unavailable, or a tombstone. The others are
+    /// settled: planned again with nothing changed, they give nothing.
+    pub unsettled: Vec<ObjectKey>,
 }
 
 /// Plans the repair of `objects`, given who holds which version of each
@@ -131,7 +135,9 @@ pub fn plan(
     let mut result = RepairPlan::default();
     for (key, record) in objects {
         let held = holders.get(key).unwrap_or(&empty);
+        let steps_before = urgent.len() + later.len();
         if record.tombstone {
+            result.unsettled.push(key.clone());
             let older: Vec<&String> =
                 held.iter().filter(|(_, version)| **version < record.version).map(|(n, _)| n).collect();
             for node in older.iter().filter(|node| live(node)) {
@@ -154,9 +160,11 @@ pub fn plan(
         let wanted = record.replicas.max(1);
         let Some(&source) = current.iter().next() else {
             result.unavailable.push(key.clone());
+            result.unsettled.push(key.clone());
             continue;
         };
-        if current.len() < wanted {
+        let under = current.len() < wanted;
+        if under {
             result.under_replicated += 1;
         }
         // The targets: the ring's order over nodes that hold it already
@@ -188,6 +196,9 @@ pub fn plan(
             for (node, version) in held.iter().filter(|(node, _)| live(node) && !targets.contains(&node.as_str())) {
                 later.push(RepairStep::Drop { key: key.clone(), node: node.clone(), version: *version });
             }
+        }
+        if under || urgent.len() + later.len() > steps_before {
+            result.unsettled.push(key.clone());
         }
     }
     urgent.sort_by_key(|(copies, _)| *copies);
@@ -388,6 +399,41 @@ mod tests {
                 !second.steps.iter().any(|step| matches!(step, RepairStep::Copy { .. })),
                 "a second plan copies again: {:?}", second.steps
             );
+        }
+
+        /// The objects a plan calls settled give nothing when planned
+        /// again: a plan of the unsettled ones alone has the same steps,
+        /// counts and unavailable objects as a plan of all (what lets the
+        /// console plan only those and the changed ones).
+        #[test]
+        fn a_plan_of_the_unsettled_objects_alone_is_the_plan_of_all(
+            node_roles in proptest::collection::vec(role_strategy(), 3..9),
+            objects in proptest::collection::vec((1u64..4, 1usize..5, any::<bool>(), proptest::collection::vec((0usize..9, 1u64..4), 0..6)), 1..25),
+        ) {
+            let names: Vec<String> = (0..node_roles.len()).map(|i| format!("n{i}")).collect();
+            let roles: BTreeMap<String, NodeRole> = names.iter().cloned().zip(node_roles.iter().copied()).collect();
+            let ring = Ring::new(names.iter().map(|name| (name.clone(), 1)));
+            let mut records = BTreeMap::new();
+            let mut holders: BTreeMap<ObjectKey, BTreeMap<String, Version>> = BTreeMap::new();
+            for (i, (counter, replicas, tombstone, held)) in objects.iter().enumerate() {
+                let k = key(&format!("object-{i}"));
+                records.insert(k.clone(), ObjectRecord { tombstone: *tombstone, ..record(*counter, *replicas) });
+                let map = holders.entry(k).or_default();
+                for (node, version) in held {
+                    map.insert(names[node % names.len()].clone(), v((*version).min(*counter)));
+                }
+            }
+            let all = plan(&records, &holders, &roles, &ring);
+            let unsettled: BTreeMap<ObjectKey, ObjectRecord> = records
+                .iter()
+                .filter(|(k, _)| all.unsettled.contains(k))
+                .map(|(k, record)| (k.clone(), record.clone()))
+                .collect();
+            let some = plan(&unsettled, &holders, &roles, &ring);
+            prop_assert_eq!(&some.steps, &all.steps);
+            prop_assert_eq!(some.under_replicated, all.under_replicated);
+            prop_assert_eq!(&some.unavailable, &all.unavailable);
+            prop_assert_eq!(&some.unsettled, &all.unsettled);
         }
     }
 }

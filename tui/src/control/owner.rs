@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
+use crate::control::data::scope::RepairScope;
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -260,6 +261,8 @@ pub struct Owner {
     down_since: HashMap<NodeName, Instant>,
     /// Whether repairs were under way at the last plan (for the events).
     repairing: bool,
+    /// What the last repair plan looked at.
+    repair_scope: RepairScope,
     /// The objects last found without a live copy.
     unavailable: BTreeSet<ObjectKey>,
     /// How fast repairs copy, as the repair task last said.
@@ -393,6 +396,7 @@ impl Owner {
             catalog: parts.catalog,
             down_since: HashMap::new(),
             repairing: false,
+            repair_scope: RepairScope::default(),
             unavailable: BTreeSet::new(),
             repair_rate: 0,
             registry: parts.registry,
@@ -791,8 +795,6 @@ impl Owner {
     fn repair_plan(&mut self, views: &[NodeView], nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
         let now = Instant::now();
         let waiting = waited_for(nodes, &self.down_since, now, self.config.data.repair_delay);
-        let (records, holders) =
-            self.catalog.repair_inputs(|object| object.holders.keys().any(|node| waiting.contains(node)));
         let roles: BTreeMap<String, NodeRole> = nodes
             .iter()
             .map(|(name, info)| {
@@ -814,7 +816,13 @@ impl Owner {
             })
             .collect();
         let ring = self.workloads.data_ring(Nodes::new(views));
+        let changed = self.catalog.take_changed();
+        let only = self.repair_scope.narrowed(&roles, &waiting, &ring, changed, now);
+        let (records, holders) = self
+            .catalog
+            .repair_inputs(only.as_ref(), |object| object.holders.keys().any(|node| waiting.contains(node)));
         let plan = repair::plan(&records, &holders, &roles, &ring);
+        self.repair_scope.planned(&plan);
         let copying = plan.steps.iter().any(|step| matches!(step, RepairStep::Copy { .. }));
         if copying != self.repairing {
             self.repairing = copying;

@@ -4,7 +4,7 @@
 //! nodes a new object goes to, and says which holders a read or a removal
 //! must reach; the connection handlers move the bytes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ringwatch_shared::data::digest::{Digests, range_of};
 use ringwatch_shared::data::repair::ObjectRecord as RepairRecord;
@@ -50,11 +50,19 @@ pub struct Catalog {
     /// The generation each object last changed at: anti-entropy leaves
     /// alone an object that changed after it asked a node what it holds.
     touched: HashMap<ObjectKey, u64>,
+    /// Objects changed since the repair planner last took them
+    /// ([`Catalog::take_changed`]); `None` once more than
+    /// [`MAX_CHANGED`] did (a console that plans no repairs, or a burst).
+    changed: Option<BTreeSet<ObjectKey>>,
     /// Each node's use of its data quota, as last reported.
     usage: HashMap<NodeName, QuotaUse>,
     /// Replicas of a put that names none.
     default_replicas: u8,
 }
+
+/// More changed objects than this between two repair plans are not
+/// listed: the next plan looks at every object.
+const MAX_CHANGED: usize = 100_000;
 
 /// A put or removal under way.
 #[derive(Debug, Clone)]
@@ -146,6 +154,7 @@ impl Catalog {
             expected,
             generation: 0,
             touched: HashMap::new(),
+            changed: None,
             usage: HashMap::new(),
             default_replicas: DEFAULT_REPLICAS,
         }
@@ -186,6 +195,12 @@ impl Catalog {
     fn touch(&mut self, key: &ObjectKey) {
         self.generation += 1;
         self.touched.insert(key.clone(), self.generation);
+        if let Some(changed) = self.changed.as_mut() {
+            changed.insert(key.clone());
+            if changed.len() > MAX_CHANGED {
+                self.changed = None;
+            }
+        }
     }
 
     /// Records an operation begun.
@@ -454,16 +469,21 @@ impl Catalog {
     }
 
     /// The repair plan's inputs (see `ringwatch_shared::data::repair`):
-    /// every object, and who holds which version, leaving out the objects
-    /// `skip` names (a holder that failed a moment ago: its copies may come
-    /// back).
+    /// every object (or those of `only`), and who holds which version,
+    /// leaving out the objects `skip` names (a holder that failed a moment
+    /// ago: its copies may come back).
     pub fn repair_inputs(
         &self,
+        only: Option<&BTreeSet<ObjectKey>>,
         skip: impl Fn(&StoredObject) -> bool,
     ) -> (BTreeMap<ObjectKey, RepairRecord>, BTreeMap<ObjectKey, BTreeMap<String, Version>>) {
         let mut records = BTreeMap::new();
         let mut holders = BTreeMap::new();
-        for (key, object) in self.objects.iter().filter(|(_, object)| !skip(object)) {
+        let objects: Box<dyn Iterator<Item = (&ObjectKey, &StoredObject)>> = match only {
+            Some(keys) => Box::new(keys.iter().filter_map(|key| self.objects.get_key_value(key))),
+            None => Box::new(self.objects.iter()),
+        };
+        for (key, object) in objects.filter(|(_, object)| !skip(object)) {
             records.insert(
                 key.clone(),
                 RepairRecord {
@@ -477,6 +497,16 @@ impl Catalog {
             holders.insert(key.clone(), held);
         }
         (records, holders)
+    }
+
+    /// The objects changed (put, removed, repaired, forgotten) since the
+    /// last call: with those the planner last found unsettled, all a
+    /// repair plan needs to look at while nodes and the ring stay as they
+    /// were.
+    /// `None` when too many changed to be worth listing (and before the
+    /// first call): every object may have.
+    pub fn take_changed(&mut self) -> Option<BTreeSet<ObjectKey>> {
+        self.changed.replace(BTreeSet::new())
     }
 
     /// `node` now holds `version` of `key` (a repair's copy or tombstone);

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod entropy;
 pub mod impact;
 pub mod repair;
+pub mod scope;
 pub mod serve;
 
 use ringwatch_shared::data::repair::RepairStep;
