@@ -267,7 +267,7 @@ impl PendingCopy {
     pub fn persist(mut self) -> Result<DurableCopy, ObjectsError> {
         let meta = self.meta.clone();
         if let Some(bytes) = self.packed.take() {
-            return self.persist_packed(meta, &bytes, true);
+            return self.persist_packed(meta, &bytes);
         }
         let file = self.file.take().ok_or_else(|| ObjectsError::Io {
             path: self.temp.clone(),
@@ -313,21 +313,24 @@ impl PendingCopy {
     }
 
     /// [`PendingCopy::persist`] of a copy to be packed: checked, then
-    /// appended to the active pack, and (`sync`) made durable.
-    fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8], sync: bool) -> Result<DurableCopy, ObjectsError> {
+    /// appended to the active pack and made durable.
+    fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8]) -> Result<DurableCopy, ObjectsError> {
         self.check(&meta)?;
         let path = self.dir.join("*.pack");
-        let appended =
-            if sync { self.packs.append_copy(&meta, bytes) } else { self.packs.append_copy_unsynced(&meta, bytes) };
-        let (at, pin) = appended.map_err(io_error(&path))?;
-        Ok(DurableCopy {
-            entry: Entry { meta, file: String::new(), offset: 0, legacy: false, packed: Some(at) },
+        let (at, pin) = self.packs.append_copy(&meta, bytes).map_err(io_error(&path))?;
+        Ok(self.durable_packed(at, pin))
+    }
+
+    /// The copy, appended at `at`.
+    fn durable_packed(&self, at: PackedAt, pin: Pin) -> DurableCopy {
+        DurableCopy {
+            entry: Entry { meta: self.meta.clone(), file: String::new(), offset: 0, legacy: false, packed: Some(at) },
             dir: self.dir.clone(),
             installed: false,
             existing: false,
             pin: Some(pin),
             packs: self.packs.clone(),
-        })
+        }
     }
 
     /// Whether the bytes that arrived are the ones announced.
@@ -345,35 +348,63 @@ impl PendingCopy {
 }
 
 /// [`PendingCopy::persist`] of several copies at once: the packed ones
-/// are appended and made durable by one fdatasync (a put's copies arrive
-/// many at a time, and each fdatasync is a trip to the disk); the others
-/// persist one by one.
+/// are appended in one write and made durable by one fdatasync (a put's
+/// copies arrive many at a time, and each fdatasync is a trip to the
+/// disk); the others persist one by one.
 pub fn persist_together(copies: Vec<PendingCopy>) -> Vec<Result<DurableCopy, ObjectsError>> {
-    let mut packs = None;
-    let mut persisted: Vec<Result<DurableCopy, ObjectsError>> = copies
-        .into_iter()
-        .map(|mut copy| match copy.packed.take() {
-            Some(bytes) => {
-                packs = Some(copy.packs.clone());
-                let meta = copy.meta.clone();
-                copy.persist_packed(meta, &bytes, false)
+    let mut results: Vec<Option<Result<DurableCopy, ObjectsError>>> = Vec::with_capacity(copies.len());
+    // The packed copies that passed their checks: where their result goes,
+    // the copy, its record.
+    let mut packing: Vec<(usize, PendingCopy, Vec<u8>)> = Vec::new();
+    for mut copy in copies {
+        let index = results.len();
+        match copy.packed.take() {
+            Some(bytes) => match copy.check(&copy.meta).and_then(|()| {
+                let mut record = header(&copy.meta).map_err(io_error(&copy.dir))?;
+                record.extend_from_slice(&bytes);
+                Ok(record)
+            }) {
+                Ok(record) => {
+                    packing.push((index, copy, record));
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            },
+            None => results.push(Some(copy.persist())),
+        }
+    }
+    if let Some((_, first, _)) = packing.first() {
+        let (packs, path) = (first.packs.clone(), first.dir.join("*.pack"));
+        let records: Vec<&[u8]> = packing.iter().map(|(_, _, record)| record.as_slice()).collect();
+        match packs.append_records(&records) {
+            Ok(places) => {
+                let synced = packs.sync().map_err(|err| err.to_string());
+                for ((index, copy, _), (at, pin)) in packing.into_iter().zip(places) {
+                    // Dropped on failure: that releases its record.
+                    let durable = copy.durable_packed(at, pin);
+                    results[index] = Some(match &synced {
+                        Ok(()) => Ok(durable),
+                        Err(why) => Err(ObjectsError::Io { path: path.clone(), source: io::Error::other(why.clone()) }),
+                    });
+                }
             }
-            None => copy.persist(),
-        })
-        .collect();
-    if let Some(packs) = packs
-        && let Err(err) = packs.sync()
-    {
-        let dir = persisted.iter().flatten().next().map(|copy| copy.dir.join("*.pack")).unwrap_or_default();
-        let why = err.to_string();
-        for result in &mut persisted {
-            if result.as_ref().is_ok_and(|copy| copy.entry.packed.is_some()) {
-                // Dropping the copy releases its record.
-                *result = Err(ObjectsError::Io { path: dir.clone(), source: io::Error::other(why.clone()) });
+            Err(err) => {
+                let why = err.to_string();
+                for (index, _, _) in packing {
+                    results[index] =
+                        Some(Err(ObjectsError::Io { path: path.clone(), source: io::Error::other(why.clone()) }));
+                }
             }
         }
     }
-    persisted
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                Err(ObjectsError::Io { path: PathBuf::new(), source: io::Error::other("the copy was not persisted") })
+            })
+        })
+        .collect()
 }
 
 impl Drop for PendingCopy {
@@ -631,14 +662,13 @@ impl ObjectStore {
         if after > self.quota {
             return Err(ObjectsError::OverQuota { size: meta.size, used: self.used, quota: self.quota });
         }
-        let temp = self.dir.join(format!("{}.{}.tmp", key_hash(&meta.key), rand::random::<u64>()));
         if self.max_packed > 0 && meta.size <= self.max_packed {
             return Ok(PendingCopy {
                 offset: 0,
                 packed: Some(Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0))),
                 meta,
                 dir: self.dir.clone(),
-                temp,
+                temp: PathBuf::new(),
                 file: None,
                 hasher: Context::new(&SHA256),
                 written: 0,
@@ -646,6 +676,7 @@ impl ObjectStore {
                 packs: self.packs.clone(),
             });
         }
+        let temp = self.dir.join(format!("{}.{}.tmp", key_hash(&meta.key), rand::random::<u64>()));
         let header = header(&meta).map_err(io_error(&temp))?;
         let file =
             OpenOptions::new().write(true).create_new(true).mode_private().open(&temp).map_err(io_error(&temp))?;

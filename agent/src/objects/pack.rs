@@ -172,7 +172,10 @@ impl Packs {
     /// # Errors
     /// The disk's; the copy is then dropped.
     pub(crate) fn append_copy(&self, meta: &ObjectMeta, bytes: &[u8]) -> io::Result<(PackedAt, Pin)> {
-        let (at, pin) = self.append_copy_unsynced(meta, bytes)?;
+        let mut record = header(meta)?;
+        record.extend_from_slice(bytes);
+        let at = self.append(&record, 1)?;
+        let pin = Pin { pack: at.pack };
         if let Err(err) = self.sync() {
             self.release(at);
             self.unpin(pin);
@@ -181,16 +184,25 @@ impl Packs {
         Ok((at, pin))
     }
 
-    /// [`Packs::append_copy`] without waiting: durable at the next
-    /// [`Packs::sync`].
+    /// Appends the copy records `records` (each a header and its bytes)
+    /// in one write, without waiting: durable at the next
+    /// [`Packs::sync`]. Each is live and pinned, as with
+    /// [`Packs::append_copy`].
     ///
     /// # Errors
     /// The disk's.
-    pub(crate) fn append_copy_unsynced(&self, meta: &ObjectMeta, bytes: &[u8]) -> io::Result<(PackedAt, Pin)> {
-        let mut record = header(meta)?;
-        record.extend_from_slice(bytes);
-        let at = self.append(&record, true)?;
-        Ok((at, Pin { pack: at.pack }))
+    pub(crate) fn append_records(&self, records: &[&[u8]]) -> io::Result<Vec<(PackedAt, Pin)>> {
+        let whole = records.concat();
+        let first = self.append(&whole, records.len())?;
+        let mut start = first.start;
+        Ok(records
+            .iter()
+            .map(|record| {
+                let at = PackedAt { pack: first.pack, start, len: record.len() as u64 };
+                start += at.len;
+                (at, Pin { pack: at.pack })
+            })
+            .collect())
     }
 
     /// Appends a forget record for `key` at `version`, durable at the next
@@ -205,14 +217,15 @@ impl Packs {
         record.extend_from_slice(FORGET_MAGIC);
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&json);
-        self.append(&record, false)?;
+        self.append(&record, 0)?;
         self.lock().unsynced_forgets = true;
         Ok(())
     }
 
     /// Writes `record` at the end of the active pack (sealing it first if
-    /// it is full); `live` counts it as a current copy, pinned.
-    fn append(&self, record: &[u8], live: bool) -> io::Result<PackedAt> {
+    /// it is full). With `copies` > 0 it is that many copy records, live
+    /// and each pinned; with 0, a forget record.
+    fn append(&self, record: &[u8], copies: usize) -> io::Result<PackedAt> {
         let mut state = self.lock();
         let begin = match state.packs.get(&state.active) {
             // The first append since the store opened.
@@ -238,9 +251,9 @@ impl Packs {
         pack.file.write_all_at(record, pack.len)?;
         let at = PackedAt { pack: active, start: pack.len, len: record.len() as u64 };
         pack.len += at.len;
-        if live {
+        if copies > 0 {
             pack.live += at.len;
-            pack.pinned += 1;
+            pack.pinned += copies;
         }
         Ok(at)
     }
@@ -317,7 +330,7 @@ impl Packs {
         let file = file.ok_or_else(|| io::Error::other(format!("pack {} is gone", at.pack)))?;
         let mut record = vec![0; usize::try_from(at.len).map_err(io::Error::other)?];
         file.read_exact_at(&mut record, at.start)?;
-        let moved = self.append(&record, true)?;
+        let moved = self.append(&record, 1)?;
         let mut state = self.lock();
         if let Some(pack) = state.packs.get_mut(&moved.pack) {
             pack.pinned = pack.pinned.saturating_sub(1);

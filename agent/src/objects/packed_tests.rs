@@ -299,3 +299,36 @@ proptest! {
         prop_assert_eq!(store.usage().objects as usize, model.values().filter(|(_, bytes)| bytes.is_some()).count());
     }
 }
+
+#[test]
+fn copies_persisted_together_share_one_write_and_each_gets_its_own_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = ObjectStore::open(dir.path(), 1 << 30).unwrap();
+    let large = vec![5u8; MAX_PACKED as usize + 1];
+    let mut wrong = meta("wrong", 3, b"announced");
+    wrong.size = 8;
+    let offered: Vec<(ObjectMeta, Vec<u8>)> = vec![
+        (meta("a", 1, b"first"), b"first".to_vec()),
+        (meta("b", 2, b"second"), b"second".to_vec()),
+        (wrong, b"actually".to_vec()),
+        (meta("large", 4, &large), large.clone()),
+    ];
+    let copies: Vec<PendingCopy> = offered
+        .into_iter()
+        .map(|(meta, bytes)| {
+            let mut copy = store.begin(meta).unwrap();
+            copy.write(&bytes).unwrap();
+            copy
+        })
+        .collect();
+    let outcomes: Vec<_> =
+        persist_together(copies).into_iter().map(|durable| durable.and_then(|copy| store.install(copy))).collect();
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok() && outcomes[3].is_ok(), "{outcomes:?}");
+    assert!(matches!(outcomes[2], Err(ObjectsError::Mismatch { .. })), "{:?}", outcomes[2]);
+    drop(store);
+    let store = ObjectStore::open(dir.path(), 1 << 30).unwrap();
+    assert_eq!(read_all(&store, "a"), b"first");
+    assert_eq!(read_all(&store, "b"), b"second");
+    assert_eq!(read_all(&store, "large"), large);
+    assert_eq!(version(&store, "wrong"), None);
+}
