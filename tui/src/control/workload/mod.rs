@@ -359,6 +359,11 @@ pub struct Workloads {
     ring_members: Vec<(NodeName, u32)>,
     /// When the ring was last rebuilt.
     ring_built_at: Option<Instant>,
+    /// The data store's ring: over every known node (see
+    /// [`Workloads::data_ring`]), and the `(name, weight)` set it was
+    /// built from.
+    data_ring: Arc<Ring>,
+    data_ring_members: Vec<(NodeName, u32)>,
     /// Something changed that may let a pending instance be placed: the
     /// reconcile step tries only then (or when it ran out of budget).
     placement_due: bool,
@@ -415,6 +420,8 @@ impl Workloads {
             ring: Arc::new(Ring::default()),
             ring_members: Vec::new(),
             ring_built_at: None,
+            data_ring: Arc::new(Ring::default()),
+            data_ring_members: Vec::new(),
             placement_due: true,
             blocked_said: BTreeSet::new(),
             stops_sent: BTreeSet::new(),
@@ -1131,19 +1138,27 @@ impl Workloads {
         if self.ring_is_current(nodes) { self.ring.clone() } else { Arc::new(self.build_ring(nodes).1) }
     }
 
-    /// The ring tasks are placed on, which the data store places copies on
-    /// too (README.md, "Data"): over the nodes that may receive work.
-    /// Kept in the cache when it had to be built: a put needs the ring
-    /// whether or not any task waits for placement, and building one per
-    /// put was a measurable share of the console's CPU.
+    /// The data store's ring (README.md, "Data"): the ring tasks are placed
+    /// on, with every known node on it, not only those that may receive
+    /// work. A node's points do not depend on the others', so walking it
+    /// and skipping the nodes that take no new copies — as every plan
+    /// does — gives the order of the task ring; but a holder that may not
+    /// take new copies (suspect, degraded, cordoned, full) keeps its place
+    /// in the order of its objects, so its copies stay where they are
+    /// rather than being made again elsewhere the moment it falters.
+    /// Rebuilt only when a node joins, goes or changes weight.
     pub fn data_ring(&mut self, nodes: Nodes<'_>) -> Arc<Ring> {
-        if !self.ring_is_current(nodes) {
-            let (members, ring) = self.build_ring(nodes);
-            self.ring_members = members;
-            self.ring = Arc::new(ring);
-            self.ring_built_at = Some(Instant::now());
+        let current = nodes
+            .all()
+            .iter()
+            .map(|node| (&node.name, node.weight))
+            .eq(self.data_ring_members.iter().map(|(name, weight)| (name, *weight)));
+        if !current {
+            self.data_ring_members = nodes.all().iter().map(|node| (node.name.clone(), node.weight)).collect();
+            self.data_ring =
+                Arc::new(Ring::new(self.data_ring_members.iter().map(|(name, weight)| (name.to_string(), *weight))));
         }
-        self.ring.clone()
+        self.data_ring.clone()
     }
 
     /// Whether a node may receive new work.

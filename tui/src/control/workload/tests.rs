@@ -672,3 +672,25 @@ fn a_move_toward_a_node_that_had_left_is_undone_at_restart() {
     assert_eq!(where_is(&workloads, "web/0").as_deref(), Some("a"));
     assert!(workloads.take_changes().iter().any(|change| matches!(change, Change::Instance(_))), "the undo is durable");
 }
+
+/// Found with the repair bench: the data ring was the task ring, over the
+/// nodes that may receive work only, so a holder that turned `suspect` for
+/// a moment fell off it, and the repair plan made every copy it held again
+/// elsewhere at once — without waiting for a failure, let alone the repair
+/// delay. The data ring keeps every known node; skipping the ones that take
+/// no new copies gives the task ring's order.
+#[test]
+fn regression_a_suspect_holder_stays_on_the_data_ring_and_its_order_is_the_task_rings() {
+    let mut workloads = workloads();
+    let nodes = with_state(&alive(&["a", "b", "c", "d", "e"]), "c", NodeState::Suspect);
+    let ring = workloads.data_ring(Nodes::new(&nodes));
+    assert!(ring.nodes().any(|node| node == "c"), "the suspect holder is on the data ring");
+    let task_ring = Ring::new(["a", "b", "d", "e"].map(|node| (node.to_string(), 1)));
+    for i in 0..200 {
+        let key = format!("object-{i}");
+        assert_eq!(ring.replicas(&key, 3, |node| node != "c"), task_ring.replicas(&key, 3, |_| true), "{key}");
+    }
+    assert!(Arc::ptr_eq(&ring, &workloads.data_ring(Nodes::new(&nodes))), "kept while the nodes are the same");
+    let recovered = alive(&["a", "b", "c", "d", "e"]);
+    assert!(Arc::ptr_eq(&ring, &workloads.data_ring(Nodes::new(&recovered))), "a state change keeps it too");
+}
