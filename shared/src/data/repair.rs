@@ -233,6 +233,27 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_that_takes_no_new_copies_keeps_its_own_a_leaving_one_does_not() {
+        let nodes = ["a", "b", "c", "d", "e"];
+        let ring = ring(&nodes);
+        let k = key("object");
+        let order = ring.replicas("object", 3, |_| true);
+        let objects = BTreeMap::from([(k.clone(), record(1, 3))]);
+        let holders =
+            BTreeMap::from([(k, order.iter().map(|node| (node.to_string(), v(1))).collect::<BTreeMap<_, _>>())]);
+        let mut roles: BTreeMap<String, NodeRole> =
+            nodes.iter().map(|node| (node.to_string(), NodeRole::Eligible)).collect();
+        // Suspect, degraded, cordoned or full: on the ring, its copy stays.
+        roles.insert(order[0].to_string(), NodeRole::ReadOnly);
+        let kept = plan(&objects, &holders, &roles, &ring);
+        assert!(kept.steps.is_empty() && kept.unsettled.is_empty(), "{kept:?}");
+        // Drained: copied to the next node of the ring first.
+        roles.insert(order[0].to_string(), NodeRole::Leaving);
+        let moved = plan(&objects, &holders, &roles, &ring);
+        assert!(matches!(&moved.steps[..], [RepairStep::Copy { from, .. }] if from != order[0]), "{moved:?}");
+    }
+
+    #[test]
     fn a_failed_holders_copies_are_made_again_from_a_survivor_fewest_copies_first() {
         let nodes = ["a", "b", "c", "d", "e"];
         let ring = ring(&nodes);

@@ -803,7 +803,7 @@ impl Owner {
                 let full = self.catalog.usage(name).is_some_and(|usage| usage.free() == 0);
                 let up =
                     info.connected && matches!(info.state, NodeState::Alive | NodeState::Suspect | NodeState::Degraded);
-                let role = if up && self.workloads.is_draining(name.as_str()) {
+                let role = if up && self.workloads.is_drained(name.as_str()) {
                     NodeRole::Leaving
                 } else if info.eligible && info.connected && !full {
                     NodeRole::Eligible

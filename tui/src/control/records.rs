@@ -112,12 +112,17 @@ pub struct NodeRecord {
     /// at its task's pace. Cleared when the last one has moved.
     #[serde(default)]
     pub draining: bool,
+    /// Drained, not merely cordoned: until it is uncordoned, the data
+    /// store's copies move off it too (README.md, "Data"), also once every
+    /// instance has moved and `draining` is cleared.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 impl NodeRecord {
     /// A node seen for the first time.
     pub fn new(name: NodeName, last_state: NodeState) -> Self {
-        Self { name, last_state, cordoned: false, draining: false }
+        Self { name, last_state, cordoned: false, draining: false, drained: false }
     }
 }
 
@@ -589,7 +594,13 @@ mod tests {
         instance.avoid.insert(node("c"));
         let changes = [
             Change::Instance(instance),
-            Change::Node(NodeRecord { name: node("a"), last_state: NodeState::Alive, cordoned: true, draining: true }),
+            Change::Node(NodeRecord {
+                name: node("a"),
+                last_state: NodeState::Alive,
+                cordoned: true,
+                draining: true,
+                drained: true,
+            }),
             Change::Cluster(ClusterRecord::new(42)),
             Change::Credential {
                 fingerprint: "ab12".into(),

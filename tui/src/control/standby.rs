@@ -132,9 +132,10 @@ mod tests {
         image.instances.insert(running.id.clone(), running);
         let pending = InstanceRecord::new(InstanceId::parse("web/1").unwrap());
         image.instances.insert(pending.id.clone(), pending);
-        image
-            .nodes
-            .insert(a.clone(), NodeRecord { name: a, last_state: NodeState::Alive, cordoned: true, draining: false });
+        image.nodes.insert(
+            a.clone(),
+            NodeRecord { name: a, last_state: NodeState::Alive, cordoned: true, draining: false, drained: false },
+        );
         let console = ConsoleStatus {
             name: "c2".into(),
             address: "127.0.0.1:2".into(),

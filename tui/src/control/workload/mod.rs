@@ -591,6 +591,12 @@ impl Workloads {
         self.nodes.get(node).is_some_and(|record| record.draining)
     }
 
+    /// Whether `node` was drained and not uncordoned since (being drained
+    /// included): the data store moves its copies off.
+    pub fn is_drained(&self, node: &str) -> bool {
+        self.nodes.get(node).is_some_and(|record| record.draining || record.drained)
+    }
+
     /// Why automatic failover is paused, if it is.
     pub fn failover_paused(&self) -> Option<&str> {
         self.cluster.failover_paused.as_deref()

@@ -208,6 +208,7 @@ impl Workloads {
                 if self.is_cordoned(node) || self.is_draining(node) {
                     let record = self.node_record(&name);
                     record.cordoned = false;
+                    record.drained = false;
                     let stopped_drain = std::mem::take(&mut record.draining);
                     self.placement_due = true;
                     effects.note(
@@ -256,6 +257,7 @@ impl Workloads {
                 let record = self.node_record(&name);
                 record.cordoned = true;
                 record.draining = true;
+                record.drained = true;
                 effects.note(
                     EventKind::Operator,
                     None,
