@@ -1,10 +1,15 @@
 //! The agent's copies of the data store's objects (README.md, "Data"), in a
 //! directory of their own with a disk quota.
 //!
-//! Each copy is one file named by the SHA-256 of its key and its version,
-//! `<hash>.<term>-<counter>.obj`: a header (a magic tag, then the metadata
-//! as length-prefixed JSON: key, version, size, checksum, tombstone), then
-//! the bytes. A copy is written as: header and bytes to a temporary file
+//! Copies of at most [`MAX_PACKED`] bytes, and tombstones, are appended to
+//! pack files (the `pack` module); what follows is how a larger copy is
+//! kept. The index, the quota, the version checks and the digests are the
+//! same for both.
+//!
+//! Each larger copy is one file named by the SHA-256 of its key and its
+//! version, `<hash>.<term>-<counter>.obj`: a header (a magic tag, then the
+//! metadata as length-prefixed JSON: key, version, size, checksum,
+//! tombstone), then the bytes. A copy is written as: header and bytes to a temporary file
 //! (checksummed as they stream in, never whole in memory), fsync, linked
 //! under its versioned name (never replacing a file already there: the
 //! same version again is taken as held if its checksum matches, refused
