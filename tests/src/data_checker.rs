@@ -33,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ringwatch_shared::data::Version;
 use serde::Deserialize;
 
 use crate::fleet::Fleet;
@@ -41,22 +42,6 @@ use crate::{LIVENESS, bins, process};
 
 /// The client id of the reads made at the end, once every agent is back.
 pub const FINAL: usize = usize::MAX;
-
-/// An object's version, as the console stamps it (compared by term, then
-/// counter).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-pub struct Version {
-    /// The console's term.
-    pub term: u64,
-    /// Increasing within the term.
-    pub counter: u64,
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.term, self.counter)
-    }
-}
 
 /// Which put wrote some bytes: the client and its operation number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -114,8 +114,7 @@ fn on_disk(objects: &Path) -> BTreeMap<String, OnDisk> {
                 .filter(|meta| !meta.tombstone)
                 .map(|meta| format!("{}-{}", meta.version.term, meta.version.counter))
                 .collect();
-            let meta =
-                metas.last().map(|meta| (format!("{}.{}", meta.version.term, meta.version.counter), meta.tombstone));
+            let meta = metas.last().map(|meta| (meta.version.to_string(), meta.tombstone));
             (key, OnDisk { meta, data })
         })
         .collect()
