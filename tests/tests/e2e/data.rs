@@ -51,6 +51,27 @@ fn read_back(fleet: &Fleet, dir: &Path, key: &str, extra: &[&str], bytes: &[u8])
     assert!(got.as_deref() == Some(bytes), "{key} {extra:?} does not read back byte for byte");
 }
 
+/// Polls `probe` every `every` until it finds what it waits for (`Ok`);
+/// fails at once if `process` exits first ("`name` ended (status)
+/// `then`"), and with the probe's last word (`Err`) if time runs out.
+pub(crate) fn wait_while_running(
+    process: &mut ringwatch_tests::Proc,
+    name: &str,
+    then: &str,
+    every: std::time::Duration,
+    mut probe: impl FnMut() -> Result<(), String>,
+) {
+    use ringwatch_tests::poll::{self, Step};
+    poll::until(ringwatch_tests::LIVENESS, every, || match probe() {
+        Ok(()) => Step::Done(()),
+        Err(pending) => match process.try_exit() {
+            Some(exit) => Step::Abort(format!("{name} ended ({exit}) {then}")),
+            None => Step::Pending(pending),
+        },
+    })
+    .unwrap_or_else(|failure| panic!("{failure}"));
+}
+
 /// Waits until the console shows `node` in `state`.
 fn wait_state(fleet: &mut Fleet, node: &str, state: NodeState) {
     fleet.console.wait_for(&format!("{node} {state}"), |status| status.node(node).is_some_and(|n| n.state == state));
@@ -238,16 +259,10 @@ fn a_console_killed_mid_put_leaves_the_object_whole_or_absent_never_partial() {
     let writing = |fleet: &Fleet| {
         ["a", "b", "c"].iter().any(|node| !stored_files(&fleet.agent_dir(node).join("objects"), ".tmp").is_empty())
     };
-    ringwatch_tests::poll::until(ringwatch_tests::LIVENESS, std::time::Duration::from_millis(20), || {
-        if writing(&fleet) {
-            ringwatch_tests::poll::Step::Done(())
-        } else if let Some(exit) = put.try_exit() {
-            ringwatch_tests::poll::Step::Abort(format!("the put ended ({exit}) before any copy was being written"))
-        } else {
-            ringwatch_tests::poll::Step::Pending("no copy being written yet".into())
-        }
-    })
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    let every = std::time::Duration::from_millis(20);
+    wait_while_running(&mut put, "the put", "before any copy was being written", every, || {
+        if writing(&fleet) { Ok(()) } else { Err("no copy being written yet".into()) }
+    });
     fleet.restart_console();
     let exit = put.wait_exit(ringwatch_tests::LIVENESS);
     sandbox.step(format!("the put ended: {exit}"));

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ringwatch_tests::data_checker::{self, Workload};
+
+use super::data::wait_while_running;
 use ringwatch_tests::fleet::RECONNECT;
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::process::Output;
@@ -294,20 +296,14 @@ fn regression_an_older_put_committing_after_a_newer_one_does_not_replace_it() {
     command.args(["data", "put", "k", "--json"]).arg(&big).arg("--data-dir").arg(fleet.data_dir());
     let mut older = ringwatch_tests::Proc::spawn("older put", command, &sandbox.path().join("older-put.log"));
     // Every replica is writing the older version's copy.
-    poll::until(LIVENESS, Duration::from_millis(10), || {
+    let every = Duration::from_millis(10);
+    wait_while_running(&mut older, "the older put", "before every replica was writing it", every, || {
         let writing: Vec<bool> = ["a", "b", "c"]
             .iter()
             .map(|node| !super::data::stored_files(&fleet.agent_dir(node).join("objects"), ".tmp").is_empty())
             .collect();
-        if writing.iter().all(|w| *w) {
-            Step::Done(())
-        } else if let Some(exit) = older.try_exit() {
-            Step::Abort(format!("the older put ended ({exit}) before every replica was writing it"))
-        } else {
-            Step::Pending(format!("writing on a, b, c: {writing:?}"))
-        }
-    })
-    .unwrap_or_else(|failure| panic!("{failure}"));
+        if writing.iter().all(|w| *w) { Ok(()) } else { Err(format!("writing on a, b, c: {writing:?}")) }
+    });
     // The newer put: stamped after the older one, acknowledged before it.
     let small = dir.join("small");
     std::fs::write(&small, b"the newer bytes").unwrap();
@@ -435,20 +431,17 @@ fn regression_a_read_overtaken_by_a_put_does_not_forget_the_puts_holders() {
         .arg("--data-dir")
         .arg(fleet.data_dir());
     let mut put = ringwatch_tests::Proc::spawn("new put", command, &sandbox.path().join("new-put.log"));
-    poll::until(LIVENESS, Duration::from_millis(20), || {
+    wait_while_running(&mut put, "the new put", "while n was frozen", Duration::from_millis(20), || {
         let held: Vec<Option<(String, bool)>> = [&h1, &h2]
             .iter()
             .map(|node| on_disk(&fleet.agent_dir(node).join("objects")).remove("k").and_then(|copy| copy.meta))
             .collect();
         if held.iter().all(|meta| meta.as_ref().is_some_and(|(version, _)| *version != old_version)) {
-            Step::Done(())
-        } else if let Some(exit) = put.try_exit() {
-            Step::Abort(format!("the new put ended ({exit}) while n was frozen"))
+            Ok(())
         } else {
-            Step::Pending(format!("{h1} and {h2} hold {held:?}"))
+            Err(format!("{h1} and {h2} hold {held:?}"))
         }
-    })
-    .unwrap_or_else(|failure| panic!("{failure}"));
+    });
     sandbox.step(format!("{h1} and {h2} hold the new copy; the put waits for {n}"));
 
     // The read: planned at the old version; h1 and h2 answer with the new
