@@ -191,16 +191,33 @@ pub enum StoredBytes {
 #[derive(Debug, Clone)]
 struct Entry {
     meta: ObjectMeta,
-    /// The file holding it: `<hash>.<version>.obj`, or in the old layout
-    /// the `.data` file (`<hash>.meta` besides).
-    file: String,
-    /// Where the bytes start in `file`: after the header, or 0 in the old
-    /// layout.
-    offset: u64,
-    /// In the old two-file layout.
-    legacy: bool,
-    /// Packed: its record in a pack (`file` is then empty).
-    packed: Option<PackedAt>,
+    place: Place,
+}
+
+/// Where a copy's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    /// A file of its own, `<hash>.<version>.obj`; the bytes start at
+    /// `offset`, after the header.
+    File { name: String, offset: u64 },
+    /// The old two-file layout: `<hash>.meta` and, unless the copy is a
+    /// tombstone, the bytes alone in `data`.
+    Legacy { data: Option<String> },
+    /// A record in a pack.
+    Packed(PackedAt),
+}
+
+impl Entry {
+    fn packed(&self) -> Option<PackedAt> {
+        match self.place {
+            Place::Packed(at) => Some(at),
+            _ => None,
+        }
+    }
+
+    fn is_legacy(&self) -> bool {
+        matches!(self.place, Place::Legacy { .. })
+    }
 }
 
 /// A copy being written; [`PendingCopy::persist`] makes it durable, then
@@ -308,7 +325,7 @@ impl PendingCopy {
         // current. Opening the store sorts it out either way.
         self.dir_sync.sync().map_err(io_error(&self.dir))?;
         Ok(DurableCopy {
-            entry: Entry { meta, file: name, offset: self.offset, legacy: false, packed: None },
+            entry: Entry { meta, place: Place::File { name, offset: self.offset } },
             dir: self.dir.clone(),
             installed: false,
             existing,
@@ -321,7 +338,7 @@ impl PendingCopy {
     /// appended to the active pack and made durable.
     fn persist_packed(&self, meta: ObjectMeta, bytes: &[u8]) -> Result<DurableCopy, ObjectsError> {
         self.check(&meta)?;
-        let path = self.dir.join("*.pack");
+        let path = pack::packs_path(&self.dir);
         let (at, pin) = self.packs.append_copy(&meta, bytes).map_err(io_error(&path))?;
         Ok(self.durable_packed(at, pin))
     }
@@ -329,7 +346,7 @@ impl PendingCopy {
     /// The copy, appended at `at`.
     fn durable_packed(&self, at: PackedAt, pin: Pin) -> DurableCopy {
         DurableCopy {
-            entry: Entry { meta: self.meta.clone(), file: String::new(), offset: 0, legacy: false, packed: Some(at) },
+            entry: Entry { meta: self.meta.clone(), place: Place::Packed(at) },
             dir: self.dir.clone(),
             installed: false,
             existing: false,
@@ -379,7 +396,7 @@ pub fn persist_together(copies: Vec<PendingCopy>) -> Vec<Result<DurableCopy, Obj
         }
     }
     if let Some((_, first, _)) = packing.first() {
-        let (packs, path) = (first.packs.clone(), first.dir.join("*.pack"));
+        let (packs, path) = (first.packs.clone(), pack::packs_path(&first.dir));
         let records: Vec<&[u8]> = packing.iter().map(|(_, _, record)| record.as_slice()).collect();
         match packs.append_records(&records) {
             Ok(places) => {
@@ -449,13 +466,16 @@ impl Drop for DurableCopy {
             // Not made current: its record is dead (a later version, or a
             // forget record, outranks it when the packs are read again).
             if !self.installed
-                && let Some(at) = self.entry.packed
+                && let Some(at) = self.entry.packed()
             {
                 self.packs.release(at);
             }
             self.packs.unpin(pin);
-        } else if !self.installed && !self.existing {
-            let _ = fs::remove_file(self.dir.join(&self.entry.file));
+        } else if !self.installed
+            && !self.existing
+            && let Place::File { name, .. } = &self.entry.place
+        {
+            let _ = fs::remove_file(self.dir.join(name));
         }
     }
 }
@@ -544,7 +564,7 @@ impl ObjectStore {
                         // At the same version the new layout wins: the old
                         // one is what a crash left while replacing it.
                         offered.meta.version > held.meta.version
-                            || (offered.meta.version == held.meta.version && held.legacy && !offered.legacy)
+                            || (offered.meta.version == held.meta.version && held.is_legacy() && !offered.is_legacy())
                     });
                     if newer {
                         found.insert(candidate.entry.meta.key.clone(), candidate);
@@ -563,7 +583,7 @@ impl ObjectStore {
         // forget record ends the other, so it does not come back once the
         // file goes); at the same version the file does.
         for (meta, at) in packed {
-            let entry = Entry { meta, file: String::new(), offset: 0, legacy: false, packed: Some(at) };
+            let entry = Entry { meta, place: Place::Packed(at) };
             let loses = found.get(&entry.meta.key).is_some_and(|file| file.entry.meta.version >= entry.meta.version);
             if loses {
                 store.drop_packed(&entry).map_err(io_error(dir))?;
@@ -596,13 +616,13 @@ impl ObjectStore {
         let data = legacy_data_name(&meta);
         if meta.tombstone {
             return Ok(Some(Found {
-                entry: Entry { meta, file: meta_name.clone(), offset: 0, legacy: true, packed: None },
+                entry: Entry { meta, place: Place::Legacy { data: None } },
                 files: vec![meta_name],
             }));
         }
         match fs::metadata(self.dir.join(&data)) {
             Ok(bytes) if bytes.len() == meta.size => Ok(Some(Found {
-                entry: Entry { meta, file: data.clone(), offset: 0, legacy: true, packed: None },
+                entry: Entry { meta, place: Place::Legacy { data: Some(data.clone()) } },
                 files: vec![meta_name, data],
             })),
             Ok(bytes) => Err(format!("its bytes are {} long, not {}", bytes.len(), meta.size)),
@@ -624,7 +644,7 @@ impl ObjectStore {
     /// forget record keeps it from coming back (durable at the next
     /// fdatasync of the packs; [`Packs::sync_forgets`] forces one).
     fn drop_packed(&self, entry: &Entry) -> io::Result<()> {
-        if let Some(at) = entry.packed {
+        if let Some(at) = entry.packed() {
             self.packs.release(at);
             self.packs.append_forget(&entry.meta.key, entry.meta.version)?;
         }
@@ -635,18 +655,22 @@ impl ObjectStore {
     /// the same version was written again); for a packed `old`, see
     /// [`ObjectStore::install`].
     fn remove_files(&self, old: &Entry, new: Option<&Entry>) {
-        if old.packed.is_some() || new.is_some_and(|new| new.file == old.file) {
+        if new.is_some_and(|new| new.place == old.place) {
             return;
         }
-        if old.legacy {
-            // The metadata first: a crash in between leaves bytes nothing
-            // names, which opening removes.
-            let _ = fs::remove_file(self.dir.join(format!("{}.meta", key_hash(&old.meta.key))));
-            if !old.meta.tombstone {
-                let _ = fs::remove_file(self.dir.join(legacy_data_name(&old.meta)));
+        match &old.place {
+            Place::File { name, .. } => {
+                let _ = fs::remove_file(self.dir.join(name));
             }
-        } else {
-            let _ = fs::remove_file(self.dir.join(&old.file));
+            Place::Legacy { data } => {
+                // The metadata first: a crash in between leaves bytes
+                // nothing names, which opening removes.
+                let _ = fs::remove_file(self.dir.join(format!("{}.meta", key_hash(&old.meta.key))));
+                if let Some(data) = data {
+                    let _ = fs::remove_file(self.dir.join(data));
+                }
+            }
+            Place::Packed(_) => {}
         }
     }
 
@@ -730,10 +754,10 @@ impl ObjectStore {
         }
         let entry = copy.entry.clone();
         if let Some(previous) = self.index.get(&meta.key).cloned() {
-            if entry.packed.is_some() {
+            if entry.packed().is_some() {
                 // A newer packed version outranks it when the packs are
                 // read again: no forget record needed.
-                if let Some(at) = previous.packed {
+                if let Some(at) = previous.packed() {
                     self.packs.release(at);
                 }
             } else {
@@ -756,7 +780,7 @@ impl ObjectStore {
         let moving: Vec<(ObjectKey, PackedAt)> = self
             .index
             .iter()
-            .filter_map(|(key, entry)| entry.packed.filter(|at| at.pack == oldest).map(|at| (key.clone(), at)))
+            .filter_map(|(key, entry)| entry.packed().filter(|at| at.pack == oldest).map(|at| (key.clone(), at)))
             .collect();
         let mut moved = Vec::with_capacity(moving.len());
         for (key, at) in moving {
@@ -777,7 +801,7 @@ impl ObjectStore {
         }
         for (key, to) in moved {
             if let Some(entry) = self.index.get_mut(&key) {
-                entry.packed = Some(to);
+                entry.place = Place::Packed(to);
             }
         }
         let removed = self.packs.remove(oldest).and_then(|()| self.dir_sync.sync());
@@ -820,31 +844,32 @@ impl ObjectStore {
     /// The disk's.
     pub fn forget(&mut self, key: &ObjectKey) -> Result<bool, ObjectsError> {
         let Some(entry) = self.index.get(key).cloned() else { return Ok(false) };
-        let packs = self.dir.join("*.pack");
-        if entry.packed.is_some() {
-            self.drop_packed(&entry).map_err(io_error(&packs))?;
-            self.packs.sync().map_err(io_error(&packs))?;
-            self.used -= entry.meta.size;
-            self.digests.remove(&entry.meta);
-            self.index.remove(key);
-            self.compact_if_due();
-            return Ok(true);
+        let packs = pack::packs_path(&self.dir);
+        let first = match &entry.place {
+            Place::Packed(_) => {
+                self.drop_packed(&entry).map_err(io_error(&packs))?;
+                self.packs.sync().map_err(io_error(&packs))?;
+                None
+            }
+            Place::File { name, .. } => Some(self.dir.join(name)),
+            Place::Legacy { .. } => Some(self.dir.join(format!("{}.meta", key_hash(key)))),
+        };
+        if let Some(first) = first {
+            // The forget records of packed copies this one replaced first:
+            // the file gone, they must not come back.
+            self.packs.sync_forgets().map_err(io_error(&packs))?;
+            match fs::remove_file(&first) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(io_error(&first)(err)),
+            }
+            self.remove_files(&entry, None);
+            let _ = self.dir_sync.sync();
         }
-        // The forget records of packed copies this one replaced first: the
-        // file gone, they must not come back.
-        self.packs.sync_forgets().map_err(io_error(&packs))?;
-        let first =
-            if entry.legacy { self.dir.join(format!("{}.meta", key_hash(key))) } else { self.dir.join(&entry.file) };
-        match fs::remove_file(&first) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error(&first)(err)),
-        }
-        self.remove_files(&entry, None);
-        let _ = self.dir_sync.sync();
         self.used -= entry.meta.size;
         self.digests.remove(&entry.meta);
         self.index.remove(key);
+        self.compact_if_due();
         Ok(true)
     }
 
@@ -871,14 +896,19 @@ impl ObjectStore {
             .get(key)
             .filter(|entry| !entry.meta.tombstone)
             .ok_or_else(|| ObjectsError::NotFound(key.clone()))?;
-        if let Some(at) = entry.packed {
-            let bytes = self.packs.read(at, entry.meta.size).map_err(io_error(&self.dir.join("*.pack")))?;
-            return Ok((entry.meta.clone(), StoredBytes::Packed(bytes)));
-        }
-        let path = self.dir.join(&entry.file);
+        let (name, offset) = match &entry.place {
+            Place::Packed(at) => {
+                let bytes = self.packs.read(*at, entry.meta.size).map_err(io_error(&pack::packs_path(&self.dir)))?;
+                return Ok((entry.meta.clone(), StoredBytes::Packed(bytes)));
+            }
+            Place::File { name, offset } => (name, *offset),
+            // Tombstones are not read, so a live legacy copy has its bytes.
+            Place::Legacy { data } => (data.as_ref().ok_or_else(|| ObjectsError::NotFound(key.clone()))?, 0),
+        };
+        let path = self.dir.join(name);
         let mut file = File::open(&path).map_err(io_error(&path))?;
-        if entry.offset > 0 {
-            file.seek(SeekFrom::Start(entry.offset)).map_err(io_error(&path))?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset)).map_err(io_error(&path))?;
         }
         Ok((entry.meta.clone(), StoredBytes::File(file)))
     }
@@ -958,7 +988,7 @@ fn load_copy(path: &Path, name: &str) -> Result<Found, String> {
         return Err(format!("its bytes are {} long, not {}", actual.saturating_sub(offset), meta.size));
     }
     Ok(Found {
-        entry: Entry { meta, file: name.to_string(), offset, legacy: false, packed: None },
+        entry: Entry { meta, place: Place::File { name: name.to_string(), offset } },
         files: vec![name.to_string()],
     })
 }

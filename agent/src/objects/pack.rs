@@ -375,6 +375,11 @@ pub(crate) fn packed_copies(dir: &Path) -> io::Result<Vec<ObjectMeta>> {
     Ok(current.into_values().map(|(meta, _)| meta).collect())
 }
 
+/// The packs of the store in `dir`, as errors about them name them.
+pub(crate) fn packs_path(dir: &Path) -> PathBuf {
+    dir.join(format!("*{SUFFIX}"))
+}
+
 /// Whether `name` is a pack's, and its sequence number.
 pub(crate) fn pack_seq(name: &str) -> Option<u64> {
     let stem = name.strip_suffix(SUFFIX)?;
