@@ -381,11 +381,10 @@ pub fn persist_together(copies: Vec<PendingCopy>) -> Vec<Result<DurableCopy, Obj
     for mut copy in copies {
         let index = results.len();
         match copy.packed.take() {
-            Some(bytes) => match copy.check(&copy.meta).and_then(|()| {
-                let mut record = header(&copy.meta).map_err(io_error(&copy.dir))?;
-                record.extend_from_slice(&bytes);
-                Ok(record)
-            }) {
+            Some(bytes) => match copy
+                .check(&copy.meta)
+                .and_then(|()| pack::copy_record(&copy.meta, &bytes).map_err(io_error(&copy.dir)))
+            {
                 Ok(record) => {
                     packing.push((index, copy, record));
                     results.push(None);
@@ -520,7 +519,7 @@ impl ObjectStore {
     ///
     /// # Errors
     /// When the directory cannot be read or created.
-    pub fn open_packing(dir: &Path, quota: u64, max_packed: u64) -> Result<Self, ObjectsError> {
+    fn open_packing(dir: &Path, quota: u64, max_packed: u64) -> Result<Self, ObjectsError> {
         Self::open_with(dir, quota, max_packed, PackLimits::default())
     }
 

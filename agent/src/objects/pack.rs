@@ -129,14 +129,7 @@ impl Packs {
     /// # Errors
     /// When the directory cannot be read or a pack opened or made.
     pub(crate) fn open(dir: &Path, limits: PackLimits) -> io::Result<(Self, Vec<(ObjectMeta, PackedAt)>)> {
-        let mut seqs: Vec<u64> = Vec::new();
-        for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if let Some(seq) = pack_seq(&name) {
-                seqs.push(seq);
-            }
-        }
-        seqs.sort_unstable();
+        let seqs = pack_seqs(dir)?;
         let mut current: BTreeMap<ObjectKey, (ObjectMeta, PackedAt)> = BTreeMap::new();
         let mut packs = BTreeMap::new();
         for &seq in &seqs {
@@ -172,9 +165,7 @@ impl Packs {
     /// # Errors
     /// The disk's; the copy is then dropped.
     pub(crate) fn append_copy(&self, meta: &ObjectMeta, bytes: &[u8]) -> io::Result<(PackedAt, Pin)> {
-        let mut record = header(meta)?;
-        record.extend_from_slice(bytes);
-        let at = self.append(&record, 1)?;
+        let at = self.append(&copy_record(meta, bytes)?, 1)?;
         let pin = Pin { pack: at.pack };
         if let Err(err) = self.sync() {
             self.release(at);
@@ -288,11 +279,16 @@ impl Packs {
     /// # Errors
     /// The disk's; a pack gone (compacted away under a stale location).
     pub(crate) fn read(&self, at: PackedAt, size: u64) -> io::Result<Vec<u8>> {
-        let file = self.lock().packs.get(&at.pack).map(|pack| pack.file.clone());
-        let file = file.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("pack {} is gone", at.pack)))?;
+        let file = self.file_of(at.pack)?;
         let mut bytes = vec![0; usize::try_from(size).map_err(io::Error::other)?];
         file.read_exact_at(&mut bytes, at.start + at.len - size)?;
         Ok(bytes)
+    }
+
+    /// Pack `seq`'s file.
+    fn file_of(&self, seq: u64) -> io::Result<Arc<File>> {
+        let file = self.lock().packs.get(&seq).map(|pack| pack.file.clone());
+        file.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("pack {seq} is gone")))
     }
 
     /// The copy at `at` is no longer current: its record is dead.
@@ -326,8 +322,7 @@ impl Packs {
     /// # Errors
     /// The disk's.
     pub(crate) fn move_record(&self, at: PackedAt) -> io::Result<PackedAt> {
-        let file = self.lock().packs.get(&at.pack).map(|pack| pack.file.clone());
-        let file = file.ok_or_else(|| io::Error::other(format!("pack {} is gone", at.pack)))?;
+        let file = self.file_of(at.pack)?;
         let mut record = vec![0; usize::try_from(at.len).map_err(io::Error::other)?];
         file.read_exact_at(&mut record, at.start)?;
         let moved = self.append(&record, 1)?;
@@ -360,19 +355,31 @@ impl Packs {
 /// # Errors
 /// When the directory or a pack cannot be read.
 pub(crate) fn packed_copies(dir: &Path) -> io::Result<Vec<ObjectMeta>> {
-    let mut seqs: Vec<u64> = Vec::new();
+    let mut current = BTreeMap::new();
+    for seq in pack_seqs(dir)? {
+        let path = dir.join(pack_name(seq));
+        replay(seq, &path, &File::open(&path)?, &mut current);
+    }
+    Ok(current.into_values().map(|(meta, _)| meta).collect())
+}
+
+/// A copy's record: its header, then its bytes.
+pub(crate) fn copy_record(meta: &ObjectMeta, bytes: &[u8]) -> io::Result<Vec<u8>> {
+    let mut record = header(meta)?;
+    record.extend_from_slice(bytes);
+    Ok(record)
+}
+
+/// The sequence numbers of the packs in `dir`, oldest first.
+fn pack_seqs(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
     for entry in fs::read_dir(dir)? {
         if let Some(seq) = pack_seq(&entry?.file_name().to_string_lossy()) {
             seqs.push(seq);
         }
     }
     seqs.sort_unstable();
-    let mut current = BTreeMap::new();
-    for seq in seqs {
-        let path = dir.join(pack_name(seq));
-        replay(seq, &path, &File::open(&path)?, &mut current);
-    }
-    Ok(current.into_values().map(|(meta, _)| meta).collect())
+    Ok(seqs)
 }
 
 /// The packs of the store in `dir`, as errors about them name them.
