@@ -226,6 +226,13 @@ pub struct StoredObject {
     pub holders: BTreeMap<NodeName, Version>,
 }
 
+impl StoredObject {
+    /// The holders of the current version (the others hold an older one).
+    pub fn current_holders(&self) -> impl Iterator<Item = &NodeName> {
+        self.holders.iter().filter(|(_, version)| **version == self.version).map(|(node, _)| node)
+    }
+}
+
 /// A put or a removal under way (README.md, "Data"; ARCHITECTURE.md, "The
 /// data store"): durable with its version before any agent is asked, and
 /// removed once the operation is recorded or rolled back. One found when a

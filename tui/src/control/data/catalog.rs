@@ -435,12 +435,9 @@ impl Catalog {
     ) -> Result<Reach, DataError> {
         let required = consistency.required(usize::from(object.replicas));
         let holders: Vec<NodeName> = object
-            .holders
-            .iter()
-            .filter(|(node, version)| {
-                **version == object.version && nodes.get(*node).is_some_and(|info| info.connected && counts(info.state))
-            })
-            .map(|(node, _)| node.clone())
+            .current_holders()
+            .filter(|node| nodes.get(*node).is_some_and(|info| info.connected && counts(info.state)))
+            .cloned()
             .collect();
         if holders.len() < required {
             return Err(DataError::NotEnough(format!(
@@ -731,10 +728,7 @@ pub fn summary<'a>(
         status.objects += 1;
         status.bytes += object.size;
         let mut copies = 0;
-        for (node, version) in &object.holders {
-            if *version != object.version {
-                continue;
-            }
+        for node in object.current_holders() {
             let held = by_node.entry(node.clone()).or_default();
             held.0 += 1;
             held.1 += object.size;

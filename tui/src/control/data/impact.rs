@@ -25,11 +25,7 @@ pub fn failure_impact<'a>(
         }
         impact.objects += 1;
         impact.bytes += object.size;
-        let left = object
-            .holders
-            .iter()
-            .filter(|(holder, version)| **version == object.version && *holder != node && live(holder))
-            .count();
+        let left = object.current_holders().filter(|holder| *holder != node && live(holder)).count();
         if left == 0 {
             impact.unavailable += 1;
             impact.bytes_unavailable += object.size;
