@@ -594,6 +594,8 @@ impl Workloads {
     /// Whether `node` was drained and not uncordoned since (being drained
     /// included): the data store moves its copies off.
     pub fn is_drained(&self, node: &str) -> bool {
+        // `drained` is set with `draining`; a record written before it
+        // existed has only `draining`.
         self.nodes.get(node).is_some_and(|record| record.draining || record.drained)
     }
 
