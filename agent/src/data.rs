@@ -493,6 +493,12 @@ mod tests {
         answer
     }
 
+    /// A get of `key`: its reply and the bytes that followed.
+    async fn get(service: &DataService, key: &str) -> (DataReply, Vec<u8>) {
+        let request = DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse(key).unwrap()) };
+        replies(&exchange(service, vec![codec::encode_frame(&request).unwrap()]).await)
+    }
+
     fn put_frames(term: u64, key: &str, counter: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
         let meta = ObjectMeta {
             key: ObjectKey::parse(key).unwrap(),
@@ -528,9 +534,7 @@ mod tests {
         let bytes: Vec<u8> = (0..(CHUNK_LEN * 3 + 17)).map(|i| (i % 251) as u8).collect();
         let (reply, _) = replies(&exchange(&service, put_frames(1, "big", 1, &bytes)).await);
         assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.size == bytes.len() as u64), "{reply:?}");
-        let get =
-            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("big").unwrap()) }).unwrap();
-        let (reply, body) = replies(&exchange(&service, vec![get]).await);
+        let (reply, body) = get(&service, "big").await;
         assert!(matches!(reply, DataReply::Object(_)), "{reply:?}");
         assert_eq!(body, bytes);
     }
@@ -590,9 +594,7 @@ mod tests {
             matches!(reply, DataReply::Failed(DataFailure::Other(ref why)) if why.contains("SHA-256")),
             "{reply:?}"
         );
-        let get =
-            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("k").unwrap()) }).unwrap();
-        assert_eq!(replies(&exchange(&service, vec![get]).await).0, DataReply::Failed(DataFailure::NotFound));
+        assert_eq!(get(&service, "k").await.0, DataReply::Failed(DataFailure::NotFound));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -605,17 +607,13 @@ mod tests {
             matches!(reply, DataReply::Failed(DataFailure::Other(ref why)) if why.contains("more than")),
             "{reply:?}"
         );
-        let get =
-            codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse("small").unwrap()) }).unwrap();
-        assert_eq!(replies(&exchange(&service, vec![get]).await).0, DataReply::Failed(DataFailure::NotFound));
+        assert_eq!(get(&service, "small").await.0, DataReply::Failed(DataFailure::NotFound));
         // Exactly one chunk takes the small path, one byte more the large.
         for (key, len) in [("one-chunk", CHUNK_LEN), ("past-a-chunk", CHUNK_LEN + 1)] {
             let bytes: Vec<u8> = (0..len).map(|i| (i % 241) as u8).collect();
             let (reply, _) = replies(&exchange(&service, put_frames(1, key, 1, &bytes)).await);
             assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.size == len as u64), "{reply:?}");
-            let get =
-                codec::encode_frame(&DataRequest { term: 1, op: DataOp::Get(ObjectKey::parse(key).unwrap()) }).unwrap();
-            assert_eq!(replies(&exchange(&service, vec![get]).await).1, bytes);
+            assert_eq!(get(&service, key).await.1, bytes);
         }
     }
 }
