@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ringwatch_shared::codec::{self, CodecError, MAX_FRAME_LEN};
-use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk, DataFailure, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::wire::{
+    CHUNK_LEN, DataChunk, DataFailure, DataOp, DataReply, DataRequest, SMALL_COPY_MAX, SmallCopy,
+};
 use ringwatch_shared::data::{ObjectKey, ObjectMeta};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -53,6 +55,18 @@ pub struct DataService {
     /// The packer thread's queue ([`spawn_packer`]); `None` if it could
     /// not be started, and small puts go the way large ones do.
     packer: Option<mpsc::Sender<PackJob>>,
+}
+
+/// A copy of a batch ([`DataService::put_batch`]): its outcome, or the
+/// packer's answer to wait for.
+enum Pending {
+    Done(Result<ObjectMeta, DataFailure>),
+    Packing(oneshot::Receiver<Result<ObjectMeta, ObjectsError>>),
+}
+
+/// The answer to a copy the agent stopped before storing.
+fn shutting_down() -> DataFailure {
+    DataFailure::Other("the agent is shutting down".into())
 }
 
 /// A copy to pack: its metadata and bytes, and who waits for the outcome.
@@ -195,6 +209,10 @@ impl DataService {
                     Ok(meta) => DataReply::Held(Some(meta)),
                     Err(failure) => DataReply::Failed(failure),
                 };
+                codec::write_frame(send, &reply).await
+            }
+            DataOp::PutSmall(copies) => {
+                let reply = DataReply::HeldEach(self.put_batch(copies).await);
                 codec::write_frame(send, &reply).await
             }
             DataOp::Get(key) => self.get(&key, send).await,
@@ -354,22 +372,64 @@ impl DataService {
         }
         if let Some(packer) = self.packer.as_ref().filter(|_| meta.size <= MAX_PACKED) {
             let (done, outcome) = oneshot::channel();
-            let gone = || DataFailure::Other("the agent is shutting down".into());
             if packer.send(PackJob { meta, bytes, done }).await.is_err() {
-                return Ok(Err(gone()));
+                return Ok(Err(shutting_down()));
             }
-            return Ok(outcome.await.map_or_else(|_| Err(gone()), |committed| committed.map_err(failure)));
+            return Ok(outcome.await.map_or_else(|_| Err(shutting_down()), |committed| committed.map_err(failure)));
         }
+        Ok(self.put_alone(meta, bytes).await)
+    }
+
+    /// Stores a batch of small copies (see [`DataOp::PutSmall`]): all of
+    /// them go to the packer before any is waited for, so they share its
+    /// write and its fdatasync. The outcome of each, in order.
+    async fn put_batch(&self, copies: Vec<SmallCopy>) -> Vec<Result<ObjectMeta, DataFailure>> {
+        let mut pending = Vec::with_capacity(copies.len());
+        for SmallCopy { meta, bytes } in copies {
+            let problem = if bytes.len() as u64 == meta.size {
+                (meta.size > SMALL_COPY_MAX.min(MAX_PACKED))
+                    .then(|| format!("{} bytes is too large for a batch of small copies", meta.size))
+            } else {
+                Some(format!("{} bytes arrived, {} were announced", bytes.len(), meta.size))
+            };
+            if let Some(problem) = problem {
+                pending.push(Pending::Done(Err(failure(ObjectsError::Mismatch { key: meta.key, problem }))));
+                continue;
+            }
+            pending.push(match &self.packer {
+                Some(packer) => {
+                    let (done, outcome) = oneshot::channel();
+                    match packer.send(PackJob { meta, bytes, done }).await {
+                        Ok(()) => Pending::Packing(outcome),
+                        Err(_) => Pending::Done(Err(shutting_down())),
+                    }
+                }
+                None => Pending::Done(self.put_alone(meta, bytes).await),
+            });
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for copy in pending {
+            outcomes.push(match copy {
+                Pending::Done(outcome) => outcome,
+                Pending::Packing(outcome) => outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure)),
+            });
+        }
+        outcomes
+    }
+
+    /// Stores a small copy on its own: begun, written, made durable and
+    /// current in one trip to the blocking pool.
+    async fn put_alone(&self, meta: ObjectMeta, bytes: Vec<u8>) -> Result<ObjectMeta, DataFailure> {
         let store = self.store.clone();
-        let committed = blocking(move || {
+        blocking(move || {
             let mut copy = store.lock().unwrap_or_else(PoisonError::into_inner).begin(meta)?;
             copy.write(&bytes)?;
             // The fsyncs without the lock, as for large puts.
             let durable = copy.persist()?;
             store.lock().unwrap_or_else(PoisonError::into_inner).install(durable)
         })
-        .await;
-        Ok(committed.map_err(failure))
+        .await
+        .map_err(failure)
     }
 
     /// Sends the current copy of `key`: its metadata, then its bytes.
@@ -499,14 +559,18 @@ mod tests {
         replies(&exchange(service, vec![codec::encode_frame(&request).unwrap()]).await)
     }
 
-    fn put_frames(term: u64, key: &str, counter: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
-        let meta = ObjectMeta {
+    fn meta_of(term: u64, key: &str, counter: u64, bytes: &[u8]) -> ObjectMeta {
+        ObjectMeta {
             key: ObjectKey::parse(key).unwrap(),
             version: Version { term, counter },
             size: bytes.len() as u64,
             checksum: to_hex(digest(&SHA256, bytes).as_ref()),
             tombstone: false,
-        };
+        }
+    }
+
+    fn put_frames(term: u64, key: &str, counter: u64, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let meta = meta_of(term, key, counter, bytes);
         let mut frames = vec![codec::encode_frame(&DataRequest { term, op: DataOp::Put(meta) }).unwrap()];
         frames.extend(
             bytes.chunks(CHUNK_LEN).map(|chunk| codec::encode_frame(&DataChunk::Bytes(chunk.to_vec())).unwrap()),
@@ -615,5 +679,50 @@ mod tests {
             assert!(matches!(reply, DataReply::Held(Some(ref meta)) if meta.size == len as u64), "{reply:?}");
             assert_eq!(get(&service, key).await.1, bytes);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_of_small_copies_is_answered_copy_by_copy_and_only_good_copies_are_stored() {
+        let (service, _dir) = service();
+        exchange(&service, put_frames(1, "newer", 5, b"held at 5")).await;
+        let copy = |key: &str, counter: u64, bytes: &[u8]| SmallCopy {
+            meta: meta_of(1, key, counter, bytes),
+            bytes: bytes.to_vec(),
+        };
+        let mut short = copy("short", 1, b"abc");
+        short.bytes.pop();
+        let mut damaged = copy("damaged", 1, b"abc");
+        damaged.bytes = b"abd".to_vec();
+        let large = vec![3; usize::try_from(SMALL_COPY_MAX).unwrap() + 1];
+        let batch = vec![
+            copy("a", 1, b"first"),
+            short,
+            damaged,
+            copy("newer", 2, b"stale"),
+            copy("large", 1, &large),
+            copy("b", 1, b""),
+        ];
+        let request = DataRequest { term: 1, op: DataOp::PutSmall(batch) };
+        let (reply, _) = replies(&exchange(&service, vec![codec::encode_frame(&request).unwrap()]).await);
+        let DataReply::HeldEach(outcomes) = reply else { panic!("{reply:?}") };
+        assert_eq!(outcomes.len(), 6, "{outcomes:?}");
+        assert!(matches!(&outcomes[0], Ok(meta) if meta.key.as_str() == "a"), "{outcomes:?}");
+        assert!(matches!(&outcomes[1], Err(DataFailure::Other(why)) if why.contains("announced")), "{outcomes:?}");
+        assert!(matches!(&outcomes[2], Err(DataFailure::Other(why)) if why.contains("SHA-256")), "{outcomes:?}");
+        assert!(matches!(&outcomes[3], Err(DataFailure::Stale { .. })), "{outcomes:?}");
+        assert!(matches!(&outcomes[4], Err(DataFailure::Other(why)) if why.contains("too large")), "{outcomes:?}");
+        assert!(matches!(&outcomes[5], Ok(meta) if meta.size == 0), "{outcomes:?}");
+        assert_eq!(get(&service, "a").await.1, b"first");
+        assert_eq!(get(&service, "newer").await.1, b"held at 5");
+        for key in ["short", "damaged", "large"] {
+            assert_eq!(get(&service, key).await.0, DataReply::Failed(DataFailure::NotFound), "{key}");
+        }
+        // A deposed console's batch stores nothing.
+        let (service, _dir) = self::service();
+        exchange(&service, put_frames(3, "c", 1, b"term 3")).await;
+        let request = DataRequest { term: 2, op: DataOp::PutSmall(vec![copy("d", 1, b"old term")]) };
+        let (reply, _) = replies(&exchange(&service, vec![codec::encode_frame(&request).unwrap()]).await);
+        assert_eq!(reply, DataReply::Failed(DataFailure::Deposed { seen: 3 }));
+        assert_eq!(service.usage().objects, 1, "only \"c\" is held");
     }
 }

@@ -23,7 +23,7 @@ use crate::status::{ClusterEvent, ClusterStatus};
 use crate::task::TaskSpec;
 
 /// The wire protocol version. Bump on any change to a message's layout.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The QUIC application protocol (ALPN) both sides require.
 pub const ALPN: &[u8] = b"ringwatch/1";

@@ -6,6 +6,11 @@
 //! the bytes as chunks. Bytes never travel whole: at most [`CHUNK_LEN`] at a
 //! time, each its own frame (well under the codec's frame limit).
 //!
+//! Small puts are the exception ([`DataOp::PutSmall`]): the copies of many
+//! small objects bound for one agent travel together in one request frame,
+//! bytes included, and are answered in one frame — one stream, one frame
+//! each way and one fdatasync on the agent for dozens of puts.
+//!
 //! Every request carries the console's term: an agent refuses a request
 //! from a lower term than the highest it has seen (a deposed leader).
 
@@ -15,6 +20,16 @@ use crate::data::{ObjectKey, ObjectMeta, Version};
 
 /// The most bytes one chunk frame carries.
 pub const CHUNK_LEN: usize = 256 * 1024;
+
+/// The largest object whose copies travel in a [`DataOp::PutSmall`] batch.
+pub const SMALL_COPY_MAX: u64 = 64 * 1024;
+
+/// The most bytes of copies one [`DataOp::PutSmall`] batch carries: with
+/// its metadata, well under the codec's frame limit.
+pub const SMALL_BATCH_BYTES: usize = 512 * 1024;
+
+/// The most copies one [`DataOp::PutSmall`] batch carries.
+pub const SMALL_BATCH_COPIES: usize = 256;
 
 /// What the console asks of an agent's copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +79,22 @@ pub enum DataOp {
     },
     /// How much of the data quota is used.
     Usage,
+    /// Store these copies, each of at most [`SMALL_COPY_MAX`] bytes (at
+    /// most [`SMALL_BATCH_COPIES`] of them, [`SMALL_BATCH_BYTES`] in all),
+    /// each as [`DataOp::Put`] would. Answered with
+    /// [`DataReply::HeldEach`], in the same order, once every copy is
+    /// durable or refused.
+    PutSmall(Vec<SmallCopy>),
+}
+
+/// One copy of a small object, bytes included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmallCopy {
+    /// Its metadata, as a [`DataOp::Put`] carries it.
+    pub meta: ObjectMeta,
+    /// All of its bytes.
+    #[serde(with = "serde_bytes_compat")]
+    pub bytes: Vec<u8>,
 }
 
 /// A piece of an object's bytes, or their end.
@@ -97,6 +128,9 @@ pub enum DataReply {
     },
     /// Refused or failed; the sentence says why.
     Failed(DataFailure),
+    /// A [`DataOp::PutSmall`]'s outcome, copy by copy in the request's
+    /// order: what is held now, or why the copy was not stored.
+    HeldEach(Vec<Result<ObjectMeta, DataFailure>>),
 }
 
 /// Why an agent did not carry out a data request.
@@ -176,6 +210,7 @@ mod serde_bytes_compat {
 mod tests {
     use super::*;
     use crate::codec::{self, MAX_FRAME_LEN};
+    use crate::data::key::MAX_KEY_LEN;
 
     #[test]
     fn a_full_chunk_is_one_frame_with_a_few_bytes_of_overhead() {
@@ -184,6 +219,26 @@ mod tests {
         assert!(frame.len() < MAX_FRAME_LEN);
         let (back, _) = codec::decode_frame::<DataChunk>(&frame, MAX_FRAME_LEN).unwrap().unwrap();
         assert_eq!(back, DataChunk::Bytes(vec![7; CHUNK_LEN]));
+    }
+
+    #[test]
+    fn a_full_batch_of_small_copies_fits_one_frame() {
+        let meta = |n: usize| ObjectMeta {
+            key: ObjectKey::parse(&format!("{}{n:08}", "k".repeat(MAX_KEY_LEN - 8))).unwrap(),
+            version: Version { term: u64::MAX, counter: u64::MAX },
+            size: 0,
+            checksum: "f".repeat(64),
+            tombstone: false,
+        };
+        // The worst case: the most bytes, with the longest metadata on the
+        // most copies.
+        let per_copy = SMALL_BATCH_BYTES / SMALL_BATCH_COPIES;
+        let copies: Vec<SmallCopy> =
+            (0..SMALL_BATCH_COPIES).map(|n| SmallCopy { meta: meta(n), bytes: vec![1; per_copy] }).collect();
+        let request = DataRequest { term: u64::MAX, op: DataOp::PutSmall(copies) };
+        let frame = codec::encode_frame(&request).unwrap();
+        let (back, _) = codec::decode_frame::<DataRequest>(&frame, MAX_FRAME_LEN).unwrap().unwrap();
+        assert_eq!(back, request);
     }
 
     #[test]

@@ -39,6 +39,7 @@ use tracing::warn;
 
 use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
 use crate::control::data::scope::RepairScope;
+use crate::control::data::lane::CopyLane;
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -221,6 +222,8 @@ struct Session {
     /// SHA-256 (hex) of the certificate it connected with: the credential
     /// a renewal on this connection renews.
     cert_fingerprint: String,
+    /// Where small puts' copies for it gather.
+    lane: CopyLane,
 }
 
 /// Something waiting until the change log is durable up to `seq`.
@@ -578,7 +581,8 @@ impl Owner {
             session.connection.close(close_code::REPLACED.into(), b"replaced by a new connection of the same agent");
         }
         let cert_fingerprint = cert_fingerprint.to_string();
-        self.sessions.insert(id, Session { node: node.clone(), connection, outbox, cert_fingerprint });
+        let lane = CopyLane::new((node.clone(), connection.clone()));
+        self.sessions.insert(id, Session { node: node.clone(), connection, outbox, cert_fingerprint, lane });
         if let Some(transition) = accepted.transition {
             self.transition(transition, now);
         }
@@ -688,8 +692,8 @@ impl Owner {
                 let ring = self.workloads.data_ring(Nodes::new(&views));
                 match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &ring, &nodes) {
                     Ok(plan) => {
-                        let links = self.links(&plan.targets);
-                        (DataAnswer::Put { plan, links, term }, true)
+                        let lanes = self.lanes(&plan.targets);
+                        (DataAnswer::Put { plan, lanes, term }, true)
                     }
                     Err(err) => (DataAnswer::Failed(err), false),
                 }
@@ -914,6 +918,17 @@ impl Owner {
                 let id = self.table.connection(node.as_str())?;
                 let session = self.sessions.get(&id)?;
                 Some((node.clone(), session.connection.clone()))
+            })
+            .collect()
+    }
+
+    /// The copy lanes of `nodes` that are connected, in order.
+    fn lanes(&self, nodes: &[NodeName]) -> Vec<CopyLane> {
+        nodes
+            .iter()
+            .filter_map(|node| {
+                let id = self.table.connection(node.as_str())?;
+                Some(self.sessions.get(&id)?.lane.clone())
             })
             .collect()
     }

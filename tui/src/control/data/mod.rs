@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod entropy;
 pub mod impact;
+pub mod lane;
 pub mod repair;
 pub mod scope;
 pub mod serve;
@@ -170,12 +171,13 @@ pub type AgentLink = (NodeName, quinn::Connection);
 /// The owner's answer.
 #[derive(Debug)]
 pub enum DataAnswer {
-    /// Where a put goes, with the connections to its targets.
+    /// Where a put goes, with the lanes to its targets.
     Put {
         /// The plan.
         plan: PutPlan,
-        /// The targets' connections, in the plan's order.
-        links: Vec<AgentLink>,
+        /// The connected targets' lanes (with their connections), in the
+        /// plan's order.
+        lanes: Vec<lane::CopyLane>,
         /// The console's term, stamped on every data request.
         term: u64,
     },

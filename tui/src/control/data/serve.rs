@@ -21,11 +21,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 use futures_util::stream::FuturesUnordered;
 use quinn::{RecvStream, SendStream};
 use ringwatch_shared::codec::{self, MAX_FRAME_LEN};
-use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest};
+use ringwatch_shared::data::wire::{DataChunk, DataFailure, DataOp, DataReply, DataRequest, SMALL_COPY_MAX, SmallCopy};
 use ringwatch_shared::data::{Consistency, DataError, ObjectKey, ObjectMeta, ObjectStat, ReplicaStat, Version};
 use ringwatch_shared::names::NodeName;
 use ringwatch_shared::protocol::{AdminResponse, DataPut};
@@ -33,6 +33,7 @@ use tokio::sync::oneshot;
 use tokio::time::timeout;
 use tracing::debug;
 
+use crate::control::data::lane::CopyLane;
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::owner::{Input, OwnerHandle};
 use crate::control::records::StoredObject;
@@ -63,14 +64,14 @@ async fn ask(owner: &OwnerHandle, request: DataInput) -> DataAnswer {
 }
 
 /// A stream to one agent for one request.
-struct AgentStream {
-    node: NodeName,
-    send: SendStream,
-    recv: RecvStream,
+pub(super) struct AgentStream {
+    pub(super) node: NodeName,
+    pub(super) send: SendStream,
+    pub(super) recv: RecvStream,
 }
 
 /// Opens a stream on `link` and sends `request` on it.
-async fn open(link: &AgentLink, request: &DataRequest) -> Result<AgentStream, String> {
+pub(super) async fn open(link: &AgentLink, request: &DataRequest) -> Result<AgentStream, String> {
     let (node, connection) = link;
     let (mut send, recv) = timeout(AGENT_ANSWER, connection.open_bi())
         .await
@@ -81,7 +82,7 @@ async fn open(link: &AgentLink, request: &DataRequest) -> Result<AgentStream, St
 }
 
 /// Reads an agent's answer.
-async fn reply(stream: &mut AgentStream) -> Result<DataReply, String> {
+pub(super) async fn reply(stream: &mut AgentStream) -> Result<DataReply, String> {
     let node = &stream.node;
     timeout(AGENT_ANSWER, codec::read_frame::<DataReply, _>(&mut stream.recv, MAX_FRAME_LEN))
         .await
@@ -103,11 +104,27 @@ enum Confirmation {
     Unreachable,
 }
 
-/// `ringwatch data put`: the client's bytes to every target.
+/// The targets' acknowledgements of a put, each the node or why not, as
+/// they come.
+type Acknowledgements = FuturesUnordered<BoxFuture<'static, Result<NodeName, String>>>;
+
+/// `ringwatch data put`: the client's bytes to every target — a small
+/// object's read whole first and sent through the targets' copy lanes
+/// (`control::data::lane`), a larger one's streamed chunk by chunk.
 pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStream) -> AdminResponse {
     if put.size > MAX_OBJECT_SIZE {
         return failed(DataError::Refused(format!("objects are at most 1 GiB; this one is {} bytes", put.size)));
     }
+    // Read before a version is handed out: a client that never sends its
+    // bytes holds nothing up.
+    let small = if put.size <= SMALL_COPY_MAX {
+        match read_small(client, put.size).await {
+            Ok(bytes) => Some(bytes),
+            Err(err) => return failed(err),
+        }
+    } else {
+        None
+    };
     let plan = DataInput::PlanPut {
         key: put.key.clone(),
         replicas: put.replicas,
@@ -115,8 +132,8 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         size: put.size,
         checksum: put.checksum.clone(),
     };
-    let (plan, links, term) = match ask(owner, plan).await {
-        DataAnswer::Put { plan, links, term } => (plan, links, term),
+    let (plan, lanes, term) = match ask(owner, plan).await {
+        DataAnswer::Put { plan, lanes, term } => (plan, lanes, term),
         DataAnswer::Failed(err) => return failed(err),
         other => return failed(DataError::Refused(format!("unexpected answer {other:?}"))),
     };
@@ -127,31 +144,80 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
         checksum: put.checksum.clone(),
         tombstone: false,
     };
-    let version = plan.version;
-    let (key, targets) = (put.key.clone(), links.clone());
-    match stream_put(owner, put, plan, links, term, meta, client).await {
+    let links: Vec<AgentLink> = lanes.iter().map(|lane| lane.link().clone()).collect();
+    let delivered = match small {
+        Some(bytes) => Ok(send_small(&lanes, term, &meta, bytes)),
+        None => stream_large(put.size, &links, term, meta, client).await,
+    };
+    let (key, version) = (put.key.clone(), plan.version);
+    let settled = match delivered {
+        Ok((answers, failures)) => settle(owner, put, plan, answers, failures).await,
+        Err(err) => Err(err),
+    };
+    match settled {
         Ok(response) => response,
         Err(err) => {
             // Nothing was acknowledged: a target that took it regardless
             // (its answer lost) discards it, so it never turns up later
             // as a copy nobody wrote.
-            abandon(owner, &key, version, &targets, term).await;
+            abandon(owner, &key, version, &links, term).await;
             failed(err)
         }
     }
 }
 
-/// Streams the client's bytes to the put's targets and records the object
-/// once enough acknowledged it.
-async fn stream_put(
-    owner: &OwnerHandle,
-    put: DataPut,
-    plan: crate::control::data::catalog::PutPlan,
-    links: Vec<AgentLink>,
+/// Reads a small put's bytes whole from the client: exactly `size` of
+/// them, then the end.
+async fn read_small(client: &mut RecvStream, size: u64) -> Result<Vec<u8>, DataError> {
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    loop {
+        match codec::read_frame::<DataChunk, _>(client, MAX_FRAME_LEN).await {
+            Ok(Some(DataChunk::Bytes(chunk))) => {
+                if bytes.len() as u64 + chunk.len() as u64 > size {
+                    return Err(DataError::Refused(format!("more than the {size} bytes announced arrived")));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some(DataChunk::End)) if bytes.len() as u64 == size => return Ok(bytes),
+            Ok(Some(DataChunk::End)) => {
+                return Err(DataError::Refused(format!("{} bytes arrived, {size} were announced", bytes.len())));
+            }
+            Ok(None) => return Err(DataError::Refused("the upload ended before its last byte".into())),
+            Err(err) => return Err(DataError::Refused(format!("the upload broke off: {err}"))),
+        }
+    }
+}
+
+/// Hands a small put's copy to each target's lane.
+fn send_small(lanes: &[CopyLane], term: u64, meta: &ObjectMeta, bytes: Vec<u8>) -> (Acknowledgements, Vec<String>) {
+    let version = meta.version;
+    let answers = lanes
+        .iter()
+        .map(|lane| {
+            let node = lane.link().0.clone();
+            let outcome = lane.send(term, SmallCopy { meta: meta.clone(), bytes: bytes.clone() });
+            let acknowledged: BoxFuture<'static, Result<NodeName, String>> = Box::pin(async move {
+                match outcome.await? {
+                    held if held.version == version => Ok(node),
+                    held => Err(format!("\"{node}\" holds version {} instead", held.version)),
+                }
+            });
+            acknowledged
+        })
+        .collect();
+    (answers, Vec::new())
+}
+
+/// Streams the client's bytes to the put's targets, chunk by chunk: the
+/// targets' acknowledgements to come, and the targets lost on the way.
+async fn stream_large(
+    size: u64,
+    links: &[AgentLink],
     term: u64,
     meta: ObjectMeta,
     client: &mut RecvStream,
-) -> Result<AdminResponse, DataError> {
+) -> Result<(Acknowledgements, Vec<String>), DataError> {
+    let version = meta.version;
     let request = DataRequest { term, op: DataOp::Put(meta) };
     let mut failures: Vec<String> = Vec::new();
     let mut streams = Vec::new();
@@ -171,8 +237,8 @@ async fn stream_put(
         };
         let DataChunk::Bytes(bytes) = chunk else { break };
         received += bytes.len() as u64;
-        if received > put.size {
-            return Err(DataError::Refused(format!("more than the {} bytes announced arrived", put.size)));
+        if received > size {
+            return Err(DataError::Refused(format!("more than the {size} bytes announced arrived")));
         }
         let frame = match codec::encode_frame(&DataChunk::Bytes(bytes)) {
             Ok(frame) => frame,
@@ -188,16 +254,33 @@ async fn stream_put(
         }
         streams = kept;
     }
-    if received != put.size {
-        return Err(DataError::Refused(format!("{received} bytes arrived, {} were announced", put.size)));
+    if received != size {
+        return Err(DataError::Refused(format!("{received} bytes arrived, {size} were announced")));
     }
-    // The end, then the targets' acknowledgements (see `take_answers`);
-    // then the put is recorded and answered, and the acknowledgements
-    // still out are awaited in the background and recorded as they come.
     let end = codec::encode_frame(&DataChunk::End).unwrap_or_default();
+    let answers = streams
+        .into_iter()
+        .map(|stream| {
+            let acknowledged: BoxFuture<'static, Result<NodeName, String>> =
+                Box::pin(acknowledgement(stream, end.clone(), version));
+            acknowledged
+        })
+        .collect();
+    Ok((answers, failures))
+}
+
+/// Takes the targets' acknowledgements (see `take_answers`) and records
+/// the put once enough are in, then answers; the acknowledgements still
+/// out are awaited in the background and recorded as they come. An error
+/// when none acknowledged: the caller abandons the put.
+async fn settle(
+    owner: &OwnerHandle,
+    put: DataPut,
+    plan: crate::control::data::catalog::PutPlan,
+    mut answers: Acknowledgements,
+    mut failures: Vec<String>,
+) -> Result<AdminResponse, DataError> {
     let version = plan.version;
-    let mut answers: FuturesUnordered<_> =
-        streams.into_iter().map(|stream| acknowledgement(stream, end.clone(), version)).collect();
     let mut acked = Vec::new();
     take_answers(&mut answers, |answer| {
         match answer {

@@ -1,0 +1,182 @@
+//! The copies of small puts bound for one agent, sent together
+//! (ARCHITECTURE.md, "The data store"): each put hands its copy to the
+//! target's lane, and the lane sends whatever has gathered as one
+//! `DataOp::PutSmall` request — one stream, one frame each way and one
+//! fdatasync on the agent for many puts — with at most [`IN_FLIGHT`]
+//! batches unanswered. While those are out, the next copies gather, so a
+//! busy agent gets larger batches, never a longer queue of streams (group
+//! commit, as the change log does it).
+//!
+//! A lane holds no task while idle: the first copy into an idle lane
+//! starts one, which ends once nothing is queued or in flight. Ten
+//! thousand agents' lanes cost a few words each.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use ringwatch_shared::data::ObjectMeta;
+use ringwatch_shared::data::wire::{
+    DataOp, DataReply, DataRequest, SMALL_BATCH_BYTES, SMALL_BATCH_COPIES, SmallCopy,
+};
+use tokio::sync::{Notify, oneshot};
+
+use crate::control::data::AgentLink;
+use crate::control::data::serve::{open, reply};
+
+/// Batches to one agent unanswered at once: one being made durable while
+/// the next is on its way keeps the agent's disk busy.
+pub const IN_FLIGHT: usize = 2;
+
+/// What became of one copy: what the agent holds now, or why it did not
+/// store it (a sentence naming the node).
+pub type CopyOutcome = Result<ObjectMeta, String>;
+
+/// One agent's lane. Cheap to clone: clones share it.
+#[derive(Debug, Clone)]
+pub struct CopyLane {
+    inner: Arc<Lane>,
+}
+
+#[derive(Debug)]
+struct Lane {
+    link: AgentLink,
+    queue: Mutex<Queue>,
+    /// Rung when a copy is queued while the lane's task runs.
+    arrived: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    copies: VecDeque<Queued>,
+    /// Whether the lane's task runs.
+    draining: bool,
+}
+
+#[derive(Debug)]
+struct Queued {
+    term: u64,
+    copy: SmallCopy,
+    done: oneshot::Sender<CopyOutcome>,
+}
+
+impl CopyLane {
+    /// The lane to the agent on `link`.
+    pub fn new(link: AgentLink) -> Self {
+        Self { inner: Arc::new(Lane { link, queue: Mutex::default(), arrived: Notify::new() }) }
+    }
+
+    /// The agent's connection.
+    pub fn link(&self) -> &AgentLink {
+        &self.inner.link
+    }
+
+    /// Queues `copy` (stamped with the console's `term`) for the agent;
+    /// resolves once the agent answered for it. Must be called within a
+    /// tokio runtime.
+    pub fn send(&self, term: u64, copy: SmallCopy) -> impl Future<Output = CopyOutcome> + use<> {
+        let (done, outcome) = oneshot::channel();
+        let start = {
+            let mut queue = self.inner.lock();
+            queue.copies.push_back(Queued { term, copy, done });
+            !std::mem::replace(&mut queue.draining, true)
+        };
+        if start {
+            tokio::spawn(drain(self.inner.clone()));
+        } else {
+            self.inner.arrived.notify_one();
+        }
+        let node = self.inner.link.0.clone();
+        async move {
+            outcome.await.unwrap_or_else(|_| Err(format!("\"{node}\": the console stopped before it answered")))
+        }
+    }
+}
+
+impl Lane {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next batch: the oldest copies of one term, within the batch
+    /// limits (the first always, however large).
+    fn take(&self) -> Option<(u64, Vec<Queued>)> {
+        let mut queue = self.lock();
+        let term = queue.copies.front()?.term;
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        while let Some(next) = queue.copies.front() {
+            let len = next.copy.bytes.len();
+            let full = batch.len() == SMALL_BATCH_COPIES || (!batch.is_empty() && bytes + len > SMALL_BATCH_BYTES);
+            if next.term != term || full {
+                break;
+            }
+            bytes += len;
+            batch.extend(queue.copies.pop_front());
+        }
+        Some((term, batch))
+    }
+
+    /// Ends the lane's task if nothing is queued; otherwise it goes on.
+    fn stop_if_idle(&self) -> bool {
+        let mut queue = self.lock();
+        if queue.copies.is_empty() {
+            queue.draining = false;
+        }
+        !queue.draining
+    }
+}
+
+/// The lane's task: sends batches, at most [`IN_FLIGHT`] unanswered, until
+/// nothing is queued or in flight.
+async fn drain(lane: Arc<Lane>) {
+    let mut in_flight = FuturesUnordered::new();
+    loop {
+        if in_flight.len() < IN_FLIGHT {
+            if let Some((term, batch)) = lane.take() {
+                in_flight.push(send_batch(&lane.link, term, batch));
+                continue;
+            }
+            if in_flight.is_empty() {
+                if lane.stop_if_idle() {
+                    return;
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = in_flight.next() => {}
+                () = lane.arrived.notified() => {}
+            }
+        } else {
+            in_flight.next().await;
+        }
+    }
+}
+
+/// Sends one batch and hands each copy's outcome to whoever waits for it.
+async fn send_batch(link: &AgentLink, term: u64, batch: Vec<Queued>) {
+    let (copies, dones): (Vec<SmallCopy>, Vec<_>) = batch.into_iter().map(|queued| (queued.copy, queued.done)).unzip();
+    let count = copies.len();
+    let node = &link.0;
+    let answer = async {
+        let mut stream = open(link, &DataRequest { term, op: DataOp::PutSmall(copies) }).await?;
+        let _ = stream.send.finish();
+        reply(&mut stream).await
+    }
+    .await;
+    let outcomes: Vec<CopyOutcome> = match answer {
+        Ok(DataReply::HeldEach(outcomes)) if outcomes.len() == count => outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(|failure| format!("\"{node}\": {failure}")))
+            .collect(),
+        Ok(DataReply::Failed(failure)) => vec![Err(format!("\"{node}\": {failure}")); count],
+        Ok(DataReply::HeldEach(outcomes)) => {
+            vec![Err(format!("\"{node}\" answered for {} of a batch of {count} copies", outcomes.len())); count]
+        }
+        Ok(_) => vec![Err(format!("\"{node}\" answered a batch of {count} copies with another kind of answer")); count],
+        Err(why) => vec![Err(why); count],
+    };
+    for (done, outcome) in dones.into_iter().zip(outcomes) {
+        let _ = done.send(outcome);
+    }
+}
