@@ -411,7 +411,9 @@ impl DataService {
         for copy in pending {
             outcomes.push(match copy {
                 Pending::Done(outcome) => outcome,
-                Pending::Packing(outcome) => outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure)),
+                Pending::Packing(outcome) => {
+                    outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure))
+                }
             });
         }
         outcomes

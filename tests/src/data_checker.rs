@@ -552,9 +552,14 @@ fn failure(output: &process::Output) -> String {
     format!("{}: {last}", output.status)
 }
 
+/// The victim that stands for the console: [`run`] kills it (`kill -9`)
+/// and starts it again on the same data dir and port at once.
+pub const CONSOLE: &str = "console";
+
 /// Runs `workload` against `fleet` while the nemesis kills (`kill -9`) and
 /// restarts the agents named in `victims`, one at a time and one after the
-/// other (each restarted once the console has declared it failed), every
+/// other (each restarted once the console has declared it failed; the
+/// console, [`CONSOLE`], at once), every
 /// [`Workload::ops_between_faults`] operations; then waits until all agents
 /// are alive, and reads each key
 /// at quorum (retrying while not enough replicas answer). Files go under
@@ -624,6 +629,18 @@ pub fn run(fleet: &mut Fleet, dir: &Path, victims: &[&str], workload: &Workload)
         while !all_finished() && !victims.is_empty() {
             let victim = victims[next % victims.len()];
             next += 1;
+            if victim == CONSOLE {
+                // Operations fail fast while no console runs: the faults
+                // are spaced by operations with every agent connected.
+                wait_ops(workload.ops_between_faults);
+                if all_finished() {
+                    break;
+                }
+                fleet.restart_console();
+                faults.push(Fault { at: started.elapsed(), what: "kill -9 console, restart console".into() });
+                fleet.wait_all_alive(LIVENESS * 2);
+                continue;
+            }
             fleet.agent(victim).kill9();
             faults.push(Fault { at: started.elapsed(), what: format!("kill -9 {victim}") });
             fleet.console.wait_for_within(LIVENESS, &format!("{victim} failed"), |status| {

@@ -38,8 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
-use crate::control::data::scope::RepairScope;
 use crate::control::data::lane::CopyLane;
+use crate::control::data::scope::RepairScope;
 use crate::control::data::{AgentLink, DataAnswer, DataInput, Repaired};
 use crate::control::events::EventLog;
 use crate::control::liveness::Liveness;
@@ -288,6 +288,9 @@ pub struct Owner {
     submitted: u64,
     /// The last batch known durable.
     durable: u64,
+    /// The batch holding the newest reservation of data versions: no
+    /// answer carrying a version goes out before it is durable.
+    versions_reserved_in: u64,
     /// Effects waiting for durability, in the order they were decided.
     held: VecDeque<Held>,
     /// Where snapshots are published.
@@ -411,6 +414,7 @@ impl Owner {
             next_seq: durable + 1,
             submitted: durable,
             durable,
+            versions_reserved_in: 0,
             held: VecDeque::new(),
             snapshots: parts.outlets.snapshots,
             operators: parts.outlets.operators,
@@ -693,7 +697,11 @@ impl Owner {
                 match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &ring, &nodes) {
                     Ok(plan) => {
                         let lanes = self.lanes(&plan.targets);
-                        (DataAnswer::Put { plan, lanes, term }, true)
+                        // A put of a new key waits only for its version's
+                        // reservation (below); one over a record, for its
+                        // intent too.
+                        let wait = plan.intent_recorded;
+                        (DataAnswer::Put { plan, lanes, term }, wait)
                     }
                     Err(err) => (DataAnswer::Failed(err), false),
                 }
@@ -785,11 +793,18 @@ impl Owner {
                 Err(err) => (DataAnswer::Failed(err), false),
             },
         };
-        if !wait {
+        let reserved = self.catalog.take_reserved();
+        let mut seq = if wait || reserved { self.commit(Effects::default()) } else { 0 };
+        if reserved {
+            self.versions_reserved_in = seq;
+        }
+        if matches!(answer, DataAnswer::Put { .. } | DataAnswer::Reach { version: Some(_), .. }) {
+            seq = seq.max(self.versions_reserved_in);
+        }
+        if !wait && seq <= self.durable {
             let _ = reply.send(answer);
             return;
         }
-        let seq = self.commit(Effects::default());
         self.held.push_back(Held::Data { seq, reply, answer });
     }
 

@@ -39,6 +39,14 @@ pub struct NodeInfo {
 pub struct Catalog {
     objects: BTreeMap<ObjectKey, StoredObject>,
     clock: VersionClock,
+    /// Versions up to this one are reserved: the clock record says so (or
+    /// will, once the change that raised it is durable). Versions are
+    /// reserved [`VERSION_BLOCK`] at a time, so the record is written once
+    /// per block, not once per put.
+    reserved: Version,
+    /// Whether a block was reserved since the owner last asked
+    /// ([`Catalog::take_reserved`]).
+    reserved_since: bool,
     changes: Vec<Change>,
     /// Puts and removals under way, by key, then version.
     underway: BTreeMap<ObjectKey, BTreeMap<Version, Underway>>,
@@ -64,10 +72,17 @@ pub struct Catalog {
 /// listed: the next plan looks at every object.
 const MAX_CHANGED: usize = 100_000;
 
+/// Versions reserved by one write of the clock record. A restarted console
+/// starts after the reservation, so it skips at most this many.
+pub const VERSION_BLOCK: u64 = 1024;
+
 /// A put or removal under way.
 #[derive(Debug, Clone)]
 struct Underway {
     intent: DataIntent,
+    /// Whether its intent is a record (see [`Catalog::plan_put`]); one
+    /// kept only here leaves no record to end.
+    recorded: bool,
     /// Found in the records at start: its console was cut short, and it
     /// waits to be resolved rather than finished.
     inherited: bool,
@@ -104,6 +119,9 @@ pub struct PutPlan {
     pub required: usize,
     /// The replica count.
     pub replicas: u8,
+    /// Whether the put's intent is a record, which must be durable before
+    /// any target is asked (a put over an existing record).
+    pub intent_recorded: bool,
 }
 
 /// Which holders a read or a removal reaches.
@@ -144,11 +162,14 @@ impl Catalog {
         }
         let mut underway: BTreeMap<ObjectKey, BTreeMap<Version, Underway>> = BTreeMap::new();
         for (version, intent) in intents {
-            underway.entry(intent.key.clone()).or_default().insert(version, Underway { intent, inherited: true });
+            let underway_op = Underway { intent, recorded: true, inherited: true };
+            underway.entry(underway_op.intent.key.clone()).or_default().insert(version, underway_op);
         }
         Self {
             objects,
             clock: VersionClock::new(term, seen),
+            reserved: seen,
+            reserved_since: false,
             changes: Vec::new(),
             underway,
             expected,
@@ -203,20 +224,22 @@ impl Catalog {
         }
     }
 
-    /// Records an operation begun.
-    fn begin(&mut self, intent: DataIntent) {
-        self.changes.push(Change::Intent(intent.clone()));
+    /// Notes an operation begun; `recorded`: as a record too (its intent).
+    fn begin(&mut self, intent: DataIntent, recorded: bool) {
+        if recorded {
+            self.changes.push(Change::Intent(intent.clone()));
+        }
         self.touch(&intent.key);
         self.underway
             .entry(intent.key.clone())
             .or_default()
-            .insert(intent.version, Underway { intent, inherited: false });
+            .insert(intent.version, Underway { intent, recorded, inherited: false });
     }
 
-    /// Records an operation ended (recorded or rolled back).
+    /// Notes an operation ended (recorded or rolled back).
     fn end(&mut self, key: &ObjectKey, version: Version) {
         let Some(versions) = self.underway.get_mut(key) else { return };
-        if versions.remove(&version).is_some() {
+        if versions.remove(&version).is_some_and(|ended| ended.recorded) {
             self.changes.push(Change::IntentEnded(version));
         }
         if versions.is_empty() {
@@ -235,12 +258,24 @@ impl Catalog {
         std::mem::take(&mut self.changes)
     }
 
-    /// A new version, recorded as handed out (the answer that carries it
-    /// waits until that is durable).
+    /// A new version. Past the reserved ones, the next block is reserved
+    /// in the clock record; an answer carrying a version may go out only
+    /// once its reservation is durable (see [`Catalog::take_reserved`]).
     fn stamp(&mut self) -> Version {
         let version = self.clock.stamp();
-        self.changes.push(Change::DataClock(version));
+        if version > self.reserved {
+            self.reserved = Version { counter: version.counter.saturating_add(VERSION_BLOCK - 1), ..version };
+            self.changes.push(Change::DataClock(self.reserved));
+            self.reserved_since = true;
+        }
         version
+    }
+
+    /// Whether a new block of versions was reserved since the last call:
+    /// the owner then holds back every answer carrying a version until the
+    /// batch with the reservation is durable.
+    pub fn take_reserved(&mut self) -> bool {
+        std::mem::take(&mut self.reserved_since)
     }
 
     /// Plans a put of `key`: a version and the first eligible nodes
@@ -302,16 +337,25 @@ impl Catalog {
             )));
         }
         let version = self.stamp();
-        self.begin(DataIntent {
-            key: key.clone(),
-            version,
-            targets: targets.clone(),
-            removal: false,
-            size,
-            checksum: checksum.to_string(),
-            replicas,
-        });
-        Ok(PutPlan { version, targets, required, replicas })
+        // A key with no record and nothing under way has no version a
+        // crash mid-put could cost: its copies, if the console dies before
+        // recording them, are debris anti-entropy discards. Only a put over
+        // an existing record needs its intent durable before any agent
+        // replaces what it holds (ARCHITECTURE.md, "The data store").
+        let replaces = self.objects.contains_key(key) || self.underway.contains_key(key);
+        self.begin(
+            DataIntent {
+                key: key.clone(),
+                version,
+                targets: targets.clone(),
+                removal: false,
+                size,
+                checksum: checksum.to_string(),
+                replicas,
+            },
+            replaces,
+        );
+        Ok(PutPlan { version, targets, required, replicas, intent_recorded: replaces })
     }
 
     /// Records a put that met its consistency: `acked` hold `version`. A
@@ -386,7 +430,7 @@ impl Catalog {
     ) -> Result<(Version, Reach), DataError> {
         let reach = self.reach(self.live(key)?, consistency, nodes)?;
         let version = self.stamp();
-        self.begin(DataIntent {
+        let intent = DataIntent {
             key: key.clone(),
             version,
             targets: reach.holders.clone(),
@@ -394,7 +438,8 @@ impl Catalog {
             size: 0,
             checksum: String::new(),
             replicas: reach.object.replicas,
-        });
+        };
+        self.begin(intent, true);
         Ok((version, reach))
     }
 
@@ -933,6 +978,70 @@ mod tests {
     }
 
     #[test]
+    fn a_put_of_a_new_key_records_no_intent_and_a_crash_before_it_is_recorded_leaves_nothing() {
+        let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
+        let mut before = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let fresh = before.plan_put(&key("fresh"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        assert!(!fresh.intent_recorded);
+        // A second put of the same key while the first is under way, and
+        // a removal, do record theirs.
+        let again = before.plan_put(&key("fresh"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        assert!(again.intent_recorded);
+        let changes = before.take_changes();
+        let intents: Vec<Version> = changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::Intent(intent) => Some(intent.version),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(intents, vec![again.version]);
+        // Anti-entropy still sees the first as under way: its copies are
+        // explained while it runs.
+        assert_eq!(before.underway[&key("fresh")].len(), 2);
+        before.abandon(&key("fresh"), fresh.version);
+        assert!(
+            !before.take_changes().contains(&Change::IntentEnded(fresh.version)),
+            "no record to end for an intent that was never one"
+        );
+        // The console crashed: only the recorded intent is inherited, and
+        // no version handed out is stamped again.
+        let mut image = crate::control::records::Image::default();
+        for change in &changes {
+            image.apply(change);
+        }
+        let mut after = Catalog::new(image.objects, image.intents, 0, image.data_clock);
+        assert_eq!(after.inherited().iter().map(|intent| intent.version).collect::<Vec<_>>(), vec![again.version]);
+        assert!(after.stamp() > again.version);
+    }
+
+    #[test]
+    fn versions_are_reserved_a_block_at_a_time_and_a_restart_skips_the_rest_of_the_block() {
+        let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        let mut last = Version::default();
+        let stamps = VERSION_BLOCK * 2 + 1;
+        for _ in 0..stamps {
+            let version = catalog.stamp();
+            assert!(version > last);
+            last = version;
+        }
+        let reservations: Vec<Version> = catalog
+            .take_changes()
+            .into_iter()
+            .filter_map(|change| match change {
+                Change::DataClock(reserved) => Some(reserved),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reservations.len(), 3, "one record per block: {reservations:?}");
+        assert!(catalog.take_reserved() && !catalog.take_reserved());
+        let reserved = *reservations.last().unwrap();
+        assert!(reserved >= last);
+        let mut restarted = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, Some(reserved));
+        assert_eq!(restarted.stamp(), Version { term: 0, counter: reserved.counter + 1 });
+    }
+
+    #[test]
     fn a_restarted_catalog_never_stamps_a_version_it_handed_out() {
         let handed_out = Version { term: 0, counter: 41 };
         let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, Some(handed_out));
@@ -1087,8 +1196,16 @@ mod tests {
     fn operations_a_previous_console_left_under_way_are_adopted_whole_or_dropped() {
         let (ring, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Alive)]);
         let mut before = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+        // Overwrites: a put over a record is the kind whose intent is one.
+        let mut first = BTreeMap::new();
+        for object in ["held", "lost"] {
+            let plan = before.plan_put(&key(object), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+            before.record_put(stored(&plan, object));
+            first.insert(object, plan.version);
+        }
         let held = before.plan_put(&key("held"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
         let lost = before.plan_put(&key("lost"), None, Consistency::Quorum, 3, "c", &ring, &nodes).unwrap();
+        assert!(held.intent_recorded && lost.intent_recorded);
         let mut image = crate::control::records::Image::default();
         for change in before.take_changes() {
             image.apply(&change);
@@ -1101,8 +1218,10 @@ mod tests {
         );
         after.resolve(held.version, &[name("a"), name("b")]);
         after.resolve(lost.version, &[]);
-        assert_eq!(after.stat(&key("held"), &nodes).unwrap().live_copies(), 2);
-        assert!(matches!(after.stat(&key("lost"), &nodes), Err(DataError::NotFound(_))));
+        let stat = after.stat(&key("held"), &nodes).unwrap();
+        assert_eq!((stat.version, stat.live_copies()), (held.version, 2));
+        let stat = after.stat(&key("lost"), &nodes).unwrap();
+        assert_eq!(stat.version, first["lost"], "a put nobody took leaves the version before it current");
         assert!(after.inherited().is_empty());
         let changes = after.take_changes();
         assert!(

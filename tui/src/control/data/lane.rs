@@ -17,9 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use ringwatch_shared::data::ObjectMeta;
-use ringwatch_shared::data::wire::{
-    DataOp, DataReply, DataRequest, SMALL_BATCH_BYTES, SMALL_BATCH_COPIES, SmallCopy,
-};
+use ringwatch_shared::data::wire::{DataOp, DataReply, DataRequest, SMALL_BATCH_BYTES, SMALL_BATCH_COPIES, SmallCopy};
 use tokio::sync::{Notify, oneshot};
 
 use crate::control::data::AgentLink;
@@ -88,9 +86,7 @@ impl CopyLane {
             self.inner.arrived.notify_one();
         }
         let node = self.inner.link.0.clone();
-        async move {
-            outcome.await.unwrap_or_else(|_| Err(format!("\"{node}\": the console stopped before it answered")))
-        }
+        async move { outcome.await.unwrap_or_else(|_| Err(format!("\"{node}\": the console stopped before it answered"))) }
     }
 }
 
@@ -165,10 +161,9 @@ async fn send_batch(link: &AgentLink, term: u64, batch: Vec<Queued>) {
     }
     .await;
     let outcomes: Vec<CopyOutcome> = match answer {
-        Ok(DataReply::HeldEach(outcomes)) if outcomes.len() == count => outcomes
-            .into_iter()
-            .map(|outcome| outcome.map_err(|failure| format!("\"{node}\": {failure}")))
-            .collect(),
+        Ok(DataReply::HeldEach(outcomes)) if outcomes.len() == count => {
+            outcomes.into_iter().map(|outcome| outcome.map_err(|failure| format!("\"{node}\": {failure}"))).collect()
+        }
         Ok(DataReply::Failed(failure)) => vec![Err(format!("\"{node}\": {failure}")); count],
         Ok(DataReply::HeldEach(outcomes)) => {
             vec![Err(format!("\"{node}\" answered for {} of a batch of {count} copies", outcomes.len())); count]
