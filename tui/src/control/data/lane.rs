@@ -3,8 +3,8 @@
 //! target's lane, and the lane sends whatever has gathered as one
 //! `DataOp::PutSmall` request — one stream, one frame each way and one
 //! fdatasync on the agent for many puts — with at most [`IN_FLIGHT`]
-//! batches unanswered. While those are out, the next copies gather, so a
-//! busy agent gets larger batches, never a longer queue of streams (group
+//! batch unanswered. While it is out, the next copies gather, so a busy
+//! agent gets larger batches, never a longer queue of streams (group
 //! commit, as the change log does it).
 //!
 //! A lane holds no task while idle: the first copy into an idle lane
@@ -23,9 +23,11 @@ use tokio::sync::{Notify, oneshot};
 use crate::control::data::AgentLink;
 use crate::control::data::serve::{open, reply};
 
-/// Batches to one agent unanswered at once: one being made durable while
-/// the next is on its way keeps the agent's disk busy.
-pub const IN_FLIGHT: usize = 2;
+/// Batches to one agent unanswered at once. One: measured against two
+/// (BENCHMARKS.md, "The data store"), a second batch in flight halves the
+/// batches — each costing the agent a stream, a wake-up and an fdatasync —
+/// more than it gains by overlapping the network with the disk.
+pub const IN_FLIGHT: usize = 1;
 
 /// What became of one copy: what the agent holds now, or why it did not
 /// store it (a sentence naming the node).
@@ -50,6 +52,25 @@ struct Queue {
     copies: VecDeque<Queued>,
     /// Whether the lane's task runs.
     draining: bool,
+}
+
+impl Queue {
+    /// The next batch: the oldest copies of one term, within the batch
+    /// limits (the first always, however large).
+    fn take(&mut self) -> Option<(u64, Vec<Queued>)> {
+        let term = self.copies.front()?.term;
+        let (mut batch, mut bytes) = (Vec::new(), 0);
+        while let Some(next) = self.copies.front() {
+            let len = next.copy.bytes.len();
+            let full = batch.len() == SMALL_BATCH_COPIES || (!batch.is_empty() && bytes + len > SMALL_BATCH_BYTES);
+            if next.term != term || full {
+                break;
+            }
+            bytes += len;
+            batch.extend(self.copies.pop_front());
+        }
+        Some((term, batch))
+    }
 }
 
 #[derive(Debug)]
@@ -95,22 +116,9 @@ impl Lane {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next batch: the oldest copies of one term, within the batch
-    /// limits (the first always, however large).
+    /// The next batch ([`Queue::take`]).
     fn take(&self) -> Option<(u64, Vec<Queued>)> {
-        let mut queue = self.lock();
-        let term = queue.copies.front()?.term;
-        let (mut batch, mut bytes) = (Vec::new(), 0);
-        while let Some(next) = queue.copies.front() {
-            let len = next.copy.bytes.len();
-            let full = batch.len() == SMALL_BATCH_COPIES || (!batch.is_empty() && bytes + len > SMALL_BATCH_BYTES);
-            if next.term != term || full {
-                break;
-            }
-            bytes += len;
-            batch.extend(queue.copies.pop_front());
-        }
-        Some((term, batch))
+        self.lock().take()
     }
 
     /// Ends the lane's task if nothing is queued; otherwise it goes on.
@@ -173,5 +181,55 @@ async fn send_batch(link: &AgentLink, term: u64, batch: Vec<Queued>) {
     };
     for (done, outcome) in dones.into_iter().zip(outcomes) {
         let _ = done.send(outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ringwatch_shared::data::wire::SMALL_COPY_MAX;
+    use ringwatch_shared::data::{ObjectKey, Version};
+
+    use super::*;
+
+    fn queued(term: u64, len: usize) -> Queued {
+        let meta = ObjectMeta {
+            key: ObjectKey::parse("k").unwrap(),
+            version: Version { term, counter: 1 },
+            size: len as u64,
+            checksum: String::new(),
+            tombstone: false,
+        };
+        Queued { term, copy: SmallCopy { meta, bytes: vec![0; len] }, done: oneshot::channel().0 }
+    }
+
+    fn sizes(batch: &[Queued]) -> Vec<usize> {
+        batch.iter().map(|queued| queued.copy.bytes.len()).collect()
+    }
+
+    #[test]
+    fn a_batch_takes_the_oldest_copies_of_one_term_within_its_limits() {
+        let mut queue = Queue::default();
+        assert!(queue.take().is_none());
+        let largest = usize::try_from(SMALL_COPY_MAX).unwrap();
+        let fitting = SMALL_BATCH_BYTES / largest;
+        for _ in 0..=fitting {
+            queue.copies.push_back(queued(1, largest));
+        }
+        queue.copies.push_back(queued(2, 10));
+        queue.copies.push_back(queued(1, 10));
+        let (term, batch) = queue.take().unwrap();
+        assert_eq!((term, batch.len()), (1, fitting), "the bytes limit");
+        let (term, batch) = queue.take().unwrap();
+        assert_eq!((term, sizes(&batch)), (1, vec![largest]), "a term's copies only");
+        let (term, batch) = queue.take().unwrap();
+        assert_eq!((term, sizes(&batch)), (2, vec![10]));
+        let (term, batch) = queue.take().unwrap();
+        assert_eq!((term, sizes(&batch)), (1, vec![10]));
+        assert!(queue.take().is_none());
+        for _ in 0..SMALL_BATCH_COPIES + 3 {
+            queue.copies.push_back(queued(1, 0));
+        }
+        assert_eq!(queue.take().unwrap().1.len(), SMALL_BATCH_COPIES, "the count limit");
+        assert_eq!(queue.take().unwrap().1.len(), 3);
     }
 }
