@@ -4,7 +4,9 @@
 //! chunk, so no object is ever whole in the console's memory.
 //!
 //! - put: the owner hands out a version and the target nodes; every chunk
-//!   the client sends goes to every target; each target acknowledges once
+//!   the client sends goes to every target (a small object's bytes, read
+//!   whole first, go through each target's copy lane, batched with other
+//!   small puts' copies: `control::data::lane`); each target acknowledges once
 //!   its copy is durable and its SHA-256 is the client's; with enough
 //!   acknowledgements for the consistency the owner records the object (and
 //!   only then does anyone see it), and the client is answered. With some
