@@ -249,15 +249,11 @@ fn a_node_partitioned_during_puts_and_healed_converges() {
     sandbox.step(format!("d's copies of keys it is no replica of: {extra:?}"));
 }
 
-#[test]
-fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
-    let sandbox = Sandbox::new("data-checker");
-    let names = ["a", "b", "c", "d", "e"];
-    let mut fleet = Fleet::start(&sandbox, &names);
-    let workload = Workload { clients: 3, ops_per_client: 30, keys: 4, ..Workload::default() };
-    let dir = sandbox.dir("checker");
-    let run = data_checker::run(&mut fleet, &dir, &names, &workload);
-    // Kept with the sandbox when the test fails (or RINGWATCH_E2E_KEEP=1).
+/// Checks a checker run's history, writing it to `dir/history.txt` (kept
+/// with the sandbox when the test fails, or with RINGWATCH_E2E_KEEP=1);
+/// the run's summary.
+#[track_caller]
+fn assert_no_violations(sandbox: &Sandbox, dir: &std::path::Path, run: &data_checker::Run) -> String {
     std::fs::write(dir.join("history.txt"), run.history_text()).unwrap();
     let summary = run.summary();
     sandbox.step(&summary);
@@ -270,6 +266,18 @@ fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
         violations.iter().map(|v| format!("- {v}\n")).collect::<String>(),
         run.history_text()
     );
+    summary
+}
+
+#[test]
+fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
+    let sandbox = Sandbox::new("data-checker");
+    let names = ["a", "b", "c", "d", "e"];
+    let mut fleet = Fleet::start(&sandbox, &names);
+    let workload = Workload { clients: 3, ops_per_client: 30, keys: 4, ..Workload::default() };
+    let dir = sandbox.dir("checker");
+    let run = data_checker::run(&mut fleet, &dir, &names, &workload);
+    let summary = assert_no_violations(&sandbox, &dir, &run);
     // The run exercised what it checks.
     let kills = run.faults.iter().filter(|fault| fault.what.starts_with("kill")).count();
     let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
@@ -293,18 +301,7 @@ fn concurrent_clients_across_console_kill_9_never_lose_a_write_nor_read_back_in_
     let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
     let dir = sandbox.dir("checker");
     let run = data_checker::run(&mut fleet, &dir, &[data_checker::CONSOLE], &workload);
-    std::fs::write(dir.join("history.txt"), run.history_text()).unwrap();
-    let summary = run.summary();
-    sandbox.step(&summary);
-    println!("{summary}");
-    let violations = run.violations();
-    assert!(
-        violations.is_empty(),
-        "{} violation(s):\n{}\n\n{summary}\n\nhistory:\n{}",
-        violations.len(),
-        violations.iter().map(|v| format!("- {v}\n")).collect::<String>(),
-        run.history_text()
-    );
+    let summary = assert_no_violations(&sandbox, &dir, &run);
     // Operations fail fast while the console is down, so on a loaded
     // machine the clients may finish before a second restart.
     let restarts = run.faults.len();
