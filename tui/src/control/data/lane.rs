@@ -7,6 +7,9 @@
 //! agent gets larger batches, never a longer queue of streams (group
 //! commit, as the change log does it).
 //!
+//! An agent that stops keeping up holds at most [`MAX_QUEUED_BYTES`] of
+//! copies; past that, its copies fail at once, as if it had refused them.
+//!
 //! A lane holds no task while idle: the first copy into an idle lane
 //! starts one, which ends once nothing is queued or in flight. Ten
 //! thousand agents' lanes cost a few words each.
@@ -29,6 +32,12 @@ use crate::control::data::serve::{open, reply};
 /// more than it gains by overlapping the network with the disk.
 pub const IN_FLIGHT: usize = 1;
 
+/// The most bytes of copies one lane holds queued. An agent that stops
+/// keeping up (a stalled disk) costs the console at most this much: further
+/// copies for it fail at once, the puts count that replica as failed, and
+/// repair makes the copies once it is back.
+pub const MAX_QUEUED_BYTES: usize = 32 << 20;
+
 /// What became of one copy: what the agent holds now, or why it did not
 /// store it (a sentence naming the node).
 pub type CopyOutcome = Result<ObjectMeta, String>;
@@ -50,11 +59,25 @@ struct Lane {
 #[derive(Debug, Default)]
 struct Queue {
     copies: VecDeque<Queued>,
+    /// The bytes of the copies queued.
+    bytes: usize,
     /// Whether the lane's task runs.
     draining: bool,
 }
 
 impl Queue {
+    /// Queues `queued` unless the lane already holds [`MAX_QUEUED_BYTES`];
+    /// gives it back when it does not fit.
+    fn push(&mut self, queued: Queued) -> Result<(), Queued> {
+        let len = queued.copy.bytes.len();
+        if !self.copies.is_empty() && self.bytes + len > MAX_QUEUED_BYTES {
+            return Err(queued);
+        }
+        self.bytes += len;
+        self.copies.push_back(queued);
+        Ok(())
+    }
+
     /// The next batch: the oldest copies of one term, within the batch
     /// limits (the first always, however large).
     fn take(&mut self) -> Option<(u64, Vec<Queued>)> {
@@ -69,6 +92,7 @@ impl Queue {
             bytes += len;
             batch.extend(self.copies.pop_front());
         }
+        self.bytes -= bytes;
         Some((term, batch))
     }
 }
@@ -96,17 +120,23 @@ impl CopyLane {
     /// tokio runtime.
     pub fn send(&self, term: u64, copy: SmallCopy) -> impl Future<Output = CopyOutcome> + use<> {
         let (done, outcome) = oneshot::channel();
-        let start = {
-            let mut queue = self.inner.lock();
-            queue.copies.push_back(Queued { term, copy, done });
-            !std::mem::replace(&mut queue.draining, true)
-        };
-        if start {
-            tokio::spawn(drain(self.inner.clone()));
-        } else {
-            self.inner.arrived.notify_one();
-        }
         let node = self.inner.link.0.clone();
+        let queued = {
+            let mut queue = self.inner.lock();
+            queue.push(Queued { term, copy, done }).map(|()| !std::mem::replace(&mut queue.draining, true))
+        };
+        match queued {
+            Ok(true) => {
+                tokio::spawn(drain(self.inner.clone()));
+            }
+            Ok(false) => self.inner.arrived.notify_one(),
+            Err(refused) => {
+                let why = format!(
+                    "\"{node}\" is not keeping up: {MAX_QUEUED_BYTES} bytes of copies already wait for it, so this copy was not sent (repair makes it later)"
+                );
+                let _ = refused.done.send(Err(why));
+            }
+        }
         async move { outcome.await.unwrap_or_else(|_| Err(format!("\"{node}\": the console stopped before it answered"))) }
     }
 }
@@ -213,10 +243,10 @@ mod tests {
         let largest = usize::try_from(SMALL_COPY_MAX).unwrap();
         let fitting = SMALL_BATCH_BYTES / largest;
         for _ in 0..=fitting {
-            queue.copies.push_back(queued(1, largest));
+            queue.push(queued(1, largest)).unwrap();
         }
-        queue.copies.push_back(queued(2, 10));
-        queue.copies.push_back(queued(1, 10));
+        queue.push(queued(2, 10)).unwrap();
+        queue.push(queued(1, 10)).unwrap();
         let (term, batch) = queue.take().unwrap();
         assert_eq!((term, batch.len()), (1, fitting), "the bytes limit");
         let (term, batch) = queue.take().unwrap();
@@ -227,9 +257,28 @@ mod tests {
         assert_eq!((term, sizes(&batch)), (1, vec![10]));
         assert!(queue.take().is_none());
         for _ in 0..SMALL_BATCH_COPIES + 3 {
-            queue.copies.push_back(queued(1, 0));
+            queue.push(queued(1, 0)).unwrap();
         }
         assert_eq!(queue.take().unwrap().1.len(), SMALL_BATCH_COPIES, "the count limit");
         assert_eq!(queue.take().unwrap().1.len(), 3);
+        assert_eq!(queue.bytes, 0);
+    }
+
+    #[test]
+    fn a_lane_holds_at_most_its_queue_limit_and_takes_a_copy_again_once_it_drains() {
+        let mut queue = Queue::default();
+        let largest = usize::try_from(SMALL_COPY_MAX).unwrap();
+        let fitting = MAX_QUEUED_BYTES / largest;
+        for _ in 0..fitting {
+            assert!(queue.push(queued(1, largest)).is_ok());
+        }
+        assert!(queue.push(queued(1, largest)).is_err(), "over the limit");
+        assert!(queue.push(queued(1, 0)).is_ok(), "an empty copy still fits");
+        let (_, batch) = queue.take().unwrap();
+        assert_eq!(queue.bytes, (fitting - batch.len()) * largest);
+        assert!(queue.push(queued(1, largest)).is_ok(), "room again once a batch is taken");
+        // An empty lane takes any copy, however large.
+        let mut empty = Queue::default();
+        assert!(empty.push(queued(1, MAX_QUEUED_BYTES + 1)).is_ok());
     }
 }
