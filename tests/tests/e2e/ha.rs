@@ -357,3 +357,62 @@ fn ha_an_operator_credential_works_through_any_console_of_the_group() {
     })
     .unwrap_or_else(|failure| panic!("the standby kept accepting a revoked credential: {failure}"));
 }
+
+/// `data put KEY FILE --json` through console `index`: the version
+/// (term, counter) it was stored at.
+#[track_caller]
+fn put_object(group: &ConsoleGroup, index: usize, key: &str, bytes: &[u8]) -> (u64, u64) {
+    let file = group.new_file("object", "bin");
+    std::fs::write(&file, bytes).unwrap();
+    let out = group.admin(index, &["data", "put", key, file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{out}");
+    let stored: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let version = &stored["version"];
+    (version["term"].as_u64().unwrap(), version["counter"].as_u64().unwrap())
+}
+
+/// Objects stored through a leader — new keys, which record no intent,
+/// and overwrites, which do — are whole under the next leader at the
+/// versions they were acknowledged with, and every version the next
+/// leader stamps is greater than any its predecessor handed out.
+#[test]
+fn ha_objects_outlive_a_kill_9_of_the_leader_and_versions_only_grow() {
+    let sandbox = Sandbox::new("ha-data");
+    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &agents());
+    let leader = group.wait_leader(LIVENESS);
+    group.wait_all_alive(LIVENESS);
+    let payload = |key: &str, round: u8| -> Vec<u8> { key.bytes().chain([round; 3000]).collect() };
+    let keys: Vec<String> = (0..12).map(|n| format!("ha/{n}")).collect();
+    let mut stored = std::collections::BTreeMap::new();
+    for key in &keys {
+        stored.insert(key.clone(), (put_object(&group, leader, key, &payload(key, 1)), payload(key, 1)));
+    }
+    for key in keys.iter().take(4) {
+        stored.insert(key.clone(), (put_object(&group, leader, key, &payload(key, 2)), payload(key, 2)));
+    }
+    let handed_out = stored.values().map(|(version, _)| *version).max().unwrap();
+    group.kill(leader);
+    sandbox.step(format!("{} killed (-9) after {} puts", group.name(leader), keys.len() + 4));
+
+    let new = group.wait_leader_where(LIVENESS, "another console leading", |index| index != leader);
+    group.wait_all_alive(RECONNECT);
+    for (key, (version, bytes)) in &stored {
+        let out = group.admin(new, &["data", "stat", key, "--json"]);
+        assert!(out.status.success(), "{key}: {out}");
+        let stat: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let at = (stat["version"]["term"].as_u64().unwrap(), stat["version"]["counter"].as_u64().unwrap());
+        assert_eq!(at, *version, "{key} is at the version its put was acknowledged with: {stat}");
+        let file = group.new_file("read", "bin");
+        let out = group.admin(new, &["data", "get", key, "-o", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{key}: {out}");
+        assert_eq!(&std::fs::read(&file).unwrap(), bytes, "{key} reads back whole");
+    }
+    let overwrite = put_object(&group, new, &keys[0], b"after the takeover");
+    let fresh = put_object(&group, new, "ha/new", b"a new key after the takeover");
+    for version in [overwrite, fresh] {
+        assert!(
+            version > handed_out,
+            "{version:?} must be greater than every version handed out before, {handed_out:?}"
+        );
+    }
+}
