@@ -64,6 +64,10 @@ pub struct Catalog {
     changed: Option<BTreeSet<ObjectKey>>,
     /// Each node's use of its data quota, as last reported.
     usage: HashMap<NodeName, QuotaUse>,
+    /// The live objects counted by who holds their current version, kept
+    /// up to date object by object: `status` adds up these classes rather
+    /// than every object ([`Catalog::summary`]).
+    tallies: Tallies,
     /// Replicas of a put that names none.
     default_replicas: u8,
 }
@@ -71,6 +75,41 @@ pub struct Catalog {
 /// More changed objects than this between two repair plans are not
 /// listed: the next plan looks at every object.
 const MAX_CHANGED: usize = 100_000;
+
+/// The live (not removed) objects, by the nodes holding their current
+/// version and their replica count: how many, and their bytes. Objects
+/// placed by one ring fall in few classes — at most one per run of
+/// consecutive nodes on it — so `status` costs a look at each class, not
+/// at each of possibly millions of objects, on every tick it is watched.
+#[derive(Debug, Default)]
+struct Tallies {
+    classes: HashMap<(Vec<NodeName>, u8), (u64, u64)>,
+}
+
+impl Tallies {
+    fn class(object: &StoredObject) -> Option<(Vec<NodeName>, u8)> {
+        (!object.tombstone).then(|| (object.current_holders().cloned().collect(), object.replicas))
+    }
+
+    fn add(&mut self, object: &StoredObject) {
+        if let Some(class) = Self::class(object) {
+            let tally = self.classes.entry(class).or_default();
+            tally.0 += 1;
+            tally.1 += object.size;
+        }
+    }
+
+    fn remove(&mut self, object: &StoredObject) {
+        let Some(class) = Self::class(object) else { return };
+        if let Some(tally) = self.classes.get_mut(&class) {
+            tally.0 = tally.0.saturating_sub(1);
+            tally.1 = tally.1.saturating_sub(object.size);
+            if tally.0 == 0 {
+                self.classes.remove(&class);
+            }
+        }
+    }
+}
 
 /// Versions reserved by one write of the clock record. A restarted console
 /// starts after the reservation, so it skips at most this many.
@@ -155,7 +194,9 @@ impl Catalog {
             .max()
             .unwrap_or_default();
         let mut expected: HashMap<NodeName, Digests> = HashMap::new();
+        let mut tallies = Tallies::default();
         for object in objects.values() {
+            tallies.add(object);
             for (node, version) in &object.holders {
                 expected.entry(node.clone()).or_default().toggle(&object.key, *version);
             }
@@ -177,6 +218,7 @@ impl Catalog {
             touched: HashMap::new(),
             changed: None,
             usage: HashMap::new(),
+            tallies,
             default_replicas: DEFAULT_REPLICAS,
         }
     }
@@ -194,7 +236,9 @@ impl Catalog {
             for (node, version) in &old.holders {
                 self.expected.entry(node.clone()).or_default().toggle(&old.key, *version);
             }
+            self.tallies.remove(old);
         }
+        self.tallies.add(&object);
         for (node, version) in &object.holders {
             self.expected.entry(node.clone()).or_default().toggle(&object.key, *version);
         }
@@ -209,6 +253,7 @@ impl Catalog {
         for (node, version) in &old.holders {
             self.expected.entry(node.clone()).or_default().toggle(&old.key, *version);
         }
+        self.tallies.remove(&old);
         self.touch(key);
         self.changes.push(Change::ObjectForgotten(key.clone()));
     }
@@ -742,10 +787,28 @@ impl Catalog {
     }
 
     /// The figures for `status` (see [`summary`]).
+    /// The same figures as [`summary`] over every object, added up from
+    /// the classes of [`Tallies`].
     pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
-        let (mut status, by_node) =
-            summary(self.objects.values(), |node| nodes.get(node).is_some_and(|info| counts(info.state)));
-        status.replicas = self.default_replicas;
+        let live = |node: &NodeName| nodes.get(node).is_some_and(|info| counts(info.state));
+        let mut status = DataStatus { replicas: self.default_replicas, ..DataStatus::default() };
+        let mut by_node: BTreeMap<NodeName, (u64, u64)> = BTreeMap::new();
+        for ((holders, replicas), &(objects, bytes)) in &self.tallies.classes {
+            status.objects += objects;
+            status.bytes += bytes;
+            let mut copies = 0;
+            for node in holders {
+                let held = by_node.entry(node.clone()).or_default();
+                held.0 += objects;
+                held.1 += bytes;
+                copies += usize::from(live(node));
+            }
+            if copies == 0 {
+                status.unavailable += objects;
+            } else if copies < usize::from(*replicas) {
+                status.under_replicated += objects;
+            }
+        }
         (status, by_node)
     }
 }
@@ -1270,5 +1333,68 @@ mod tests {
                 &["lost", "extra"].map(|k| meta_of(&catalog.objects[&key(k)], catalog.objects[&key(k)].version))
             )
         );
+    }
+
+    proptest::proptest! {
+        /// `status`'s figures, kept class by class as objects change, are
+        /// exactly a count of every object, whatever the nodes' states.
+        #[test]
+        fn the_status_figures_kept_as_objects_change_equal_a_count_of_every_object(
+            ops in proptest::collection::vec((0u8..6, 0usize..8, 0usize..5, proptest::prelude::any::<u8>()), 1..150),
+            states in proptest::collection::vec(0usize..4, 5),
+        ) {
+            const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
+            let (ring, alive) = fleet(&NAMES.map(|node| (node, NodeState::Alive)));
+            let kinds = [NodeState::Alive, NodeState::Suspect, NodeState::Failed, NodeState::Left];
+            let (_, nodes) = fleet(&std::array::from_fn::<_, 5, _>(|i| (NAMES[i], kinds[states[i]])));
+            let mut catalog = Catalog::new(BTreeMap::new(), BTreeMap::new(), 0, None);
+            for (op, object, node, extra) in ops {
+                let key = key(&format!("k{object}"));
+                let node = name(NAMES[node]);
+                let current = catalog.objects.get(&key).map(|held| (held.version, held.tombstone));
+                match (op, current) {
+                    (0 | 1, _) => {
+                        let replicas = Some(1 + extra % 3);
+                        let size = u64::from(extra);
+                        let plan = catalog.plan_put(&key, replicas, Consistency::One, size, "c", &ring, &alive).unwrap();
+                        let holders: BTreeMap<NodeName, Version> = plan
+                            .targets
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| extra & (1 << i) != 0)
+                            .map(|(_, target)| (target.clone(), plan.version))
+                            .collect();
+                        if holders.is_empty() {
+                            catalog.abandon(&key, plan.version);
+                        } else {
+                            catalog.record_put(StoredObject {
+                                key: key.clone(),
+                                version: plan.version,
+                                size,
+                                checksum: "c".into(),
+                                replicas: plan.replicas,
+                                tombstone: false,
+                                holders,
+                            });
+                        }
+                    }
+                    (2, Some((_, false))) => {
+                        if let Ok((version, reach)) = catalog.plan_remove(&key, Consistency::One, &alive) {
+                            catalog.record_remove(&key, version, &reach.holders[..1]);
+                        }
+                    }
+                    (3, Some((version, _))) => catalog.add_holder(&key, version, node),
+                    (4, Some((version, _))) => catalog.remove_holder(&key, &node, version),
+                    (5, Some((version, true))) => catalog.forget(&key, version),
+                    _ => {}
+                }
+            }
+            let live = |node: &NodeName| nodes.get(node).is_some_and(|info| counts(info.state));
+            let (mut counted, counted_by_node) = summary(catalog.objects.values(), live);
+            counted.replicas = catalog.default_replicas;
+            let (kept, kept_by_node) = catalog.summary(&nodes);
+            proptest::prop_assert_eq!(kept, counted);
+            proptest::prop_assert_eq!(kept_by_node, counted_by_node);
+        }
     }
 }
