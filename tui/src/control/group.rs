@@ -70,6 +70,7 @@ impl Group {
                 self.outlets.clone(),
                 self.role.clone(),
                 self.standby_status(),
+                self.config.data.replicas,
                 hold,
                 follow.clone(),
             ));
@@ -210,6 +211,7 @@ async fn follow_store(
     outlets: Outlets,
     role: watch::Sender<Role>,
     mut console: ConsoleStatus,
+    data_replicas: u8,
     hold: Option<Hold>,
     stop: CancellationToken,
 ) {
@@ -237,7 +239,7 @@ async fn follow_store(
     role.send_replace(standby(None));
     loop {
         let followed = tokio::select! {
-            followed = follow_once(&etcd, &outlets, &role, &mut console, &standby) => followed,
+            followed = follow_once(&etcd, &outlets, &role, &mut console, data_replicas, &standby) => followed,
             () = stop.cancelled() => return,
         };
         if let Err(err) = followed {
@@ -253,12 +255,15 @@ async fn follow_store(
     }
 }
 
-/// Follows the store until etcd fails.
+/// Follows the store until etcd fails. `data_replicas` is this console's
+/// replica count for a put that names none (the group's consoles share it),
+/// shown in `status` as the leader shows it.
 async fn follow_once(
     etcd: &Etcd,
     outlets: &Outlets,
     role: &watch::Sender<Role>,
     console: &mut ConsoleStatus,
+    data_replicas: u8,
     standby: &impl Fn(Option<&Leader>) -> Role,
 ) -> Result<(), StoreError> {
     let mut leaders = etcd.watch_leader().await?;
@@ -270,7 +275,7 @@ async fn follow_once(
     let mut leader = leaders.borrow_and_update().clone();
     set_leader(console, leader.as_ref());
     role.send_replace(standby(leader.as_ref()));
-    publish(outlets, &image, &events, console);
+    publish(outlets, &image, &events, console, data_replicas);
     let mut publish_tick = tokio::time::interval(STANDBY_PUBLISH);
     publish_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Records changed since the last snapshot.
@@ -278,7 +283,7 @@ async fn follow_once(
     loop {
         tokio::select! {
             _ = publish_tick.tick(), if unpublished => {
-                publish(outlets, &image, &events, console);
+                publish(outlets, &image, &events, console, data_replicas);
                 unpublished = false;
             }
             changed = leaders.changed() => {
@@ -289,7 +294,7 @@ async fn follow_once(
                 set_leader(console, leader.as_ref());
                 role.send_replace(standby(leader.as_ref()));
                 // Who leads is shown at once.
-                publish(outlets, &image, &events, console);
+                publish(outlets, &image, &events, console, data_replicas);
                 unpublished = false;
             }
             batch = changes.next() => {
@@ -324,9 +329,9 @@ fn set_leader(console: &mut ConsoleStatus, leader: Option<&Leader>) {
 }
 
 /// Publishes what a standby knows.
-fn publish(outlets: &Outlets, image: &Image, events: &[ClusterEvent], console: &ConsoleStatus) {
+fn publish(outlets: &Outlets, image: &Image, events: &[ClusterEvent], console: &ConsoleStatus, data_replicas: u8) {
     outlets.operators.replace(image.operators.values());
-    let snapshot = standby::snapshot_of(image, Arc::from(events), console.clone(), Now::read().unix_ms);
+    let snapshot = standby::snapshot_of(image, Arc::from(events), console.clone(), data_replicas, Now::read().unix_ms);
     outlets.snapshots.send_replace(Arc::new(snapshot));
 }
 

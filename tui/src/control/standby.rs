@@ -16,11 +16,13 @@ use crate::control::owner::ControlSnapshot;
 use crate::control::records::Image;
 
 /// The snapshot a standby serves from `image`, the newest `events` and who
-/// it is (`console`).
+/// it is (`console`); `data_replicas` is its replica count for a put that
+/// names none, which `status` shows.
 pub fn snapshot_of(
     image: &Image,
     events: Arc<[ClusterEvent]>,
     console: ConsoleStatus,
+    data_replicas: u8,
     at_unix_ms: u64,
 ) -> ControlSnapshot {
     let mut placed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -70,7 +72,8 @@ pub fn snapshot_of(
         })
         .collect();
     let up: BTreeSet<&str> = nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();
-    let (data, held) = summary(image.objects.values(), |node| up.contains(node.as_str()));
+    let (mut data, held) = summary(image.objects.values(), |node| up.contains(node.as_str()));
+    data.replicas = data_replicas;
     let mut hosts: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, record) in &image.instances {
         if let Some(node) = record.node().filter(|node| up.contains(node.as_str())) {
@@ -145,7 +148,7 @@ mod tests {
             store_problem: None,
             ca_expires_unix: 0,
         };
-        let snapshot = snapshot_of(&image, Arc::from(Vec::new()), console, 0);
+        let snapshot = snapshot_of(&image, Arc::from(Vec::new()), console, 5, 0);
         let status = &snapshot.status;
         assert_eq!(status.console.role, ConsoleRole::Standby);
         assert_eq!((status.nodes[0].state, status.nodes[0].cordoned), (NodeState::Alive, true));
@@ -157,5 +160,22 @@ mod tests {
             .collect();
         assert_eq!(states, [("web/0", "running", 2), ("web/1", "pending", 0)]);
         assert_eq!(status.headroom.failures_survived, Some(0));
+    }
+
+    /// A standby's `status` showed the default replica count (3) whatever
+    /// the group's consoles were configured with.
+    #[test]
+    fn regression_a_standby_shows_the_configured_replica_count_not_the_default() {
+        let console = ConsoleStatus {
+            name: "c2".into(),
+            address: "127.0.0.1:2".into(),
+            role: ConsoleRole::Standby,
+            term: 1,
+            leader: None,
+            store_problem: None,
+            ca_expires_unix: 0,
+        };
+        let snapshot = snapshot_of(&Image::default(), Arc::from(Vec::new()), console, 5, 0);
+        assert_eq!(snapshot.status.data.replicas, 5);
     }
 }
