@@ -2,8 +2,8 @@
 //! (ARCHITECTURE.md, "The data store"): each put hands its copy to the
 //! target's lane, and the lane sends whatever has gathered as one
 //! `DataOp::PutSmall` request — one stream, one frame each way and one
-//! fdatasync on the agent for many puts — with at most [`IN_FLIGHT`]
-//! batch unanswered. While it is out, the next copies gather, so a busy
+//! fdatasync on the agent for many puts — with one batch unanswered at a
+//! time. While it is out, the next copies gather, so a busy
 //! agent gets larger batches, never a longer queue of streams (group
 //! commit, as the change log does it).
 //!
@@ -17,20 +17,12 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use ringwatch_shared::data::ObjectMeta;
 use ringwatch_shared::data::wire::{DataOp, DataReply, DataRequest, SMALL_BATCH_BYTES, SMALL_BATCH_COPIES, SmallCopy};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use crate::control::data::AgentLink;
 use crate::control::data::serve::{open, reply};
-
-/// Batches to one agent unanswered at once. One: measured against two
-/// (BENCHMARKS.md, "The data store"), a second batch in flight halves the
-/// batches — each costing the agent a stream, a wake-up and an fdatasync —
-/// more than it gains by overlapping the network with the disk.
-pub const IN_FLIGHT: usize = 1;
 
 /// The most bytes of copies one lane holds queued. An agent that stops
 /// keeping up (a stalled disk) costs the console at most this much: further
@@ -52,8 +44,6 @@ pub struct CopyLane {
 struct Lane {
     link: AgentLink,
     queue: Mutex<Queue>,
-    /// Rung when a copy is queued while the lane's task runs.
-    arrived: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -107,7 +97,7 @@ struct Queued {
 impl CopyLane {
     /// The lane to the agent on `link`.
     pub fn new(link: AgentLink) -> Self {
-        Self { inner: Arc::new(Lane { link, queue: Mutex::default(), arrived: Notify::new() }) }
+        Self { inner: Arc::new(Lane { link, queue: Mutex::default() }) }
     }
 
     /// The agent's connection.
@@ -129,7 +119,8 @@ impl CopyLane {
             Ok(true) => {
                 tokio::spawn(drain(self.inner.clone()));
             }
-            Ok(false) => self.inner.arrived.notify_one(),
+            // The running task takes it with its next batch.
+            Ok(false) => {}
             Err(refused) => {
                 let why = format!(
                     "\"{node}\" is not keeping up: {MAX_QUEUED_BYTES} bytes of copies already wait for it, so this copy was not sent (repair makes it later)"
@@ -161,28 +152,17 @@ impl Lane {
     }
 }
 
-/// The lane's task: sends batches, at most [`IN_FLIGHT`] unanswered, until
-/// nothing is queued or in flight.
+/// The lane's task: sends batches, one at a time, until nothing is
+/// queued. One at a time: measured against two (BENCHMARKS.md, "The data
+/// store"), a second batch in flight halves the batches — each costing the
+/// agent a stream, a wake-up and an fdatasync — more than it gains by
+/// overlapping the network with the disk.
 async fn drain(lane: Arc<Lane>) {
-    let mut in_flight = FuturesUnordered::new();
     loop {
-        if in_flight.len() < IN_FLIGHT {
-            if let Some((term, batch)) = lane.take() {
-                in_flight.push(send_batch(&lane.link, term, batch));
-                continue;
-            }
-            if in_flight.is_empty() {
-                if lane.stop_if_idle() {
-                    return;
-                }
-                continue;
-            }
-            tokio::select! {
-                _ = in_flight.next() => {}
-                () = lane.arrived.notified() => {}
-            }
-        } else {
-            in_flight.next().await;
+        if let Some((term, batch)) = lane.take() {
+            send_batch(&lane.link, term, batch).await;
+        } else if lane.stop_if_idle() {
+            return;
         }
     }
 }
