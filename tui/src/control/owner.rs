@@ -229,7 +229,6 @@ struct Session {
 /// The nodes as the data store sees them ([`Owner::data_view`]).
 #[derive(Debug)]
 struct DataView {
-    views: Vec<NodeView>,
     nodes: BTreeMap<NodeName, NodeInfo>,
     /// The data ring over them.
     ring: Arc<ringwatch_shared::ring::Ring>,
@@ -705,7 +704,7 @@ impl Owner {
     /// hands out a version or records a change waits until it is durable.
     fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
         let view = self.data_view();
-        let (views, nodes) = (&view.views, &view.nodes);
+        let nodes = &view.nodes;
         let term = self.config.console.term;
         let (answer, wait) = match request {
             DataInput::PlanPut { key, replicas, consistency, size, checksum } => {
@@ -750,7 +749,7 @@ impl Owner {
                 (DataAnswer::Removed, true)
             }
             DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, nodes)), false),
-            DataInput::RepairPlan => (self.repair_plan(views, nodes, term), false),
+            DataInput::RepairPlan => (self.repair_plan(&view, term), false),
             DataInput::Repaired(Repaired::Holds { key, version, node }) => {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
@@ -826,7 +825,8 @@ impl Owner {
     /// What to repair now (README.md, "Data"). A node down for less than
     /// the data repair delay (`[data] repair_delay`) may come back with its copies: the objects it
     /// holds wait. Its copies count until then; after, they do not.
-    fn repair_plan(&mut self, views: &[NodeView], nodes: &BTreeMap<NodeName, NodeInfo>, term: u64) -> DataAnswer {
+    fn repair_plan(&mut self, view: &DataView, term: u64) -> DataAnswer {
+        let nodes = &view.nodes;
         let now = Instant::now();
         let waiting = waited_for(nodes, &self.down_since, now, self.config.data.repair_delay);
         let roles: BTreeMap<String, NodeRole> = nodes
@@ -849,13 +849,13 @@ impl Owner {
                 (name.to_string(), role)
             })
             .collect();
-        let ring = self.workloads.data_ring(Nodes::new(views));
+        let ring = &view.ring;
         let changed = self.catalog.take_changed();
-        let only = self.repair_scope.narrowed(&roles, &waiting, &ring, changed, now);
+        let only = self.repair_scope.narrowed(&roles, &waiting, ring, changed, now);
         let (records, holders) = self
             .catalog
             .repair_inputs(only.as_ref(), |object| object.holders.keys().any(|node| waiting.contains(node)));
-        let plan = repair::plan(&records, &holders, &roles, &ring);
+        let plan = repair::plan(&records, &holders, &roles, ring);
         self.repair_scope.planned(&plan);
         let copying = plan.steps.iter().any(|step| matches!(step, RepairStep::Copy { .. }));
         if copying != self.repairing {
@@ -937,7 +937,7 @@ impl Owner {
         let views = self.table.views();
         let nodes = self.data_nodes(&views);
         let ring = self.workloads.data_ring(Nodes::new(&views));
-        let view = Arc::new(DataView { views, nodes, ring });
+        let view = Arc::new(DataView { nodes, ring });
         self.data_view = Some(view.clone());
         view
     }
@@ -957,27 +957,19 @@ impl Owner {
             .collect()
     }
 
+    /// The session of `node`'s current connection.
+    fn session_of(&self, node: &NodeName) -> Option<&Session> {
+        self.sessions.get(&self.table.connection(node.as_str())?)
+    }
+
     /// The connections of `nodes` that are connected, in order.
     fn links(&self, nodes: &[NodeName]) -> Vec<AgentLink> {
-        nodes
-            .iter()
-            .filter_map(|node| {
-                let id = self.table.connection(node.as_str())?;
-                let session = self.sessions.get(&id)?;
-                Some((node.clone(), session.connection.clone()))
-            })
-            .collect()
+        nodes.iter().filter_map(|node| Some((node.clone(), self.session_of(node)?.connection.clone()))).collect()
     }
 
     /// The copy lanes of `nodes` that are connected, in order.
     fn lanes(&self, nodes: &[NodeName]) -> Vec<CopyLane> {
-        nodes
-            .iter()
-            .filter_map(|node| {
-                let id = self.table.connection(node.as_str())?;
-                Some(self.sessions.get(&id)?.lane.clone())
-            })
-            .collect()
+        nodes.iter().filter_map(|node| Some(self.session_of(node)?.lane.clone())).collect()
     }
 
     fn admin(&mut self, request: AdminRequest, reply: oneshot::Sender<AdminResponse>) {
