@@ -57,11 +57,21 @@ pub struct DataService {
     packer: Option<mpsc::Sender<PackJob>>,
 }
 
-/// A copy of a batch ([`DataService::put_batch`]): its outcome, or the
-/// packer's answer to wait for.
+/// A small copy being stored ([`DataService::store_small`]): its outcome,
+/// or the packer's answer to wait for.
 enum Pending {
     Done(Result<ObjectMeta, DataFailure>),
     Packing(oneshot::Receiver<Result<ObjectMeta, ObjectsError>>),
+}
+
+impl Pending {
+    /// What became of the copy, once it is known.
+    async fn outcome(self) -> Result<ObjectMeta, DataFailure> {
+        match self {
+            Self::Done(outcome) => outcome,
+            Self::Packing(outcome) => outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure)),
+        }
+    }
 }
 
 /// The answer to a copy the agent stopped before storing.
@@ -370,14 +380,21 @@ impl DataService {
             let problem = format!("more than the {} bytes announced", meta.size);
             return Ok(Err(failure(ObjectsError::Mismatch { key: meta.key, problem })));
         }
-        if let Some(packer) = self.packer.as_ref().filter(|_| meta.size <= MAX_PACKED) {
-            let (done, outcome) = oneshot::channel();
-            if packer.send(PackJob { meta, bytes, done }).await.is_err() {
-                return Ok(Err(shutting_down()));
-            }
-            return Ok(outcome.await.map_or_else(|_| Err(shutting_down()), |committed| committed.map_err(failure)));
+        Ok(self.store_small(meta, bytes).await.outcome().await)
+    }
+
+    /// Starts storing a small copy: handed to the packer if it fits a pack
+    /// (its outcome then waited for separately, so a batch's copies share
+    /// one fdatasync), otherwise stored on its own.
+    async fn store_small(&self, meta: ObjectMeta, bytes: Vec<u8>) -> Pending {
+        let Some(packer) = self.packer.as_ref().filter(|_| meta.size <= MAX_PACKED) else {
+            return Pending::Done(self.put_alone(meta, bytes).await);
+        };
+        let (done, outcome) = oneshot::channel();
+        match packer.send(PackJob { meta, bytes, done }).await {
+            Ok(()) => Pending::Packing(outcome),
+            Err(_) => Pending::Done(Err(shutting_down())),
         }
-        Ok(self.put_alone(meta, bytes).await)
     }
 
     /// Stores a batch of small copies (see [`DataOp::PutSmall`]): all of
@@ -396,25 +413,11 @@ impl DataService {
                 pending.push(Pending::Done(Err(failure(ObjectsError::Mismatch { key: meta.key, problem }))));
                 continue;
             }
-            pending.push(match &self.packer {
-                Some(packer) => {
-                    let (done, outcome) = oneshot::channel();
-                    match packer.send(PackJob { meta, bytes, done }).await {
-                        Ok(()) => Pending::Packing(outcome),
-                        Err(_) => Pending::Done(Err(shutting_down())),
-                    }
-                }
-                None => Pending::Done(self.put_alone(meta, bytes).await),
-            });
+            pending.push(self.store_small(meta, bytes).await);
         }
         let mut outcomes = Vec::with_capacity(pending.len());
         for copy in pending {
-            outcomes.push(match copy {
-                Pending::Done(outcome) => outcome,
-                Pending::Packing(outcome) => {
-                    outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure))
-                }
-            });
+            outcomes.push(copy.outcome().await);
         }
         outcomes
     }
