@@ -148,7 +148,7 @@ pub(crate) async fn put(owner: &OwnerHandle, put: DataPut, client: &mut RecvStre
     };
     let links: Vec<AgentLink> = lanes.iter().map(|lane| lane.link().clone()).collect();
     let delivered = match small {
-        Some(bytes) => Ok(send_small(&lanes, term, &meta, bytes)),
+        Some(bytes) => Ok((send_small(&lanes, term, &meta, bytes), Vec::new())),
         None => stream_large(put.size, &links, term, meta, client).await,
     };
     let (key, version) = (put.key.clone(), plan.version);
@@ -191,9 +191,9 @@ async fn read_small(client: &mut RecvStream, size: u64) -> Result<Vec<u8>, DataE
 }
 
 /// Hands a small put's copy to each target's lane.
-fn send_small(lanes: &[CopyLane], term: u64, meta: &ObjectMeta, bytes: Vec<u8>) -> (Acknowledgements, Vec<String>) {
+fn send_small(lanes: &[CopyLane], term: u64, meta: &ObjectMeta, bytes: Vec<u8>) -> Acknowledgements {
     let version = meta.version;
-    let answers = lanes
+    lanes
         .iter()
         .map(|lane| {
             let node = lane.link().0.clone();
@@ -206,8 +206,7 @@ fn send_small(lanes: &[CopyLane], term: u64, meta: &ObjectMeta, bytes: Vec<u8>) 
             });
             acknowledged
         })
-        .collect();
-    (answers, Vec::new())
+        .collect()
 }
 
 /// Streams the client's bytes to the put's targets, chunk by chunk: the
