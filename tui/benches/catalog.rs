@@ -1,8 +1,8 @@
 //! The data store's `status` figures over a large catalog: what every
 //! watched tick costs the owner. `Catalog::summary` adds up the catalog's
 //! classes (objects by the nodes holding their current version, kept up to
-//! date as objects change); `summary` over every object is what it
-//! replaced.
+//! date as objects change); `summary` counts them from scratch over every
+//! object, as a standby does for each snapshot.
 //!
 //! `cargo bench -p ringwatch --bench catalog -- --warm-up-time 1 --measurement-time 3`
 

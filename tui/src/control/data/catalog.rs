@@ -99,6 +99,30 @@ impl Tallies {
         }
     }
 
+    /// The figures for `status` (see [`summary`]), with a copy counted on
+    /// the nodes `live` accepts.
+    fn figures(&self, live: impl Fn(&NodeName) -> bool) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
+        let mut status = DataStatus { replicas: DEFAULT_REPLICAS, ..DataStatus::default() };
+        let mut by_node: BTreeMap<NodeName, (u64, u64)> = BTreeMap::new();
+        for ((holders, replicas), &(objects, bytes)) in &self.classes {
+            status.objects += objects;
+            status.bytes += bytes;
+            let mut copies = 0;
+            for node in holders {
+                let held = by_node.entry(node.clone()).or_default();
+                held.0 += objects;
+                held.1 += bytes;
+                copies += usize::from(live(node));
+            }
+            if copies == 0 {
+                status.unavailable += objects;
+            } else if copies < usize::from(*replicas) {
+                status.under_replicated += objects;
+            }
+        }
+        (status, by_node)
+    }
+
     fn remove(&mut self, object: &StoredObject) {
         let Some(class) = Self::class(object) else { return };
         if let Some(tally) = self.classes.get_mut(&class) {
@@ -786,29 +810,11 @@ impl Catalog {
         })
     }
 
-    /// The figures for `status` (see [`summary`]).
-    /// The same figures as [`summary`] over every object, added up from
-    /// the classes of [`Tallies`].
+    /// The figures for `status` (see [`summary`]), added up from the
+    /// classes of [`Tallies`] rather than object by object.
     pub fn summary(&self, nodes: &BTreeMap<NodeName, NodeInfo>) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
-        let live = |node: &NodeName| nodes.get(node).is_some_and(|info| counts(info.state));
-        let mut status = DataStatus { replicas: self.default_replicas, ..DataStatus::default() };
-        let mut by_node: BTreeMap<NodeName, (u64, u64)> = BTreeMap::new();
-        for ((holders, replicas), &(objects, bytes)) in &self.tallies.classes {
-            status.objects += objects;
-            status.bytes += bytes;
-            let mut copies = 0;
-            for node in holders {
-                let held = by_node.entry(node.clone()).or_default();
-                held.0 += objects;
-                held.1 += bytes;
-                copies += usize::from(live(node));
-            }
-            if copies == 0 {
-                status.unavailable += objects;
-            } else if copies < usize::from(*replicas) {
-                status.under_replicated += objects;
-            }
-        }
+        let (mut status, by_node) = self.tallies.figures(|node| nodes.get(node).is_some_and(|info| counts(info.state)));
+        status.replicas = self.default_replicas;
         (status, by_node)
     }
 }
@@ -831,25 +837,11 @@ pub fn summary<'a>(
     objects: impl Iterator<Item = &'a StoredObject>,
     live: impl Fn(&NodeName) -> bool,
 ) -> (DataStatus, BTreeMap<NodeName, (u64, u64)>) {
-    let mut status = DataStatus { replicas: DEFAULT_REPLICAS, ..DataStatus::default() };
-    let mut by_node: BTreeMap<NodeName, (u64, u64)> = BTreeMap::new();
-    for object in objects.filter(|object| !object.tombstone) {
-        status.objects += 1;
-        status.bytes += object.size;
-        let mut copies = 0;
-        for node in object.current_holders() {
-            let held = by_node.entry(node.clone()).or_default();
-            held.0 += 1;
-            held.1 += object.size;
-            copies += usize::from(live(node));
-        }
-        if copies == 0 {
-            status.unavailable += 1;
-        } else if copies < usize::from(object.replicas) {
-            status.under_replicated += 1;
-        }
+    let mut tallies = Tallies::default();
+    for object in objects {
+        tallies.add(object);
     }
-    (status, by_node)
+    tallies.figures(live)
 }
 
 /// The nodes whose copies are waited for rather than made again: every
@@ -1333,6 +1325,37 @@ mod tests {
                 &["lost", "extra"].map(|k| meta_of(&catalog.objects[&key(k)], catalog.objects[&key(k)].version))
             )
         );
+    }
+
+    #[test]
+    fn status_figures_count_live_copies_and_leave_out_removed_objects() {
+        let (_, nodes) = fleet(&[("a", NodeState::Alive), ("b", NodeState::Alive), ("c", NodeState::Failed)]);
+        let object = |key_name: &str, size: u64, holders: &[&str], tombstone: bool| {
+            let version = Version { term: 0, counter: 1 };
+            StoredObject {
+                key: key(key_name),
+                version,
+                size,
+                checksum: "c".into(),
+                replicas: 3,
+                tombstone,
+                holders: holders.iter().map(|node| (name(node), version)).collect(),
+            }
+        };
+        let objects = [
+            object("whole", 10, &["a", "b", "c"], false),
+            object("short", 20, &["a"], false),
+            object("lost", 40, &["c"], false),
+            object("removed", 80, &["a", "b"], true),
+        ];
+        let catalog =
+            Catalog::new(objects.iter().map(|o| (o.key.clone(), o.clone())).collect(), BTreeMap::new(), 0, None);
+        let (status, by_node) = catalog.summary(&nodes);
+        assert_eq!((status.objects, status.bytes), (3, 70));
+        assert_eq!((status.under_replicated, status.unavailable), (2, 1), "whole is short of c, short of b and c");
+        assert_eq!(by_node[&name("a")], (2, 30));
+        assert_eq!(by_node[&name("b")], (1, 10));
+        assert_eq!(by_node[&name("c")], (2, 50));
     }
 
     proptest::proptest! {
