@@ -13,6 +13,7 @@
 pub mod etcd;
 pub mod redb;
 pub mod round_one;
+pub mod wal;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -106,6 +107,9 @@ pub enum StoreError {
         /// Which record, and why.
         source: RecordError,
     },
+    /// The embedded store's write-ahead file cannot be used.
+    #[error(transparent)]
+    Log(#[from] wal::WalError),
     /// Reading or writing failed.
     #[error("state database \"{path}\": {reason}")]
     Database {

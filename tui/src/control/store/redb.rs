@@ -1,20 +1,29 @@
 //! The embedded store: `state.redb`, a crash-safe database (redb) with two
 //! tables — the records by key, as JSON, and the event log by sequence
-//! number. Every commit is durable (fsync) before it returns.
+//! number — and in front of it the write-ahead file `state.wal`
+//! ([`super::wal`]). Every commit is durable before it returns: appended to
+//! the file and synced. The database catches up in one commit of
+//! everything the file holds once the file passes [`FOLD_AT`], when the
+//! store is opened (a crash's leftovers) and when it is closed, after which
+//! the file is emptied. Folding twice is harmless — each batch sets records
+//! to values and events at their numbers —, so a crash between the
+//! database's commit and the emptying loses and repeats nothing.
 //!
 //! A damaged file is never trusted and never replaced silently: an empty
 //! file, a failed integrity check, a record that does not decode, or a panic
 //! inside the database library while opening or loading all end the start
 //! with an error that names the file.
 
+use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ringwatch_shared::status::ClusterEvent;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::round_one::{self, RoundOne};
+use super::wal::{Wal, WalBatch};
 use super::{Batch, EVENT_LOG_LIMIT, Loaded, StateStore, StoreError};
 use crate::control::records::Image;
 
@@ -27,12 +36,40 @@ const ROUND_ONE_CREDENTIALS: TableDefinition<&str, &str> = TableDefinition::new(
 const ROUND_ONE_NODES: TableDefinition<&str, &str> = TableDefinition::new("nodes");
 const ROUND_ONE_WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 
+/// The write-ahead file's size at which the database catches up: a few
+/// seconds of the busiest writing, and what the store keeps in memory
+/// meanwhile.
+pub const FOLD_AT: u64 = 4 << 20;
+
 /// The open database.
 pub struct RedbStore {
     /// The redb handle.
     db: Database,
     /// Its file, for messages.
     path: PathBuf,
+    /// The write-ahead file.
+    wal: Wal,
+    /// What the write-ahead file holds that the database does not.
+    unfolded: Unfolded,
+}
+
+/// Batches in the write-ahead file, as they will be written to the
+/// database: each record's last value, the events by number.
+#[derive(Debug, Default)]
+struct Unfolded {
+    records: BTreeMap<String, Option<String>>,
+    events: BTreeMap<u64, String>,
+}
+
+impl Unfolded {
+    fn absorb(&mut self, batch: WalBatch) {
+        self.records.extend(batch.records);
+        self.events.extend(batch.events);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.events.is_empty()
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
@@ -43,12 +80,13 @@ impl std::fmt::Debug for RedbStore {
 
 impl RedbStore {
     /// Opens the database at `path`, creating it if the file does not exist,
-    /// and checks its integrity.
+    /// checks its integrity, and folds into it what its write-ahead file
+    /// (`path` with the extension `wal`) holds.
     ///
     /// # Errors
     /// [`StoreError::InUse`] if another process has it open,
     /// [`StoreError::Empty`] for a zero-length file, [`StoreError::Corrupt`]
-    /// for a damaged one.
+    /// for a damaged one, [`StoreError::Log`] for a damaged write-ahead file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.len() == 0 => return Err(StoreError::Empty(path.to_path_buf())),
@@ -79,7 +117,52 @@ impl RedbStore {
             txn.commit().map_err(|err| database(path, err))?;
             Ok(db)
         })?;
-        Ok(Self { db, path: path.to_path_buf() })
+        // Opened only once the database is ours: a second console is told
+        // it is in use before it touches the file.
+        let (wal, batches) = Wal::open(&wal_path(path))?;
+        let mut store = Self { db, path: path.to_path_buf(), wal, unfolded: Unfolded::default() };
+        if !batches.is_empty() {
+            info!(path = %path.display(), batches = batches.len(), "folding the write-ahead log into the database");
+        }
+        for batch in batches {
+            store.unfolded.absorb(batch);
+        }
+        guarded(path, || store.fold())?;
+        Ok(store)
+    }
+
+    /// Writes what the write-ahead file holds to the database in one
+    /// durable commit, then empties the file.
+    fn fold(&mut self) -> Result<(), StoreError> {
+        if self.unfolded.is_empty() && self.wal.is_empty() {
+            return Ok(());
+        }
+        let path = &self.path;
+        let txn = self.db.begin_write().map_err(|err| database(path, err))?;
+        {
+            let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
+            for (key, value) in &self.unfolded.records {
+                match value {
+                    Some(json) => records.insert(key.as_str(), json.as_str()).map(drop),
+                    None => records.remove(key.as_str()).map(drop),
+                }
+                .map_err(|err| database(path, err))?;
+            }
+            let mut log = txn.open_table(EVENTS).map_err(|err| database(path, err))?;
+            for (seq, json) in &self.unfolded.events {
+                log.insert(*seq, json.as_str()).map_err(|err| database(path, err))?;
+            }
+            if let Some(last) = self.unfolded.events.keys().next_back()
+                && *last > EVENT_LOG_LIMIT
+            {
+                log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
+            }
+        }
+        txn.commit().map_err(|err| database(path, err))?;
+        self.unfolded = Unfolded::default();
+        // Should emptying fail, the file is folded again later: harmless.
+        self.wal.clear()?;
+        Ok(())
     }
 
     fn load_unguarded(&self, recent_events: usize) -> Result<Loaded, StoreError> {
@@ -164,34 +247,30 @@ fn migrate_round_one(txn: &WriteTransaction, path: &Path) -> Result<(), StoreErr
 impl StateStore for RedbStore {
     fn load(&mut self, recent_events: usize) -> Result<Loaded, StoreError> {
         let path = self.path.clone();
-        guarded(&path, || self.load_unguarded(recent_events))
+        // What the write-ahead file holds is read from the database too.
+        guarded(&path, || self.fold().and_then(|()| self.load_unguarded(recent_events)))
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let path = &self.path;
-        let txn = self.db.begin_write().map_err(|err| database(path, err))?;
-        {
-            let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
-            for change in &batch.changes {
-                let key = change.key();
-                match change.value().map_err(|err| database(path, err))? {
-                    Some(json) => records.insert(key.as_str(), json.as_str()).map(drop),
-                    None => records.remove(key.as_str()).map(drop),
-                }
-                .map_err(|err| database(path, err))?;
-            }
-            let mut log = txn.open_table(EVENTS).map_err(|err| database(path, err))?;
-            for event in &batch.events {
-                let json = serde_json::to_string(event).map_err(|err| database(path, err))?;
-                log.insert(event.seq, json.as_str()).map_err(|err| database(path, err))?;
-            }
-            if let Some(last) = batch.events.last().map(|event| event.seq)
-                && last > EVENT_LOG_LIMIT
-            {
-                log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
-            }
+        let mut encoded =
+            WalBatch { seq: batch.seq, records: Vec::with_capacity(batch.changes.len()), events: Vec::new() };
+        for change in &batch.changes {
+            encoded.records.push((change.key(), change.value().map_err(|err| database(path, err))?));
         }
-        txn.commit().map_err(|err| database(path, err))
+        for event in &batch.events {
+            encoded.events.push((event.seq, serde_json::to_string(event).map_err(|err| database(path, err))?));
+        }
+        self.wal.append(&encoded)?;
+        self.unfolded.absorb(encoded);
+        if self.wal.len() >= FOLD_AT
+            && let Err(err) = self.fold()
+        {
+            // The batch is durable in the file; the fold is tried again at
+            // the next commit.
+            warn!(%err, "the database could not catch up with its write-ahead log; trying again at the next commit");
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {
@@ -218,6 +297,21 @@ fn guarded<T>(path: &Path, work: impl FnOnce() -> Result<T, StoreError>) -> Resu
     })
 }
 
+impl Drop for RedbStore {
+    /// A store closed cleanly leaves everything in the database and an
+    /// empty write-ahead file.
+    fn drop(&mut self) {
+        if let Err(err) = self.fold() {
+            error!(%err, "the database could not catch up with its write-ahead log; the next start does");
+        }
+    }
+}
+
+/// The write-ahead file of the database at `path`.
+pub fn wal_path(path: &Path) -> PathBuf {
+    path.with_extension("wal")
+}
+
 fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { path: path.to_path_buf(), reason: reason.to_string() }
 }
@@ -234,7 +328,7 @@ mod tests {
     use ringwatch_shared::status::NodeState;
 
     use super::*;
-    use crate::control::records::{Change, ClusterRecord, NodeRecord};
+    use crate::control::records::{Change, ClusterRecord, CredentialRecord, NodeRecord};
 
     fn event(seq: u64) -> ClusterEvent {
         ClusterEvent { seq, at_unix_ms: seq, reason: format!("event {seq}"), ..ClusterEvent::default() }
@@ -298,6 +392,96 @@ mod tests {
         assert_eq!(loaded.image.nodes.len(), 2);
         assert_eq!(loaded.image.cluster.unwrap().placement_seed, 7);
         assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2], "the newest event only");
+    }
+
+    /// The two files as a crash now would leave them: redb's at its last
+    /// durable commit, the write-ahead file as synced.
+    fn crash_copy(from: &Path, to: &Path) {
+        std::fs::copy(from, to).unwrap();
+        std::fs::copy(wal_path(from), wal_path(to)).unwrap();
+    }
+
+    fn nodes(loaded: &Loaded) -> Vec<String> {
+        loaded.image.nodes.keys().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_crash_before_the_database_caught_up_loses_no_committed_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, crashed) = (dir.path().join("state.redb"), dir.path().join("crashed.redb"));
+        let mut store = RedbStore::open(&path).unwrap();
+        let credential = |fingerprint: &str| Change::Credential {
+            fingerprint: fingerprint.into(),
+            record: CredentialRecord {
+                name: NodeName::parse("a").unwrap(),
+                key_fingerprint: "ff".into(),
+                issued_unix: 1,
+                revoked: false,
+                token_id: None,
+                expires_unix: None,
+                renewed_to: None,
+            },
+        };
+        let changes = vec![node_change("a"), node_change("b"), credential("old"), credential("new")];
+        store.commit(&Batch { seq: 1, changes, events: vec![event(1)] }).unwrap();
+        let changes = vec![Change::CredentialRemoved("old".into()), node_change("c")];
+        store.commit(&Batch { seq: 2, changes, events: vec![event(2)] }).unwrap();
+        assert!(std::fs::metadata(wal_path(&path)).unwrap().len() > 0, "the batches wait in the write-ahead file");
+        crash_copy(&path, &crashed);
+        let loaded = RedbStore::open(&crashed).unwrap().load(10).unwrap();
+        assert_eq!(nodes(&loaded), ["a", "b", "c"]);
+        assert_eq!(loaded.image.credentials.keys().collect::<Vec<_>>(), ["new"], "a removal is folded in too");
+        assert_eq!(loaded.events, vec![event(1), event(2)]);
+        assert_eq!(std::fs::metadata(wal_path(&crashed)).unwrap().len(), 0, "folded in at the start, then emptied");
+    }
+
+    #[test]
+    fn the_database_catches_up_once_the_file_is_large_and_a_fold_repeated_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        let mut big = event(0);
+        big.reason = "x".repeat(64 << 10);
+        let mut seq = 0;
+        let mut before_fold = None;
+        while seq < 200 {
+            seq += 1;
+            let before = std::fs::read(wal_path(&path)).unwrap();
+            let events = vec![ClusterEvent { seq, ..big.clone() }];
+            store.commit(&Batch { seq, changes: vec![node_change(&format!("n{seq}"))], events }).unwrap();
+            if store.wal.is_empty() {
+                before_fold = Some(before);
+                break;
+            }
+        }
+        let before_fold = before_fold.expect("the file was folded in once past FOLD_AT");
+        assert!(before_fold.len() as u64 + (64 << 10) >= FOLD_AT);
+        store.commit(&Batch { seq: seq + 1, changes: vec![node_change("last")], events: vec![] }).unwrap();
+        drop(store);
+        // A crash between the database's commit and the emptying of the
+        // file: the file's batches are folded in a second time.
+        std::fs::write(wal_path(&path), &before_fold).unwrap();
+        let loaded = RedbStore::open(&path).unwrap().load(1000).unwrap();
+        assert_eq!(loaded.image.nodes.len(), usize::try_from(seq).unwrap() + 1);
+        assert!(nodes(&loaded).contains(&"last".to_string()), "nothing newer is undone");
+        assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=seq).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_damaged_write_ahead_file_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, crashed) = (dir.path().join("state.redb"), dir.path().join("crashed.redb"));
+        let mut store = RedbStore::open(&path).unwrap();
+        for seq in 1..=3 {
+            store.commit(&Batch { seq, changes: vec![node_change(&format!("n{seq}"))], events: vec![] }).unwrap();
+        }
+        crash_copy(&path, &crashed);
+        let mut bytes = std::fs::read(wal_path(&crashed)).unwrap();
+        bytes[20] ^= 0x40;
+        std::fs::write(wal_path(&crashed), &bytes).unwrap();
+        let Err(err) = RedbStore::open(&crashed) else { panic!("a damaged log was trusted") };
+        assert!(matches!(err, StoreError::Log(_)), "{err}");
+        assert!(err.to_string().contains(&wal_path(&crashed).display().to_string()), "{err}");
     }
 
     #[test]
