@@ -185,8 +185,10 @@ fn regression_a_joined_agent_cannot_adopt_push_epochs_or_flood_the_event_log() {
     assert!(e3 > e2 && e3 < 1_000, "chatty/0 should be assigned the epoch after {e2}, not {e3}");
     sandbox.step(format!("chatty/0 assigned to rogue under epoch {e3}"));
 
-    let redb = fleet.data_dir().join("state.redb");
-    let redb_before = file_len(&redb);
+    // The change log: the database and its write-ahead file.
+    let state = [fleet.data_dir().join("state.redb"), fleet.data_dir().join("state.wal")];
+    let state_len = || state.iter().map(|file| file_len(file)).sum::<u64>();
+    let redb_before = state_len();
     let log_from = fleet.console.log().len();
     let rss_before = rss(&mut fleet.console);
     // As large as a frame allows: the report's other fields take a few dozen
@@ -202,13 +204,13 @@ fn regression_a_joined_agent_cannot_adopt_push_epochs_or_flood_the_event_log() {
         s.instance("chatty/0").is_some_and(|i| i.restarts == Some(u64::from(REPORTS)) && i.is_running())
     });
     let rss_after = rss(&mut fleet.console);
-    let redb_after = file_len(&redb);
+    let redb_after = state_len();
     let log = fleet.console.log();
     let events = event_lines(&log, log_from);
     let crashes: Vec<&String> = events.iter().filter(|line| line.contains("chatty/0 crashed")).collect();
     let longest = events.iter().map(String::len).max().unwrap_or(0);
     sandbox.step(format!(
-        "after {REPORTS} reports of {} each: RSS {} → {}, state.redb {} → {}, {} event line(s) ({} crashes), the longest {longest} bytes, console log +{}",
+        "after {REPORTS} reports of {} each: RSS {} → {}, state.redb + state.wal {} → {}, {} event line(s) ({} crashes), the longest {longest} bytes, console log +{}",
         mib(message.len() as u64),
         mib(rss_before),
         mib(rss_after),
@@ -225,7 +227,7 @@ fn regression_a_joined_agent_cannot_adopt_push_epochs_or_flood_the_event_log() {
         "the console logged {} for {REPORTS} reports: a message got through uncapped",
         mib((log.len() - log_from) as u64)
     );
-    assert!(redb_after < 5 * MIB, "state.redb grew to {} (from {})", mib(redb_after), mib(redb_before));
+    assert!(redb_after < 5 * MIB, "state.redb + state.wal grew to {} (from {})", mib(redb_after), mib(redb_before));
     assert!(
         rss_after.saturating_sub(rss_before) < RSS_GROWTH_REPORTS,
         "the console's RSS grew by {} ({} → {}) after {REPORTS} reports of 1 MiB",

@@ -230,3 +230,31 @@ fn follow_events(sandbox: &Sandbox, credential: &Path, label: &str) -> Proc {
     command.arg("--credential").arg(credential).args(["events", "--follow", "--json"]);
     Proc::spawn(label, command, &sandbox.path().join(format!("{label}.log")))
 }
+
+/// An admin connection serves each request on a stream of its own: a watch
+/// left open does not hold up the next request on the same connection. It
+/// did while a connection could have one stream open at a time: the next
+/// request waited for the watch to end.
+#[test]
+fn regression_a_watch_left_open_does_not_hold_up_the_next_request_on_its_connection() {
+    use ringwatch::control::admin::{AdminClient, Target};
+    use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
+
+    let sandbox = Sandbox::new("admin-streams");
+    let fleet = Fleet::start(&sandbox, &["a"]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = AdminClient::connect(&Target::Local(fleet.data_dir().to_path_buf())).await.unwrap();
+        let mut watch = client.open(&AdminRequest::Watch).await.unwrap();
+        let first = watch.next().await.unwrap();
+        assert!(matches!(first, Some(AdminResponse::Snapshot(_))), "the watch is served: {first:?}");
+        for _ in 0..3 {
+            match client.request(&AdminRequest::Status).await {
+                Ok(AdminResponse::Status(status)) => assert_eq!(status.nodes.len(), 1),
+                other => panic!("a status beside an open watch: {other:?}"),
+            }
+        }
+        let next = watch.next().await.unwrap();
+        assert!(matches!(next, Some(AdminResponse::Snapshot(_))), "the watch goes on: {next:?}");
+    });
+}

@@ -146,13 +146,13 @@ async fn handle_incoming(incoming: Incoming, context: Arc<ServerContext>) {
     match (identify(&connection, &context), role) {
         (Ok(Peer::Admin), _) => {
             drop(slot);
-            tls::widen_known_peer(&connection);
+            tls::widen_admin(&connection);
             serve_admin(connection, context, None).instrument(info_span!("admin", %remote)).await;
         }
         (Ok(Peer::Operator(operator)), _) => {
             drop(slot);
             let span = info_span!("operator", %remote, name = %operator.name, role = %operator.role);
-            tls::widen_known_peer(&connection);
+            tls::widen_admin(&connection);
             context.outlets.operators.opened(&operator, &connection);
             serve_admin(connection.clone(), context.clone(), Some(operator.clone())).instrument(span).await;
             context.outlets.operators.closed(&operator, &connection);
