@@ -152,18 +152,51 @@ impl Lane {
     }
 }
 
+/// How many times a lane lets the runtime's other tasks run before it
+/// takes a batch, while each turn brings it more copies ([`drain`]).
+const LINGER_YIELDS: usize = 8;
+/// The queue at which a lane stops waiting for more copies.
+const LINGER_FULL: usize = 64;
+
 /// The lane's task: sends batches, one at a time, until nothing is
 /// queued. One at a time: measured against two (BENCHMARKS.md, "The data
 /// store"), a second batch in flight halves the batches — each costing the
 /// agent a stream, a wake-up and an fdatasync — more than it gains by
 /// overlapping the network with the disk.
+///
+/// Before it takes a batch, the lane yields to the runtime's other tasks
+/// for as long as each turn brings it more copies (at most
+/// [`LINGER_YIELDS`] turns, until [`LINGER_FULL`] wait): puts answered
+/// together by the owner reach their lanes one task after another, and a
+/// lane that took the first alone would send a batch of one and make the
+/// others wait for its round trip. Alone, a put waits for one empty turn —
+/// no timer, no measurable latency (BENCHMARKS.md, "Small puts, fourth
+/// pass": 64-client puts up by a fifth).
 async fn drain(lane: Arc<Lane>) {
     loop {
+        linger(|| lane.lock().copies.len()).await;
         if let Some((term, batch)) = lane.take() {
             send_batch(&lane.link, term, batch).await;
         } else if lane.stop_if_idle() {
             return;
         }
+    }
+}
+
+/// Yields to the runtime's other tasks while each turn adds to what
+/// `queued` counts ([`drain`]).
+async fn linger(queued: impl Fn() -> usize) {
+    let mut before = queued();
+    for _ in 0..LINGER_YIELDS {
+        if before >= LINGER_FULL {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let now = queued();
+        if now == before {
+            return;
+        }
+        before = now;
     }
 }
 
@@ -214,6 +247,41 @@ mod tests {
 
     fn sizes(batch: &[Queued]) -> Vec<usize> {
         batch.iter().map(|queued| queued.copy.bytes.len()).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lane_lingers_while_tasks_woken_with_it_add_copies_and_not_alone() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let queued = Arc::new(AtomicUsize::new(1));
+        // Puts the owner answered together: each adds its copy once it
+        // runs, some a turn later than others.
+        for turns in [0, 0, 1, 1, 2] {
+            let queued = queued.clone();
+            tokio::spawn(async move {
+                for _ in 0..turns {
+                    tokio::task::yield_now().await;
+                }
+                queued.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        linger(|| queued.load(Ordering::SeqCst)).await;
+        assert_eq!(queued.load(Ordering::SeqCst), 6, "every copy on its way went into the batch");
+        // Alone: one empty turn, and the batch goes.
+        let looks = AtomicUsize::new(0);
+        linger(|| {
+            looks.fetch_add(1, Ordering::SeqCst);
+            1
+        })
+        .await;
+        assert_eq!(looks.load(Ordering::SeqCst), 2, "looked once before and once after one turn");
+        // A full queue goes at once.
+        let looks = AtomicUsize::new(0);
+        linger(|| {
+            looks.fetch_add(1, Ordering::SeqCst);
+            LINGER_FULL
+        })
+        .await;
+        assert_eq!(looks.load(Ordering::SeqCst), 1, "a full queue waits for nothing");
     }
 
     #[test]
