@@ -216,6 +216,14 @@ mod tests {
         }
     }
 
+    /// Changes the file's bytes with `change`.
+    fn altered(path: &Path, change: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).unwrap();
+        change(&mut bytes);
+        std::fs::write(path, &bytes).unwrap();
+        bytes
+    }
+
     fn written(path: &Path, count: u64) -> Vec<u64> {
         let (mut wal, read) = Wal::open(path).unwrap();
         assert!(read.is_empty());
@@ -263,10 +271,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.wal");
         let ends = written(&path, 2);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = usize::try_from(ends[1]).unwrap() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
+        altered(&path, |bytes| bytes[usize::try_from(ends[1]).unwrap() - 1] ^= 0xff);
         assert_eq!(Wal::open(&path).unwrap().1, vec![batch(1)]);
     }
 
@@ -276,17 +281,23 @@ mod tests {
         let path = dir.path().join("state.wal");
         let (mut wal, _) = Wal::open(&path).unwrap();
         wal.append(&batch(1)).unwrap();
+        let start = usize::try_from(wal.len()).unwrap();
         let big = WalBatch { seq: 2, records: vec![("k".into(), Some("x".repeat(4000)))], events: vec![] };
         wal.append(&big).unwrap();
         drop(wal);
-        // The file grew to its full length, but a middle sector was never
-        // written, and a later, shorter file system block holds garbage.
-        let mut bytes = std::fs::read(&path).unwrap();
-        let start = bytes.len() - 4012;
-        bytes[start + 1024..start + 2048].fill(0);
-        bytes.extend_from_slice(&[7; 100]);
-        std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(Wal::open(&path).unwrap().1, vec![batch(1)]);
+        let whole = std::fs::read(&path).unwrap();
+        // The file grew to its full length, but a sector in the middle of
+        // the record, or the one holding its header, was never written;
+        // whatever follows (here: a stray block) cannot make it damage.
+        for unwritten in [start + 1024..start + 2048, start..start + 600] {
+            std::fs::write(&path, &whole).unwrap();
+            altered(&path, |bytes| {
+                bytes[unwritten].fill(0);
+                bytes.extend_from_slice(&[7; 100]);
+            });
+            assert_eq!(Wal::open(&path).unwrap().1, vec![batch(1)]);
+            assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, start, "cut back to the whole records");
+        }
     }
 
     #[test]
@@ -294,9 +305,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.wal");
         let ends = written(&path, 3);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[usize::try_from(ends[0]).unwrap() + HEADER_LEN] ^= 0x01;
-        std::fs::write(&path, &bytes).unwrap();
+        let bytes = altered(&path, |bytes| bytes[usize::try_from(ends[0]).unwrap() + HEADER_LEN] ^= 0x01);
         let err = Wal::open(&path).unwrap_err();
         assert!(matches!(err, WalError::Damaged { offset, .. } if offset == ends[0]), "{err}");
         assert!(err.to_string().contains(&path.display().to_string()), "{err}");
