@@ -4,7 +4,7 @@
 //! binaries: absurd durations in task files (case 2), a task far larger
 //! than the fleet (case 3), a paused console and dead nodes (case 6), name
 //! takeover (case 7), join token lifetime and revocation (case 8), a
-//! damaged `state.redb` (case 10), a garbled `console.addr` (case 11) and
+//! damaged `state.redb` or `state.wal` (case 10), a garbled `console.addr` (case 11) and
 //! key files others can read (case 13).
 
 use std::fs;
@@ -522,6 +522,60 @@ fn regression_case_10_random_bytes_in_the_store_never_panic_the_console() {
         }
     }
     sandbox.step(format!("{refused} refused, {started} started"));
+}
+
+/// The change log's write-ahead file as a `kill -9` leaves it: a torn last
+/// record (an append the crash cut short, never acknowledged) is dropped
+/// and the console starts with everything before it; a damaged record with
+/// more behind it is refused, naming the file, which is left as it was.
+#[test]
+fn regression_case_10_a_torn_write_ahead_log_is_cut_and_a_damaged_one_refused() {
+    let sandbox = Sandbox::new("case10-wal");
+    let pristine = sandbox.dir("console");
+    let agent_dir = sandbox.dir("agent-a");
+    {
+        let mut console = Console::start(&pristine);
+        let token = console.join_token();
+        let mut agent = Agent::start(console.addr(), &token, "a", &agent_dir, &[]);
+        console.wait_for_states(&[("a", Alive)]);
+        // A few records after a's credential: tokens, each handed out only
+        // once durable.
+        for _ in 0..3 {
+            console.join_token();
+        }
+        agent.kill9();
+        console.kill();
+    }
+    let len = fs::metadata(pristine.join("state.wal")).unwrap().len();
+    assert!(len > 0, "a killed console's latest changes wait in state.wal");
+    sandbox.step(format!("a console ran and was killed; state.wal is {len} bytes"));
+
+    let torn = sandbox.path().join("torn");
+    copy_files(&pristine, &torn);
+    fs::OpenOptions::new().write(true).open(torn.join("state.wal")).unwrap().set_len(len - 3).unwrap();
+    let mut console = Console::try_start_with(&torn, &[])
+        .unwrap_or_else(|exited| panic!("a torn last record must not stop the console:\n{}", exited.log));
+    // a's credential, in a record before the torn one, is still good.
+    let mut agent = Agent::start_stored(console.addr(), "a", &agent_dir, &[]);
+    console.wait_for_states(&[("a", Alive)]);
+    agent.kill9();
+    console.kill();
+    sandbox.step("torn: started, a reconnected with its credential");
+
+    let damaged = sandbox.path().join("damaged");
+    copy_files(&pristine, &damaged);
+    let wal = damaged.join("state.wal");
+    let mut bytes = fs::read(&wal).unwrap();
+    bytes[20] ^= 0x20;
+    fs::write(&wal, &bytes).unwrap();
+    match Console::try_start_with(&damaged, &[]) {
+        Ok(mut console) => panic!("started on a damaged {}\n{}", wal.display(), console.proc().log_tail()),
+        Err(exited) => {
+            assert_refused_naming(&exited, &wal);
+            sandbox.step(format!("damaged: refused: {}", exited.log.lines().last().unwrap_or_default()));
+        }
+    }
+    assert_eq!(fs::read(&wal).unwrap(), bytes, "the damaged file is left for the operator to judge");
 }
 
 // ---- case 11 ----
