@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ringwatch_shared::status::ClusterEvent;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::round_one::{self, RoundOne};
 use super::wal::{Wal, WalBatch};
@@ -138,6 +138,7 @@ impl RedbStore {
             return Ok(());
         }
         let path = &self.path;
+        let started = std::time::Instant::now();
         let txn = self.db.begin_write().map_err(|err| database(path, err))?;
         {
             let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
@@ -159,6 +160,13 @@ impl RedbStore {
             }
         }
         txn.commit().map_err(|err| database(path, err))?;
+        debug!(
+            records = self.unfolded.records.len(),
+            events = self.unfolded.events.len(),
+            log_bytes = self.wal.len(),
+            took = ?started.elapsed(),
+            "folded the write-ahead log into the database"
+        );
         self.unfolded = Unfolded::default();
         // Should emptying fail, the file is folded again later: harmless.
         self.wal.clear()?;
