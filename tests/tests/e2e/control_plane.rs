@@ -430,6 +430,16 @@ fn copy_files(from: &Path, to: &Path) {
     }
 }
 
+/// A console on `data_dir` and an agent "a" on `agent_dir` joined to it,
+/// alive.
+fn console_with_a_joined(data_dir: &Path, agent_dir: &Path) -> (Console, Agent) {
+    let mut console = Console::start(data_dir);
+    let token = console.join_token();
+    let agent = Agent::start(console.addr(), &token, "a", agent_dir, &[]);
+    console.wait_for_states(&[("a", Alive)]);
+    (console, agent)
+}
+
 /// Asserts a console that refused to start exited 1 naming `file`, without
 /// a panic.
 #[track_caller]
@@ -468,13 +478,9 @@ fn regression_case_10_a_zero_length_store_is_refused() {
 #[test]
 fn regression_case_10_random_bytes_in_the_store_never_panic_the_console() {
     let sandbox = Sandbox::new("case10-corrupt-store");
-    let pristine = sandbox.dir("console");
-    let agent_dir = sandbox.dir("agent-a");
+    let (pristine, agent_dir) = (sandbox.dir("console"), sandbox.dir("agent-a"));
     {
-        let mut console = Console::start(&pristine);
-        let token = console.join_token();
-        let mut agent = Agent::start(console.addr(), &token, "a", &agent_dir, &[]);
-        console.wait_for_states(&[("a", Alive)]);
+        let (mut console, mut agent) = console_with_a_joined(&pristine, &agent_dir);
         agent.term();
         agent.wait_exit(EXIT_DEADLINE);
         console.wait_for("a=left", |status| status.is("a", &NodeState::Left));
@@ -531,13 +537,9 @@ fn regression_case_10_random_bytes_in_the_store_never_panic_the_console() {
 #[test]
 fn regression_case_10_a_torn_write_ahead_log_is_cut_and_a_damaged_one_refused() {
     let sandbox = Sandbox::new("case10-wal");
-    let pristine = sandbox.dir("console");
-    let agent_dir = sandbox.dir("agent-a");
+    let (pristine, agent_dir) = (sandbox.dir("console"), sandbox.dir("agent-a"));
     {
-        let mut console = Console::start(&pristine);
-        let token = console.join_token();
-        let mut agent = Agent::start(console.addr(), &token, "a", &agent_dir, &[]);
-        console.wait_for_states(&[("a", Alive)]);
+        let (mut console, mut agent) = console_with_a_joined(&pristine, &agent_dir);
         // A few records after a's credential: tokens, each handed out only
         // once durable.
         for _ in 0..3 {
