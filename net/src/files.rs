@@ -53,11 +53,21 @@ fn write_then(
         file.write_all(bytes)?;
         file.sync_all()?;
         place(&temp, path)?;
-        File::open(dir)?.sync_all()
+        sync_parent(path)
     })();
     // Gone already after a rename; a link leaves it, and a failure may.
     let _ = fs::remove_file(&temp);
     result
+}
+
+/// Makes the directory entries of `path`'s directory durable: a file
+/// created, renamed or removed there stays so through a crash.
+///
+/// # Errors
+/// Any I/O error.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// Reads `path`, or `None` if it does not exist.

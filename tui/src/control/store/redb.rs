@@ -3,11 +3,14 @@
 //! number — and in front of it the write-ahead file `state.wal`
 //! ([`super::wal`]). Every commit is durable before it returns: appended to
 //! the file and synced. The database catches up in one commit of
-//! everything the file holds once the file passes [`FOLD_AT`], when the
-//! store is opened (a crash's leftovers) and when it is closed, after which
-//! the file is emptied. Folding twice is harmless — each batch sets records
-//! to values and events at their numbers —, so a crash between the
-//! database's commit and the emptying loses and repeats nothing.
+//! everything a file holds: once the file passes [`FOLD_AT`], it is renamed
+//! `state.wal.folding` and folded on a thread of its own while commits go
+//! on to a new `state.wal`, so a fold never holds up a commit; when the
+//! store is opened (a crash's leftovers: `state.wal.folding` first, the
+//! older) and when it is closed, synchronously. Folding twice is harmless —
+//! each batch sets records to values and events at their numbers —, so a
+//! crash between the database's commit and the removal or emptying of a
+//! file loses and repeats nothing.
 //!
 //! A damaged file is never trusted and never replaced silently: an empty
 //! file, a failed integrity check, a record that does not decode, or a panic
@@ -17,6 +20,8 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ringwatch_shared::status::ClusterEvent;
@@ -38,24 +43,43 @@ const ROUND_ONE_WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("w
 
 /// The write-ahead file's size at which the database catches up: a few
 /// seconds of the busiest writing, and what the store keeps in memory
-/// meanwhile.
+/// meanwhile (twice, while a fold runs).
 pub const FOLD_AT: u64 = 4 << 20;
 
 /// The open database.
 pub struct RedbStore {
-    /// The redb handle.
-    db: Database,
+    /// The redb handle, shared with a fold running in the background.
+    db: Arc<Database>,
     /// Its file, for messages.
     path: PathBuf,
     /// The write-ahead file.
     wal: Wal,
     /// What the write-ahead file holds that the database does not.
     unfolded: Unfolded,
+    /// The fold of `state.wal.folding` running in the background, if any.
+    folding: Option<Folding>,
+    /// `state.wal.folding` holds batches the database does not, and
+    /// `unfolded` holds them too (under the newer ones): a fold of it
+    /// failed, or the store was opened with it there. The next fold is
+    /// synchronous and removes the file.
+    older_file: bool,
+    /// Renaming the write-ahead file failed once: from then on every fold
+    /// is synchronous, so a name left in doubt is never reused.
+    rotation_failed: bool,
+}
+
+/// A fold of `state.wal.folding` on a thread of its own.
+struct Folding {
+    /// What it writes; kept, should the fold fail, to fold again.
+    unfolded: Arc<Unfolded>,
+    /// The thread, which removes the file once its batches are in the
+    /// database; `None` if it could not be started.
+    thread: Option<JoinHandle<Result<(), StoreError>>>,
 }
 
 /// Batches in the write-ahead file, as they will be written to the
 /// database: each record's last value, the events by number.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Unfolded {
     records: BTreeMap<String, Option<String>>,
     events: BTreeMap<u64, String>,
@@ -65,6 +89,13 @@ impl Unfolded {
     fn absorb(&mut self, batch: WalBatch) {
         self.records.extend(batch.records);
         self.events.extend(batch.events);
+    }
+
+    /// These batches followed by `newer`'s.
+    fn then(mut self, newer: Self) -> Self {
+        self.records.extend(newer.records);
+        self.events.extend(newer.events);
+        self
     }
 
     fn is_empty(&self) -> bool {
@@ -118,9 +149,24 @@ impl RedbStore {
             Ok(db)
         })?;
         // Opened only once the database is ours: a second console is told
-        // it is in use before it touches the file.
+        // it is in use before it touches the files. A file being folded
+        // when the console stopped holds the older batches.
+        let older = match std::fs::metadata(folding_path(path)) {
+            Ok(_) => Some(Wal::open(&folding_path(path))?.1),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+            Err(err) => return Err(database(path, err)),
+        };
         let (wal, batches) = Wal::open(&wal_path(path))?;
-        let mut store = Self { db, path: path.to_path_buf(), wal, unfolded: Unfolded::default() };
+        let mut store = Self {
+            db: Arc::new(db),
+            path: path.to_path_buf(),
+            wal,
+            unfolded: Unfolded::default(),
+            folding: None,
+            older_file: older.is_some(),
+            rotation_failed: false,
+        };
+        let batches: Vec<WalBatch> = older.into_iter().flatten().chain(batches).collect();
         if !batches.is_empty() {
             info!(path = %path.display(), batches = batches.len(), "folding the write-ahead log into the database");
         }
@@ -131,46 +177,75 @@ impl RedbStore {
         Ok(store)
     }
 
-    /// Writes what the write-ahead file holds to the database in one
-    /// durable commit, then empties the file.
+    /// Writes what the write-ahead files hold to the database in one
+    /// durable commit, once a fold running in the background is done, then
+    /// empties `state.wal` and removes `state.wal.folding`.
     fn fold(&mut self) -> Result<(), StoreError> {
-        if self.unfolded.is_empty() && self.wal.is_empty() {
+        self.await_folding();
+        if self.unfolded.is_empty() && self.wal.is_empty() && !self.older_file {
             return Ok(());
         }
-        let path = &self.path;
-        let started = std::time::Instant::now();
-        let txn = self.db.begin_write().map_err(|err| database(path, err))?;
-        {
-            let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
-            for (key, value) in &self.unfolded.records {
-                match value {
-                    Some(json) => records.insert(key.as_str(), json.as_str()).map(drop),
-                    None => records.remove(key.as_str()).map(drop),
-                }
-                .map_err(|err| database(path, err))?;
-            }
-            let mut log = txn.open_table(EVENTS).map_err(|err| database(path, err))?;
-            for (seq, json) in &self.unfolded.events {
-                log.insert(*seq, json.as_str()).map_err(|err| database(path, err))?;
-            }
-            if let Some(last) = self.unfolded.events.keys().next_back()
-                && *last > EVENT_LOG_LIMIT
-            {
-                log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
-            }
-        }
-        txn.commit().map_err(|err| database(path, err))?;
-        debug!(
-            records = self.unfolded.records.len(),
-            events = self.unfolded.events.len(),
-            log_bytes = self.wal.len(),
-            took = ?started.elapsed(),
-            "folded the write-ahead log into the database"
-        );
+        write_folded(&self.db, &self.path, &self.unfolded, self.wal.len())?;
         self.unfolded = Unfolded::default();
-        // Should emptying fail, the file is folded again later: harmless.
+        // Should emptying or removing fail, the file is folded again
+        // later: harmless.
         self.wal.clear()?;
+        if self.older_file {
+            remove_folded(&folding_path(&self.path))?;
+            self.older_file = false;
+        }
         Ok(())
+    }
+
+    /// Catches the database up with a write-ahead file past [`FOLD_AT`]:
+    /// renames it `state.wal.folding` and folds it on a thread of its own
+    /// while commits go on to a new `state.wal` — the fold takes tens of
+    /// milliseconds, which no commit waits for (BENCHMARKS.md, "Small
+    /// puts, fifth pass"). Synchronously when that cannot be done.
+    fn catch_up(&mut self) -> Result<(), StoreError> {
+        // The previous fold had a whole file's worth of commits to finish;
+        // its file's name is free once it did.
+        self.await_folding();
+        if self.older_file || self.rotation_failed {
+            return self.fold();
+        }
+        let (folding, log_bytes) = (folding_path(&self.path), self.wal.len());
+        if let Err(err) = self.wal.rotate(&folding) {
+            warn!(%err, "the write-ahead log could not be renamed to fold it in the background; folding it in place from now on");
+            self.rotation_failed = true;
+            return self.fold();
+        }
+        let unfolded = Arc::new(std::mem::take(&mut self.unfolded));
+        let (db, path, job) = (self.db.clone(), self.path.clone(), unfolded.clone());
+        let thread = std::thread::Builder::new()
+            .name("state-fold".into())
+            .spawn(move || {
+                write_folded(&db, &path, &job, log_bytes)?;
+                remove_folded(&folding_path(&path))
+            })
+            .map_err(
+                |err| warn!(%err, "could not start a thread to fold the write-ahead log; folding it with the next"),
+            )
+            .ok();
+        self.folding = Some(Folding { unfolded, thread });
+        Ok(())
+    }
+
+    /// Waits for the fold running in the background, if any. A fold that
+    /// failed leaves its batches to the next fold, under the newer ones.
+    fn await_folding(&mut self) {
+        let Some(Folding { unfolded, thread }) = self.folding.take() else { return };
+        let outcome = match thread.map(JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => Err(database(&self.path, "the fold's thread panicked")),
+            None => Err(database(&self.path, "the fold's thread did not start")),
+        };
+        if let Err(err) = outcome {
+            warn!(%err, "the database could not catch up with the renamed write-ahead log; it is folded with the next");
+            let older = Arc::try_unwrap(unfolded).unwrap_or_else(|shared| (*shared).clone());
+            self.unfolded = older.then(std::mem::take(&mut self.unfolded));
+            self.older_file = true;
+        }
     }
 
     fn load_unguarded(&self, recent_events: usize) -> Result<Loaded, StoreError> {
@@ -272,7 +347,7 @@ impl StateStore for RedbStore {
         self.wal.append(&encoded)?;
         self.unfolded.absorb(encoded);
         if self.wal.len() >= FOLD_AT
-            && let Err(err) = self.fold()
+            && let Err(err) = self.catch_up()
         {
             // The batch is durable in the file; the fold is tried again at
             // the next commit.
@@ -318,6 +393,56 @@ impl Drop for RedbStore {
 /// The write-ahead file of the database at `path`.
 pub fn wal_path(path: &Path) -> PathBuf {
     path.with_extension("wal")
+}
+
+/// The write-ahead file being folded into the database at `path`.
+pub fn folding_path(path: &Path) -> PathBuf {
+    path.with_extension("wal.folding")
+}
+
+/// Writes `unfolded` to the database in one durable commit.
+fn write_folded(db: &Database, path: &Path, unfolded: &Unfolded, log_bytes: u64) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let txn = db.begin_write().map_err(|err| database(path, err))?;
+    {
+        let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
+        for (key, value) in &unfolded.records {
+            match value {
+                Some(json) => records.insert(key.as_str(), json.as_str()).map(drop),
+                None => records.remove(key.as_str()).map(drop),
+            }
+            .map_err(|err| database(path, err))?;
+        }
+        let mut log = txn.open_table(EVENTS).map_err(|err| database(path, err))?;
+        for (seq, json) in &unfolded.events {
+            log.insert(*seq, json.as_str()).map_err(|err| database(path, err))?;
+        }
+        if let Some(last) = unfolded.events.keys().next_back()
+            && *last > EVENT_LOG_LIMIT
+        {
+            log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
+        }
+    }
+    txn.commit().map_err(|err| database(path, err))?;
+    debug!(
+        records = unfolded.records.len(),
+        events = unfolded.events.len(),
+        log_bytes,
+        took = ?started.elapsed(),
+        "folded the write-ahead log into the database"
+    );
+    Ok(())
+}
+
+/// Removes a folded `state.wal.folding`; one already gone is fine. Not
+/// made durable: should the removal not last through a crash, the file is
+/// folded again at start, which is harmless.
+fn remove_folded(folding: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(folding) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Log(super::wal::WalError::Io { path: folding.to_path_buf(), source })),
+    }
 }
 
 fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StoreError {
@@ -402,11 +527,30 @@ mod tests {
         assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2], "the newest event only");
     }
 
-    /// The two files as a crash now would leave them: redb's at its last
-    /// durable commit, the write-ahead file as synced.
+    /// The files as a crash now would leave them: redb's at its last
+    /// durable commit, the write-ahead files as synced.
     fn crash_copy(from: &Path, to: &Path) {
         std::fs::copy(from, to).unwrap();
         std::fs::copy(wal_path(from), wal_path(to)).unwrap();
+        if folding_path(from).exists() {
+            std::fs::copy(folding_path(from), folding_path(to)).unwrap();
+        }
+    }
+
+    /// Commits batches of one node record and one 64 KiB event each, from
+    /// `*seq` on, until `until` says stop after one.
+    fn commit_until(store: &mut RedbStore, seq: &mut u64, mut until: impl FnMut(&RedbStore) -> bool) {
+        let mut big = event(0);
+        big.reason = "x".repeat(64 << 10);
+        for _ in 0..1000 {
+            *seq += 1;
+            let events = vec![ClusterEvent { seq: *seq, ..big.clone() }];
+            store.commit(&Batch { seq: *seq, changes: vec![node_change(&format!("n{seq}"))], events }).unwrap();
+            if until(store) {
+                return;
+            }
+        }
+        panic!("never reached");
     }
 
     fn nodes(loaded: &Loaded) -> Vec<String> {
@@ -444,35 +588,107 @@ mod tests {
     }
 
     #[test]
-    fn the_database_catches_up_once_the_file_is_large_and_a_fold_repeated_changes_nothing() {
+    fn past_fold_at_the_file_is_folded_in_the_background_while_commits_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.redb");
         let mut store = RedbStore::open(&path).unwrap();
-        let mut big = event(0);
-        big.reason = "x".repeat(64 << 10);
         let mut seq = 0;
-        let mut before_fold = None;
-        while seq < 200 {
+        commit_until(&mut store, &mut seq, |store| store.folding.is_some());
+        let folded = seq;
+        assert!(folded * (64 << 10) >= FOLD_AT, "not before the file passed FOLD_AT");
+        assert!(store.wal.is_empty(), "the next commit goes to a new file");
+        for _ in 0..3 {
             seq += 1;
-            let before = std::fs::read(wal_path(&path)).unwrap();
-            let events = vec![ClusterEvent { seq, ..big.clone() }];
-            store.commit(&Batch { seq, changes: vec![node_change(&format!("n{seq}"))], events }).unwrap();
-            if store.wal.is_empty() {
-                before_fold = Some(before);
-                break;
-            }
+            store.commit(&Batch { seq, changes: vec![node_change(&format!("n{seq}"))], events: vec![] }).unwrap();
         }
-        let before_fold = before_fold.expect("the file was folded in once past FOLD_AT");
-        assert!(before_fold.len() as u64 + (64 << 10) >= FOLD_AT);
-        store.commit(&Batch { seq: seq + 1, changes: vec![node_change("last")], events: vec![] }).unwrap();
+        store.await_folding();
+        assert!(!folding_path(&path).exists(), "a folded file is removed");
+        let in_database = store.load_unguarded(0).unwrap();
+        assert_eq!(in_database.image.nodes.len(), usize::try_from(folded).unwrap(), "the first file, not the second");
         drop(store);
-        // A crash between the database's commit and the emptying of the
-        // file: the file's batches are folded in a second time.
-        std::fs::write(wal_path(&path), &before_fold).unwrap();
         let loaded = RedbStore::open(&path).unwrap().load(1000).unwrap();
-        assert_eq!(loaded.image.nodes.len(), usize::try_from(seq).unwrap() + 1);
-        assert!(nodes(&loaded).contains(&"last".to_string()), "nothing newer is undone");
-        assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=seq).collect::<Vec<_>>());
+        assert_eq!(loaded.image.nodes.len(), usize::try_from(seq).unwrap());
+        assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=folded).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_crash_while_a_file_is_folded_in_the_background_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, crashed) = (dir.path().join("state.redb"), dir.path().join("crashed.redb"));
+        let mut store = RedbStore::open(&path).unwrap();
+        let mut seq = 0;
+        // Copies taken just before the file is renamed, with the fold
+        // running and with it done: each is a state a crash can leave.
+        let mut before = None;
+        commit_until(&mut store, &mut seq, |store| {
+            if store.wal.len() + (80 << 10) >= FOLD_AT && before.is_none() {
+                let copy = dir.path().join("before.redb");
+                crash_copy(&path, &copy);
+                before = Some(copy);
+            }
+            store.folding.is_some()
+        });
+        seq += 1;
+        store.commit(&Batch { seq, changes: vec![node_change("after")], events: vec![] }).unwrap();
+        crash_copy(&path, &crashed);
+        store.await_folding();
+        let done = dir.path().join("done.redb");
+        crash_copy(&path, &done);
+        // Folded, but the removal of the file did not last: folded again,
+        // under the newer file.
+        std::fs::write(folding_path(&done), std::fs::read(wal_path(&path)).unwrap()).unwrap();
+        drop(store);
+        for copy in [before.unwrap(), crashed, done] {
+            let loaded = RedbStore::open(&copy).unwrap().load(1000).unwrap();
+            // The copy before holds every commit up to the one before the
+            // rename (its 64 KiB event is what passed FOLD_AT).
+            let expected = if copy.ends_with("before.redb") { seq - 2 } else { seq };
+            assert_eq!(loaded.image.nodes.len() as u64, expected, "{}", copy.display());
+            assert!(!folding_path(&copy).exists() && std::fs::metadata(wal_path(&copy)).unwrap().len() == 0);
+        }
+    }
+
+    #[test]
+    fn the_file_being_folded_is_read_before_the_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        drop(RedbStore::open(&path).unwrap());
+        let cordoned = |name: &str, cordoned: bool| {
+            let mut record = NodeRecord::new(NodeName::parse(name).unwrap(), NodeState::Alive);
+            record.cordoned = cordoned;
+            let change = Change::Node(record);
+            (change.key(), change.value().unwrap())
+        };
+        let write = |file: PathBuf, records: Vec<(String, Option<String>)>, seq: u64| {
+            let (mut wal, _) = Wal::open(&file).unwrap();
+            wal.append(&WalBatch { seq, records, events: vec![(seq, serde_json::to_string(&event(seq)).unwrap())] })
+                .unwrap();
+        };
+        // The older file cordons "a" and records "b"; the newer uncordons
+        // "a" and removes "b".
+        write(folding_path(&path), vec![cordoned("a", true), cordoned("b", false)], 1);
+        write(wal_path(&path), vec![cordoned("a", false), (cordoned("b", false).0, None)], 2);
+        let loaded = RedbStore::open(&path).unwrap().load(10).unwrap();
+        assert_eq!(nodes(&loaded), ["a"]);
+        assert!(!loaded.image.nodes[&NodeName::parse("a").unwrap()].cordoned, "the newer file wins");
+        assert_eq!(loaded.events, vec![event(1), event(2)]);
+        assert!(!folding_path(&path).exists());
+    }
+
+    #[test]
+    fn when_the_file_cannot_be_renamed_it_is_folded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let mut store = RedbStore::open(&path).unwrap();
+        // A directory in the way of the rename.
+        std::fs::create_dir_all(folding_path(&path).join("in-the-way")).unwrap();
+        let mut seq = 0;
+        commit_until(&mut store, &mut seq, |store| store.wal.is_empty());
+        assert!(store.rotation_failed && store.folding.is_none());
+        assert_eq!(store.load_unguarded(0).unwrap().image.nodes.len(), usize::try_from(seq).unwrap());
+        drop(store);
+        std::fs::remove_dir_all(folding_path(&path)).unwrap();
+        assert_eq!(RedbStore::open(&path).unwrap().load(0).unwrap().image.nodes.len(), usize::try_from(seq).unwrap());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use ringwatch_net::files;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 use xxhash_rust::xxh3::xxh3_64;
@@ -84,7 +85,7 @@ impl Wal {
     /// more after it.
     pub fn open(path: &Path) -> Result<(Self, Vec<WalBatch>), WalError> {
         let io_error = |source| WalError::Io { path: path.to_path_buf(), source };
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(io_error)?;
+        let mut file = open_file(path).map_err(io_error)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error)?;
         let (batches, whole) = read_records(path, &bytes)?;
@@ -127,6 +128,30 @@ impl Wal {
         Ok(())
     }
 
+    /// Renames the file to `to`, replacing whatever is there, and goes on
+    /// in a new, empty file at its own path; both names are durable before
+    /// it returns. The renamed file is then folded into the database while
+    /// appends go on here ([`super::redb::RedbStore`]).
+    ///
+    /// # Errors
+    /// [`WalError::Io`]. The file is then named as before if it can be; in
+    /// any case appends go on to it, whatever its name.
+    pub fn rotate(&mut self, to: &Path) -> Result<(), WalError> {
+        std::fs::rename(&self.path, to).map_err(|source| self.io_error(source))?;
+        let fresh = open_file(&self.path).and_then(|file| files::sync_parent(&self.path).map(|()| file));
+        match fresh {
+            Ok(file) => {
+                self.file = file;
+                self.len = 0;
+                Ok(())
+            }
+            Err(source) => {
+                let _ = std::fs::rename(to, &self.path);
+                Err(self.io_error(source))
+            }
+        }
+    }
+
     /// Its length in bytes.
     pub fn len(&self) -> u64 {
         self.len
@@ -140,6 +165,11 @@ impl Wal {
     fn io_error(&self, source: io::Error) -> WalError {
         WalError::Io { path: self.path.clone(), source }
     }
+}
+
+/// Opens (or creates) the file at `path` for reading and appending.
+fn open_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).append(true).create(true).open(path)
 }
 
 /// A record of `batch`.
