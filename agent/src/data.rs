@@ -34,8 +34,11 @@ pub const MAX_DATA_STREAMS: usize = 64;
 /// are read whole in one go too.
 const SMALL_PUT: u64 = CHUNK_LEN as u64;
 
-/// The packer takes at most this many copies into one fdatasync.
+/// The packer takes more jobs into one fdatasync until it holds this many
+/// copies (a job is never split).
 const PACK_BATCH: usize = 256;
+/// Jobs waiting for the packer; more wait for room.
+const PACK_QUEUE: usize = 64;
 
 /// How long [`DataService::close`] waits for the streams still served.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
@@ -61,7 +64,7 @@ pub struct DataService {
 /// or the packer's answer to wait for.
 enum Pending {
     Done(Result<ObjectMeta, DataFailure>),
-    Packing(oneshot::Receiver<Result<ObjectMeta, ObjectsError>>),
+    Packing(oneshot::Receiver<Vec<Result<ObjectMeta, ObjectsError>>>),
 }
 
 impl Pending {
@@ -69,7 +72,10 @@ impl Pending {
     async fn outcome(self) -> Result<ObjectMeta, DataFailure> {
         match self {
             Self::Done(outcome) => outcome,
-            Self::Packing(outcome) => outcome.await.map_or_else(|_| Err(shutting_down()), |done| done.map_err(failure)),
+            Self::Packing(outcome) => match outcome.await.map(Vec::into_iter).map(|mut each| each.next()) {
+                Ok(Some(done)) => done.map_err(failure),
+                Ok(None) | Err(_) => Err(shutting_down()),
+            },
         }
     }
 }
@@ -79,29 +85,34 @@ fn shutting_down() -> DataFailure {
     DataFailure::Other("the agent is shutting down".into())
 }
 
-/// A copy to pack: its metadata and bytes, and who waits for the outcome.
+/// Copies to pack — one, or a batch the console sent together — and who
+/// waits for their outcomes, in the same order.
 #[derive(Debug)]
 struct PackJob {
-    meta: ObjectMeta,
-    bytes: Vec<u8>,
-    done: oneshot::Sender<Result<ObjectMeta, ObjectsError>>,
+    copies: Vec<(ObjectMeta, Vec<u8>)>,
+    done: oneshot::Sender<Vec<Result<ObjectMeta, ObjectsError>>>,
 }
 
 /// Starts the packer: a thread that takes the packed copies waiting,
 /// begins them, makes them durable with one fdatasync and makes them
-/// current. A put's copies arrive dozens at a time; one hand-off to one
-/// thread per batch, instead of a blocking-pool thread per copy each
-/// waiting for its share of an fdatasync, is what keeps the agent's CPU
-/// per copy low (BENCHMARKS.md, "The data store"). It ends when the
-/// service (every clone) is dropped.
+/// current. A batch of copies from the console is one job: one hand-off to
+/// the thread and one answer back, and never split between two
+/// fdatasyncs; jobs waiting together are packed together. That, instead of
+/// a blocking-pool thread per copy each waiting for its share of an
+/// fdatasync, is what keeps the agent's CPU per copy low (BENCHMARKS.md,
+/// "The data store"). It ends when the service (every clone) is dropped.
 fn spawn_packer(store: Arc<Mutex<ObjectStore>>) -> Option<mpsc::Sender<PackJob>> {
-    let (send, mut recv) = mpsc::channel::<PackJob>(PACK_BATCH);
+    let (send, mut recv) = mpsc::channel::<PackJob>(PACK_QUEUE);
     let spawned = std::thread::Builder::new().name("data-packer".into()).spawn(move || {
         while let Some(first) = recv.blocking_recv() {
+            let mut copies = first.copies.len();
             let mut jobs = vec![first];
-            while jobs.len() < PACK_BATCH {
+            while copies < PACK_BATCH {
                 match recv.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        copies += job.copies.len();
+                        jobs.push(job);
+                    }
                     Err(_) => break,
                 }
             }
@@ -117,31 +128,58 @@ fn spawn_packer(store: Arc<Mutex<ObjectStore>>) -> Option<mpsc::Sender<PackJob>>
     }
 }
 
+/// What became of one copy of a packed batch before its fdatasync.
+enum Begun {
+    /// It is being packed: its outcome is the next of the batch's.
+    Packing,
+    /// It could not be begun.
+    Failed(ObjectsError),
+}
+
 /// One batch of the packer: begun under the store's lock, made durable
-/// without it, made current under it.
+/// without it, made current under it; each job answered once, with every
+/// copy's outcome.
 fn pack_batch(store: &Mutex<ObjectStore>, jobs: Vec<PackJob>) {
     let lock = || store.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut copies = Vec::with_capacity(jobs.len());
-    let mut waiting = Vec::with_capacity(jobs.len());
+    let mut copies = Vec::new();
+    let mut answers = Vec::with_capacity(jobs.len());
     {
         let store = lock();
         for job in jobs {
-            let begun = store.begin(job.meta).and_then(|mut copy| copy.write(&job.bytes).map(|()| copy));
-            match begun {
-                Ok(copy) => {
-                    copies.push(copy);
-                    waiting.push(job.done);
-                }
-                Err(err) => {
-                    let _ = job.done.send(Err(err));
-                }
-            }
+            let begun: Vec<Begun> = job
+                .copies
+                .into_iter()
+                .map(|(meta, bytes)| {
+                    match store.begin(meta).and_then(|mut copy| copy.write(&bytes).map(|()| copy)) {
+                        Ok(copy) => {
+                            copies.push(copy);
+                            Begun::Packing
+                        }
+                        Err(err) => Begun::Failed(err),
+                    }
+                })
+                .collect();
+            answers.push((job.done, begun));
         }
     }
     let persisted = objects::persist_together(copies);
-    let mut store = lock();
-    for (result, done) in persisted.into_iter().zip(waiting) {
-        let _ = done.send(result.and_then(|durable| store.install(durable)));
+    let mut installed = {
+        let mut store = lock();
+        persisted.into_iter().map(|result| result.and_then(|durable| store.install(durable))).collect::<Vec<_>>()
+    }
+    .into_iter();
+    for (done, begun) in answers {
+        let outcomes = begun
+            .into_iter()
+            .map(|copy| match copy {
+                Begun::Packing => installed.next().unwrap_or_else(|| Err(ObjectsError::Io {
+                    path: std::path::PathBuf::new(),
+                    source: std::io::Error::other("the packer lost a copy's outcome"),
+                })),
+                Begun::Failed(err) => Err(err),
+            })
+            .collect();
+        let _ = done.send(outcomes);
     }
 }
 
@@ -391,17 +429,19 @@ impl DataService {
             return Pending::Done(self.put_alone(meta, bytes).await);
         };
         let (done, outcome) = oneshot::channel();
-        match packer.send(PackJob { meta, bytes, done }).await {
+        match packer.send(PackJob { copies: vec![(meta, bytes)], done }).await {
             Ok(()) => Pending::Packing(outcome),
             Err(_) => Pending::Done(Err(shutting_down())),
         }
     }
 
-    /// Stores a batch of small copies (see [`DataOp::PutSmall`]): all of
-    /// them go to the packer before any is waited for, so they share its
-    /// write and its fdatasync. The outcome of each, in order.
+    /// Stores a batch of small copies (see [`DataOp::PutSmall`]): one job
+    /// for the packer, so they share its write and its fdatasync. The
+    /// outcome of each, in order.
     async fn put_batch(&self, copies: Vec<SmallCopy>) -> Vec<Result<ObjectMeta, DataFailure>> {
-        let mut pending = Vec::with_capacity(copies.len());
+        // Each copy: refused here, or the next of the packer's outcomes.
+        let mut checked: Vec<Option<DataFailure>> = Vec::with_capacity(copies.len());
+        let mut packing = Vec::with_capacity(copies.len());
         for SmallCopy { meta, bytes } in copies {
             let problem = if bytes.len() as u64 == meta.size {
                 (meta.size > SMALL_COPY_MAX.min(MAX_PACKED))
@@ -409,17 +449,39 @@ impl DataService {
             } else {
                 Some(format!("{} bytes arrived, {} were announced", bytes.len(), meta.size))
             };
-            if let Some(problem) = problem {
-                pending.push(Pending::Done(Err(failure(ObjectsError::Mismatch { key: meta.key, problem }))));
-                continue;
+            match problem {
+                Some(problem) => checked.push(Some(failure(ObjectsError::Mismatch { key: meta.key, problem }))),
+                None => {
+                    checked.push(None);
+                    packing.push((meta, bytes));
+                }
             }
-            pending.push(self.store_small(meta, bytes).await);
         }
-        let mut outcomes = Vec::with_capacity(pending.len());
-        for copy in pending {
-            outcomes.push(copy.outcome().await);
+        let mut packed = match self.packer.as_ref() {
+            Some(packer) if !packing.is_empty() => {
+                let (done, outcome) = oneshot::channel();
+                match packer.send(PackJob { copies: packing, done }).await {
+                    Ok(()) => outcome.await.unwrap_or_default().into_iter().map(|done| done.map_err(failure)).collect(),
+                    Err(_) => Vec::new(),
+                }
+            }
+            // No packer: each on its own.
+            _ => {
+                let mut each = Vec::with_capacity(packing.len());
+                for (meta, bytes) in packing {
+                    each.push(self.put_alone(meta, bytes).await);
+                }
+                each
+            }
         }
-        outcomes
+        .into_iter();
+        checked
+            .into_iter()
+            .map(|refused| match refused {
+                Some(refused) => Err(refused),
+                None => packed.next().unwrap_or_else(|| Err(shutting_down())),
+            })
+            .collect()
     }
 
     /// Stores a small copy on its own: begun, written, made durable and
