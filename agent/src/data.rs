@@ -149,14 +149,12 @@ fn pack_batch(store: &Mutex<ObjectStore>, jobs: Vec<PackJob>) {
             let begun: Vec<Begun> = job
                 .copies
                 .into_iter()
-                .map(|(meta, bytes)| {
-                    match store.begin(meta).and_then(|mut copy| copy.write(&bytes).map(|()| copy)) {
-                        Ok(copy) => {
-                            copies.push(copy);
-                            Begun::Packing
-                        }
-                        Err(err) => Begun::Failed(err),
+                .map(|(meta, bytes)| match store.begin(meta).and_then(|mut copy| copy.write(&bytes).map(|()| copy)) {
+                    Ok(copy) => {
+                        copies.push(copy);
+                        Begun::Packing
                     }
+                    Err(err) => Begun::Failed(err),
                 })
                 .collect();
             answers.push((job.done, begun));
@@ -172,10 +170,12 @@ fn pack_batch(store: &Mutex<ObjectStore>, jobs: Vec<PackJob>) {
         let outcomes = begun
             .into_iter()
             .map(|copy| match copy {
-                Begun::Packing => installed.next().unwrap_or_else(|| Err(ObjectsError::Io {
-                    path: std::path::PathBuf::new(),
-                    source: std::io::Error::other("the packer lost a copy's outcome"),
-                })),
+                Begun::Packing => installed.next().unwrap_or_else(|| {
+                    Err(ObjectsError::Io {
+                        path: std::path::PathBuf::new(),
+                        source: std::io::Error::other("the packer lost a copy's outcome"),
+                    })
+                }),
                 Begun::Failed(err) => Err(err),
             })
             .collect();

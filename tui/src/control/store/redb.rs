@@ -187,13 +187,15 @@ impl RedbStore {
         }
         write_folded(&self.db, &self.path, &self.unfolded, self.wal.len())?;
         self.unfolded = Unfolded::default();
-        // Should emptying or removing fail, the file is folded again
-        // later: harmless.
-        self.wal.clear()?;
+        // The older file goes first, durably: were `state.wal` emptied
+        // first, a crash could leave the older file alone, and its batches
+        // folded again over the newer ones. Should either fail, the files
+        // are folded again later: harmless.
         if self.older_file {
             remove_folded(&folding_path(&self.path))?;
             self.older_file = false;
         }
+        self.wal.clear()?;
         Ok(())
     }
 
@@ -434,15 +436,15 @@ fn write_folded(db: &Database, path: &Path, unfolded: &Unfolded, log_bytes: u64)
     Ok(())
 }
 
-/// Removes a folded `state.wal.folding`; one already gone is fine. Not
-/// made durable: should the removal not last through a crash, the file is
-/// folded again at start, which is harmless.
+/// Removes a folded `state.wal.folding`, durably (one already gone is
+/// fine): before any newer batch is folded, so that a crash never leaves
+/// it to be folded again over them.
 fn remove_folded(folding: &Path) -> Result<(), StoreError> {
-    match std::fs::remove_file(folding) {
-        Ok(()) => Ok(()),
+    let removed = match std::fs::remove_file(folding) {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(StoreError::Log(super::wal::WalError::Io { path: folding.to_path_buf(), source })),
-    }
+        removed => removed.and_then(|()| ringwatch_net::files::sync_parent(folding)),
+    };
+    removed.map_err(|source| StoreError::Log(super::wal::WalError::Io { path: folding.to_path_buf(), source }))
 }
 
 fn corrupt(path: &Path, reason: impl std::fmt::Display) -> StoreError {
@@ -634,11 +636,12 @@ mod tests {
         store.await_folding();
         let done = dir.path().join("done.redb");
         crash_copy(&path, &done);
-        // Folded, but the removal of the file did not last: folded again,
-        // under the newer file.
-        std::fs::write(folding_path(&done), std::fs::read(wal_path(&path)).unwrap()).unwrap();
+        // Folded, and a crash before the file was removed: its batches (here
+        // all but its last) are folded again, under the newer file's.
+        let before = before.unwrap();
+        std::fs::copy(wal_path(&before), folding_path(&done)).unwrap();
         drop(store);
-        for copy in [before.unwrap(), crashed, done] {
+        for copy in [before, crashed, done] {
             let loaded = RedbStore::open(&copy).unwrap().load(1000).unwrap();
             // The copy before holds every commit up to the one before the
             // rename (its 64 KiB event is what passed FOLD_AT).
