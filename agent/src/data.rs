@@ -749,6 +749,25 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn regression_a_batch_of_small_copies_is_made_durable_by_one_fdatasync() {
+        let (service, _dir) = service();
+        for round in 1..=20 {
+            let batch: Vec<SmallCopy> = (0..48)
+                .map(|i| {
+                    let bytes = format!("copy {i} of round {round}").into_bytes();
+                    SmallCopy { meta: meta_of(1, &format!("r{round}/{i}"), 1, &bytes), bytes }
+                })
+                .collect();
+            let before = service.lock().pack_syncs();
+            let request = DataRequest { term: 1, op: DataOp::PutSmall(batch) };
+            let (reply, _) = replies(&exchange(&service, vec![codec::encode_frame(&request).unwrap()]).await);
+            let DataReply::HeldEach(outcomes) = reply else { panic!("{reply:?}") };
+            assert!(outcomes.len() == 48 && outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+            assert_eq!(service.lock().pack_syncs() - before, 1, "round {round}: the batch was split");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_of_small_copies_is_answered_copy_by_copy_and_only_good_copies_are_stored() {
         let (service, _dir) = service();
         exchange(&service, put_frames(1, "newer", 5, b"held at 5")).await;

@@ -27,6 +27,12 @@ struct SyncState {
 }
 
 impl GroupSync {
+    /// Fsyncs started so far.
+    #[cfg(test)]
+    pub(crate) fn started(&self) -> u64 {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).started
+    }
+
     /// Returns once a run of `fsync` begun after this call has finished
     /// (this caller's or another's: every caller of one `GroupSync` must
     /// pass the same fsync).

@@ -937,6 +937,12 @@ impl ObjectStore {
         self.quota
     }
 
+    /// The packs' fdatasyncs started so far.
+    #[cfg(test)]
+    pub(crate) fn pack_syncs(&self) -> u64 {
+        self.packs.syncs()
+    }
+
     /// Live copies, bytes and quota.
     pub fn usage(&self) -> DataUsage {
         let objects = self.index.values().filter(|entry| !entry.meta.tombstone).count();

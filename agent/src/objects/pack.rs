@@ -343,6 +343,12 @@ impl Packs {
         fs::remove_file(self.dir.join(pack_name(seq)))
     }
 
+    /// The active packs' fdatasyncs started so far.
+    #[cfg(test)]
+    pub(crate) fn syncs(&self) -> u64 {
+        self.sync.started()
+    }
+
     /// Bytes the packs take on disk, live and dead.
     #[cfg(test)]
     pub(crate) fn disk_len(&self) -> u64 {
