@@ -636,8 +636,17 @@ pub fn run(fleet: &mut Fleet, dir: &Path, victims: &[&str], workload: &Workload)
                 if all_finished() {
                     break;
                 }
-                fleet.restart_console();
-                faults.push(Fault { at: started.elapsed(), what: "kill -9 console, restart console".into() });
+                // Whether the kill caught a fold of the change log under
+                // way (its file is there only then).
+                let folding_file = fleet.data_dir().join("state.wal.folding");
+                let mut folding = false;
+                fleet.restart_console_after(|| folding = folding_file.exists());
+                let what = if folding {
+                    "kill -9 console (a fold of its change log under way), restart console"
+                } else {
+                    "kill -9 console, restart console"
+                };
+                faults.push(Fault { at: started.elapsed(), what: what.into() });
                 fleet.wait_all_alive(LIVENESS * 2);
                 continue;
             }

@@ -357,6 +357,22 @@ impl Fleet {
         self.restart_console_after(|| {});
     }
 
+    /// Adds `toml` to the console's config file and restarts the console
+    /// on it.
+    ///
+    /// # Panics
+    /// When the file cannot be written or the console does not come up.
+    #[track_caller]
+    pub fn configure(&mut self, toml: &str) {
+        let mut text = std::fs::read_to_string(&self.config)
+            .unwrap_or_else(|err| panic!("cannot read {}: {err}", self.config.display()));
+        text.push_str(toml);
+        std::fs::write(&self.config, text)
+            .unwrap_or_else(|err| panic!("cannot write {}: {err}", self.config.display()));
+        self.restart_console();
+        self.wait_all_alive(LIVENESS * 2);
+    }
+
     /// [`Fleet::restart_console`], running `while_down` between the kill
     /// and the new start.
     ///

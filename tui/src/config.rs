@@ -48,6 +48,39 @@ pub struct ConfigFile {
     /// The data store's settings (README.md, "Data").
     #[serde(default)]
     pub data: Option<DataFile>,
+    /// The change log's settings (README.md, "Configuration").
+    #[serde(default)]
+    pub change_log: Option<ChangeLogFile>,
+}
+
+/// The `[change_log]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeLogFile {
+    /// The size of `state.wal` at which it is folded into `state.redb`, a
+    /// size like `4MiB`.
+    pub fold_at: Option<String>,
+}
+
+impl ChangeLogFile {
+    /// The fold size the table sets, if any.
+    ///
+    /// # Errors
+    /// A sentence naming the key, for a size that does not parse or is out
+    /// of range.
+    fn fold_at(&self) -> Result<Option<u64>, String> {
+        let Some(text) = &self.fold_at else { return Ok(None) };
+        let bytes = ringwatch_shared::size::parse_size(text).map_err(|err| format!("[change_log] fold_at: {err}"))?;
+        let range = crate::control::store::redb::FOLD_AT_RANGE;
+        if !range.contains(&bytes) {
+            return Err(format!(
+                "[change_log] fold_at must be {} to {} bytes (4KiB to 1GiB), not {bytes}",
+                range.start(),
+                range.end()
+            ));
+        }
+        Ok(Some(bytes))
+    }
 }
 
 /// The `[data]` table.
@@ -118,6 +151,9 @@ impl ConfigFile {
         if let Some(data) = &file.data {
             data.settings(DataConfig::default())?;
         }
+        if let Some(change_log) = &file.change_log {
+            change_log.fold_at()?;
+        }
         if let Some(patterns) = &file.local_agent_allow_exec {
             let tasks = SupervisorConfig { allow_exec: patterns.clone(), ..SupervisorConfig::new(PathBuf::new()) };
             if let Err(SupervisorError::BadPattern { pattern, reason }) = tasks.validate() {
@@ -148,6 +184,9 @@ impl ConfigFile {
             && let Ok(settings) = data.settings(config.data)
         {
             config.data = settings;
+        }
+        if let Some(Ok(Some(fold_at))) = self.change_log.as_ref().map(ChangeLogFile::fold_at) {
+            config.change_log_fold_at = fold_at;
         }
     }
 }
@@ -235,6 +274,23 @@ mod tests {
         let mut defaults = ConsoleConfig::new(PathBuf::from("/tmp/x"));
         ConfigFile::parse("[data]\n").unwrap().apply(&mut defaults);
         assert_eq!(defaults.data, DataConfig::default());
+    }
+
+    #[test]
+    fn the_change_log_table_sets_the_fold_size_and_refuses_nonsense() {
+        let mut config = ConsoleConfig::new(PathBuf::from("/tmp/x"));
+        assert_eq!(config.change_log_fold_at, 4 << 20, "the default");
+        ConfigFile::parse("[change_log]\nfold_at = \"64KiB\"\n").unwrap().apply(&mut config);
+        assert_eq!(config.change_log_fold_at, 64 << 10);
+        for (text, named) in [
+            ("[change_log]\nfold_at = \"1KiB\"\n", "4KiB to 1GiB"),
+            ("[change_log]\nfold_at = \"2GiB\"\n", "4KiB to 1GiB"),
+            ("[change_log]\nfold_at = \"big\"\n", "fold_at"),
+            ("[change_log]\nfold = \"4MiB\"\n", "unknown field"),
+        ] {
+            let err = ConfigFile::parse(text).unwrap_err();
+            assert!(err.contains(named), "{text:?}: {err}");
+        }
     }
 
     #[test]

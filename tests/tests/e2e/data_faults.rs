@@ -309,6 +309,34 @@ fn concurrent_clients_across_console_kill_9_never_lose_a_write_nor_read_back_in_
     assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
 }
 
+/// The same nemesis with the console's change log folded into its
+/// database in the background every few commits (`[change_log] fold_at`
+/// at its smallest): wherever a `kill -9` finds the folds — a write-ahead
+/// file just renamed, being folded, removed (the run's faults say when a
+/// fold was under way) — the console starts again with every acknowledged
+/// write.
+#[test]
+fn a_console_whose_change_log_folds_every_few_commits_loses_no_acknowledged_write_to_kill_9() {
+    let sandbox = Sandbox::new("data-checker-fold");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
+    fleet.configure("[change_log]\nfold_at = \"4KiB\"\n");
+    // A rename makes a new `state.wal`: its birth time tells.
+    let wal = fleet.data_dir().join("state.wal");
+    let born = || std::fs::metadata(&wal).and_then(|metadata| metadata.created()).ok();
+    let first = born();
+    let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
+    let dir = sandbox.dir("checker");
+    let run = data_checker::run(&mut fleet, &dir, &[data_checker::CONSOLE], &workload);
+    let summary = assert_no_violations(&sandbox, &dir, &run);
+    let restarts = run.faults.len();
+    let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
+    assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
+    match (first, born()) {
+        (Some(first), Some(last)) => assert!(last > first, "state.wal was never renamed to be folded: {summary}"),
+        _ => sandbox.step("this file system gives no birth times: whether state.wal was renamed is not checked"),
+    }
+}
+
 /// Found by the data checker (a quorum read right after an acknowledged put
 /// found one holder of its version instead of two): two puts of one key
 /// overlap, the one stamped first (a large object) commits its copies

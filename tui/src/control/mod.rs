@@ -124,6 +124,9 @@ pub struct ConsoleConfig {
     pub agent_cert_ttl: Duration,
     /// The data store's settings.
     pub data: data::DataConfig,
+    /// The size of the embedded store's write-ahead file at which it is
+    /// folded into the database (`[change_log] fold_at`).
+    pub change_log_fold_at: u64,
 }
 
 /// Where a console keeps its records.
@@ -172,6 +175,7 @@ impl ConsoleConfig {
             advertise: None,
             agent_cert_ttl: ringwatch_shared::lifetime::DEFAULT_AGENT_CERT_TTL,
             data: data::DataConfig::default(),
+            change_log_fold_at: store::redb::DEFAULT_FOLD_AT,
         }
     }
 }
@@ -489,8 +493,9 @@ impl ControlPlane {
         address: SocketAddr,
     ) -> Result<(watch::Sender<Role>, Running), ConsoleError> {
         let path = config.data_dir.join(STATE_FILE);
+        let fold_at = config.change_log_fold_at;
         let (store, loaded) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut store = RedbStore::open(&path)?;
+            let mut store = RedbStore::open(&path)?.folding_at(fold_at);
             let loaded = store.load(LOADED_EVENTS)?;
             Ok((store, loaded))
         })

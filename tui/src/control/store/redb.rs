@@ -3,9 +3,11 @@
 //! number — and in front of it the write-ahead file `state.wal`
 //! ([`super::wal`]). Every commit is durable before it returns: appended to
 //! the file and synced. The database catches up in one commit of
-//! everything a file holds: once the file passes [`FOLD_AT`], it is renamed
-//! `state.wal.folding` and folded on a thread of its own while commits go
-//! on to a new `state.wal`, so a fold never holds up a commit; when the
+//! everything a file holds: once the file passes its fold size
+//! ([`DEFAULT_FOLD_AT`]; `[change_log] fold_at` in the console's config
+//! file), it is renamed `state.wal.folding` and folded on a thread of its
+//! own while commits go on to a new `state.wal`, so a fold never holds up
+//! a commit; when the
 //! store is opened (a crash's leftovers: `state.wal.folding` first, the
 //! older) and when it is closed, synchronously. Folding twice is harmless —
 //! each batch sets records to values and events at their numbers —, so a
@@ -41,10 +43,13 @@ const ROUND_ONE_CREDENTIALS: TableDefinition<&str, &str> = TableDefinition::new(
 const ROUND_ONE_NODES: TableDefinition<&str, &str> = TableDefinition::new("nodes");
 const ROUND_ONE_WORKLOADS: TableDefinition<&str, &str> = TableDefinition::new("workloads");
 
-/// The write-ahead file's size at which the database catches up: a few
-/// seconds of the busiest writing, and what the store keeps in memory
-/// meanwhile (twice, while a fold runs).
-pub const FOLD_AT: u64 = 4 << 20;
+/// The write-ahead file's size at which the database catches up, unless
+/// the console's config says otherwise: a few seconds of the busiest
+/// writing, and what the store keeps in memory meanwhile (twice, while a
+/// fold runs).
+pub const DEFAULT_FOLD_AT: u64 = 4 << 20;
+/// The smallest and largest fold sizes a config may set.
+pub const FOLD_AT_RANGE: std::ops::RangeInclusive<u64> = (4 << 10)..=(1 << 30);
 
 /// The open database.
 pub struct RedbStore {
@@ -66,6 +71,8 @@ pub struct RedbStore {
     /// Renaming the write-ahead file failed once: from then on every fold
     /// is synchronous, so a name left in doubt is never reused.
     rotation_failed: bool,
+    /// The write-ahead file's size at which it is folded.
+    fold_at: u64,
 }
 
 /// A fold of `state.wal.folding` on a thread of its own.
@@ -165,6 +172,7 @@ impl RedbStore {
             folding: None,
             older_file: older.is_some(),
             rotation_failed: false,
+            fold_at: DEFAULT_FOLD_AT,
         };
         let batches: Vec<WalBatch> = older.into_iter().flatten().chain(batches).collect();
         if !batches.is_empty() {
@@ -175,6 +183,14 @@ impl RedbStore {
         }
         guarded(path, || store.fold())?;
         Ok(store)
+    }
+
+    /// Folds the write-ahead file once it passes `bytes` (clamped to
+    /// [`FOLD_AT_RANGE`]) instead of [`DEFAULT_FOLD_AT`].
+    #[must_use]
+    pub fn folding_at(mut self, bytes: u64) -> Self {
+        self.fold_at = bytes.clamp(*FOLD_AT_RANGE.start(), *FOLD_AT_RANGE.end());
+        self
     }
 
     /// Writes what the write-ahead files hold to the database in one
@@ -199,7 +215,7 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Catches the database up with a write-ahead file past [`FOLD_AT`]:
+    /// Catches the database up with a write-ahead file past its fold size:
     /// renames it `state.wal.folding` and folds it on a thread of its own
     /// while commits go on to a new `state.wal` — the fold takes tens of
     /// milliseconds, which no commit waits for (BENCHMARKS.md, "Small
@@ -348,7 +364,7 @@ impl StateStore for RedbStore {
         }
         self.wal.append(&encoded)?;
         self.unfolded.absorb(encoded);
-        if self.wal.len() >= FOLD_AT
+        if self.wal.len() >= self.fold_at
             && let Err(err) = self.catch_up()
         {
             // The batch is durable in the file; the fold is tried again at
@@ -597,7 +613,7 @@ mod tests {
         let mut seq = 0;
         commit_until(&mut store, &mut seq, |store| store.folding.is_some());
         let folded = seq;
-        assert!(folded * (64 << 10) >= FOLD_AT, "not before the file passed FOLD_AT");
+        assert!(folded * (64 << 10) >= DEFAULT_FOLD_AT, "not before the file passed its fold size");
         assert!(store.wal.is_empty(), "the next commit goes to a new file");
         for _ in 0..3 {
             seq += 1;
@@ -623,7 +639,7 @@ mod tests {
         // running and with it done: each is a state a crash can leave.
         let mut before = None;
         commit_until(&mut store, &mut seq, |store| {
-            if store.wal.len() + (80 << 10) >= FOLD_AT && before.is_none() {
+            if store.wal.len() + (80 << 10) >= DEFAULT_FOLD_AT && before.is_none() {
                 let copy = dir.path().join("before.redb");
                 crash_copy(&path, &copy);
                 before = Some(copy);
@@ -644,7 +660,7 @@ mod tests {
         for copy in [before, crashed, done] {
             let loaded = RedbStore::open(&copy).unwrap().load(1000).unwrap();
             // The copy before holds every commit up to the one before the
-            // rename (its 64 KiB event is what passed FOLD_AT).
+            // rename (its 64 KiB event is what passed the fold size).
             let expected = if copy.ends_with("before.redb") { seq - 2 } else { seq };
             assert_eq!(loaded.image.nodes.len() as u64, expected, "{}", copy.display());
             assert!(!folding_path(&copy).exists() && std::fs::metadata(wal_path(&copy)).unwrap().len() == 0);
