@@ -295,18 +295,8 @@ fn concurrent_clients_under_kill_9_never_lose_a_write_nor_read_back_in_time() {
 #[test]
 fn concurrent_clients_across_console_kill_9_never_lose_a_write_nor_read_back_in_time() {
     let sandbox = Sandbox::new("data-checker-console");
-    let names = ["a", "b", "c", "d"];
-    let mut fleet = Fleet::start(&sandbox, &names);
-    // Many keys: most puts are a key's first.
-    let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
-    let dir = sandbox.dir("checker");
-    let run = data_checker::run(&mut fleet, &dir, &[data_checker::CONSOLE], &workload);
-    let summary = assert_no_violations(&sandbox, &dir, &run);
-    // Operations fail fast while the console is down, so on a loaded
-    // machine the clients may finish before a second restart.
-    let restarts = run.faults.len();
-    let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
-    assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c", "d"]);
+    checked_across_console_kills(&sandbox, &mut fleet);
 }
 
 /// The same nemesis with the console's change log folded into its
@@ -324,17 +314,29 @@ fn a_console_whose_change_log_folds_every_few_commits_loses_no_acknowledged_writ
     let wal = fleet.data_dir().join("state.wal");
     let born = || std::fs::metadata(&wal).and_then(|metadata| metadata.created()).ok();
     let first = born();
-    let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
-    let dir = sandbox.dir("checker");
-    let run = data_checker::run(&mut fleet, &dir, &[data_checker::CONSOLE], &workload);
-    let summary = assert_no_violations(&sandbox, &dir, &run);
-    let restarts = run.faults.len();
-    let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
-    assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
+    let summary = checked_across_console_kills(&sandbox, &mut fleet);
     match (first, born()) {
         (Some(first), Some(last)) => assert!(last > first, "state.wal was never renamed to be folded: {summary}"),
         _ => sandbox.step("this file system gives no birth times: whether state.wal was renamed is not checked"),
     }
+}
+
+/// Runs the checker's clients against `fleet` while its console is killed
+/// and restarted, asserts nothing it saw went wrong and that enough
+/// happened; returns the run's summary.
+#[track_caller]
+fn checked_across_console_kills(sandbox: &Sandbox, fleet: &mut Fleet) -> String {
+    // Many keys: most puts are a key's first.
+    let workload = Workload { clients: 4, ops_per_client: 60, keys: 60, ops_between_faults: 40, ..Workload::default() };
+    let dir = sandbox.dir("checker");
+    let run = data_checker::run(fleet, &dir, &[data_checker::CONSOLE], &workload);
+    let summary = assert_no_violations(sandbox, &dir, &run);
+    // Operations fail fast while the console is down, so on a loaded
+    // machine the clients may finish before a second restart.
+    let restarts = run.faults.len();
+    let acked = run.history.iter().filter(|op| matches!(op.outcome, data_checker::Outcome::Stored { .. })).count();
+    assert!(restarts >= 1 && acked >= 10, "too little happened: {summary}");
+    summary
 }
 
 /// Found by the data checker (a quorum read right after an acknowledged put
