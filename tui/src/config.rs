@@ -48,7 +48,7 @@ pub struct ConfigFile {
     /// The data store's settings (README.md, "Data").
     #[serde(default)]
     pub data: Option<DataFile>,
-    /// The change log's settings (README.md, "Configuration").
+    /// The change log's settings (README.md, "Config file").
     #[serde(default)]
     pub change_log: Option<ChangeLogFile>,
 }
