@@ -60,26 +60,6 @@ pub struct DataService {
     packer: Option<mpsc::Sender<PackJob>>,
 }
 
-/// A small copy being stored ([`DataService::store_small`]): its outcome,
-/// or the packer's answer to wait for.
-enum Pending {
-    Done(Result<ObjectMeta, DataFailure>),
-    Packing(oneshot::Receiver<Vec<Result<ObjectMeta, ObjectsError>>>),
-}
-
-impl Pending {
-    /// What became of the copy, once it is known.
-    async fn outcome(self) -> Result<ObjectMeta, DataFailure> {
-        match self {
-            Self::Done(outcome) => outcome,
-            Self::Packing(outcome) => match outcome.await.map(Vec::into_iter).map(|mut each| each.next()) {
-                Ok(Some(done)) => done.map_err(failure),
-                Ok(None) | Err(_) => Err(shutting_down()),
-            },
-        }
-    }
-}
-
 /// The answer to a copy the agent stopped before storing.
 fn shutting_down() -> DataFailure {
     DataFailure::Other("the agent is shutting down".into())
@@ -418,26 +398,19 @@ impl DataService {
             let problem = format!("more than the {} bytes announced", meta.size);
             return Ok(Err(failure(ObjectsError::Mismatch { key: meta.key, problem })));
         }
-        Ok(self.store_small(meta, bytes).await.outcome().await)
+        Ok(self.store_small(meta, bytes).await)
     }
 
-    /// Starts storing a small copy: handed to the packer if it fits a pack
-    /// (its outcome then waited for separately, so a batch's copies share
-    /// one fdatasync), otherwise stored on its own.
-    async fn store_small(&self, meta: ObjectMeta, bytes: Vec<u8>) -> Pending {
-        let Some(packer) = self.packer.as_ref().filter(|_| meta.size <= MAX_PACKED) else {
-            return Pending::Done(self.put_alone(meta, bytes).await);
-        };
-        let (done, outcome) = oneshot::channel();
-        match packer.send(PackJob { copies: vec![(meta, bytes)], done }).await {
-            Ok(()) => Pending::Packing(outcome),
-            Err(_) => Pending::Done(Err(shutting_down())),
+    /// Stores a small copy: packed if it fits a pack, otherwise on its own.
+    async fn store_small(&self, meta: ObjectMeta, bytes: Vec<u8>) -> Result<ObjectMeta, DataFailure> {
+        if meta.size > MAX_PACKED {
+            return self.put_alone(meta, bytes).await;
         }
+        self.pack(vec![(meta, bytes)]).await.pop().unwrap_or_else(|| Err(shutting_down()))
     }
 
-    /// Stores a batch of small copies (see [`DataOp::PutSmall`]): one job
-    /// for the packer, so they share its write and its fdatasync. The
-    /// outcome of each, in order.
+    /// Stores a batch of small copies (see [`DataOp::PutSmall`]), packed
+    /// together. The outcome of each, in order.
     async fn put_batch(&self, copies: Vec<SmallCopy>) -> Vec<Result<ObjectMeta, DataFailure>> {
         // Each copy: refused here, or the next of the packer's outcomes.
         let mut checked: Vec<Option<DataFailure>> = Vec::with_capacity(copies.len());
@@ -457,24 +430,7 @@ impl DataService {
                 }
             }
         }
-        let mut packed = match self.packer.as_ref() {
-            Some(packer) if !packing.is_empty() => {
-                let (done, outcome) = oneshot::channel();
-                match packer.send(PackJob { copies: packing, done }).await {
-                    Ok(()) => outcome.await.unwrap_or_default().into_iter().map(|done| done.map_err(failure)).collect(),
-                    Err(_) => Vec::new(),
-                }
-            }
-            // No packer: each on its own.
-            _ => {
-                let mut each = Vec::with_capacity(packing.len());
-                for (meta, bytes) in packing {
-                    each.push(self.put_alone(meta, bytes).await);
-                }
-                each
-            }
-        }
-        .into_iter();
+        let mut packed = self.pack(packing).await.into_iter();
         checked
             .into_iter()
             .map(|refused| match refused {
@@ -482,6 +438,25 @@ impl DataService {
                 None => packed.next().unwrap_or_else(|| Err(shutting_down())),
             })
             .collect()
+    }
+
+    /// Packs `copies` (each at most [`MAX_PACKED`] bytes) as one job for
+    /// the packer, so they share its write and its fdatasync; each on its
+    /// own when there is no packer. The outcome of each, in order.
+    async fn pack(&self, copies: Vec<(ObjectMeta, Vec<u8>)>) -> Vec<Result<ObjectMeta, DataFailure>> {
+        let Some(packer) = self.packer.as_ref().filter(|_| !copies.is_empty()) else {
+            let mut each = Vec::with_capacity(copies.len());
+            for (meta, bytes) in copies {
+                each.push(self.put_alone(meta, bytes).await);
+            }
+            return each;
+        };
+        let (done, outcome) = oneshot::channel();
+        match packer.send(PackJob { copies, done }).await {
+            Ok(()) => outcome.await.unwrap_or_default().into_iter().map(|done| done.map_err(failure)).collect(),
+            // The packer stopped: every copy is answered as cut short.
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Stores a small copy on its own: begun, written, made durable and

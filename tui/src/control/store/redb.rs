@@ -260,8 +260,7 @@ impl RedbStore {
         };
         if let Err(err) = outcome {
             warn!(%err, "the database could not catch up with the renamed write-ahead log; it is folded with the next");
-            let older = Arc::try_unwrap(unfolded).unwrap_or_else(|shared| (*shared).clone());
-            self.unfolded = older.then(std::mem::take(&mut self.unfolded));
+            self.unfolded = Arc::unwrap_or_clone(unfolded).then(std::mem::take(&mut self.unfolded));
             self.older_file = true;
         }
     }
