@@ -57,6 +57,11 @@ impl Ports {
     fn free() -> Self {
         Self { client: free_port(), peer: free_port(), metrics: free_port() }
     }
+
+    /// Where the other members reach this one.
+    fn peer_url(self) -> String {
+        format!("http://127.0.0.1:{}", self.peer)
+    }
 }
 
 /// A port nothing listens on right now: bound on 127.0.0.1:0, read, and
@@ -71,7 +76,8 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|err| panic!("cannot bind 127.0.0.1:0 to find a free port: {err}"))
 }
 
-/// A single-member etcd, killed (SIGKILL) when dropped.
+/// An etcd member, killed (SIGKILL) when dropped: a single-member etcd,
+/// or one member of an [`EtcdCluster`].
 #[derive(Debug)]
 pub struct EtcdServer {
     /// The process while it runs.
@@ -82,6 +88,11 @@ pub struct EtcdServer {
     ports: Ports,
     /// TLS on the client port.
     tls: Option<ServerTls>,
+    /// Its member name.
+    name: String,
+    /// The cluster it starts in, as `--initial-cluster` says it:
+    /// `name=peer-url` for every member, itself included.
+    cluster: String,
 }
 
 impl EtcdServer {
@@ -109,7 +120,10 @@ impl EtcdServer {
     fn start_with(dir: &Path, tls: Option<ServerTls>) -> Self {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
-            let mut server = Self { proc: None, dir: dir.to_path_buf(), ports: Ports::free(), tls: tls.clone() };
+            let ports = Ports::free();
+            let name = "test".to_string();
+            let cluster = format!("{name}={}", ports.peer_url());
+            let mut server = Self { proc: None, dir: dir.to_path_buf(), ports, tls: tls.clone(), name, cluster };
             match server.launch() {
                 Ok(()) => return server,
                 Err(Launch::PortTaken(log)) => last = log,
@@ -194,19 +208,25 @@ impl EtcdServer {
     }
 
     fn launch(&mut self) -> Result<(), Launch> {
-        let Ports { client, peer, metrics } = self.ports;
+        self.spawn();
+        self.await_healthy()
+    }
+
+    /// Starts the process, not waiting for it.
+    fn spawn(&mut self) {
+        let Ports { client, metrics, .. } = self.ports;
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
+        let peer_url = self.ports.peer_url();
         let mut command = Command::new(etcd_binary());
         command
-            .arg("--name=test")
+            .arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", self.dir.join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=test={peer_url}"))
+            .arg(format!("--initial-cluster={}", self.cluster))
             .arg("--initial-cluster-state=new")
             .arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"))
             .arg("--logger=zap");
@@ -216,7 +236,16 @@ impl EtcdServer {
                 command.arg("--client-cert-auth").arg(format!("--trusted-ca-file={}", ca.display()));
             }
         }
-        let mut proc = Proc::spawn("etcd", command, &self.dir.join("etcd.log"));
+        self.proc = Some(Proc::spawn(format!("etcd {}", self.name), command, &self.dir.join("etcd.log")));
+    }
+
+    /// Waits until the process just spawned says it is healthy (a member
+    /// of a cluster: once a quorum of members runs).
+    fn await_healthy(&mut self) -> Result<(), Launch> {
+        let metrics = self.ports.metrics;
+        let Some(mut proc) = self.proc.take() else {
+            return Err(Launch::Failed("etcd was not started".into()));
+        };
         let healthy = poll::until(STARTUP, HEALTH_POLL, || {
             if !proc.is_running() {
                 return Step::Abort("it exited".into());
@@ -243,6 +272,77 @@ impl EtcdServer {
             }
         }
     }
+}
+
+/// A cluster of etcd members on 127.0.0.1, each in a directory of its own
+/// and killed when dropped: what a team runs when its data must survive a
+/// member's loss, and so the like-for-like comparison for a store that
+/// keeps three copies (`bench_data`).
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<EtcdServer>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members under `dir` (`dir/m0`, `dir/m1`, ...) and
+    /// waits until every one is healthy.
+    ///
+    /// # Panics
+    /// When `etcd` is not installed or the cluster does not become
+    /// healthy, with the logs.
+    #[track_caller]
+    pub fn start(dir: &Path, size: usize) -> Self {
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let ports: Vec<Ports> = (0..size).map(|_| Ports::free()).collect();
+            let cluster = ports
+                .iter()
+                .enumerate()
+                .map(|(index, ports)| format!("m{index}={}", ports.peer_url()))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut members: Vec<EtcdServer> = ports
+                .into_iter()
+                .enumerate()
+                .map(|(index, ports)| EtcdServer {
+                    proc: None,
+                    dir: member_dir(dir, index),
+                    ports,
+                    tls: None,
+                    name: format!("m{index}"),
+                    cluster: cluster.clone(),
+                })
+                .collect();
+            // All at once: a member of a new cluster is healthy only once a
+            // quorum of the others runs.
+            for member in &mut members {
+                member.spawn();
+            }
+            let mut outcome = Ok(());
+            for member in &mut members {
+                outcome = outcome.and_then(|()| member.await_healthy());
+            }
+            match outcome {
+                Ok(()) => return Self { members },
+                Err(Launch::PortTaken(log)) => last = log,
+                Err(Launch::Failed(message)) => panic!("{message}"),
+            }
+        }
+        panic!("etcd found its ports taken {START_ATTEMPTS} times; last attempt:\n{last}")
+    }
+
+    /// The members' client addresses, `127.0.0.1:PORT` each.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(EtcdServer::endpoint).collect()
+    }
+}
+
+/// `dir/m<index>`, made if missing.
+#[track_caller]
+fn member_dir(dir: &Path, index: usize) -> PathBuf {
+    let member = dir.join(format!("m{index}"));
+    std::fs::create_dir_all(&member).unwrap_or_else(|err| panic!("cannot make {}: {err}", member.display()));
+    member
 }
 
 /// Why a start failed.

@@ -54,8 +54,10 @@
 //! - [`standby`]: [`FakeStandby`], a console that only ever says "I am a
 //!   standby; the leader is X", on a real console's PKI.
 //! - [`etcd`]: [`EtcdServer`], a real single-member etcd on loopback that a
-//!   test can stop, restart and freeze, and [`TcpRelay`], a TCP relay that
-//!   partitions one client from it (the highly available group's tests).
+//!   test can stop, restart and freeze, [`EtcdCluster`], several members
+//!   (the benches' three-copy comparison), and [`TcpRelay`], a TCP relay
+//!   that partitions one client from it (the highly available group's
+//!   tests).
 //! - [`rogue`]: hand-written peers — a client with a joined agent's stolen
 //!   credentials, strangers without a certificate or with a foreign one,
 //!   bursts and floods of handshakes.
@@ -85,7 +87,7 @@ pub mod udp;
 
 pub use agent::Agent;
 pub use console::Console;
-pub use etcd::{EtcdServer, TcpRelay};
+pub use etcd::{EtcdCluster, EtcdServer, TcpRelay};
 pub use fleet::{AgentSpec, Fleet};
 pub use group::ConsoleGroup;
 pub use instances::{LifeLog, Reaper};

@@ -6,8 +6,9 @@
 //! - `--mode small` (default): 4 KiB puts of new keys, puts over existing
 //!   keys (overwrites), then gets, with 1 and 64 concurrent clients for
 //!   `--seconds` each: ops/s, p50 and p99. With the
-//!   `etcd` feature, the same workload against a local etcd (its default
-//!   fsync durability) side by side.
+//!   `etcd` feature, the same workload side by side against a local etcd
+//!   (its default fsync durability), one member and then three (`etcd×3`:
+//!   like ringwatch's three copies, each put durable on a quorum).
 //! - `--mode large`: one 64 MiB object put and got back, MB/s, next to
 //!   `dd` writing 64 MiB with fsync on the same disk and 64 MiB sent over
 //!   a loopback TCP connection.
@@ -199,13 +200,26 @@ async fn small(target: &Target, duration: Duration) {
 #[cfg(feature = "etcd")]
 async fn etcd_small(duration: Duration) {
     let sandbox = Sandbox::new("bench-data-etcd");
-    let server = ringwatch_tests::EtcdServer::start(&sandbox.dir("etcd"));
+    {
+        let server = ringwatch_tests::EtcdServer::start(&sandbox.dir("etcd"));
+        etcd_workload("etcd", &[server.endpoint()], duration).await;
+    }
+    // The like-for-like comparison for three copies: three members, every
+    // put durable on a quorum of them before it is answered.
+    let cluster = ringwatch_tests::EtcdCluster::start(&sandbox.dir("etcd-cluster"), 3);
+    etcd_workload("etcd×3", &cluster.endpoints(), duration).await;
+}
+
+/// The small-object workload against etcd at `endpoints`, reported as
+/// `label`: each client connects to all of them, as etcd's clients do.
+#[cfg(feature = "etcd")]
+async fn etcd_workload(label: &str, endpoints: &[String], duration: Duration) {
     let value = vec![0x5a; 4096];
     for clients in [1, 64] {
         let mut tasks = Vec::new();
         let started = Instant::now();
         for c in 0..clients {
-            let kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            let kv = etcd_client::Client::connect(endpoints, None).await.unwrap().kv_client();
             let value = value.clone();
             tasks.push(tokio::spawn(timed(started, duration, move |n| {
                 let (mut kv, value) = (kv.clone(), value.clone());
@@ -215,11 +229,11 @@ async fn etcd_small(duration: Duration) {
             })));
         }
         let (rate, all) = gather(started, tasks).await;
-        report("etcd put 4 KiB", clients, rate, &all);
+        report(&format!("{label} put 4 KiB"), clients, rate, &all);
         let mut tasks = Vec::new();
         let started = Instant::now();
         for c in 0..clients {
-            let kv = etcd_client::Client::connect([server.endpoint()], None).await.unwrap().kv_client();
+            let kv = etcd_client::Client::connect(endpoints, None).await.unwrap().kv_client();
             tasks.push(tokio::spawn(timed(started, duration, move |_| {
                 let mut kv = kv.clone();
                 async move {
@@ -228,7 +242,7 @@ async fn etcd_small(duration: Duration) {
             })));
         }
         let (rate, all) = gather(started, tasks).await;
-        report("etcd get 4 KiB", clients, rate, &all);
+        report(&format!("{label} get 4 KiB"), clients, rate, &all);
     }
 }
 
