@@ -1,5 +1,5 @@
-//! QUIC endpoints with large socket buffers, for agents, admin clients and
-//! the console alike.
+//! QUIC endpoints with large socket buffers and datagrams as large as the
+//! path carries, for agents, admin clients and the console alike.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -7,6 +7,32 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 /// `net.core.rmem_max`/`wmem_max`; at the default 212 KiB a console with
 /// thousands of agents drops heartbeats in bursts before reading them.
 pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
+
+/// The largest UDP payload an endpoint accepts, and sends once path-MTU
+/// discovery has found that the path carries it: discovery starts at
+/// 1,200 bytes and probes upward, so an Ethernet path settles near 1,452
+/// while loopback and jumbo-frame networks reach this bound. There a 4 KiB
+/// put crosses each hop in one datagram instead of three, and a large
+/// object in a fifth as many (BENCHMARKS.md, "Small puts, sixth pass").
+///
+/// Not higher: quinn hands the kernel up to [`GSO_SEGMENTS`] datagrams as
+/// one segmentation-offload batch, which must fit a single UDP payload
+/// (65,507 bytes). A larger batch fails with `EMSGSIZE`, which quinn takes
+/// for a lost MTU probe and drops without a word: at 8,952 (a 9,000-byte
+/// jumbo frame) large puts ran at half the speed of 1,452.
+pub const MAX_UDP_PAYLOAD: u16 = 6_400;
+
+/// Datagrams quinn 0.11 puts in one segmentation-offload batch (its
+/// private `MAX_TRANSMIT_SEGMENTS`); see [`MAX_UDP_PAYLOAD`].
+pub const GSO_SEGMENTS: usize = 10;
+
+/// The largest payload of one UDP datagram over IPv4.
+const UDP_PAYLOAD_LIMIT: usize = 65_507;
+
+const _: () = assert!(
+    MAX_UDP_PAYLOAD as usize * GSO_SEGMENTS <= UDP_PAYLOAD_LIMIT,
+    "a full segmentation-offload batch must fit one UDP payload"
+);
 
 /// A client-only QUIC endpoint on an ephemeral port of `peer`'s address
 /// family (on loopback when `peer` is on loopback).
@@ -47,5 +73,7 @@ pub fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> std::i
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&bind.into())?;
     let runtime = quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime for QUIC"))?;
-    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)
+    let mut config = quinn::EndpointConfig::default();
+    config.max_udp_payload_size(MAX_UDP_PAYLOAD).map_err(|err| std::io::Error::other(err.to_string()))?;
+    quinn::Endpoint::new(config, server, socket.into(), runtime)
 }

@@ -74,6 +74,10 @@ pub fn transport() -> quinn::TransportConfig {
     // Heartbeats keep the path busy; a keep-alive covers agents configured
     // with slow heartbeats.
     transport.keep_alive_interval(Some(Duration::from_secs(2)));
+    // Probe up to what the endpoints accept; see `MAX_UDP_PAYLOAD`.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(crate::endpoint::MAX_UDP_PAYLOAD);
+    transport.mtu_discovery_config(Some(mtu));
     transport
 }
 
