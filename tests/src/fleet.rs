@@ -174,6 +174,12 @@ impl Fleet {
         self.console.data_dir()
     }
 
+    /// The console's config file (`--config`), for a test to rewrite
+    /// before [`Fleet::restart_console`]; [`Fleet::configure`] appends.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
     /// The sandbox root.
     pub fn root(&self) -> &Path {
         &self.root

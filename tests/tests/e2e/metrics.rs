@@ -1,7 +1,7 @@
 //! Prometheus metrics (README.md, "Metrics"): `/metrics` passes `promtool`,
 //! a real Prometheus scrapes the console and counts its nodes, the example
-//! alerts load and fire, a taken address stops the console, and the demo
-//! serves metrics too.
+//! alerts load and fire, a taken address stops the console, the change
+//! log's folds are counted, and the demo serves metrics too.
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::prometheus::{self, Prometheus, check_metrics, http_get, promtool_check, sample, scrape};
-use ringwatch_tests::{Agent, Console, NodeState, Sandbox, bins};
+use ringwatch_tests::{Agent, Console, Fleet, LIVENESS, NodeState, Sandbox, bins};
 
 use NodeState::{Alive, Failed};
 
@@ -87,6 +87,51 @@ fn a_real_prometheus_scrapes_the_console_counts_its_nodes_and_alerts_on_a_failed
         Some(1.0),
         "{text}"
     );
+}
+
+/// A console whose change log folds every few commits (`fold_at` at its
+/// smallest) counts on `/metrics` the folds its objects' records caused,
+/// each with its duration, and its open write-ahead file stays under the
+/// fold size.
+#[test]
+fn a_consoles_change_log_folds_are_counted_on_metrics() {
+    const FOLD_AT: f64 = 4096.0;
+    let sandbox = Sandbox::new("metrics-change-log");
+    let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
+    let config = fleet.config_path().to_path_buf();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("metrics_listen = \"127.0.0.1:0\"\n{text}[change_log]\nfold_at = \"4KiB\"\n"))
+        .unwrap();
+    fleet.restart_console();
+    fleet.wait_all_alive(LIVENESS * 2);
+    let metrics = prometheus::metrics_addr(fleet.data_dir());
+    sandbox.step(format!("console restarted with fold_at = 4KiB, metrics on {metrics}"));
+
+    let file = sandbox.path().join("object");
+    std::fs::write(&file, vec![7u8; 2048]).unwrap();
+    for n in 0..30 {
+        let put = fleet.admin(&["data", "put", &format!("fold/{n}"), file.to_str().unwrap()]);
+        assert!(put.status.success(), "put {n}: {put}");
+    }
+    sandbox.step("30 objects stored");
+    // A fold runs on a thread of its own: it is counted when it ends.
+    let text = poll::until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let text = scrape(metrics);
+        match sample(&text, "ringwatch_change_log_folds_total") {
+            Some(folds) if folds >= 1.0 => Step::Done(text),
+            folds => Step::Pending(format!("folds: {folds:?}")),
+        }
+    })
+    .unwrap_or_else(|failure| panic!("no fold was counted: {failure}"));
+    let folds = sample(&text, "ringwatch_change_log_folds_total").unwrap_or_default();
+    let failures = sample(&text, "ringwatch_change_log_fold_failures_total");
+    assert_eq!(failures, Some(0.0), "{text}");
+    assert_eq!(sample(&text, "ringwatch_change_log_fold_duration_seconds_count"), Some(folds), "{text}");
+    let open = sample(&text, "ringwatch_change_log_bytes").unwrap_or(f64::NAN);
+    assert!((0.0..FOLD_AT).contains(&open), "the open file holds {open} bytes, past the fold size: {text}");
+    let check = check_metrics(sandbox.path(), &text);
+    assert!(check.status.success(), "promtool rejects the metrics: {check}");
+    sandbox.step(format!("{folds} fold(s) counted, the open file at {open} bytes"));
 }
 
 #[test]

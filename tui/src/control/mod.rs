@@ -494,8 +494,9 @@ impl ControlPlane {
     ) -> Result<(watch::Sender<Role>, Running), ConsoleError> {
         let path = config.data_dir.join(STATE_FILE);
         let fold_at = config.change_log_fold_at;
+        let tallies = outlets.counters.tallies.change_log.clone();
         let (store, loaded) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut store = RedbStore::open(&path)?.folding_at(fold_at);
+            let mut store = RedbStore::open(&path)?.folding_at(fold_at).reporting_to(tallies);
             let loaded = store.load(LOADED_EVENTS)?;
             Ok((store, loaded))
         })

@@ -17,6 +17,8 @@ use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use ringwatch_shared::status::NodeState;
 
+use crate::control::store::redb::ChangeLogTallies;
+
 /// Bucket bounds of the detection latency, in seconds: from a quick
 /// conviction (phi over its threshold after a few missed beats) to a node
 /// silent for the detector's `max_silence` and more.
@@ -181,6 +183,9 @@ pub struct Tallies {
     pub restarts: Counter,
     /// Requests over the admin channel.
     pub admin_requests: Family<AdminLabels, Counter>,
+    /// The embedded store's change log (zero with an etcd store, which
+    /// has none).
+    pub change_log: ChangeLogTallies,
 }
 
 impl Default for Tallies {
@@ -193,6 +198,7 @@ impl Default for Tallies {
             moves: Family::default(),
             restarts: Counter::default(),
             admin_requests: Family::default(),
+            change_log: ChangeLogTallies::default(),
         };
         // Series that exist from the start: a rate over them is 0, not
         // absent, before the first event.

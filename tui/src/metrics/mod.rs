@@ -121,6 +121,14 @@ pub mod names {
     pub const RESTARTS: &str = "ringwatch_instance_restarts";
     /// Admin requests (`request`, `outcome`).
     pub const ADMIN_REQUESTS: &str = "ringwatch_admin_requests";
+    /// Folds of the change log into the embedded database.
+    pub const CHANGE_LOG_FOLDS: &str = "ringwatch_change_log_folds";
+    /// Folds of the change log that failed.
+    pub const CHANGE_LOG_FOLD_FAILURES: &str = "ringwatch_change_log_fold_failures";
+    /// How long each fold took.
+    pub const CHANGE_LOG_FOLD_DURATION: &str = "ringwatch_change_log_fold_duration_seconds";
+    /// Bytes in the change log's open write-ahead file.
+    pub const CHANGE_LOG_BYTES: &str = "ringwatch_change_log_bytes";
     /// The console's version (`version`).
     pub const BUILD: &str = "ringwatch_build";
 }
@@ -202,6 +210,27 @@ impl Metrics {
             names::ADMIN_REQUESTS,
             "Requests over the admin channel, by request and outcome",
             tallies.admin_requests.clone(),
+        );
+        let change_log = &tallies.change_log;
+        registry.register(
+            names::CHANGE_LOG_FOLDS,
+            "Folds of the change log (state.wal) into the embedded database",
+            change_log.folds.clone(),
+        );
+        registry.register(
+            names::CHANGE_LOG_FOLD_FAILURES,
+            "Folds of the change log that failed; their batches are folded with the next",
+            change_log.failed_folds.clone(),
+        );
+        registry.register(
+            names::CHANGE_LOG_FOLD_DURATION,
+            "How long each fold of the change log took",
+            change_log.fold_seconds.clone(),
+        );
+        registry.register(
+            names::CHANGE_LOG_BYTES,
+            "Bytes in the change log's open write-ahead file, folded past [change_log] fold_at",
+            change_log.open_bytes.clone(),
         );
         registry.register(names::BUILD, "The console's version", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
         registry.register_collector(Box::new(SnapshotCollector { snapshots, counters }));

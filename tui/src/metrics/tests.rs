@@ -84,6 +84,10 @@ fn metrics(snapshot: ControlSnapshot) -> (Metrics, watch::Sender<Arc<ControlSnap
     tally.restarts = 4;
     counters.tallies.add(&tally);
     counters.tallies.admin_request("drain", &ringwatch_shared::protocol::AdminResponse::Error("no".into()));
+    let change_log = &counters.tallies.change_log;
+    change_log.folds.inc_by(2);
+    change_log.fold_seconds.observe(0.03);
+    change_log.open_bytes.set(123_456);
     (Metrics::from_parts(receiver, counters), sender)
 }
 
@@ -160,6 +164,12 @@ fn counted_events_are_counters_with_bounded_labels() {
         "ringwatch_instance_restarts_total 4",
         "ringwatch_admin_requests_total{request=\"drain\",outcome=\"error\"} 1",
         "ringwatch_events_total 0",
+        "ringwatch_change_log_folds_total 2",
+        "ringwatch_change_log_fold_failures_total 0",
+        "ringwatch_change_log_fold_duration_seconds_count 1",
+        "ringwatch_change_log_fold_duration_seconds_bucket{le=\"0.025\"} 0",
+        "ringwatch_change_log_fold_duration_seconds_bucket{le=\"0.05\"} 1",
+        "ringwatch_change_log_bytes 123456",
     ] {
         assert!(has(&text, sample), "missing {sample} in\n{text}");
     }

@@ -25,6 +25,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use ringwatch_shared::status::ClusterEvent;
 use tracing::{debug, error, info, warn};
@@ -51,6 +54,50 @@ pub const DEFAULT_FOLD_AT: u64 = 4 << 20;
 /// The smallest and largest fold sizes a config may set.
 pub const FOLD_AT_RANGE: std::ops::RangeInclusive<u64> = (4 << 10)..=(1 << 30);
 
+/// Buckets of a fold's duration, seconds: from a small file on a fast
+/// disk to a full one on a disk in trouble.
+pub const FOLD_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// What the store counts of its change log, for `/metrics` (README.md,
+/// "Metrics"): folds taking longer are a disk slowing down, seen before
+/// the commits wait on it; folds failing, a disk refusing writes while
+/// the write-ahead file still takes them.
+#[derive(Debug, Clone)]
+pub struct ChangeLogTallies {
+    /// Folds into the database that succeeded, while the console runs
+    /// (the fold when it opens the store comes before anyone counts).
+    pub folds: Counter,
+    /// Folds that failed; their batches are folded again with the next.
+    pub failed_folds: Counter,
+    /// How long each fold took, failed ones too, seconds.
+    pub fold_seconds: Histogram,
+    /// Bytes in the open write-ahead file, `state.wal`, not yet handed to
+    /// a fold.
+    pub open_bytes: Gauge,
+}
+
+impl Default for ChangeLogTallies {
+    fn default() -> Self {
+        Self {
+            folds: Counter::default(),
+            failed_folds: Counter::default(),
+            fold_seconds: Histogram::new(FOLD_BUCKETS),
+            open_bytes: Gauge::default(),
+        }
+    }
+}
+
+impl ChangeLogTallies {
+    /// Counts a fold that took `took` and ended as `outcome`.
+    fn fold(&self, took: std::time::Duration, outcome: &Result<(), StoreError>) {
+        self.fold_seconds.observe(took.as_secs_f64());
+        match outcome {
+            Ok(()) => self.folds.inc(),
+            Err(_) => self.failed_folds.inc(),
+        };
+    }
+}
+
 /// The open database.
 pub struct RedbStore {
     /// The redb handle, shared with a fold running in the background.
@@ -73,6 +120,8 @@ pub struct RedbStore {
     rotation_failed: bool,
     /// The write-ahead file's size at which it is folded.
     fold_at: u64,
+    /// What it counts, for `/metrics`.
+    tallies: ChangeLogTallies,
 }
 
 /// A fold of `state.wal.folding` on a thread of its own.
@@ -173,6 +222,7 @@ impl RedbStore {
             older_file: older.is_some(),
             rotation_failed: false,
             fold_at: DEFAULT_FOLD_AT,
+            tallies: ChangeLogTallies::default(),
         };
         let batches: Vec<WalBatch> = older.into_iter().flatten().chain(batches).collect();
         if !batches.is_empty() {
@@ -193,6 +243,19 @@ impl RedbStore {
         self
     }
 
+    /// Counts its folds and the open file's size in `tallies` (the
+    /// console's, which `/metrics` reads).
+    #[must_use]
+    pub fn reporting_to(mut self, tallies: ChangeLogTallies) -> Self {
+        self.tallies = tallies;
+        self.note_open_bytes();
+        self
+    }
+
+    fn note_open_bytes(&self) {
+        self.tallies.open_bytes.set(i64::try_from(self.wal.len()).unwrap_or(i64::MAX));
+    }
+
     /// Writes what the write-ahead files hold to the database in one
     /// durable commit, once a fold running in the background is done, then
     /// empties `state.wal` and removes `state.wal.folding`.
@@ -201,7 +264,7 @@ impl RedbStore {
         if self.unfolded.is_empty() && self.wal.is_empty() && !self.older_file {
             return Ok(());
         }
-        write_folded(&self.db, &self.path, &self.unfolded, self.wal.len())?;
+        write_folded(&self.db, &self.path, &self.unfolded, self.wal.len(), &self.tallies)?;
         self.unfolded = Unfolded::default();
         // The older file goes first, durably: were `state.wal` emptied
         // first, a crash could leave the older file alone, and its batches
@@ -212,6 +275,7 @@ impl RedbStore {
             self.older_file = false;
         }
         self.wal.clear()?;
+        self.note_open_bytes();
         Ok(())
     }
 
@@ -234,11 +298,11 @@ impl RedbStore {
             return self.fold();
         }
         let unfolded = Arc::new(std::mem::take(&mut self.unfolded));
-        let (db, path, job) = (self.db.clone(), self.path.clone(), unfolded.clone());
+        let (db, path, job, tallies) = (self.db.clone(), self.path.clone(), unfolded.clone(), self.tallies.clone());
         let thread = std::thread::Builder::new()
             .name("state-fold".into())
             .spawn(move || {
-                write_folded(&db, &path, &job, log_bytes)?;
+                write_folded(&db, &path, &job, log_bytes, &tallies)?;
                 remove_folded(&folding_path(&path))
             })
             .map_err(
@@ -370,6 +434,7 @@ impl StateStore for RedbStore {
             // the next commit.
             warn!(%err, "the database could not catch up with its write-ahead log; trying again at the next commit");
         }
+        self.note_open_bytes();
         Ok(())
     }
 
@@ -417,9 +482,30 @@ pub fn folding_path(path: &Path) -> PathBuf {
     path.with_extension("wal.folding")
 }
 
-/// Writes `unfolded` to the database in one durable commit.
-fn write_folded(db: &Database, path: &Path, unfolded: &Unfolded, log_bytes: u64) -> Result<(), StoreError> {
+/// Writes `unfolded` to the database in one durable commit, and counts
+/// the fold in `tallies`.
+fn write_folded(
+    db: &Database,
+    path: &Path,
+    unfolded: &Unfolded,
+    log_bytes: u64,
+    tallies: &ChangeLogTallies,
+) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
+    let outcome = commit_folded(db, path, unfolded);
+    tallies.fold(started.elapsed(), &outcome);
+    outcome?;
+    debug!(
+        records = unfolded.records.len(),
+        events = unfolded.events.len(),
+        log_bytes,
+        took = ?started.elapsed(),
+        "folded the write-ahead log into the database"
+    );
+    Ok(())
+}
+
+fn commit_folded(db: &Database, path: &Path, unfolded: &Unfolded) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(|err| database(path, err))?;
     {
         let mut records = txn.open_table(RECORDS).map_err(|err| database(path, err))?;
@@ -440,15 +526,7 @@ fn write_folded(db: &Database, path: &Path, unfolded: &Unfolded, log_bytes: u64)
             log.retain_in(..=last - EVENT_LOG_LIMIT, |_, _| false).map_err(|err| database(path, err))?;
         }
     }
-    txn.commit().map_err(|err| database(path, err))?;
-    debug!(
-        records = unfolded.records.len(),
-        events = unfolded.events.len(),
-        log_bytes,
-        took = ?started.elapsed(),
-        "folded the write-ahead log into the database"
-    );
-    Ok(())
+    txn.commit().map_err(|err| database(path, err))
 }
 
 /// Removes a folded `state.wal.folding`, durably (one already gone is
@@ -626,6 +704,29 @@ mod tests {
         let loaded = RedbStore::open(&path).unwrap().load(1000).unwrap();
         assert_eq!(loaded.image.nodes.len(), usize::try_from(seq).unwrap());
         assert_eq!(loaded.events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=folded).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn folds_and_the_open_files_size_are_counted_for_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let tallies = ChangeLogTallies::default();
+        let mut store = RedbStore::open(&dir.path().join("state.redb")).unwrap().reporting_to(tallies.clone());
+        let mut seq = 0;
+        commit_until(&mut store, &mut seq, |store| {
+            assert_eq!(tallies.open_bytes.get(), i64::try_from(store.wal.len()).unwrap(), "after each commit");
+            store.folding.is_some()
+        });
+        assert_eq!(tallies.open_bytes.get(), 0, "the file went to the fold");
+        seq += 1;
+        store.commit(&Batch { seq, changes: vec![node_change("last")], events: vec![] }).unwrap();
+        assert_eq!(tallies.open_bytes.get(), i64::try_from(store.wal.len()).unwrap());
+        assert!(tallies.open_bytes.get() > 0);
+        store.await_folding();
+        assert_eq!(tallies.folds.get(), 1, "the background fold");
+        drop(store);
+        assert_eq!(tallies.folds.get(), 2, "and the one at close");
+        assert_eq!(tallies.failed_folds.get(), 0);
+        assert_eq!(tallies.open_bytes.get(), 0, "closed with everything in the database");
     }
 
     #[test]
