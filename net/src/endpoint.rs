@@ -8,12 +8,14 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 /// thousands of agents drops heartbeats in bursts before reading them.
 pub const SOCKET_BUFFER_BYTES: usize = 8 << 20;
 
-/// The largest UDP payload an endpoint accepts, and sends once path-MTU
-/// discovery has found that the path carries it: discovery starts at
+/// The largest UDP payload an endpoint accepts, and an admin client sends
+/// once path-MTU discovery has found that the path carries it
+/// ([`crate::tls::bulk_transport`]; the console and agents send at most
+/// Ethernet's size, ARCHITECTURE.md "Datagrams"): discovery starts at
 /// 1,200 bytes and probes upward, so an Ethernet path settles near 1,452
 /// while loopback and jumbo-frame networks reach this bound. There a 4 KiB
-/// put crosses each hop in one datagram instead of three, and a large
-/// object in a fifth as many (BENCHMARKS.md, "Small puts, sixth pass").
+/// put reaches the console in one datagram instead of three
+/// (BENCHMARKS.md, "Small puts, sixth pass").
 ///
 /// Not higher: quinn hands the kernel up to [`GSO_SEGMENTS`] datagrams as
 /// one segmentation-offload batch, which must fit a single UDP payload

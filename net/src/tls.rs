@@ -74,7 +74,17 @@ pub fn transport() -> quinn::TransportConfig {
     // Heartbeats keep the path busy; a keep-alive covers agents configured
     // with slow heartbeats.
     transport.keep_alive_interval(Some(Duration::from_secs(2)));
-    // Probe up to what the endpoints accept; see `MAX_UDP_PAYLOAD`.
+    transport
+}
+
+/// [`transport`] for a client that sends the console objects' bytes (an
+/// admin client: `ringwatch data put`): path-MTU discovery probes up to
+/// what the endpoints accept, [`crate::endpoint::MAX_UDP_PAYLOAD`].
+/// Agents and the console keep Ethernet's bound: at 10,000 agents, large
+/// datagrams on their connections cost the console more memory per agent
+/// than its goal allows (ARCHITECTURE.md, "Datagrams").
+pub fn bulk_transport() -> quinn::TransportConfig {
+    let mut transport = transport();
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(crate::endpoint::MAX_UDP_PAYLOAD);
     transport.mtu_discovery_config(Some(mtu));

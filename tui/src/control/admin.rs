@@ -191,7 +191,9 @@ impl AdminClient {
         }
     }
 
-    async fn connect_to(addr: SocketAddr, name: String, client: quinn::ClientConfig) -> Result<Self, AdminError> {
+    async fn connect_to(addr: SocketAddr, name: String, mut client: quinn::ClientConfig) -> Result<Self, AdminError> {
+        // Objects' bytes go this way: datagrams as large as the path carries.
+        client.transport_config(std::sync::Arc::new(ringwatch_net::tls::bulk_transport()));
         let endpoint = ringwatch_net::client_endpoint(addr).map_err(|err| unreachable(&name, &err.to_string()))?;
         let connecting = endpoint
             .connect_with(client, addr, CONSOLE_SERVER_NAME)

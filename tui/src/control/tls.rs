@@ -48,6 +48,8 @@ const INCOMING_BUFFER_TOTAL: u64 = 16 << 20;
 /// control stream, or one admin request at a time until
 /// [`widen_admin`]), no unidirectional
 /// stream, a small connection window until [`widen_known_peer`].
+/// The console sends datagrams of at most Ethernet's size: only admin
+/// clients send it larger ones (ARCHITECTURE.md, "Datagrams").
 pub fn server_transport() -> quinn::TransportConfig {
     let mut transport = ringwatch_net::tls::transport();
     transport
@@ -126,11 +128,12 @@ mod tests {
     /// for many full segmentation-offload batches.
     const TRANSFER: usize = 16 << 20;
 
-    /// A bulk transfer each way between the console's endpoint and a
-    /// client's, on loopback: path-MTU discovery raises both directions
-    /// above Ethernet's 1,452 bytes, and the datagrams arrive. With a
-    /// bound whose offload batches overflow a UDP payload (8,952), the
-    /// kernel refused every full batch and quinn dropped it unsent.
+    /// A bulk transfer each way between the console's endpoint and an
+    /// admin client's, on loopback: path-MTU discovery raises the client's
+    /// datagrams above Ethernet's 1,452 bytes (the console's stay at it),
+    /// and the datagrams arrive. With a bound whose offload batches
+    /// overflow a UDP payload (8,952), the kernel refused every full batch
+    /// and quinn dropped it unsent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn regression_large_datagrams_on_loopback_lose_no_offload_batch() {
         let dir = tempfile::tempdir().unwrap();
@@ -139,7 +142,9 @@ mod tests {
         let server = endpoint(loopback, Some(server_config(&pki).unwrap())).unwrap();
         let address = server.local_addr().unwrap();
         let client = client_endpoint(address).unwrap();
-        let client_config = ringwatch_net::tls::join_client(pki.join_token(Duration::from_secs(60)).ca_pin).unwrap();
+        let mut client_config =
+            ringwatch_net::tls::join_client(pki.join_token(Duration::from_secs(60)).ca_pin).unwrap();
+        client_config.transport_config(Arc::new(ringwatch_net::tls::bulk_transport()));
 
         let echo = tokio::spawn(async move {
             let connection = server.accept().await.unwrap().await.unwrap();
@@ -161,13 +166,19 @@ mod tests {
         let server_side = echo.await.unwrap();
         let client_side = connection.stats();
 
+        assert!(
+            client_side.path.current_mtu > 1452 && client_side.path.current_mtu <= MAX_UDP_PAYLOAD,
+            "the client's path MTU is {}: discovery did not go past Ethernet's on loopback: {:?}",
+            client_side.path.current_mtu,
+            client_side.path
+        );
+        assert!(
+            server_side.path.current_mtu <= 1452,
+            "the console sends at most Ethernet's size: {:?}",
+            server_side.path
+        );
         for (side, stats) in [("client", client_side), ("console", server_side)] {
             let path = stats.path;
-            assert!(
-                path.current_mtu > 1452 && path.current_mtu <= MAX_UDP_PAYLOAD,
-                "the {side}'s path MTU is {}: discovery did not go past Ethernet's on loopback: {path:?}",
-                path.current_mtu
-            );
             // The bug's mark: batches vanished until quinn took the path
             // for a black hole and fell back to 1,200 bytes (111 of 14,030
             // datagrams lost). A loaded machine may still drop the odd
