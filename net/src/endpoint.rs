@@ -1,5 +1,5 @@
-//! QUIC endpoints with large socket buffers and datagrams as large as the
-//! path carries, for agents, admin clients and the console alike.
+//! QUIC endpoints with large socket buffers that accept large datagrams,
+//! for agents, admin clients and the console alike.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
