@@ -118,19 +118,8 @@ impl EtcdServer {
 
     #[track_caller]
     fn start_with(dir: &Path, tls: Option<ServerTls>) -> Self {
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let ports = Ports::free();
-            let name = "test".to_string();
-            let cluster = format!("{name}={}", ports.peer_url());
-            let mut server = Self { proc: None, dir: dir.to_path_buf(), ports, tls: tls.clone(), name, cluster };
-            match server.launch() {
-                Ok(()) => return server,
-                Err(Launch::PortTaken(log)) => last = log,
-                Err(Launch::Failed(message)) => panic!("{message}"),
-            }
-        }
-        panic!("etcd found its ports taken {START_ATTEMPTS} times; last attempt:\n{last}")
+        let mut members = start_members(&[dir.to_path_buf()], tls.as_ref());
+        members.pop().unwrap_or_else(|| panic!("a cluster of one started without its member"))
     }
 
     /// Its client address, `127.0.0.1:PORT`.
@@ -292,49 +281,58 @@ impl EtcdCluster {
     /// healthy, with the logs.
     #[track_caller]
     pub fn start(dir: &Path, size: usize) -> Self {
-        let mut last = String::new();
-        for _ in 0..START_ATTEMPTS {
-            let ports: Vec<Ports> = (0..size).map(|_| Ports::free()).collect();
-            let cluster = ports
-                .iter()
-                .enumerate()
-                .map(|(index, ports)| format!("m{index}={}", ports.peer_url()))
-                .collect::<Vec<_>>()
-                .join(",");
-            let mut members: Vec<EtcdServer> = ports
-                .into_iter()
-                .enumerate()
-                .map(|(index, ports)| EtcdServer {
-                    proc: None,
-                    dir: member_dir(dir, index),
-                    ports,
-                    tls: None,
-                    name: format!("m{index}"),
-                    cluster: cluster.clone(),
-                })
-                .collect();
-            // All at once: a member of a new cluster is healthy only once a
-            // quorum of the others runs.
-            for member in &mut members {
-                member.spawn();
-            }
-            let mut outcome = Ok(());
-            for member in &mut members {
-                outcome = outcome.and_then(|()| member.await_healthy());
-            }
-            match outcome {
-                Ok(()) => return Self { members },
-                Err(Launch::PortTaken(log)) => last = log,
-                Err(Launch::Failed(message)) => panic!("{message}"),
-            }
-        }
-        panic!("etcd found its ports taken {START_ATTEMPTS} times; last attempt:\n{last}")
+        let dirs: Vec<PathBuf> = (0..size).map(|index| member_dir(dir, index)).collect();
+        Self { members: start_members(&dirs, None) }
     }
 
     /// The members' client addresses, `127.0.0.1:PORT` each.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(EtcdServer::endpoint).collect()
     }
+}
+
+/// Starts one member of a new cluster in each of `dirs` and waits until
+/// every one is healthy, trying fresh ports when etcd finds one taken.
+///
+/// # Panics
+/// When `etcd` is not installed or the members do not become healthy,
+/// with the log.
+#[track_caller]
+fn start_members(dirs: &[PathBuf], tls: Option<&ServerTls>) -> Vec<EtcdServer> {
+    let mut last = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let ports: Vec<Ports> = dirs.iter().map(|_| Ports::free()).collect();
+        let cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(index, ports)| format!("m{index}={}", ports.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<EtcdServer> = dirs
+            .iter()
+            .zip(ports)
+            .enumerate()
+            .map(|(index, (dir, ports))| EtcdServer {
+                proc: None,
+                dir: dir.clone(),
+                ports,
+                tls: tls.cloned(),
+                name: format!("m{index}"),
+                cluster: cluster.clone(),
+            })
+            .collect();
+        // All at once: a member of a new cluster is healthy only once a
+        // quorum of the others runs.
+        for member in &mut members {
+            member.spawn();
+        }
+        match members.iter_mut().try_for_each(EtcdServer::await_healthy) {
+            Ok(()) => return members,
+            Err(Launch::PortTaken(log)) => last = log,
+            Err(Launch::Failed(message)) => panic!("{message}"),
+        }
+    }
+    panic!("etcd found its ports taken {START_ATTEMPTS} times; last attempt:\n{last}")
 }
 
 /// `dir/m<index>`, made if missing.

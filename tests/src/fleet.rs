@@ -174,12 +174,6 @@ impl Fleet {
         self.console.data_dir()
     }
 
-    /// The console's config file (`--config`), for a test to rewrite
-    /// before [`Fleet::restart_console`]; [`Fleet::configure`] appends.
-    pub fn config_path(&self) -> &Path {
-        &self.config
-    }
-
     /// The sandbox root.
     pub fn root(&self) -> &Path {
         &self.root
@@ -370,10 +364,19 @@ impl Fleet {
     /// When the file cannot be written or the console does not come up.
     #[track_caller]
     pub fn configure(&mut self, toml: &str) {
-        let mut text = std::fs::read_to_string(&self.config)
+        self.configure_keys("", toml);
+    }
+
+    /// [`Fleet::configure`] with top-level `keys` too, which go before the
+    /// file's tables (TOML puts a key after a table header in that table).
+    ///
+    /// # Panics
+    /// As [`Fleet::configure`].
+    #[track_caller]
+    pub fn configure_keys(&mut self, keys: &str, tables: &str) {
+        let text = std::fs::read_to_string(&self.config)
             .unwrap_or_else(|err| panic!("cannot read {}: {err}", self.config.display()));
-        text.push_str(toml);
-        std::fs::write(&self.config, text)
+        std::fs::write(&self.config, format!("{keys}{text}{tables}"))
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", self.config.display()));
         self.restart_console();
         self.wait_all_alive(LIVENESS * 2);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::prometheus::{self, Prometheus, check_metrics, http_get, promtool_check, sample, scrape};
-use ringwatch_tests::{Agent, Console, Fleet, LIVENESS, NodeState, Sandbox, bins};
+use ringwatch_tests::{Agent, Console, Fleet, NodeState, Sandbox, bins};
 
 use NodeState::{Alive, Failed};
 
@@ -98,12 +98,7 @@ fn a_consoles_change_log_folds_are_counted_on_metrics() {
     const FOLD_AT: f64 = 4096.0;
     let sandbox = Sandbox::new("metrics-change-log");
     let mut fleet = Fleet::start(&sandbox, &["a", "b", "c"]);
-    let config = fleet.config_path().to_path_buf();
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("metrics_listen = \"127.0.0.1:0\"\n{text}[change_log]\nfold_at = \"4KiB\"\n"))
-        .unwrap();
-    fleet.restart_console();
-    fleet.wait_all_alive(LIVENESS * 2);
+    fleet.configure_keys("metrics_listen = \"127.0.0.1:0\"\n", "[change_log]\nfold_at = \"4KiB\"\n");
     let metrics = prometheus::metrics_addr(fleet.data_dir());
     sandbox.step(format!("console restarted with fold_at = 4KiB, metrics on {metrics}"));
 

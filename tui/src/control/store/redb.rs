@@ -89,7 +89,7 @@ impl Default for ChangeLogTallies {
 
 impl ChangeLogTallies {
     /// Counts a fold that took `took` and ended as `outcome`.
-    fn fold(&self, took: std::time::Duration, outcome: &Result<(), StoreError>) {
+    fn count_fold(&self, took: std::time::Duration, outcome: &Result<(), StoreError>) {
         self.fold_seconds.observe(took.as_secs_f64());
         match outcome {
             Ok(()) => self.folds.inc(),
@@ -493,13 +493,14 @@ fn write_folded(
 ) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let outcome = commit_folded(db, path, unfolded);
-    tallies.fold(started.elapsed(), &outcome);
+    let took = started.elapsed();
+    tallies.count_fold(took, &outcome);
     outcome?;
     debug!(
         records = unfolded.records.len(),
         events = unfolded.events.len(),
         log_bytes,
-        took = ?started.elapsed(),
+        ?took,
         "folded the write-ahead log into the database"
     );
     Ok(())
