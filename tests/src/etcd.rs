@@ -127,6 +127,11 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.ports.client)
     }
 
+    /// Its process id while it runs (for a bench's CPU figures).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
+
     /// Its client address as a socket address (for a [`TcpRelay`]).
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports.client))
@@ -288,6 +293,11 @@ impl EtcdCluster {
     /// The members' client addresses, `127.0.0.1:PORT` each.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(EtcdServer::endpoint).collect()
+    }
+
+    /// The process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(EtcdServer::pid).collect()
     }
 }
 

@@ -37,6 +37,23 @@ pub fn read(pid: u32) -> Option<Reading> {
     })
 }
 
+/// The processes whose parent is `pid`, from `/proc` (those that vanish
+/// while it is read are left out).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| parent(*candidate) == Some(pid))
+        .collect()
+}
+
+/// The parent of `pid`: field 4 of `/proc/<pid>/stat`.
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: fields start after the last ')'.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The kernel's UDP counters (`/proc/net/snmp`, this network namespace),
 /// for checking two runs carried the same load and how much of it the
 /// kernel dropped.
@@ -87,6 +104,15 @@ pub fn cpu_percent(start: &Reading, end: &Reading) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_child_of_this_process() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let found = children(std::process::id()).contains(&child.id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found, "the child started is listed");
+    }
 
     #[test]
     fn reads_this_process() {

@@ -7,6 +7,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::bins;
@@ -200,8 +201,9 @@ impl BareQuinn {
 /// the request at these values.
 #[derive(Debug)]
 pub struct SocketBufferCeiling {
-    /// Each file and the value it held before, for those that were changed.
-    changed: Vec<(PathBuf, u64)>,
+    /// Each file and the value it held before, for those that were changed;
+    /// shared with [`SocketBufferCeiling::restorer`].
+    changed: Arc<Mutex<Vec<(PathBuf, u64)>>>,
 }
 
 /// The two sysctls, as files.
@@ -234,22 +236,39 @@ impl SocketBufferCeiling {
                 Err(err) => said.push(format!("{name} = {current}: cannot raise it to {bytes} ({err}); left alone")),
             }
         }
-        (Self { changed }, said)
+        (Self { changed: Arc::new(Mutex::new(changed)) }, said)
+    }
+
+    /// A handle that puts the old values back, for [`on_signal`]: a
+    /// `kill` does not unwind, so the guard's drop never runs.
+    pub fn restorer(&self) -> impl FnOnce() + Send + 'static {
+        let changed = self.changed.clone();
+        move || {
+            for line in restore_all(&changed) {
+                eprintln!("{line}");
+            }
+        }
     }
 
     /// Puts the old values back; returns one line per sysctl restored.
     pub fn restore(&mut self) -> Vec<String> {
-        self.changed
-            .drain(..)
-            .map(|(path, old)| {
-                let name = sysctl_name(&path.to_string_lossy());
-                match fs::write(&path, old.to_string()) {
-                    Ok(()) => format!("{name}: restored to {old}"),
-                    Err(err) => format!("{name}: cannot restore it to {old} ({err}); run `sysctl -w {name}={old}`"),
-                }
-            })
-            .collect()
+        restore_all(&self.changed)
     }
+}
+
+/// Writes back every changed ceiling, once: what is restored is taken out.
+fn restore_all(changed: &Mutex<Vec<(PathBuf, u64)>>) -> Vec<String> {
+    let taken = std::mem::take(&mut *changed.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    taken
+        .into_iter()
+        .map(|(path, old)| {
+            let name = sysctl_name(&path.to_string_lossy());
+            match fs::write(&path, old.to_string()) {
+                Ok(()) => format!("{name}: restored to {old}"),
+                Err(err) => format!("{name}: cannot restore it to {old} ({err}); run `sysctl -w {name}={old}`"),
+            }
+        })
+        .collect()
 }
 
 impl Drop for SocketBufferCeiling {
@@ -258,6 +277,41 @@ impl Drop for SocketBufferCeiling {
             eprintln!("{line}");
         }
     }
+}
+
+/// When this process is asked to stop (SIGINT, SIGTERM, SIGHUP): runs
+/// `cleanup` (what a drop would have undone), kills the processes it
+/// started (console, swarm, bare quinn: a bench's children outlive a
+/// killed driver otherwise), and exits with 128 + the signal's number, as
+/// the shell reports it.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn on_signal(cleanup: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
+    use nix::sys::signal::Signal;
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let (mut interrupt, mut terminate, mut hangup) = {
+        let _entered = runtime.enter();
+        (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?, signal(SignalKind::hangup())?)
+    };
+    std::thread::spawn(move || {
+        let received = runtime.block_on(async {
+            tokio::select! {
+                _ = interrupt.recv() => Signal::SIGINT,
+                _ = terminate.recv() => Signal::SIGTERM,
+                _ = hangup.recv() => Signal::SIGHUP,
+            }
+        });
+        for child in crate::procfs::children(std::process::id()) {
+            if let Ok(child) = i32::try_from(child) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), Signal::SIGKILL);
+            }
+        }
+        cleanup();
+        std::process::exit(128 + received as i32);
+    });
+    Ok(())
 }
 
 fn sysctl_name(path: &str) -> String {

@@ -5,7 +5,9 @@
 //!
 //! - `--mode small` (default): 4 KiB puts of new keys, puts over existing
 //!   keys (overwrites), then gets, with 1 and 64 concurrent clients for
-//!   `--seconds` each: ops/s, p50 and p99. With the
+//!   `--seconds` each: ops/s, p50 and p99, and the CPU each op cost the
+//!   console, the agents together and this process's clients (from
+//!   `/proc`, user + system), steadier than ops/s on shared cores. With the
 //!   `etcd` feature, the same workload side by side against a local etcd
 //!   (its default fsync durability), one member and then three (`etcd×3`:
 //!   like ringwatch's three copies, each put durable on a quorum).
@@ -39,6 +41,7 @@ use ringwatch_shared::data::wire::{CHUNK_LEN, DataChunk};
 use ringwatch_shared::data::{Consistency, ObjectKey};
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse, DataPut};
 use ringwatch_shared::token::{fingerprint, to_hex};
+use ringwatch_tests::procfs;
 use ringwatch_tests::stats::quantile;
 use ringwatch_tests::{Fleet, NodeState, Sandbox};
 
@@ -61,8 +64,12 @@ fn main() {
         fleet.act(&["cordon", PROBE]);
     }
     let target = Target::Local(fleet.data_dir().to_path_buf());
+    let meter = CpuMeter {
+        servers: vec![fleet.console.proc().pid()],
+        agents: names.iter().map(|name| fleet.agent(name).proc().pid()).collect(),
+    };
     match mode.as_str() {
-        "small" => runtime.block_on(small(&target, Duration::from_secs(seconds))),
+        "small" => runtime.block_on(small(&target, &meter, Duration::from_secs(seconds))),
         "large" => runtime.block_on(large(&target, &sandbox)),
         "repair" => repair(&runtime, &target, &mut fleet, gib),
         other => panic!("unknown --mode {other}: small, large or repair"),
@@ -154,44 +161,104 @@ async fn gather(started: Instant, tasks: Vec<tokio::task::JoinHandle<Vec<Duratio
     (rate, all)
 }
 
-fn report(what: &str, clients: usize, rate: f64, latencies: &[Duration]) {
+fn report(what: &str, clients: usize, rate: f64, latencies: &[Duration], cpu: CpuPerOp) {
     println!(
-        "{what:>24} {clients:>3} client(s): {rate:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops)",
+        "{what:>24} {clients:>3} client(s): {rate:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} ops)  \
+         cpu/op: server {:>3.0} µs, agents {:>3.0} µs, clients {:>3.0} µs; UDP datagrams/op {:.1}",
         quantile(latencies, 0.5).as_secs_f64() * 1000.0,
         quantile(latencies, 0.99).as_secs_f64() * 1000.0,
-        latencies.len()
+        latencies.len(),
+        cpu.servers,
+        cpu.agents,
+        cpu.clients,
+        cpu.datagrams,
     );
+}
+
+/// The processes whose CPU a phase of the small workload is charged to:
+/// the servers (the console, or etcd's members) and ringwatch's agents.
+struct CpuMeter {
+    servers: Vec<u32>,
+    agents: Vec<u32>,
+}
+
+/// CPU time so far of the servers, the agents and this process, and the
+/// UDP datagrams the machine delivered.
+#[derive(Clone, Copy)]
+struct CpuTotals {
+    servers: Duration,
+    agents: Duration,
+    clients: Duration,
+    datagrams: u64,
+}
+
+/// CPU per operation, microseconds, and UDP datagrams per operation (0
+/// over TCP: etcd).
+struct CpuPerOp {
+    servers: f64,
+    agents: f64,
+    clients: f64,
+    datagrams: f64,
+}
+
+impl CpuMeter {
+    fn totals(&self) -> CpuTotals {
+        let cpu = |pids: &[u32]| pids.iter().filter_map(|pid| procfs::read(*pid)).map(|reading| reading.cpu).sum();
+        CpuTotals {
+            servers: cpu(&self.servers),
+            agents: cpu(&self.agents),
+            clients: cpu(&[std::process::id()]),
+            datagrams: procfs::udp_counters().map_or(0, |udp| udp.in_datagrams),
+        }
+    }
+
+    /// CPU per op since `start`, over `ops` operations.
+    fn per_op(&self, start: CpuTotals, ops: usize) -> CpuPerOp {
+        let end = self.totals();
+        #[allow(clippy::cast_precision_loss)]
+        let micros = |from: Duration, to: Duration| to.saturating_sub(from).as_secs_f64() * 1e6 / ops.max(1) as f64;
+        CpuPerOp {
+            servers: micros(start.servers, end.servers),
+            agents: micros(start.agents, end.agents),
+            clients: micros(start.clients, end.clients),
+            #[allow(clippy::cast_precision_loss)]
+            datagrams: end.datagrams.saturating_sub(start.datagrams) as f64 / ops.max(1) as f64,
+        }
+    }
 }
 
 /// The keys each client overwrites, of those it stored: every client
 /// stores far more than this in its put round.
 const OVERWRITTEN_KEYS: usize = 100;
 
-async fn small(target: &Target, duration: Duration) {
+async fn small(target: &Target, meter: &CpuMeter, duration: Duration) {
     let value = Arc::new(vec![0x5a; 4096]);
     for clients in [1, 64] {
         let bytes = value.clone();
+        let cpu = meter.totals();
         let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| {
             let bytes = bytes.clone();
             async move { put(&client, &format!("small/{c}/{n}"), &bytes).await }
         })
         .await;
-        report("ringwatch put 4 KiB", clients, rate, &latencies);
+        report("ringwatch put 4 KiB", clients, rate, &latencies, meter.per_op(cpu, latencies.len()));
         // Puts over existing keys: each writes its intent first.
         let bytes = value.clone();
+        let cpu = meter.totals();
         let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| {
             let bytes = bytes.clone();
             async move { put(&client, &format!("small/{c}/{}", n % OVERWRITTEN_KEYS), &bytes).await }
         })
         .await;
-        report("ringwatch overwrite 4 KiB", clients, rate, &latencies);
+        report("ringwatch overwrite 4 KiB", clients, rate, &latencies, meter.per_op(cpu, latencies.len()));
+        let cpu = meter.totals();
         let (rate, latencies) = run_clients(target, clients, duration, move |client, c, n| async move {
             // The first key this client stored in the put round.
             let _ = n;
             assert_eq!(get(&client, &format!("small/{c}/0")).await, 4096);
         })
         .await;
-        report("ringwatch get 4 KiB", clients, rate, &latencies);
+        report("ringwatch get 4 KiB", clients, rate, &latencies, meter.per_op(cpu, latencies.len()));
     }
     #[cfg(feature = "etcd")]
     etcd_small(duration).await;
@@ -202,21 +269,24 @@ async fn etcd_small(duration: Duration) {
     let sandbox = Sandbox::new("bench-data-etcd");
     {
         let server = ringwatch_tests::EtcdServer::start(&sandbox.dir("etcd"));
-        etcd_workload("etcd", &[server.endpoint()], duration).await;
+        let meter = CpuMeter { servers: server.pid().into_iter().collect(), agents: Vec::new() };
+        etcd_workload("etcd", &[server.endpoint()], &meter, duration).await;
     }
     // The like-for-like comparison for three copies: three members, every
     // put durable on a quorum of them before it is answered.
     let cluster = ringwatch_tests::EtcdCluster::start(&sandbox.dir("etcd-cluster"), 3);
-    etcd_workload("etcd×3", &cluster.endpoints(), duration).await;
+    let meter = CpuMeter { servers: cluster.pids(), agents: Vec::new() };
+    etcd_workload("etcd×3", &cluster.endpoints(), &meter, duration).await;
 }
 
 /// The small-object workload against etcd at `endpoints`, reported as
 /// `label`: each client connects to all of them, as etcd's clients do.
 #[cfg(feature = "etcd")]
-async fn etcd_workload(label: &str, endpoints: &[String], duration: Duration) {
+async fn etcd_workload(label: &str, endpoints: &[String], meter: &CpuMeter, duration: Duration) {
     let value = vec![0x5a; 4096];
     for clients in [1, 64] {
         let mut tasks = Vec::new();
+        let cpu = meter.totals();
         let started = Instant::now();
         for c in 0..clients {
             let kv = etcd_client::Client::connect(endpoints, None).await.unwrap().kv_client();
@@ -229,8 +299,9 @@ async fn etcd_workload(label: &str, endpoints: &[String], duration: Duration) {
             })));
         }
         let (rate, all) = gather(started, tasks).await;
-        report(&format!("{label} put 4 KiB"), clients, rate, &all);
+        report(&format!("{label} put 4 KiB"), clients, rate, &all, meter.per_op(cpu, all.len()));
         let mut tasks = Vec::new();
+        let cpu = meter.totals();
         let started = Instant::now();
         for c in 0..clients {
             let kv = etcd_client::Client::connect(endpoints, None).await.unwrap().kv_client();
@@ -242,7 +313,7 @@ async fn etcd_workload(label: &str, endpoints: &[String], duration: Duration) {
             })));
         }
         let (rate, all) = gather(started, tasks).await;
-        report(&format!("{label} get 4 KiB"), clients, rate, &all);
+        report(&format!("{label} get 4 KiB"), clients, rate, &all, meter.per_op(cpu, all.len()));
     }
 }
 

@@ -26,7 +26,9 @@
 //!
 //! As root it raises `net.core.rmem_max`/`wmem_max` to 16 MiB for the run
 //! (every endpoint asks for 8 MiB buffers) and restores them at the end,
-//! also after a panic.
+//! also after a panic, or when it is stopped by a signal (SIGINT, SIGTERM,
+//! SIGHUP): then it also kills the processes it started and removes the
+//! swarm's credentials.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
@@ -37,7 +39,7 @@ use ringwatch_tests::console::Console;
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::procfs::{self, Reading, UdpCounters};
 use ringwatch_tests::sandbox::Sandbox;
-use ringwatch_tests::scale::{BareQuinn, BareQuinnReport, SocketBufferCeiling, Swarm};
+use ringwatch_tests::scale::{self, BareQuinn, BareQuinnReport, SocketBufferCeiling, Swarm};
 use ringwatch_tests::status::NodeState;
 
 /// The socket buffer ceiling asked of the kernel for the run.
@@ -90,6 +92,14 @@ fn main() {
         .prefix("ringwatch-bench-scale-swarm-")
         .tempdir_in(&swarm_parent)
         .unwrap_or_else(|err| panic!("cannot make the swarm's dir in {}: {err}", swarm_parent.display()));
+    let (restore, swarm_creds) = (ceiling.restorer(), swarm_dir.path().to_path_buf());
+    scale::on_signal(move || {
+        restore();
+        // The credentials of 10,000 agents on tmpfs take memory until removed;
+        // the sandbox and its logs stay.
+        let _ = std::fs::remove_dir_all(&swarm_creds);
+    })
+    .expect("signal handlers");
     println!("  console data dir and logs: {}", sandbox.path().display());
     println!("  swarm credentials: {}", swarm_dir.path().display());
     let swarm = SwarmDirs { data: swarm_dir.path().to_path_buf(), log: sandbox.path().join("swarm.log") };

@@ -703,6 +703,12 @@ impl Owner {
     /// Answers a connection handler about the data store. An answer that
     /// hands out a version or records a change waits until it is durable.
     fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
+        if matches!(request, DataInput::RepairPlan) && self.nothing_to_repair() {
+            let term = self.config.console.term;
+            let idle = DataAnswer::Repair { steps: Vec::new(), links: BTreeMap::new(), metas: BTreeMap::new(), term };
+            let _ = reply.send(idle);
+            return;
+        }
         let view = self.data_view();
         let nodes = &view.nodes;
         let term = self.config.console.term;
@@ -825,6 +831,22 @@ impl Owner {
     /// What to repair now (README.md, "Data"). A node down for less than
     /// the data repair delay (`[data] repair_delay`) may come back with its copies: the objects it
     /// holds wait. Its copies count until then; after, they do not.
+    /// Whether the repair task's next question can be answered "nothing"
+    /// without a plan: the store holds no object (not even a removal's
+    /// tombstone) and the last plan left nothing to report as finished or
+    /// available again. Planning takes the data store's view of every
+    /// node and its ring, which a fleet of thousands joining a console
+    /// with an empty store — every second, a new ring of up to 640,000
+    /// points — must not pay for (BENCHMARKS.md, "The console at scale").
+    fn nothing_to_repair(&mut self) -> bool {
+        if !self.catalog.is_empty() || self.repairing || !self.unavailable.is_empty() {
+            return false;
+        }
+        // Keys changed since the last plan are all gone: none to look at.
+        let _ = self.catalog.take_changed();
+        true
+    }
+
     fn repair_plan(&mut self, view: &DataView, term: u64) -> DataAnswer {
         let nodes = &view.nodes;
         let now = Instant::now();
