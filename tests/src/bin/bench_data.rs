@@ -5,9 +5,12 @@
 //!
 //! - `--mode small` (default): 4 KiB puts of new keys, puts over existing
 //!   keys (overwrites), then gets, with 1 and 64 concurrent clients for
-//!   `--seconds` each: ops/s, p50 and p99, and the CPU each op cost the
-//!   console, the agents together and this process's clients (from
-//!   `/proc`, user + system), steadier than ops/s on shared cores. With the
+//!   `--seconds` each: ops/s, p50 and p99; the CPU each op cost the server
+//!   (the console, or etcd's members), the agents together and this
+//!   process's clients (from `/proc`, user + system: steadier than ops/s
+//!   on shared cores); and the UDP datagrams the machine delivered per op
+//!   (`/proc/net/snmp`; a receive that coalesced segments counts once).
+//!   With the
 //!   `etcd` feature, the same workload side by side against a local etcd
 //!   (its default fsync durability), one member and then three (`etcd×3`:
 //!   like ringwatch's three copies, each put durable on a quorum).

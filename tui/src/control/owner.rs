@@ -828,9 +828,6 @@ impl Owner {
         self.held.push_back(Held::Data { seq, reply, answer });
     }
 
-    /// What to repair now (README.md, "Data"). A node down for less than
-    /// the data repair delay (`[data] repair_delay`) may come back with its copies: the objects it
-    /// holds wait. Its copies count until then; after, they do not.
     /// Whether the repair task's next question can be answered "nothing"
     /// without a plan: the store holds no object (not even a removal's
     /// tombstone) and the last plan left nothing to report as finished or
@@ -847,6 +844,9 @@ impl Owner {
         true
     }
 
+    /// What to repair now (README.md, "Data"). A node down for less than
+    /// the data repair delay (`[data] repair_delay`) may come back with its copies: the objects it
+    /// holds wait. Its copies count until then; after, they do not.
     fn repair_plan(&mut self, view: &DataView, term: u64) -> DataAnswer {
         let nodes = &view.nodes;
         let now = Instant::now();
