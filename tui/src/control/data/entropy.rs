@@ -47,6 +47,43 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// that stalls (stopped, overloaded) must not hold up every other's.
 const CHECK_ANSWER: Duration = Duration::from_secs(5);
 
+/// Checks that may run back to back before [`Pacer`] spaces them: a few
+/// nodes reconnecting are checked at once.
+const CHECK_BURST: f64 = 50.0;
+/// The slowest pace checks are spaced at, checks a second.
+const MIN_CHECK_RATE: f64 = 10.0;
+
+/// Spaces the checks of a large fleet over half of [`CHECK_EVERY`] rather
+/// than running them back to back: at 10,000 nodes a pass of one request
+/// and answer each, as fast as the round trips allowed, put tens of
+/// thousands of datagrams on the console's socket within seconds, every
+/// pass, and the heartbeats queued behind them were dropped (BENCHMARKS.md,
+/// "The console at scale"). A token bucket: [`CHECK_BURST`] checks at
+/// once, then `2 × nodes / CHECK_EVERY` a second, at least
+/// [`MIN_CHECK_RATE`].
+#[derive(Debug)]
+struct Pacer {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pacer {
+    fn new(now: Instant) -> Self {
+        Self { tokens: CHECK_BURST, at: now }
+    }
+
+    /// How long to wait, from `now`, before the next check of a fleet of
+    /// `nodes`; takes the check's token.
+    fn next(&mut self, nodes: usize, now: Instant) -> Duration {
+        #[allow(clippy::cast_precision_loss)] // a node count, far below 2^52
+        let rate = (2.0 * nodes as f64 / CHECK_EVERY.as_secs_f64()).max(MIN_CHECK_RATE);
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.tokens = (self.tokens + elapsed * rate).min(CHECK_BURST) - 1.0;
+        if self.tokens >= 0.0 { Duration::ZERO } else { Duration::from_secs_f64(-self.tokens / rate) }
+    }
+}
+
 /// One request of a check, one answer.
 async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataReply, String> {
     exchange_within(connection, request, CHECK_ANSWER).await
@@ -56,6 +93,7 @@ async fn exchange(connection: &Connection, request: DataRequest) -> Result<DataR
 pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
     // Each node's connection at its last check, and when that was.
     let mut checked: HashMap<NodeName, (usize, Instant)> = HashMap::new();
+    let mut pacer = Pacer::new(Instant::now());
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -82,6 +120,13 @@ pub async fn run(owner: OwnerHandle, stop: CancellationToken) {
             });
             if !due || stop.is_cancelled() {
                 continue;
+            }
+            let wait = pacer.next(peers.len(), Instant::now());
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
             match check(&owner, node, connection, term).await {
                 Ok(()) => {
@@ -173,4 +218,35 @@ async fn resolve(intent: &DataIntent, links: &HashMap<&NodeName, &Connection>, t
         }
     }
     (!holding.is_empty() || answered == intent.targets.len()).then_some(holding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_fleet_is_checked_at_once() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(start);
+        for _ in 0..5 {
+            assert_eq!(pacer.next(5, start), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn a_large_fleets_checks_are_spread_over_half_the_check_period() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(start);
+        let nodes = 10_000;
+        // The burst goes at once; the rest waits its turn.
+        let mut at = start;
+        let mut checked = 0;
+        while checked < nodes {
+            at += pacer.next(nodes, at);
+            checked += 1;
+        }
+        let pass = at.saturating_duration_since(start);
+        assert!(pass <= CHECK_EVERY / 2, "a pass took {pass:?}");
+        assert!(pass >= CHECK_EVERY / 2 - Duration::from_secs(1), "a pass took only {pass:?}");
+    }
 }
