@@ -55,12 +55,12 @@ const MIN_CHECK_RATE: f64 = 10.0;
 
 /// Spaces the checks of a large fleet over half of [`CHECK_EVERY`] rather
 /// than running them back to back: at 10,000 nodes a pass of one request
-/// and answer each, as fast as the round trips allowed, put tens of
-/// thousands of datagrams on the console's socket within seconds, every
-/// pass, and the heartbeats queued behind them were dropped (BENCHMARKS.md,
-/// "The console at scale"). A token bucket: [`CHECK_BURST`] checks at
-/// once, then `2 × nodes / CHECK_EVERY` a second, at least
-/// [`MIN_CHECK_RATE`].
+/// and answer each, as fast as the round trips allowed, is tens of
+/// thousands of datagrams on the console's socket within seconds
+/// (BENCHMARKS.md, "The console at scale", where bursts of dropped
+/// heartbeats at that size are not yet fully explained). A token bucket:
+/// [`CHECK_BURST`] checks at once, then `2 × nodes / CHECK_EVERY` a
+/// second, at least [`MIN_CHECK_RATE`].
 #[derive(Debug)]
 struct Pacer {
     tokens: f64,
