@@ -106,10 +106,14 @@ pub async fn run(config: SwarmConfig, shutdown: CancellationToken) -> Result<(),
         link_config.weight = 1;
         let welcomed = Arc::new(Notify::new());
         link_config.welcomed = Some(welcomed.clone());
-        if index % AGENTS_PER_SOCKET == 0 {
-            sockets.push(Endpoints::new());
-        }
-        let endpoints = sockets.last().cloned().unwrap_or_default();
+        let endpoints = match sockets.last() {
+            Some(shared) if index % AGENTS_PER_SOCKET != 0 => shared.clone(),
+            _ => {
+                let fresh = Endpoints::new();
+                sockets.push(fresh.clone());
+                fresh
+            }
+        };
         let metrics = metrics_rx.clone();
         let shutdown = shutdown.clone();
         agents.spawn(async move {

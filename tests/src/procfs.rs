@@ -20,11 +20,8 @@ pub struct Reading {
 
 /// Reads `pid` now; `None` if it is gone or `/proc` is unreadable.
 pub fn read(pid: u32) -> Option<Reading> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: fields start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // After ')': state is field 3 of the man page, so utime (14) and
-    // stime (15) are at indices 11 and 12.
+    let fields = stat_fields(pid)?;
+    // Field 14 of the man page is utime, 15 stime.
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -49,9 +46,15 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// The parent of `pid`: field 4 of `/proc/<pid>/stat`.
 fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name, from field 3
+/// (the state) of the man page on: index `n` is field `n + 3`.
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: fields start after the last ')'.
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
 }
 
 /// The kernel's UDP counters (`/proc/net/snmp`, this network namespace),

@@ -218,14 +218,14 @@ impl CpuMeter {
     /// CPU per op since `start`, over `ops` operations.
     fn per_op(&self, start: CpuTotals, ops: usize) -> CpuPerOp {
         let end = self.totals();
-        #[allow(clippy::cast_precision_loss)]
-        let micros = |from: Duration, to: Duration| to.saturating_sub(from).as_secs_f64() * 1e6 / ops.max(1) as f64;
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let (ops, datagrams) = (ops.max(1) as f64, end.datagrams.saturating_sub(start.datagrams) as f64);
+        let micros = |from: Duration, to: Duration| to.saturating_sub(from).as_secs_f64() * 1e6 / ops;
         CpuPerOp {
             servers: micros(start.servers, end.servers),
             agents: micros(start.agents, end.agents),
             clients: micros(start.clients, end.clients),
-            #[allow(clippy::cast_precision_loss)]
-            datagrams: end.datagrams.saturating_sub(start.datagrams) as f64 / ops.max(1) as f64,
+            datagrams: datagrams / ops,
         }
     }
 }

@@ -704,6 +704,8 @@ impl Owner {
     /// hands out a version or records a change waits until it is durable.
     fn data(&mut self, request: DataInput, reply: oneshot::Sender<DataAnswer>) {
         if matches!(request, DataInput::RepairPlan) && self.nothing_to_repair() {
+            // Keys changed since the last plan are all gone: none to look at.
+            let _ = self.catalog.take_changed();
             let term = self.config.console.term;
             let idle = DataAnswer::Repair { steps: Vec::new(), links: BTreeMap::new(), metas: BTreeMap::new(), term };
             let _ = reply.send(idle);
@@ -835,13 +837,8 @@ impl Owner {
     /// node and its ring, which a fleet of thousands joining a console
     /// with an empty store — every second, a new ring of up to 640,000
     /// points — must not pay for (BENCHMARKS.md, "The console at scale").
-    fn nothing_to_repair(&mut self) -> bool {
-        if !self.catalog.is_empty() || self.repairing || !self.unavailable.is_empty() {
-            return false;
-        }
-        // Keys changed since the last plan are all gone: none to look at.
-        let _ = self.catalog.take_changed();
-        true
+    fn nothing_to_repair(&self) -> bool {
+        self.catalog.is_empty() && !self.repairing && self.unavailable.is_empty()
     }
 
     /// What to repair now (README.md, "Data"). A node down for less than
