@@ -142,6 +142,11 @@ struct SwarmArgs {
     /// swarm starts; the next starts when one is welcomed.
     #[arg(long, value_name = "N", default_value_t = ringwatch_agent::swarm::DEFAULT_CONCURRENCY)]
     concurrency: usize,
+    /// Threads the swarm's agents run on (default: one per CPU). A real
+    /// agent has a thread of its own; thousands of them on one thread made
+    /// the swarm, not the console, what fell behind first.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
 }
 
 /// Exit code of `status` when no agent runs on the data dir (as `ringwatch
@@ -238,12 +243,19 @@ fn man_pages(dir: &std::path::Path) -> Result<ExitCode> {
 }
 
 fn run(daemon: Daemon) -> Result<()> {
-    // One thread: an agent sends a few small messages a second, and a
-    // current-thread runtime keeps its footprint small.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("failed to start the async runtime")?;
+    let runtime = match &daemon {
+        // One thread: an agent sends a few small messages a second, and a
+        // current-thread runtime keeps its footprint small.
+        Daemon::Agent(_) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Daemon::Swarm(args) => {
+            let threads = args.threads.map_or_else(
+                || std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+                usize::from,
+            );
+            tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+        }
+    }
+    .context("failed to start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(ringwatch_net::stop_on_signal(shutdown.clone()));

@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod credentials;
 pub mod data;
 pub mod events;
 #[cfg(feature = "etcd")]

@@ -711,12 +711,14 @@ impl Owner {
             let _ = reply.send(idle);
             return;
         }
-        let view = self.data_view();
-        let nodes = &view.nodes;
         let term = self.config.console.term;
+        // The view of every node is built (or reused) only for the
+        // requests that read it: anti-entropy's, several a second at scale,
+        // need none of it (BENCHMARKS.md, "The console at scale").
         let (answer, wait) = match request {
             DataInput::PlanPut { key, replicas, consistency, size, checksum } => {
-                match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &view.ring, nodes) {
+                let view = self.data_view();
+                match self.catalog.plan_put(&key, replicas, consistency, size, &checksum, &view.ring, &view.nodes) {
                     Ok(plan) => {
                         let lanes = self.lanes(&plan.targets);
                         // A put of a new key waits only for its version's
@@ -731,33 +733,46 @@ impl Owner {
             DataInput::Stored(object) => {
                 let key = object.key.clone();
                 self.catalog.record_put(object);
-                let answer = match self.catalog.stat(&key, nodes) {
+                let view = self.data_view();
+                let answer = match self.catalog.stat(&key, &view.nodes) {
                     Ok(stat) => DataAnswer::Stat(stat),
                     Err(err) => DataAnswer::Failed(err),
                 };
                 (answer, true)
             }
-            DataInput::PlanRead { key, consistency } => match self.catalog.plan_read(&key, consistency, nodes) {
-                Ok(reach) => {
-                    let links = self.links(&reach.holders);
-                    (DataAnswer::Reach { reach, links, version: None, term }, false)
+            DataInput::PlanRead { key, consistency } => {
+                let view = self.data_view();
+                match self.catalog.plan_read(&key, consistency, &view.nodes) {
+                    Ok(reach) => {
+                        let links = self.links(&reach.holders);
+                        (DataAnswer::Reach { reach, links, version: None, term }, false)
+                    }
+                    Err(err) => (DataAnswer::Failed(err), false),
                 }
-                Err(err) => (DataAnswer::Failed(err), false),
-            },
-            DataInput::PlanRemove { key, consistency } => match self.catalog.plan_remove(&key, consistency, nodes) {
-                Ok((version, reach)) => {
-                    let links = self.links(&reach.holders);
-                    (DataAnswer::Reach { reach, links, version: Some(version), term }, true)
+            }
+            DataInput::PlanRemove { key, consistency } => {
+                let view = self.data_view();
+                match self.catalog.plan_remove(&key, consistency, &view.nodes) {
+                    Ok((version, reach)) => {
+                        let links = self.links(&reach.holders);
+                        (DataAnswer::Reach { reach, links, version: Some(version), term }, true)
+                    }
+                    Err(err) => (DataAnswer::Failed(err), false),
                 }
-                Err(err) => (DataAnswer::Failed(err), false),
-            },
+            }
             DataInput::Removed { key, version, acked } => {
                 self.catalog.record_remove(&key, version, &acked);
                 self.events.emit(EventKind::Data, None, None, None, &format!("object \"{key}\" removed"));
                 (DataAnswer::Removed, true)
             }
-            DataInput::List(prefix) => (DataAnswer::Listing(self.catalog.list(&prefix, nodes)), false),
-            DataInput::RepairPlan => (self.repair_plan(&view, term), false),
+            DataInput::List(prefix) => {
+                let view = self.data_view();
+                (DataAnswer::Listing(self.catalog.list(&prefix, &view.nodes)), false)
+            }
+            DataInput::RepairPlan => {
+                let view = self.data_view();
+                (self.repair_plan(&view, term), false)
+            }
             DataInput::Repaired(Repaired::Holds { key, version, node }) => {
                 self.catalog.add_holder(&key, version, node);
                 (DataAnswer::Noted, false)
@@ -775,10 +790,7 @@ impl Owner {
                 (DataAnswer::Noted, true)
             }
             DataInput::Peers => {
-                let peers: Vec<NodeName> =
-                    nodes.iter().filter(|(_, info)| info.connected).map(|(name, _)| name.clone()).collect();
-                let peers = self.links(&peers);
-                (DataAnswer::Peers { peers, inherited: self.catalog.inherited(), term }, false)
+                (DataAnswer::Peers { peers: self.connected_links(), inherited: self.catalog.inherited(), term }, false)
             }
             DataInput::Expected(node) => {
                 let (digests, asked_at) = self.catalog.expected(&node);
@@ -810,10 +822,13 @@ impl Owner {
                 self.repair_rate = rate;
                 (DataAnswer::Noted, false)
             }
-            DataInput::Stat(key) => match self.catalog.stat(&key, nodes) {
-                Ok(stat) => (DataAnswer::Stat(stat), false),
-                Err(err) => (DataAnswer::Failed(err), false),
-            },
+            DataInput::Stat(key) => {
+                let view = self.data_view();
+                match self.catalog.stat(&key, &view.nodes) {
+                    Ok(stat) => (DataAnswer::Stat(stat), false),
+                    Err(err) => (DataAnswer::Failed(err), false),
+                }
+            }
         };
         let reserved = self.catalog.take_reserved();
         let mut seq = if wait || reserved { self.commit(Effects::default()) } else { 0 };
@@ -984,6 +999,18 @@ impl Owner {
     /// The connections of `nodes` that are connected, in order.
     fn links(&self, nodes: &[NodeName]) -> Vec<AgentLink> {
         nodes.iter().filter_map(|node| Some((node.clone(), self.session_of(node)?.connection.clone()))).collect()
+    }
+
+    /// The connection of every connected node, by name.
+    fn connected_links(&self) -> Vec<AgentLink> {
+        let mut links: Vec<AgentLink> = self
+            .sessions
+            .iter()
+            .filter(|(id, session)| self.table.connection(session.node.as_str()) == Some(**id))
+            .map(|(_, session)| (session.node.clone(), session.connection.clone()))
+            .collect();
+        links.sort_unstable_by(|(a, _), (b, _)| a.cmp(b));
+        links
     }
 
     /// The copy lanes of `nodes` that are connected, in order.

@@ -25,6 +25,7 @@ use ringwatch_shared::protocol::{CredentialInfo, OperatorRole, Refusal, RefusalK
 
 use ringwatch_shared::token::{fingerprint, to_hex};
 
+use crate::control::credentials::Credentials;
 use crate::control::pki::{ClusterPki, IssuedCert};
 use crate::control::records::{Change, CredentialRecord, Image, OperatorRecord, TokenRecord};
 
@@ -34,8 +35,8 @@ pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Credentials and tokens.
 #[derive(Debug, Default)]
 pub struct Registry {
-    /// Issued credentials by certificate fingerprint (hex).
-    credentials: BTreeMap<String, CredentialRecord>,
+    /// Issued credentials by certificate fingerprint (hex) and node name.
+    credentials: Credentials,
     /// Issued tokens by id.
     tokens: BTreeMap<String, TokenRecord>,
     /// Operator credentials by certificate fingerprint (hex).
@@ -59,7 +60,7 @@ impl Registry {
     /// The registry of the records in `image`.
     pub fn from_image(image: &Image) -> Self {
         Self {
-            credentials: image.credentials.clone(),
+            credentials: Credentials::new(&image.credentials),
             tokens: image.tokens.clone(),
             operators: image.operators.clone(),
             changes: Vec::new(),
@@ -105,9 +106,9 @@ impl Registry {
     fn retire_renewed(&mut self, name: &NodeName, in_use: &str) {
         let retired: Vec<String> = self
             .credentials
-            .iter()
+            .of_node(name.as_str())
             .filter(|(fingerprint, record)| {
-                record.name == *name && !record.revoked && record.renewed_to.is_some() && fingerprint.as_str() != in_use
+                !record.revoked && record.renewed_to.is_some() && fingerprint.as_str() != in_use
             })
             .map(|(fingerprint, _)| fingerprint.clone())
             .collect();
@@ -137,8 +138,9 @@ impl Registry {
         }
         let latest = self
             .credentials
-            .values()
-            .filter(|record| record.name == *name && !record.revoked)
+            .of_node(name.as_str())
+            .map(|(_, record)| record)
+            .filter(|record| !record.revoked)
             .map(|record| record.issued_unix)
             .max()
             .unwrap_or(0);
@@ -158,10 +160,14 @@ impl Registry {
     pub fn record_renewal(&mut self, name: &NodeName, cert_fingerprint: &str, renewed: &IssuedCert, now_unix: u64) {
         let new_fingerprint = to_hex(&fingerprint(&renewed.cert));
         let token_id = self.credentials.get(cert_fingerprint).and_then(|record| record.token_id.clone());
-        for (fingerprint, record) in &mut self.credentials {
-            if record.name == *name && !record.revoked && record.renewed_to.is_none() {
+        for fingerprint in self.credentials.fingerprints_of(name.as_str()) {
+            if let Some(record) = self.credentials.flags_mut(&fingerprint)
+                && !record.revoked
+                && record.renewed_to.is_none()
+            {
                 record.renewed_to = Some(new_fingerprint.clone());
-                self.changes.push(Change::Credential { fingerprint: fingerprint.clone(), record: record.clone() });
+                let record = record.clone();
+                self.changes.push(Change::Credential { fingerprint, record });
             }
         }
         let record = CredentialRecord {
@@ -232,7 +238,8 @@ impl Registry {
             }
             Some(_) => {}
         }
-        let of_name: Vec<&CredentialRecord> = self.credentials.values().filter(|record| record.name == *name).collect();
+        let of_name: Vec<&CredentialRecord> =
+            self.credentials.of_node(name.as_str()).map(|(_, record)| record).collect();
         // The name belongs to the keys of its unrevoked credentials: the
         // current one's, and while a renewal is not yet in use, the renewed
         // one's too.
@@ -283,11 +290,14 @@ impl Registry {
     /// Revokes every credential of `name`; returns how many were.
     pub fn revoke_node(&mut self, name: &str) -> usize {
         let mut revoked = 0;
-        for (fingerprint, record) in &mut self.credentials {
-            if record.name.as_str() == name && !record.revoked {
+        for fingerprint in self.credentials.fingerprints_of(name) {
+            if let Some(record) = self.credentials.flags_mut(&fingerprint)
+                && !record.revoked
+            {
                 record.revoked = true;
                 revoked += 1;
-                self.changes.push(Change::Credential { fingerprint: fingerprint.clone(), record: record.clone() });
+                let record = record.clone();
+                self.changes.push(Change::Credential { fingerprint, record });
             }
         }
         revoked
@@ -295,7 +305,7 @@ impl Registry {
 
     /// Whether any credential was ever issued for `name`.
     pub fn knows_node(&self, name: &str) -> bool {
-        self.credentials.values().any(|record| record.name.as_str() == name)
+        self.credentials.knows(name)
     }
 
     /// Issues and records a token valid for `ttl`.
@@ -324,7 +334,7 @@ impl Registry {
                 revoked: token.revoked,
                 joined: self
                     .credentials
-                    .values()
+                    .records()
                     .filter(|record| record.token_id.as_deref() == Some(token.id.as_str()))
                     .map(|record| record.name.to_string())
                     .collect(),
@@ -624,7 +634,7 @@ mod tests {
         let changes = registry.take_changes();
         assert_eq!(changes.len(), 2, "the old record names its renewal, the new one is written: {changes:?}");
         assert_eq!(registry.current_certificates()["a"], (new_fingerprint.as_str(), Some(1_050)));
-        assert_eq!(registry.credentials[&new_fingerprint].token_id.as_deref(), Some(token.as_str()));
+        assert_eq!(registry.credentials.get(&new_fingerprint).unwrap().token_id.as_deref(), Some(token.as_str()));
 
         // The old certificate stays valid on the live connection and the
         // next one, until the agent connects with the new one.
@@ -647,7 +657,7 @@ mod tests {
         registry.record_join("cert-1".into(), name("a"), "key-1".into(), token.clone(), 1_000, 1_030);
         assert!(!registry.outlives("cert-1", 1_033));
         assert!(registry.outlives("cert-1", 1_029), "issued under a longer lifetime");
-        let mut legacy = registry.credentials["cert-1"].clone();
+        let mut legacy = registry.credentials.get("cert-1").unwrap().clone();
         legacy.expires_unix = None;
         registry.credentials.insert("cert-0".into(), legacy);
         assert!(registry.outlives("cert-0", u64::MAX), "issued before certificates were renewed");

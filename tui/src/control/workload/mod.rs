@@ -31,13 +31,14 @@
 
 mod placement;
 mod plan;
+mod recent_failures;
 mod reports;
 #[cfg(test)]
 mod tally_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,7 @@ use ringwatch_shared::task::{MigrateMode, OnDisconnect, RestartMode, TaskSpec};
 
 use self::placement::Candidates;
 pub use self::plan::ActError;
+use self::recent_failures::RecentFailures;
 use crate::control::records::{Change, ClusterRecord, InstanceRecord, NodeRecord, Placement};
 use crate::control::tally::{FailoverReason, MoveKind, Tally};
 
@@ -351,7 +353,7 @@ pub struct Workloads {
     last_refill: Option<Instant>,
     /// Recent failures `(node, when)` of nodes still down, for the
     /// mass-failure guard.
-    recent_failures: VecDeque<(NodeName, Instant)>,
+    recent_failures: RecentFailures,
     /// The ring over the nodes that may receive work (shared with the
     /// candidates of a step).
     ring: Arc<Ring>,
@@ -416,7 +418,7 @@ impl Workloads {
             version: 1,
             tokens,
             last_refill: None,
-            recent_failures: VecDeque::new(),
+            recent_failures: RecentFailures::default(),
             ring: Arc::new(Ring::default()),
             ring_members: Vec::new(),
             ring_built_at: None,
@@ -732,7 +734,7 @@ impl Workloads {
             NodeState::Alive | NodeState::Degraded => {
                 // Back: its failure no longer counts toward a mass failure,
                 // and its instances stay.
-                self.recent_failures.retain(|(failed, _)| failed != node);
+                self.recent_failures.forget(node);
                 let staying: Vec<InstanceId> = self
                     .instances
                     .iter()
@@ -830,16 +832,7 @@ impl Workloads {
     /// Counts distinct nodes that failed within the window and are still
     /// down; pauses automatic failover when they are a large share.
     fn note_failure(&mut self, node: &NodeName, now: Instant, total_nodes: usize, effects: &mut Effects) {
-        self.recent_failures.retain(|(failed, _)| failed != node);
-        self.recent_failures.push_back((node.clone(), now));
-        while self
-            .recent_failures
-            .front()
-            .is_some_and(|(_, at)| now.saturating_duration_since(*at) > self.config.mass_failure_window)
-        {
-            self.recent_failures.pop_front();
-        }
-        let failures = self.recent_failures.len();
+        let failures = self.recent_failures.record(node, now, self.config.mass_failure_window);
         #[allow(clippy::cast_precision_loss)] // node counts
         let share = failures as f64 / total_nodes.max(1) as f64;
         if self.cluster.failover_paused.is_none() && failures >= 2 && share >= self.config.mass_failure_share {
