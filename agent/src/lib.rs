@@ -32,6 +32,7 @@ pub mod endpoints;
 pub mod error;
 pub mod link;
 pub mod objects;
+pub mod silence;
 pub mod status;
 pub mod supervisor;
 pub mod swarm;

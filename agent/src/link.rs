@@ -40,6 +40,7 @@ use crate::consoles::{ConsoleAddr, Consoles, Outcome, Policy};
 use crate::credentials::{self, Credentials};
 use crate::endpoints::Endpoints;
 use crate::error::AgentError;
+use crate::silence::ConsoleSilence;
 use crate::supervisor::Supervisor;
 
 /// First reconnect delay ceiling.
@@ -61,13 +62,7 @@ const HANDSHAKE_ATTEMPTS: u32 = 6;
 const HEALTHY_SESSION: Duration = Duration::from_secs(10);
 /// How long the console has to answer a hello or a join.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Silence of the console (no beat, no frame) after which the agent drops
-/// the connection and reconnects. The console beats every second, so two
-/// beats may be lost; short enough that, with the default 2 s etcd lease,
-/// agents find a new leader within 5 s of the old one dying
-/// (ARCHITECTURE.md, "Several consoles").
-const CONSOLE_SILENCE: Duration = Duration::from_secs(3);
-/// How often that silence is checked.
+/// How often the console's silence is checked (`crate::silence`).
 const CONSOLE_SILENCE_CHECK: Duration = Duration::from_millis(500);
 /// How long a goodbye waits for the console to close the connection.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -604,7 +599,7 @@ impl Welcomed<'_> {
         let mut seq = 0u64;
         // The console beats every second: long silence means it is gone (killed,
         // or its host is), and reconnecting beats waiting out QUIC's idle timeout.
-        let mut last_heard = Instant::now();
+        let mut silence = ConsoleSilence::new(tokio::time::Instant::now());
         let mut silence_check = tokio::time::interval(CONSOLE_SILENCE_CHECK);
         silence_check.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut renewal = Renewal::new(self.credentials.validity()?);
@@ -653,11 +648,12 @@ impl Welcomed<'_> {
                     }
                 }
                 _ = silence_check.tick() => {
-                    if last_heard.elapsed() >= CONSOLE_SILENCE {
+                    let acks = connection.stats().frame_rx.acks;
+                    if let Some(silent) = silence.gone(acks, tokio::time::Instant::now()) {
                         connection.close(close_code::NORMAL.into(), b"the console went silent");
                         return Err(LinkFailure::ConsoleLeft(format!(
                             "the console has been silent for {}s",
-                            last_heard.elapsed().as_secs()
+                            silent.as_secs()
                         )));
                     }
                 }
@@ -666,7 +662,7 @@ impl Welcomed<'_> {
                         if let Ok(Datagram::ConsoleBeat { term, .. }) = codec::decode_datagram::<Datagram>(&bytes)
                             && terms.admit(term)
                         {
-                            last_heard = Instant::now();
+                            silence.heard(tokio::time::Instant::now());
                             if let Some(workers) = workers.as_deref() {
                                 workers.heard_console();
                             }
@@ -702,7 +698,7 @@ impl Welcomed<'_> {
                     Some(Ok(ConsoleFrame::Refused(refusal))) => return Err(refused(refusal)),
                     Some(Ok(ConsoleFrame::NotLeader { leader })) => return Err(not_leader(leader)),
                     Some(Ok(ConsoleFrame::Renewed { cert_der })) => {
-                        last_heard = Instant::now();
+                        silence.heard(tokio::time::Instant::now());
                         let dir = config.data_dir.clone();
                         let validity = ringwatch_net::cert::validity(&cert_der);
                         let stored = tokio::task::spawn_blocking(move || credentials::store_renewal(&dir, &cert_der))
@@ -722,11 +718,11 @@ impl Welcomed<'_> {
                         }
                     }
                     Some(Ok(ConsoleFrame::RenewalRefused { reason })) => {
-                        last_heard = Instant::now();
+                        silence.heard(tokio::time::Instant::now());
                         renewal.failed(&format!("the console refused: {reason}"));
                     }
                     Some(Ok(frame)) => {
-                        last_heard = Instant::now();
+                        silence.heard(tokio::time::Instant::now());
                         if let Some(report) = carry_out(frame, workers.as_deref()) {
                             send_frame(&mut send, &AgentFrame::Instance(report), config.protocol_version).await?;
                         }

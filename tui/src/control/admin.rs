@@ -153,6 +153,13 @@ impl AnswerStream {
     }
 }
 
+/// The first pause before connecting again to a console that refused the
+/// connection for want of room; it doubles each time.
+const REFUSED_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The last pause before giving up on a console that keeps refusing
+/// (3.1 s of pauses in all).
+const REFUSED_RETRY_LAST: Duration = Duration::from_millis(1_600);
+
 impl AdminClient {
     /// Connects to `target`: the first of its consoles that answers.
     ///
@@ -195,15 +202,31 @@ impl AdminClient {
         // Objects' bytes go this way: datagrams as large as the path carries.
         client.transport_config(std::sync::Arc::new(ringwatch_net::tls::bulk_transport()));
         let endpoint = ringwatch_net::client_endpoint(addr).map_err(|err| unreachable(&name, &err.to_string()))?;
-        let connecting = endpoint
-            .connect_with(client, addr, CONSOLE_SERVER_NAME)
-            .map_err(|err| unreachable(&name, &err.to_string()))?;
-        let connection = match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
-            Ok(Ok(connection)) => connection,
-            Ok(Err(err)) => return Err(link_error(&name, &err.to_string(), connection_reason(&err))),
-            Err(_) => return Err(unreachable(&name, &format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))),
-        };
-        Ok(Self { endpoint, connection, addr: name })
+        let mut backoff = REFUSED_RETRY_FIRST;
+        loop {
+            let connecting = endpoint
+                .connect_with(client.clone(), addr, CONSOLE_SERVER_NAME)
+                .map_err(|err| unreachable(&name, &err.to_string()))?;
+            let connection = match tokio::time::timeout(REQUEST_TIMEOUT, connecting).await {
+                Ok(Ok(connection)) => connection,
+                // Turned away with too many handshakes in progress (a
+                // fleet reconnecting at once, control::admission): busy,
+                // not gone; a few tries more.
+                Ok(Err(quinn::ConnectionError::ConnectionClosed(close)))
+                    if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+                        && backoff <= REFUSED_RETRY_LAST =>
+                {
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                Ok(Err(err)) => return Err(link_error(&name, &err.to_string(), connection_reason(&err))),
+                Err(_) => {
+                    return Err(unreachable(&name, &format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())));
+                }
+            };
+            return Ok(Self { endpoint, connection, addr: name });
+        }
     }
 
     /// Opens a stream and sends `request` on it.
@@ -366,4 +389,37 @@ fn admin_credentials(
         .map_err(|err| broken(format!("admin.key: {err}")))?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     Ok((read_cert("ca.crt")?, read_cert("admin.crt")?, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::pki::ClusterPki;
+
+    #[tokio::test]
+    async fn a_console_refusing_for_want_of_room_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = ClusterPki::load_for_console(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let server = ringwatch_net::endpoint(
+            "127.0.0.1:0".parse().unwrap(),
+            Some(crate::control::tls::server_config(&pki).unwrap()),
+        )
+        .unwrap();
+        let addr = server.local_addr().unwrap();
+        // Turns the first two connections away, as admission does with too
+        // many handshakes in progress, then accepts one.
+        let accepting = tokio::spawn(async move {
+            for _ in 0..2 {
+                server.accept().await.unwrap().refuse();
+            }
+            let connection = server.accept().await.unwrap().await.unwrap();
+            (server, connection)
+        });
+        let (ca, cert, key) = admin_credentials(dir.path()).unwrap();
+        let client = ringwatch_net::tls::mutual_client(&ca, &cert, key).unwrap();
+        let connected = AdminClient::connect_to(addr, addr.to_string(), client).await;
+        assert!(connected.is_ok(), "{:?}", connected.err());
+        let (_server, accepted) = accepting.await.unwrap();
+        assert!(accepted.close_reason().is_none());
+    }
 }

@@ -25,6 +25,7 @@
 
 pub mod admin;
 pub mod admission;
+pub mod backlog;
 pub mod credentials;
 pub mod data;
 pub mod events;
@@ -409,6 +410,7 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
             publish_every: config.publish_every,
             console,
             data: config.data,
+            socket: outlets.socket,
         },
         pki,
         table,
@@ -450,7 +452,7 @@ impl ControlPlane {
             .local_addr()
             .map_err(|err| ConsoleError::Listen { addr: config.listen, reason: err.to_string() })?;
         let advertised = config.advertise.unwrap_or_else(|| crate::local::loopback(local_addr));
-        let outlets = Outlets::new();
+        let outlets = Outlets { socket: Some(local_addr), ..Outlets::new() };
         let (role, leadership) = match &config.store {
             StoreChoice::Embedded => Self::start_single(&config, &pki, &outlets, advertised).await?,
             StoreChoice::Group(group) => {

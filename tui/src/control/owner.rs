@@ -37,6 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::control::backlog::{self, Backlog};
 use crate::control::data::catalog::{Catalog, NodeInfo, QuotaUse, summary, waited_for};
 use crate::control::data::lane::CopyLane;
 use crate::control::data::scope::RepairScope;
@@ -207,6 +208,9 @@ pub struct OwnerConfig {
     pub console: ConsoleStatus,
     /// The data store's settings.
     pub data: crate::control::data::DataConfig,
+    /// The console's QUIC socket, whose receive queue is watched
+    /// (`control::backlog`).
+    pub socket: Option<SocketAddr>,
 }
 
 /// An agent's session, as the owner reaches it.
@@ -311,6 +315,8 @@ pub struct Owner {
     latest: Option<(Instant, Arc<ControlSnapshot>)>,
     /// When the last tick ran, to notice our own pauses.
     last_tick: Instant,
+    /// The console's own socket's receive queue, tick by tick.
+    backlog: Backlog,
     /// Where transitions and the scheduler's counts go, for `/metrics`.
     counters: Arc<Counters>,
 }
@@ -330,6 +336,9 @@ pub struct Outlets {
     /// The operator credentials admin connections are checked against,
     /// kept by whoever holds the records.
     pub operators: Arc<OperatorDirectory>,
+    /// The console's QUIC socket, whose receive queue the owner watches
+    /// (`control::backlog`); `None` in tests without one.
+    pub socket: Option<SocketAddr>,
 }
 
 impl Outlets {
@@ -340,6 +349,7 @@ impl Outlets {
             events: broadcast::channel(1024).0,
             counters: Arc::new(Counters::default()),
             operators: Arc::new(OperatorDirectory::default()),
+            socket: None,
         }
     }
 }
@@ -431,6 +441,7 @@ impl Owner {
             operators: parts.outlets.operators,
             latest: None,
             last_tick: Instant::now(),
+            backlog: Backlog::default(),
             counters: parts.outlets.counters,
         };
         (owner, handle, inputs)
@@ -518,6 +529,7 @@ impl Owner {
         let now = Now::read();
         let gap = now.at.saturating_duration_since(self.last_tick);
         self.last_tick = now.at;
+        let behind = self.backlog.observe(self.config.socket.and_then(backlog::read_queue), now.at);
         if gap >= self.config.pause_threshold {
             self.table.forgive_connected(now.at);
             self.events.emit(
@@ -530,6 +542,8 @@ impl Owner {
                     gap.as_secs_f64()
                 ),
             );
+        } else if self.behind_own_socket(behind) {
+            self.table.forgive_connected(now.at);
         } else {
             for transition in self.table.evaluate(now.at) {
                 self.transition(transition, now);
@@ -549,6 +563,28 @@ impl Owner {
                 }
             });
         }
+    }
+
+    /// Whether connected nodes are forgiven this tick because the console
+    /// is behind reading its own socket (`control::backlog`); says so when
+    /// that starts and when forgiving stops.
+    fn behind_own_socket(&mut self, verdict: backlog::Verdict) -> bool {
+        let text = match verdict {
+            backlog::Verdict::Judge => return false,
+            backlog::Verdict::StillBehind => return true,
+            backlog::Verdict::FellBehind(queue) => format!(
+                "the console fell behind reading its socket ({} bytes queued, {} datagrams dropped since it opened); connected nodes are not convicted for the delay, for at most {}s",
+                queue.queued_bytes,
+                queue.drops,
+                backlog::MAX_FORGIVEN.as_secs()
+            ),
+            backlog::Verdict::GaveUp => format!(
+                "the console has been behind reading its socket for {}s: nodes are judged again",
+                backlog::MAX_FORGIVEN.as_secs()
+            ),
+        };
+        self.events.emit(EventKind::Console, None, None, None, &text);
+        matches!(verdict, backlog::Verdict::FellBehind(_))
     }
 
     /// A node changed state: log it, let the scheduler react.
