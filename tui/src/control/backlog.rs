@@ -97,6 +97,8 @@ pub enum Verdict {
 /// The console's own socket, tick by tick.
 #[derive(Debug, Default)]
 pub struct Backlog {
+    /// The socket's address (`None`: none to watch, never behind).
+    socket: Option<SocketAddr>,
     /// Drops at the last reading.
     drops: Option<u64>,
     /// Since when it has been behind, and whether forgiving stopped.
@@ -104,6 +106,17 @@ pub struct Backlog {
 }
 
 impl Backlog {
+    /// Watches the socket bound to `socket`.
+    pub fn new(socket: Option<SocketAddr>) -> Self {
+        Self { socket, ..Self::default() }
+    }
+
+    /// Reads the socket's queue and judges it, at `now`.
+    pub fn poll(&mut self, now: Instant) -> Verdict {
+        let reading = self.socket.and_then(read_queue);
+        self.observe(reading, now)
+    }
+
     /// Judges the reading of a tick at `now` (`None`: nothing known).
     pub fn observe(&mut self, reading: Option<SocketQueue>, now: Instant) -> Verdict {
         let Some(queue) = reading else {

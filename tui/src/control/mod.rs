@@ -410,7 +410,6 @@ pub(crate) fn start_owner(start: OwnerStart<'_>, opening: &str) -> Result<(Owner
             publish_every: config.publish_every,
             console,
             data: config.data,
-            socket: outlets.socket,
         },
         pki,
         table,

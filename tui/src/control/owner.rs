@@ -208,9 +208,6 @@ pub struct OwnerConfig {
     pub console: ConsoleStatus,
     /// The data store's settings.
     pub data: crate::control::data::DataConfig,
-    /// The console's QUIC socket, whose receive queue is watched
-    /// (`control::backlog`).
-    pub socket: Option<SocketAddr>,
 }
 
 /// An agent's session, as the owner reaches it.
@@ -441,7 +438,7 @@ impl Owner {
             operators: parts.outlets.operators,
             latest: None,
             last_tick: Instant::now(),
-            backlog: Backlog::default(),
+            backlog: Backlog::new(parts.outlets.socket),
             counters: parts.outlets.counters,
         };
         (owner, handle, inputs)
@@ -529,7 +526,7 @@ impl Owner {
         let now = Now::read();
         let gap = now.at.saturating_duration_since(self.last_tick);
         self.last_tick = now.at;
-        let behind = self.backlog.observe(self.config.socket.and_then(backlog::read_queue), now.at);
+        let behind = self.backlog.poll(now.at);
         if gap >= self.config.pause_threshold {
             self.table.forgive_connected(now.at);
             self.events.emit(
@@ -569,22 +566,25 @@ impl Owner {
     /// is behind reading its own socket (`control::backlog`); says so when
     /// that starts and when forgiving stops.
     fn behind_own_socket(&mut self, verdict: backlog::Verdict) -> bool {
-        let text = match verdict {
-            backlog::Verdict::Judge => return false,
-            backlog::Verdict::StillBehind => return true,
-            backlog::Verdict::FellBehind(queue) => format!(
-                "the console fell behind reading its socket ({} bytes queued, {} datagrams dropped since it opened); connected nodes are not convicted for the delay, for at most {}s",
-                queue.queued_bytes,
-                queue.drops,
-                backlog::MAX_FORGIVEN.as_secs()
-            ),
-            backlog::Verdict::GaveUp => format!(
-                "the console has been behind reading its socket for {}s: nodes are judged again",
-                backlog::MAX_FORGIVEN.as_secs()
-            ),
-        };
-        self.events.emit(EventKind::Console, None, None, None, &text);
-        matches!(verdict, backlog::Verdict::FellBehind(_))
+        let limit = backlog::MAX_FORGIVEN.as_secs();
+        match verdict {
+            backlog::Verdict::Judge => false,
+            backlog::Verdict::StillBehind => true,
+            backlog::Verdict::FellBehind(queue) => {
+                let text = format!(
+                    "the console fell behind reading its socket ({} bytes queued, {} datagrams dropped since it opened); connected nodes are not convicted for the delay, for at most {limit}s",
+                    queue.queued_bytes, queue.drops
+                );
+                self.events.emit(EventKind::Console, None, None, None, &text);
+                true
+            }
+            backlog::Verdict::GaveUp => {
+                let text =
+                    format!("the console has been behind reading its socket for {limit}s: nodes are judged again");
+                self.events.emit(EventKind::Console, None, None, None, &text);
+                false
+            }
+        }
     }
 
     /// A node changed state: log it, let the scheduler react.

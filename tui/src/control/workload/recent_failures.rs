@@ -57,15 +57,22 @@ impl RecentFailures {
 mod tests {
     use super::*;
 
+    /// The window of these tests.
+    const WINDOW: Duration = Duration::from_secs(10);
+
     fn node(name: &str) -> NodeName {
         NodeName::parse(name).unwrap()
     }
 
+    /// A clock: the instant `secs` after a fixed start.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let start = Instant::now();
+        move |secs| start + Duration::from_secs(secs)
+    }
+
     #[test]
     fn failures_expire_after_the_window_and_a_node_back_stops_counting() {
-        let window = Duration::from_secs(10);
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
+        let (window, at) = (WINDOW, clock());
         let mut recent = RecentFailures::default();
         assert_eq!(recent.record(&node("a"), at(0), window), 1);
         assert_eq!(recent.record(&node("b"), at(1), window), 2);
@@ -83,9 +90,7 @@ mod tests {
 
     #[test]
     fn a_node_back_and_failed_again_is_kept_by_its_latest_failure() {
-        let window = Duration::from_secs(10);
-        let start = Instant::now();
-        let at = |secs| start + Duration::from_secs(secs);
+        let (window, at) = (WINDOW, clock());
         let mut recent = RecentFailures::default();
         recent.record(&node("a"), at(0), window);
         recent.forget(&node("a"));
