@@ -14,9 +14,10 @@
 //!   `etcd` feature, the same workload side by side against a local etcd
 //!   (its default fsync durability), one member and then three (`etcd×3`:
 //!   like ringwatch's three copies, each put durable on a quorum).
-//! - `--mode large`: one 64 MiB object put and got back, MB/s, next to
+//! - `--mode large`: a 64 MiB object put and got back, MB/s, next to
 //!   `dd` writing 64 MiB with fsync on the same disk and 64 MiB sent over
-//!   a loopback TCP connection.
+//!   a loopback TCP connection; `--rounds N` (default 1) times each, every
+//!   round printed, then the medians (one round on shared cores varies).
 //! - `--mode repair`: `--gib` GiB (default 1) of 64 MiB objects, then
 //!   `kill -9` of a node holding copies: seconds until every object has its
 //!   three copies again, and MB/s, at the default throttle. Heartbeats
@@ -54,6 +55,7 @@ fn main() {
     let seconds: u64 = flag("--seconds").map_or(10, |value| value.parse().unwrap());
     let agents: usize = flag("--agents").map_or(4, |value| value.parse().unwrap());
     let gib: u64 = flag("--gib").map_or(1, |value| value.parse().unwrap());
+    let rounds: usize = flag("--rounds").map_or(1, |value| value.parse().unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let sandbox = Sandbox::new("bench-data");
     let names: Vec<String> = (0..agents).map(|i| format!("n{i}")).collect();
@@ -73,7 +75,7 @@ fn main() {
     };
     match mode.as_str() {
         "small" => runtime.block_on(small(&target, &meter, Duration::from_secs(seconds))),
-        "large" => runtime.block_on(large(&target, &sandbox)),
+        "large" => runtime.block_on(large(&target, &sandbox, rounds)),
         "repair" => repair(&runtime, &target, &mut fleet, gib),
         other => panic!("unknown --mode {other}: small, large or repair"),
     }
@@ -320,28 +322,47 @@ async fn etcd_workload(label: &str, endpoints: &[String], meter: &CpuMeter, dura
     }
 }
 
-async fn large(target: &Target, sandbox: &Sandbox) {
+async fn large(target: &Target, sandbox: &Sandbox, rounds: usize) {
+    const MB: f64 = 67.108_864;
     let bytes: Vec<u8> = (0..64usize << 20).map(|i| (i * 7 % 251) as u8).collect();
     let client = AdminClient::connect(target).await.unwrap();
-    let at = Instant::now();
-    put(&client, "large/64MiB", &bytes).await;
-    let put_secs = at.elapsed().as_secs_f64();
-    let at = Instant::now();
-    assert_eq!(get(&client, "large/64MiB").await, bytes.len());
-    let get_secs = at.elapsed().as_secs_f64();
-    println!("ringwatch put 64 MiB (3 replicas): {:.1} s, {:.0} MB/s", put_secs, 67.108_864 / put_secs);
-    println!("ringwatch get 64 MiB: {:.1} s, {:.0} MB/s", get_secs, 67.108_864 / get_secs);
-    let file = sandbox.path().join("dd.out");
-    let at = Instant::now();
-    let dd = std::process::Command::new("dd")
-        .args(["if=/dev/zero", &format!("of={}", file.display()), "bs=1M", "count=64", "conv=fsync"])
-        .output()
-        .unwrap();
-    assert!(dd.status.success());
-    let dd_secs = at.elapsed().as_secs_f64();
-    println!("dd 64 MiB with fsync: {:.2} s, {:.0} MB/s", dd_secs, 67.108_864 / dd_secs);
-    let loopback = loopback_tcp(&bytes);
-    println!("TCP over loopback, 64 MiB: {:.2} s, {:.0} MB/s", loopback, 67.108_864 / loopback);
+    let (mut puts, mut gets, mut dds, mut loopbacks) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds.max(1) {
+        let key = format!("large/64MiB-{round}");
+        let at = Instant::now();
+        put(&client, &key, &bytes).await;
+        puts.push(MB / at.elapsed().as_secs_f64());
+        let at = Instant::now();
+        assert_eq!(get(&client, &key).await, bytes.len());
+        gets.push(MB / at.elapsed().as_secs_f64());
+        let file = sandbox.path().join("dd.out");
+        let at = Instant::now();
+        let dd = std::process::Command::new("dd")
+            .args(["if=/dev/zero", &format!("of={}", file.display()), "bs=1M", "count=64", "conv=fsync"])
+            .output()
+            .unwrap();
+        assert!(dd.status.success());
+        dds.push(MB / at.elapsed().as_secs_f64());
+        std::fs::remove_file(&file).unwrap();
+        loopbacks.push(MB / loopback_tcp(&bytes));
+        let last = |figures: &Vec<f64>| figures.last().copied().unwrap_or_default();
+        println!(
+            "round {}: ringwatch put 64 MiB (3 replicas) {:.0} MB/s, get {:.0} MB/s; dd with fsync {:.0} MB/s; TCP over loopback {:.0} MB/s",
+            round + 1,
+            last(&puts),
+            last(&gets),
+            last(&dds),
+            last(&loopbacks),
+        );
+    }
+    let median = |figures: &mut Vec<f64>| {
+        figures.sort_by(f64::total_cmp);
+        figures[figures.len() / 2]
+    };
+    println!("ringwatch put 64 MiB (3 replicas): {:.0} MB/s", median(&mut puts));
+    println!("ringwatch get 64 MiB: {:.0} MB/s", median(&mut gets));
+    println!("dd 64 MiB with fsync: {:.0} MB/s", median(&mut dds));
+    println!("TCP over loopback, 64 MiB: {:.0} MB/s", median(&mut loopbacks));
 }
 
 /// Seconds to send `bytes` over a loopback TCP connection to a reader in
