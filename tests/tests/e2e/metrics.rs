@@ -35,6 +35,10 @@ fn a_real_prometheus_scrapes_the_console_counts_its_nodes_and_alerts_on_a_failed
     let text = scrape(metrics);
     assert_eq!(sample(&text, "ringwatch_nodes{state=\"alive\"}"), Some(3.0), "{text}");
     assert_eq!(sample(&text, "ringwatch_node_up{node=\"b\"}"), Some(1.0), "{text}");
+    // The console's own socket, read from /proc each tick.
+    assert!(sample(&text, "ringwatch_socket_receive_queue_bytes").is_some_and(|bytes| bytes >= 0.0), "{text}");
+    assert!(sample(&text, "ringwatch_socket_receive_drops_total").is_some(), "{text}");
+    assert_eq!(sample(&text, "ringwatch_console_fell_behind_total"), Some(0.0), "{text}");
     let check = check_metrics(sandbox.path(), &text);
     assert!(check.status.success(), "promtool rejects the metrics: {check}");
     sandbox.step("promtool check metrics passes");

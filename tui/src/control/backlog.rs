@@ -19,6 +19,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+
 /// A queue at least this long, in bytes the kernel charges for it, is
 /// "behind": at thousands of agents it is a fraction of a second of
 /// datagrams, far more than a console that keeps up ever holds (0–60 kB
@@ -94,11 +97,43 @@ pub enum Verdict {
     GaveUp,
 }
 
+/// What `/metrics` shows of the console's socket (README.md, "Metrics"):
+/// an operator sees the console falling behind before nodes flap, and
+/// whether the kernel dropped what it could not hold.
+#[derive(Debug, Default)]
+pub struct SocketTallies {
+    /// Bytes waiting in the receive queue at the last reading.
+    pub queued_bytes: Gauge,
+    /// Datagrams the kernel dropped for want of room, since the socket
+    /// was made.
+    pub drops: Counter,
+    /// Times the console fell behind and forgave connected nodes.
+    pub fell_behind: Counter,
+}
+
+impl SocketTallies {
+    /// Takes a tick's reading and its verdict.
+    pub fn observe(&self, reading: SocketQueue, verdict: Verdict) {
+        self.queued_bytes.set(i64::try_from(reading.queued_bytes).unwrap_or(i64::MAX));
+        // The kernel's count only grows while the socket lives, and only
+        // the owner writes here.
+        let counted = self.drops.get();
+        if reading.drops > counted {
+            self.drops.inc_by(reading.drops - counted);
+        }
+        if matches!(verdict, Verdict::FellBehind(_)) {
+            self.fell_behind.inc();
+        }
+    }
+}
+
 /// The console's own socket, tick by tick.
 #[derive(Debug, Default)]
 pub struct Backlog {
     /// The socket's address (`None`: none to watch, never behind).
     socket: Option<SocketAddr>,
+    /// The last reading.
+    last: Option<SocketQueue>,
     /// Drops at the last reading.
     drops: Option<u64>,
     /// Since when it has been behind, and whether forgiving stopped.
@@ -113,8 +148,13 @@ impl Backlog {
 
     /// Reads the socket's queue and judges it, at `now`.
     pub fn poll(&mut self, now: Instant) -> Verdict {
-        let reading = self.socket.and_then(read_queue);
-        self.observe(reading, now)
+        self.last = self.socket.and_then(read_queue);
+        self.observe(self.last, now)
+    }
+
+    /// What the last [`Backlog::poll`] read (`None`: nothing known).
+    pub fn last(&self) -> Option<SocketQueue> {
+        self.last
     }
 
     /// Judges the reading of a tick at `now` (`None`: nothing known).
@@ -219,5 +259,34 @@ mod tests {
         assert_eq!(backlog.observe(queue(0, 7), at(10_800)), Verdict::Judge);
         assert!(matches!(backlog.observe(queue(0, 8), at(10_900)), Verdict::FellBehind(_)), "a new episode");
         assert_eq!(backlog.observe(None, at(11_000)), Verdict::Judge, "nothing known: judge");
+    }
+
+    #[test]
+    fn the_metrics_follow_the_queue_count_the_kernels_drops_once_and_each_episode() {
+        let tallies = SocketTallies::default();
+        let behind = SocketQueue { queued_bytes: BEHIND_QUEUE_BYTES, drops: 12 };
+        tallies.observe(SocketQueue { queued_bytes: 700, drops: 10 }, Verdict::Judge);
+        assert_eq!((tallies.queued_bytes.get(), tallies.drops.get(), tallies.fell_behind.get()), (700, 10, 0));
+        tallies.observe(behind, Verdict::FellBehind(behind));
+        tallies.observe(behind, Verdict::StillBehind);
+        assert_eq!(tallies.drops.get(), 12, "drops already counted are not counted again");
+        assert_eq!(tallies.fell_behind.get(), 1, "one episode, however many ticks");
+        tallies.observe(SocketQueue { queued_bytes: 0, drops: 12 }, Verdict::Judge);
+        assert_eq!((tallies.queued_bytes.get(), tallies.drops.get()), (0, 12));
+        tallies.observe(behind, Verdict::FellBehind(behind));
+        assert_eq!(tallies.fell_behind.get(), 2);
+    }
+
+    #[test]
+    fn the_last_reading_is_kept_for_the_metrics() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let local = socket.local_addr().expect("address");
+        let mut backlog = Backlog::new(Some(local));
+        assert_eq!(backlog.last(), None, "nothing read yet");
+        backlog.poll(Instant::now());
+        if cfg!(target_os = "linux") {
+            assert!(backlog.last().is_some(), "the socket is listed in /proc/net/udp");
+        }
+        assert_eq!(Backlog::new(None).last(), None);
     }
 }

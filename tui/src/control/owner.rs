@@ -527,6 +527,9 @@ impl Owner {
         let gap = now.at.saturating_duration_since(self.last_tick);
         self.last_tick = now.at;
         let behind = self.backlog.poll(now.at);
+        if let Some(reading) = self.backlog.last() {
+            self.counters.tallies.socket.observe(reading, behind);
+        }
         if gap >= self.config.pause_threshold {
             self.table.forgive_connected(now.at);
             self.events.emit(

@@ -17,6 +17,7 @@ use ringwatch_shared::plan::OperatorAction;
 use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use ringwatch_shared::status::NodeState;
 
+use crate::control::backlog::SocketTallies;
 use crate::control::store::redb::ChangeLogTallies;
 
 /// Bucket bounds of the detection latency, in seconds: from a quick
@@ -186,6 +187,8 @@ pub struct Tallies {
     /// The embedded store's change log (zero with an etcd store, which
     /// has none).
     pub change_log: ChangeLogTallies,
+    /// The console's UDP socket (`control::backlog`).
+    pub socket: SocketTallies,
 }
 
 impl Default for Tallies {
@@ -199,6 +202,7 @@ impl Default for Tallies {
             restarts: Counter::default(),
             admin_requests: Family::default(),
             change_log: ChangeLogTallies::default(),
+            socket: SocketTallies::default(),
         };
         // Series that exist from the start: a rate over them is 0, not
         // absent, before the first event.

@@ -129,6 +129,15 @@ pub mod names {
     pub const CHANGE_LOG_FOLD_DURATION: &str = "ringwatch_change_log_fold_duration_seconds";
     /// Bytes in the change log's open write-ahead file.
     pub const CHANGE_LOG_BYTES: &str = "ringwatch_change_log_bytes";
+    /// Bytes waiting in the receive queue of the console's UDP socket
+    /// at the owner's last tick (Linux; 0 elsewhere).
+    pub const SOCKET_QUEUE: &str = "ringwatch_socket_receive_queue_bytes";
+    /// Datagrams the kernel dropped at the console's socket for want of
+    /// room (Linux).
+    pub const SOCKET_DROPS: &str = "ringwatch_socket_receive_drops";
+    /// Times the console fell behind reading its socket and did not
+    /// convict connected nodes for the delay.
+    pub const FELL_BEHIND: &str = "ringwatch_console_fell_behind";
     /// The console's version (`version`).
     pub const BUILD: &str = "ringwatch_build";
 }
@@ -231,6 +240,22 @@ impl Metrics {
             names::CHANGE_LOG_BYTES,
             "Bytes in the change log's open write-ahead file, folded past [change_log] fold_at",
             change_log.open_bytes.clone(),
+        );
+        let socket = &tallies.socket;
+        registry.register(
+            names::SOCKET_QUEUE,
+            "Bytes waiting in the receive queue of the console's UDP socket at the last tick",
+            socket.queued_bytes.clone(),
+        );
+        registry.register(
+            names::SOCKET_DROPS,
+            "Datagrams the kernel dropped at the console's UDP socket for want of buffer room",
+            socket.drops.clone(),
+        );
+        registry.register(
+            names::FELL_BEHIND,
+            "Times the console fell behind reading its socket and did not convict connected nodes for the delay",
+            socket.fell_behind.clone(),
         );
         registry.register(names::BUILD, "The console's version", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
         registry.register_collector(Box::new(SnapshotCollector { snapshots, counters }));

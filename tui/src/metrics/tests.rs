@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::http::{METRICS_ADDRESS_FILE, MetricsListener};
 use super::*;
+use crate::control::backlog::{SocketQueue, Verdict};
 use crate::control::owner::{ControlSnapshot, Counters};
 use crate::control::tally::{FailoverReason, MoveKind, Tally};
 
@@ -88,6 +89,12 @@ fn metrics(snapshot: ControlSnapshot) -> (Metrics, watch::Sender<Arc<ControlSnap
     change_log.folds.inc_by(2);
     change_log.fold_seconds.observe(0.03);
     change_log.open_bytes.set(123_456);
+    let socket = &counters.tallies.socket;
+    socket.observe(
+        SocketQueue { queued_bytes: 3 << 20, drops: 40 },
+        Verdict::FellBehind(SocketQueue { queued_bytes: 3 << 20, drops: 40 }),
+    );
+    socket.observe(SocketQueue { queued_bytes: 4_096, drops: 42 }, Verdict::Judge);
     (Metrics::from_parts(receiver, counters), sender)
 }
 
@@ -170,6 +177,9 @@ fn counted_events_are_counters_with_bounded_labels() {
         "ringwatch_change_log_fold_duration_seconds_bucket{le=\"0.025\"} 0",
         "ringwatch_change_log_fold_duration_seconds_bucket{le=\"0.05\"} 1",
         "ringwatch_change_log_bytes 123456",
+        "ringwatch_socket_receive_queue_bytes 4096",
+        "ringwatch_socket_receive_drops_total 42",
+        "ringwatch_console_fell_behind_total 1",
     ] {
         assert!(has(&text, sample), "missing {sample} in\n{text}");
     }
