@@ -102,6 +102,12 @@ pub struct NodeStatus {
     /// its first report): a node with too little takes no new copies.
     #[serde(default)]
     pub data_free_bytes: Option<u64>,
+    /// The round-trip time of its connection, milliseconds, as QUIC
+    /// estimates it (smoothed, taken at each heartbeat); none while it is
+    /// not connected or before its first heartbeat. A slow network shows
+    /// here, a slow host in its load and `last_seen_ms`.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
 }
 
 /// The data store in `status` (README.md, "Data").

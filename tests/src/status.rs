@@ -99,6 +99,9 @@ pub struct NodeStatus {
     /// When that certificate expires, Unix seconds.
     #[serde(default)]
     pub cert_expires_unix: Option<u64>,
+    /// Its connection's round-trip time, ms, while connected.
+    #[serde(default)]
+    pub rtt_ms: Option<f64>,
 }
 
 /// A node state. Deserialized from the lowercase string; a state this crate

@@ -64,6 +64,7 @@ fn fleet(count: usize) -> Snapshot {
                 data_objects: 0,
                 data_bytes: 0,
                 data_free_bytes: None,
+                rtt_ms: None,
             }
         })
         .collect();

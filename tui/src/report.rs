@@ -287,6 +287,7 @@ mod tests {
             data_objects: 0,
             data_bytes: 0,
             data_free_bytes: None,
+            rtt_ms: None,
         }
     }
 

@@ -59,6 +59,15 @@ fn a_real_prometheus_scrapes_the_console_counts_its_nodes_and_alerts_on_a_failed
         answer.first().map(|(_, value)| *value) == Some(3.0)
     });
     sandbox.step("prometheus counts three nodes");
+    // Heartbeats have come in by now: each connected node's round trip is
+    // measured, in `status` and on `/metrics`.
+    let status = console.status();
+    for name in ["a", "b", "c"] {
+        let node = status.node(name).unwrap_or_else(|| panic!("no node {name}: {status}"));
+        assert!(node.rtt_ms.is_some_and(|rtt| rtt > 0.0 && rtt < 10_000.0), "{name}: {status}");
+    }
+    let text = scrape(metrics);
+    assert!(sample(&text, "ringwatch_node_rtt_seconds{node=\"a\"}").is_some_and(|rtt| rtt > 0.0), "{text}");
 
     let exit = agents[2].kill9();
     sandbox.step(format!("c killed ({exit})"));

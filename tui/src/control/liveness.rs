@@ -43,6 +43,8 @@ struct State {
     limits: LimitWatch,
     /// Why the node is over its limits, if it is.
     over_limit: Option<String>,
+    /// The connection's round-trip time as QUIC last estimated it.
+    rtt: Option<Duration>,
 }
 
 /// What the owner reads of a node at a tick.
@@ -81,6 +83,7 @@ impl Liveness {
                 metrics: None,
                 limits: LimitWatch::default(),
                 over_limit: None,
+                rtt: None,
             }),
         }
     }
@@ -107,6 +110,17 @@ impl Liveness {
         state.quick = Some((beat.cpu_permille.min(1000), beat.mem_permille.min(1000)));
         state.detector.heartbeat(now);
         lost
+    }
+
+    /// The connection's round-trip time, as QUIC estimates it (smoothed
+    /// over its acknowledgements), taken as each heartbeat arrives.
+    pub fn round_trip(&self, rtt: Duration) {
+        self.lock().rtt = Some(rtt);
+    }
+
+    /// The last round-trip time taken, if any.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.lock().rtt
     }
 
     /// A full metrics sample arrived at `now`.

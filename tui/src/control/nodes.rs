@@ -409,6 +409,12 @@ impl NodeTable {
                     data_objects: 0,
                     data_bytes: 0,
                     data_free_bytes: None,
+                    rtt_ms: node
+                        .link
+                        .as_ref()
+                        .and(node.liveness.as_ref())
+                        .and_then(|liveness| liveness.rtt())
+                        .map(|rtt| round2(rtt.as_secs_f64() * 1000.0)),
                 }
             })
             .collect()

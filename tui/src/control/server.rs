@@ -443,6 +443,7 @@ impl Session<'_> {
                     Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
                         Ok(Datagram::Heartbeat(beat)) => {
                             let lost = self.liveness.heartbeat(&beat, Instant::now());
+                            self.liveness.round_trip(self.connection.rtt());
                             self.context.counters.tallies.heartbeats_lost.inc_by(lost);
                         }
                         Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {

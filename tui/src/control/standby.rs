@@ -69,6 +69,7 @@ pub fn snapshot_of(
             data_objects: 0,
             data_bytes: 0,
             data_free_bytes: None,
+            rtt_ms: None,
         })
         .collect();
     let up: BTreeSet<&str> = nodes.iter().filter(|node| node.state.is_up()).map(|node| node.name.as_str()).collect();

@@ -67,6 +67,8 @@ pub mod names {
     pub const NODE_NET_TX: &str = "ringwatch_node_network_transmit_bytes_per_second";
     /// Heartbeats lost on a node's current connection.
     pub const NODE_HEARTBEATS_LOST: &str = "ringwatch_node_heartbeats_lost";
+    /// The round-trip time of a node's connection, as QUIC estimates it.
+    pub const NODE_RTT: &str = "ringwatch_node_rtt_seconds";
     /// Instances placed on a node.
     pub const NODE_INSTANCES: &str = "ringwatch_node_instances";
     /// A task's desired instances.
@@ -446,6 +448,12 @@ impl Collector for SnapshotCollector {
             names::NODE_HEARTBEATS_LOST,
             "Heartbeats lost on the node's current connection",
             by_node_int(|node| int(node.heartbeats_lost)),
+        )?;
+        gauge(
+            &mut encoder,
+            names::NODE_RTT,
+            "Round-trip time of the node's connection as QUIC estimates it (connected nodes only)",
+            nodes.iter().filter_map(|node| Some(([("node", node.name.as_str())], node.rtt_ms? / 1000.0))),
         )?;
         gauge(
             &mut encoder,

@@ -42,6 +42,7 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         data_objects: 0,
         data_bytes: 0,
         data_free_bytes: None,
+        rtt_ms: (name == "a").then_some(0.5),
     }
 }
 
@@ -131,6 +132,7 @@ fn the_snapshot_becomes_node_task_and_console_gauges() {
         "ringwatch_node_network_receive_bytes_per_second{node=\"a\"} 1000",
         "ringwatch_node_network_transmit_bytes_per_second{node=\"a\"} 2000",
         "ringwatch_node_heartbeats_lost{node=\"a\"} 3",
+        "ringwatch_node_rtt_seconds{node=\"a\"} 0.0005",
         "ringwatch_node_instances{node=\"a\"} 1",
         "ringwatch_task_replicas{task=\"web\"} 3",
         "ringwatch_instances{task=\"web\",state=\"running\"} 2",

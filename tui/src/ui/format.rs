@@ -55,6 +55,20 @@ pub fn phi(value: f64) -> String {
     }
 }
 
+/// A round-trip time from milliseconds: `0.42ms`, `12.5ms`, `340ms`,
+/// `1.2s`.
+pub fn rtt(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.2}ms")
+    } else if ms < 100.0 {
+        format!("{ms:.1}ms")
+    } else if ms < 1_000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        format!("{:.1}s", ms / 1_000.0)
+    }
+}
+
 /// How long ago, from milliseconds: `120ms`, `3.2s`, `45s`, `12m`, `3h`, `4d`.
 pub fn ago(ms: u64) -> String {
     match ms {
@@ -149,6 +163,10 @@ mod tests {
         assert_eq!(uptime(3 * 86_400 + 4 * 3_600 + 5), "3d 4h");
         assert_eq!(uptime(42), "42s");
         assert_eq!(utc_time(1_700_000_000_000), "22:13:20");
+        assert_eq!(rtt(0.42), "0.42ms");
+        assert_eq!(rtt(12.46), "12.5ms");
+        assert_eq!(rtt(340.2), "340ms");
+        assert_eq!(rtt(1_240.0), "1.2s");
     }
 
     #[test]

@@ -180,6 +180,8 @@ pub struct NodeRow {
     pub weight: u32,
     /// Heartbeats lost on the current connection.
     pub heartbeats_lost: u64,
+    /// Its connection's round-trip time, ms, while connected.
+    pub rtt_ms: Option<f64>,
     /// Data store objects it holds a current copy of, and their bytes.
     pub data: (u64, u64),
     /// Bytes its data quota still takes, once it reported.
@@ -216,6 +218,7 @@ impl NodeRow {
             tx: status.net_tx_bytes_per_sec,
             weight: status.weight,
             heartbeats_lost: status.heartbeats_lost,
+            rtt_ms: status.rtt_ms,
             data: (status.data_objects, status.data_bytes),
             data_free: status.data_free_bytes,
             address: status.address,

@@ -52,6 +52,7 @@ fn node(name: &str, state: NodeState) -> NodeStatus {
         data_objects: 0,
         data_bytes: 0,
         data_free_bytes: None,
+        rtt_ms: None,
     }
 }
 
@@ -517,6 +518,18 @@ fn a_node_whose_data_quota_is_full_says_so_in_its_detail() {
     app.apply_snapshot(full, 201_000);
     let detail = screen(&draw(&mut app, 160, 48));
     assert!(detail.contains("quota full: takes no new copies"), "{detail}");
+}
+
+#[test]
+fn a_connected_nodes_round_trip_time_is_in_its_detail() {
+    let mut app = app();
+    key(&mut app, KeyCode::Enter);
+    assert!(!screen(&draw(&mut app, 160, 48)).contains("rtt"), "nothing said before it is measured");
+    let mut measured = snapshot();
+    measured.status.nodes[0].rtt_ms = Some(0.42);
+    app.apply_snapshot(measured, 201_000);
+    let detail = screen(&draw(&mut app, 160, 48));
+    assert!(detail.contains("rtt 0.42ms"), "{detail}");
 }
 
 #[test]

@@ -83,6 +83,11 @@ fn fact_lines(node: &NodeRow, host: Option<&HostDetail>, width: usize) -> Vec<Li
         ("phi", format::phi(node.phi), Style::new()),
         ("seen", format!("{} ago", format::ago(node.last_seen_ms)), Style::new()),
         ("lost", node.heartbeats_lost.to_string(), Style::new()),
+    ];
+    if let Some(rtt) = node.rtt_ms.filter(|_| !node.address.is_empty()) {
+        facts.push(("rtt", format::rtt(rtt), Style::new()));
+    }
+    facts.extend([
         ("weight", node.weight.to_string(), Style::new()),
         ("share", format::percent(node.share * 100.0), Style::new()),
         ("load", format!("{:.2} {:.2} {:.2}", node.load[0], node.load[1], node.load[2]), Style::new()),
@@ -91,7 +96,7 @@ fn fact_lines(node: &NodeRow, host: Option<&HostDetail>, width: usize) -> Vec<Li
             format!("{} ({})", format::used_of(node.mem_used, node.mem_total), format::percent(node.mem_percent())),
             Style::new(),
         ),
-    ];
+    ]);
     if node.data.0 > 0 {
         let copies = format::count(usize::try_from(node.data.0).unwrap_or(usize::MAX));
         facts.push(("data", format!("{copies} objects, {}", format::bytes(node.data.1)), Style::new()));
