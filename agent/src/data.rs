@@ -286,11 +286,14 @@ impl DataService {
             DataOp::List(ranges) => {
                 let listed = self
                     .with_store(move |store| {
-                        Ok(store
+                        let mut listed: Vec<ObjectMeta> = store
                             .entries()
                             .filter(|meta| ranges.contains(&ringwatch_shared::data::digest::range_of(&meta.key)))
                             .cloned()
-                            .collect::<Vec<ObjectMeta>>())
+                            .collect();
+                        // By key, as the console's catalog holds them.
+                        listed.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                        Ok(listed)
                     })
                     .await;
                 codec::write_frame(send, &answer(listed.map(DataReply::Listed))).await

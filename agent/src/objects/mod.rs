@@ -33,7 +33,7 @@
 //! (the bytes alone). Opening reads them in place (no copying); the next
 //! version of such a key is written in the new layout and the old files go.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -167,7 +167,11 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ObjectsError + '_ {
 pub struct ObjectStore {
     dir: PathBuf,
     quota: u64,
-    index: BTreeMap<ObjectKey, Entry>,
+    /// What is held, by key. Hashed, not ordered: every copy a put makes
+    /// looks its key up a few times, and with tens of thousands of keys
+    /// an ordered map's string comparisons were a tenth of an agent's CPU
+    /// (BENCHMARKS.md, "The data store"); nothing needs the keys in order.
+    index: HashMap<ObjectKey, Entry>,
     used: u64,
     digests: Digests,
     /// Shared by the store's commits: one directory fsync covers the
@@ -529,7 +533,7 @@ impl ObjectStore {
         let mut store = Self {
             dir: dir.to_path_buf(),
             quota,
-            index: BTreeMap::new(),
+            index: HashMap::new(),
             used: 0,
             digests: Digests::default(),
             dir_sync: Arc::new(DirSync::new(dir)),
@@ -630,13 +634,12 @@ impl ObjectStore {
     }
 
     fn insert(&mut self, entry: Entry) {
-        if let Some(old) = self.index.remove(&entry.meta.key) {
+        self.used += entry.meta.size;
+        self.digests.add(&entry.meta);
+        if let Some(old) = self.index.insert(entry.meta.key.clone(), entry) {
             self.used -= old.meta.size;
             self.digests.remove(&old.meta);
         }
-        self.used += entry.meta.size;
-        self.digests.add(&entry.meta);
-        self.index.insert(entry.meta.key.clone(), entry);
     }
 
     /// A packed copy that is no longer current: its record is dead, and a
@@ -680,12 +683,13 @@ impl ObjectStore {
     /// [`ObjectsError::Stale`] when a newer version is held;
     /// [`ObjectsError::OverQuota`] when it does not fit.
     pub fn begin(&self, meta: ObjectMeta) -> Result<PendingCopy, ObjectsError> {
-        if let Some(held) = self.index.get(&meta.key)
-            && held.meta.version > meta.version
+        let held = self.index.get(&meta.key).map(|held| &held.meta);
+        if let Some(held) = held
+            && held.version > meta.version
         {
-            return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
+            return Err(ObjectsError::Stale { key: meta.key, held: held.version, offered: meta.version });
         }
-        let replaced = self.index.get(&meta.key).map_or(0, |held| held.meta.size);
+        let replaced = held.map_or(0, |held| held.size);
         let after = self.used - replaced + meta.size;
         if after > self.quota {
             return Err(ObjectsError::OverQuota { size: meta.size, used: self.used, quota: self.quota });
@@ -737,12 +741,13 @@ impl ObjectStore {
     /// key that raced it won); the copy's file is removed.
     pub fn install(&mut self, mut copy: DurableCopy) -> Result<ObjectMeta, ObjectsError> {
         let meta = copy.entry.meta.clone();
-        if let Some(held) = self.index.get(&meta.key)
+        let held = self.index.get(&meta.key);
+        if let Some(held) = held
             && held.meta.version > meta.version
         {
             return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
-        if let Some(held) = self.index.get(&meta.key).filter(|held| held.meta.version == meta.version) {
+        if let Some(held) = held.filter(|held| held.meta.version == meta.version) {
             // The same version again (a retried put, a repair racing it):
             // the same bytes are already current. Anything else at that
             // version is refused, and its file left alone (see `persist`).
@@ -752,7 +757,7 @@ impl ObjectStore {
             return Err(ObjectsError::Stale { key: meta.key, held: held.meta.version, offered: meta.version });
         }
         let entry = copy.entry.clone();
-        if let Some(previous) = self.index.get(&meta.key).cloned() {
+        if let Some(previous) = held.cloned() {
             if entry.packed().is_some() {
                 // A newer packed version outranks it when the packs are
                 // read again: no forget record needed.
@@ -917,7 +922,7 @@ impl ObjectStore {
         self.index.get(key).map(|entry| &entry.meta)
     }
 
-    /// Everything held, by key.
+    /// Everything held, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &ObjectMeta> {
         self.index.values().map(|entry| &entry.meta)
     }
@@ -1402,8 +1407,9 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        let held: Vec<(String, u64)> =
+        let mut held: Vec<(String, u64)> =
             store.lock().unwrap().entries().map(|meta| (meta.key.as_str().to_string(), meta.version.counter)).collect();
+        held.sort();
         drop(store);
         // Each key ends at the highest version any thread wrote for it.
         let expected: Vec<(String, u64)> = (0..8u64).map(|k| (format!("k{k}"), 1 + 3 * 16 + k + 8)).collect();
