@@ -32,7 +32,10 @@
 //!
 //! Build first: `cargo build --release --workspace` (add `--features
 //! ringwatch-tests/etcd` for the etcd column), then e.g.
-//! `target/release/bench_data --mode small --seconds 10`.
+//! `target/release/bench_data --mode small --seconds 10`. It runs the
+//! `ringwatch` and `ringwatch-agent` beside it, or those `RINGWATCH_BIN`
+//! and `RINGWATCH_AGENT_BIN` name (for A/B rounds between builds), and
+//! prints which.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench driver fails by panicking
 
@@ -58,6 +61,13 @@ fn main() {
     let rounds: usize = flag("--rounds").map_or(1, |value| value.parse().unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let sandbox = Sandbox::new("bench-data");
+    // Beside this binary unless RINGWATCH_BIN / RINGWATCH_AGENT_BIN say
+    // otherwise: said, so an A/B run cannot measure the wrong build.
+    println!(
+        "binaries: {} and {}",
+        ringwatch_tests::bins::ringwatch().display(),
+        ringwatch_tests::bins::ringwatch_agent().display()
+    );
     let names: Vec<String> = (0..agents).map(|i| format!("n{i}")).collect();
     let mode = flag("--mode").unwrap_or_else(|| "small".into());
     let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
