@@ -169,7 +169,7 @@ pub struct ObjectStore {
     quota: u64,
     /// What is held, by key. Hashed, not ordered: every copy a put makes
     /// looks its key up a few times, and with tens of thousands of keys
-    /// an ordered map's string comparisons were a tenth of an agent's CPU
+    /// an ordered map's string comparisons were 8 % of an agent's CPU
     /// (BENCHMARKS.md, "The data store"); nothing needs the keys in order.
     index: HashMap<ObjectKey, Entry>,
     used: u64,
