@@ -66,6 +66,8 @@ pub struct Reading {
     pub quick: Option<(u16, u16)>,
     /// Why the node is over its resource limits, if it is.
     pub over_limit: Option<String>,
+    /// The connection's round-trip time at the last heartbeat.
+    pub rtt: Option<Duration>,
 }
 
 impl Liveness {
@@ -94,11 +96,14 @@ impl Liveness {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A heartbeat arrived at `now`. Duplicates and reordered ones teach
-    /// nothing and are ignored. Returns how many heartbeats its sequence
-    /// number says were lost since the previous one.
-    pub fn heartbeat(&self, beat: &Heartbeat, now: Instant) -> u64 {
+    /// A heartbeat arrived at `now` on a connection whose round-trip time
+    /// QUIC estimates at `rtt` (smoothed over its acknowledgements).
+    /// Duplicates and reordered ones teach nothing and are ignored.
+    /// Returns how many heartbeats its sequence number says were lost
+    /// since the previous one.
+    pub fn heartbeat(&self, beat: &Heartbeat, now: Instant, rtt: Duration) -> u64 {
         let mut state = self.lock();
+        state.rtt = Some(rtt);
         if beat.seq <= state.last_seq {
             return 0;
         }
@@ -110,17 +115,6 @@ impl Liveness {
         state.quick = Some((beat.cpu_permille.min(1000), beat.mem_permille.min(1000)));
         state.detector.heartbeat(now);
         lost
-    }
-
-    /// The connection's round-trip time, as QUIC estimates it (smoothed
-    /// over its acknowledgements), taken as each heartbeat arrives.
-    pub fn round_trip(&self, rtt: Duration) {
-        self.lock().rtt = Some(rtt);
-    }
-
-    /// The last round-trip time taken, if any.
-    pub fn rtt(&self) -> Option<Duration> {
-        self.lock().rtt
     }
 
     /// A full metrics sample arrived at `now`.
@@ -150,6 +144,7 @@ impl Liveness {
             heartbeats_lost: state.heartbeats_lost,
             quick: state.quick,
             over_limit: state.over_limit.clone(),
+            rtt: state.rtt,
         }
     }
 
@@ -163,6 +158,9 @@ impl Liveness {
 mod tests {
     use super::*;
 
+    /// A round-trip time for heartbeats in these tests.
+    const RTT: Duration = Duration::from_millis(1);
+
     fn beat(seq: u64) -> Heartbeat {
         Heartbeat { seq, cpu_permille: 100, mem_permille: 200 }
     }
@@ -171,9 +169,9 @@ mod tests {
     fn gaps_count_as_lost_and_duplicates_teach_nothing() {
         let now = Instant::now();
         let liveness = Liveness::new(DetectorConfig::default(), Duration::from_millis(500), now);
-        assert_eq!(liveness.heartbeat(&beat(1), now), 0);
-        assert_eq!(liveness.heartbeat(&beat(4), now), 2);
-        assert_eq!(liveness.heartbeat(&beat(3), now), 0);
+        assert_eq!(liveness.heartbeat(&beat(1), now, RTT), 0);
+        assert_eq!(liveness.heartbeat(&beat(4), now, RTT), 2);
+        assert_eq!(liveness.heartbeat(&beat(3), now, RTT), 0);
         let reading = liveness.read(now);
         assert_eq!((reading.beats, reading.heartbeats_lost), (2, 2));
     }

@@ -412,8 +412,8 @@ impl NodeTable {
                     rtt_ms: node
                         .link
                         .as_ref()
-                        .and(node.liveness.as_ref())
-                        .and_then(|liveness| liveness.rtt())
+                        .and(reading)
+                        .and_then(|reading| reading.rtt)
                         .map(|rtt| round2(rtt.as_secs_f64() * 1000.0)),
                 }
             })
@@ -440,6 +440,9 @@ mod tests {
     use ringwatch_shared::protocol::Heartbeat;
 
     use super::*;
+
+    /// A round-trip time for heartbeats in these tests.
+    const RTT: Duration = Duration::from_millis(1);
 
     fn table() -> NodeTable {
         NodeTable::new(TableConfig {
@@ -473,7 +476,7 @@ mod tests {
         let mut now = start;
         for seq in 1..=20 {
             now = start + Duration::from_millis(500 * seq);
-            accepted.liveness.heartbeat(&beat(seq), now);
+            accepted.liveness.heartbeat(&beat(seq), now, RTT);
         }
         (now, accepted.liveness)
     }
@@ -493,7 +496,7 @@ mod tests {
         assert!(table.evaluate(last + Duration::from_secs(3)).is_empty(), "no repeated transition");
         // It comes back (SIGCONT): heartbeats resume on the same connection.
         let back = last + Duration::from_secs(4);
-        liveness.heartbeat(&beat(21), back);
+        liveness.heartbeat(&beat(21), back, RTT);
         let returned = table.evaluate(back);
         assert_eq!((returned[0].from, returned[0].to), (NodeState::Failed, NodeState::Alive));
     }
@@ -582,7 +585,7 @@ mod tests {
         table.forgive_connected(dead + Duration::from_secs(2));
         assert!(table.evaluate(dead + Duration::from_secs(2)).is_empty());
         assert_eq!(table.state("a"), Some(NodeState::Failed));
-        liveness.heartbeat(&beat(21), dead + Duration::from_secs(3));
+        liveness.heartbeat(&beat(21), dead + Duration::from_secs(3), RTT);
         assert_eq!(table.evaluate(dead + Duration::from_secs(3))[0].to, NodeState::Alive);
     }
 

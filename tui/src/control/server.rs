@@ -442,8 +442,7 @@ impl Session<'_> {
                 datagram = self.connection.read_datagram() => match datagram {
                     Ok(bytes) => match codec::decode_datagram::<Datagram>(&bytes) {
                         Ok(Datagram::Heartbeat(beat)) => {
-                            let lost = self.liveness.heartbeat(&beat, Instant::now());
-                            self.liveness.round_trip(self.connection.rtt());
+                            let lost = self.liveness.heartbeat(&beat, Instant::now(), self.connection.rtt());
                             self.context.counters.tallies.heartbeats_lost.inc_by(lost);
                         }
                         Ok(Datagram::ConsoleBeat { .. }) | Err(_) => {
