@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use tempfile::TempDir;
+
 use crate::STARTUP;
 use crate::poll::{self, Step};
 use crate::process::{Proc, Signal};
@@ -76,14 +78,36 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|err| panic!("cannot bind 127.0.0.1:0 to find a free port: {err}"))
 }
 
+/// Where an etcd keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdData {
+    /// In memory (a tmpfs, `/dev/shm`, where the machine has one), as
+    /// etcd's own and Kubernetes' integration tests run it: etcd fsyncs
+    /// its log and database on every commit, and on a disk that the
+    /// tests' agents are filling its lease renewals wait behind those
+    /// fsyncs for a second and more, long enough to depose a leader whose
+    /// lease is 2 s. The tests are about what the consoles do, not about
+    /// how fast this machine's disk is.
+    Memory,
+    /// On disk, under the test's directory: for the benchmarks, which
+    /// compare against etcd as a team runs it.
+    Disk,
+}
+
 /// An etcd member, killed (SIGKILL) when dropped: a single-member etcd,
 /// or one member of an [`EtcdCluster`].
 #[derive(Debug)]
 pub struct EtcdServer {
     /// The process while it runs.
     proc: Option<Proc>,
-    /// Its directory: `data/` and `etcd.log`.
+    /// Its directory: `etcd.log`, and `data/` unless the data is in
+    /// memory.
     dir: PathBuf,
+    /// Its data directory, kept across restarts.
+    data: PathBuf,
+    /// The tmpfs directory holding `data` when it is in memory, removed
+    /// when the server is dropped.
+    _memory: Option<TempDir>,
     /// Its ports, kept across restarts (clients know them).
     ports: Ports,
     /// TLS on the client port.
@@ -96,15 +120,25 @@ pub struct EtcdServer {
 }
 
 impl EtcdServer {
-    /// Starts etcd in `dir` (its data in `dir/data`, its output in
-    /// `dir/etcd.log`) and waits until it is healthy.
+    /// Starts etcd with its data in memory ([`EtcdData::Memory`]) and its
+    /// output in `dir/etcd.log`, and waits until it is healthy.
     ///
     /// # Panics
     /// When `etcd` is not installed or does not become healthy, with its
     /// log.
     #[track_caller]
     pub fn start(dir: &Path) -> Self {
-        Self::start_with(dir, None)
+        Self::start_with(dir, EtcdData::Memory, None)
+    }
+
+    /// [`EtcdServer::start`] with the data where `data` says (in
+    /// `dir/data` on disk).
+    ///
+    /// # Panics
+    /// As [`EtcdServer::start`].
+    #[track_caller]
+    pub fn start_in(dir: &Path, data: EtcdData) -> Self {
+        Self::start_with(dir, data, None)
     }
 
     /// [`EtcdServer::start`] with TLS on the client port.
@@ -113,12 +147,12 @@ impl EtcdServer {
     /// As [`EtcdServer::start`].
     #[track_caller]
     pub fn start_tls(dir: &Path, tls: ServerTls) -> Self {
-        Self::start_with(dir, Some(tls))
+        Self::start_with(dir, EtcdData::Memory, Some(tls))
     }
 
     #[track_caller]
-    fn start_with(dir: &Path, tls: Option<ServerTls>) -> Self {
-        let mut members = start_members(&[dir.to_path_buf()], tls.as_ref());
+    fn start_with(dir: &Path, data: EtcdData, tls: Option<ServerTls>) -> Self {
+        let mut members = start_members(&[dir.to_path_buf()], data, tls.as_ref());
         members.pop().unwrap_or_else(|| panic!("a cluster of one started without its member"))
     }
 
@@ -215,7 +249,7 @@ impl EtcdServer {
         let mut command = Command::new(etcd_binary());
         command
             .arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", self.dir.join("data").display()))
+            .arg(format!("--data-dir={}", self.data.display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
@@ -278,8 +312,8 @@ pub struct EtcdCluster {
 }
 
 impl EtcdCluster {
-    /// Starts `size` members under `dir` (`dir/m0`, `dir/m1`, ...) and
-    /// waits until every one is healthy.
+    /// Starts `size` members under `dir` (`dir/m0`, `dir/m1`, ...), their
+    /// data on disk, and waits until every one is healthy.
     ///
     /// # Panics
     /// When `etcd` is not installed or the cluster does not become
@@ -287,7 +321,7 @@ impl EtcdCluster {
     #[track_caller]
     pub fn start(dir: &Path, size: usize) -> Self {
         let dirs: Vec<PathBuf> = (0..size).map(|index| member_dir(dir, index)).collect();
-        Self { members: start_members(&dirs, None) }
+        Self { members: start_members(&dirs, EtcdData::Disk, None) }
     }
 
     /// The members' client addresses, `127.0.0.1:PORT` each.
@@ -308,7 +342,7 @@ impl EtcdCluster {
 /// When `etcd` is not installed or the members do not become healthy,
 /// with the log.
 #[track_caller]
-fn start_members(dirs: &[PathBuf], tls: Option<&ServerTls>) -> Vec<EtcdServer> {
+fn start_members(dirs: &[PathBuf], data: EtcdData, tls: Option<&ServerTls>) -> Vec<EtcdServer> {
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
         let ports: Vec<Ports> = dirs.iter().map(|_| Ports::free()).collect();
@@ -322,13 +356,18 @@ fn start_members(dirs: &[PathBuf], tls: Option<&ServerTls>) -> Vec<EtcdServer> {
             .iter()
             .zip(ports)
             .enumerate()
-            .map(|(index, (dir, ports))| EtcdServer {
-                proc: None,
-                dir: dir.clone(),
-                ports,
-                tls: tls.cloned(),
-                name: format!("m{index}"),
-                cluster: cluster.clone(),
+            .map(|(index, (dir, ports))| {
+                let (data, memory) = data_dir(dir, data);
+                EtcdServer {
+                    proc: None,
+                    dir: dir.clone(),
+                    data,
+                    _memory: memory,
+                    ports,
+                    tls: tls.cloned(),
+                    name: format!("m{index}"),
+                    cluster: cluster.clone(),
+                }
             })
             .collect();
         // All at once: a member of a new cluster is healthy only once a
@@ -343,6 +382,22 @@ fn start_members(dirs: &[PathBuf], tls: Option<&ServerTls>) -> Vec<EtcdServer> {
         }
     }
     panic!("etcd found its ports taken {START_ATTEMPTS} times; last attempt:\n{last}")
+}
+
+/// Where a member in `dir` keeps its data: `dir/data`, or a new directory
+/// on the tmpfs (kept alive by the returned guard) for [`EtcdData::Memory`]
+/// where the machine has one.
+#[track_caller]
+fn data_dir(dir: &Path, data: EtcdData) -> (PathBuf, Option<TempDir>) {
+    let tmpfs = Path::new("/dev/shm");
+    if data == EtcdData::Disk || !tmpfs.is_dir() {
+        return (dir.join("data"), None);
+    }
+    let memory = tempfile::Builder::new()
+        .prefix("ringwatch-test-etcd-")
+        .tempdir_in(tmpfs)
+        .unwrap_or_else(|err| panic!("cannot make a directory for etcd's data in {}: {err}", tmpfs.display()));
+    (memory.path().join("data"), Some(memory))
 }
 
 /// `dir/m<index>`, made if missing.

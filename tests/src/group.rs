@@ -23,7 +23,7 @@ use crate::poll::{self, Step};
 use crate::process::{Output, Signal};
 use crate::status::{NodeState, Status};
 use crate::tasks::{self, TaskDef};
-use crate::{Agent, Console, EtcdServer, LIVENESS, Sandbox, console};
+use crate::{Agent, Console, EtcdData, EtcdServer, LIVENESS, Sandbox, console};
 
 /// How often the consoles are asked who leads.
 const LEADER_POLL: Duration = Duration::from_millis(100);
@@ -84,9 +84,18 @@ impl ConsoleGroup {
     /// When something does not come up, with its log.
     #[track_caller]
     pub fn start(sandbox: &Sandbox, consoles: &[&str], agents: &[AgentSpec]) -> Self {
+        Self::start_with(sandbox, EtcdData::Memory, consoles, agents)
+    }
+
+    /// [`ConsoleGroup::start`] with etcd's data where `data` says.
+    ///
+    /// # Panics
+    /// As [`ConsoleGroup::start`].
+    #[track_caller]
+    pub fn start_with(sandbox: &Sandbox, data: EtcdData, consoles: &[&str], agents: &[AgentSpec]) -> Self {
         assert!(!consoles.is_empty(), "a group needs a console");
         let reaper = Reaper::new(sandbox.path());
-        let etcd = EtcdServer::start(&sandbox.dir("etcd"));
+        let etcd = EtcdServer::start_in(&sandbox.dir("etcd"), data);
         sandbox.step(format!("etcd up on {}", etcd.endpoint()));
         let config = tasks::write_no_limits_config(sandbox.path());
         let console_args =

@@ -54,7 +54,8 @@
 //! - [`standby`]: [`FakeStandby`], a console that only ever says "I am a
 //!   standby; the leader is X", on a real console's PKI.
 //! - [`etcd`]: [`EtcdServer`], a real single-member etcd on loopback that a
-//!   test can stop, restart and freeze, [`EtcdCluster`], several members
+//!   test can stop, restart and freeze (its data in memory for the tests,
+//!   on disk for the benches: [`EtcdData`]), [`EtcdCluster`], several members
 //!   (the benches' three-copy comparison), and [`TcpRelay`], a TCP relay
 //!   that partitions one client from it (the highly available group's
 //!   tests).
@@ -87,7 +88,7 @@ pub mod udp;
 
 pub use agent::Agent;
 pub use console::Console;
-pub use etcd::{EtcdCluster, EtcdServer, TcpRelay};
+pub use etcd::{EtcdCluster, EtcdData, EtcdServer, TcpRelay};
 pub use fleet::{AgentSpec, Fleet};
 pub use group::ConsoleGroup;
 pub use instances::{LifeLog, Reaper};

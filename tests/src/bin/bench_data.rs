@@ -283,7 +283,7 @@ async fn small(target: &Target, meter: &CpuMeter, duration: Duration) {
 async fn etcd_small(duration: Duration) {
     let sandbox = Sandbox::new("bench-data-etcd");
     {
-        let server = ringwatch_tests::EtcdServer::start(&sandbox.dir("etcd"));
+        let server = ringwatch_tests::EtcdServer::start_in(&sandbox.dir("etcd"), ringwatch_tests::EtcdData::Disk);
         let meter = CpuMeter { servers: server.pid().into_iter().collect(), agents: Vec::new() };
         etcd_workload("etcd", &[server.endpoint()], &meter, duration).await;
     }

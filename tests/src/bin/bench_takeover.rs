@@ -31,7 +31,7 @@ use ringwatch_tests::instances::{LifeLog, wall_clock_now};
 use ringwatch_tests::poll::{self, Step};
 use ringwatch_tests::scale::Swarm;
 use ringwatch_tests::status::NodeState;
-use ringwatch_tests::{ConsoleGroup, LIVENESS, Sandbox, TaskDef, tasks};
+use ringwatch_tests::{ConsoleGroup, EtcdData, LIVENESS, Sandbox, TaskDef, tasks};
 
 const CONSOLES: [&str; 3] = ["c1", "c2", "c3"];
 /// The consoles' reconnect grace (their default).
@@ -62,7 +62,7 @@ fn agents(count: usize) -> Vec<AgentSpec> {
 /// connected to it.
 fn leader(runs: usize, agent_count: usize) {
     let sandbox = Sandbox::new("bench-takeover");
-    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &agents(agent_count));
+    let mut group = ConsoleGroup::start_with(&sandbox, EtcdData::Disk, &CONSOLES, &agents(agent_count));
     let names = group.agent_names();
     let mut elected = Vec::new();
     let mut serving = Vec::new();
@@ -106,7 +106,7 @@ fn leader(runs: usize, agent_count: usize) {
 /// instance running elsewhere.
 fn leader_and_agent(runs: usize) {
     let sandbox = Sandbox::new("bench-takeover-agent");
-    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &agents(4));
+    let mut group = ConsoleGroup::start_with(&sandbox, EtcdData::Disk, &CONSOLES, &agents(4));
     let life = LifeLog::new(&sandbox.path().join("life.log"));
     let leader = group.wait_leader(LIVENESS);
     let immediate = r#"{ mode = "immediate" }"#;
@@ -155,7 +155,7 @@ fn leader_and_agent(runs: usize) {
 /// far a standby lags.
 fn steady(agent_count: usize, seconds: usize, runs: usize) {
     let sandbox = Sandbox::new("bench-takeover-steady");
-    let mut group = ConsoleGroup::start(&sandbox, &CONSOLES, &[]);
+    let mut group = ConsoleGroup::start_with(&sandbox, EtcdData::Disk, &CONSOLES, &[]);
     let leader = group.wait_leader(LIVENESS);
     let _swarm = Swarm::start(
         group.address(leader),

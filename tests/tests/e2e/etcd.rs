@@ -40,6 +40,19 @@ fn connect(rt: &Runtime, endpoint: &str) -> Etcd {
     rt.block_on(Etcd::connect(options(endpoint))).unwrap_or_else(|err| panic!("{err}"))
 }
 
+/// A lease no stall of a busy machine outlasts, for the tests of what the
+/// store keeps rather than of the election: with the default 2 s, etcd
+/// answering a renewal a second late deposes the leader mid-test.
+fn steady(options: EtcdOptions) -> EtcdOptions {
+    EtcdOptions { lease_ttl: Duration::from_secs(60), ..options }
+}
+
+/// [`connect`] with a [`steady`] lease.
+#[track_caller]
+fn connect_steady(rt: &Runtime, endpoint: &str) -> Etcd {
+    rt.block_on(Etcd::connect(steady(options(endpoint)))).unwrap_or_else(|err| panic!("{err}"))
+}
+
 fn info(name: &str) -> LeaderInfo {
     LeaderInfo { name: name.to_string(), address: format!("{name}.example:7000") }
 }
@@ -167,7 +180,7 @@ fn etcd_the_writer_thread_commits_through_the_store_until_the_leadership_ends() 
     let sandbox = Sandbox::new("etcd-writer");
     let server = EtcdServer::start(&sandbox.dir("etcd"));
     let rt = runtime();
-    let etcd = connect(&rt, &server.endpoint());
+    let etcd = connect_steady(&rt, &server.endpoint());
     let leadership = campaign(&rt, &etcd, "a");
     let mut store = {
         let _runtime = rt.enter();
@@ -346,7 +359,7 @@ fn etcd_the_event_log_keeps_its_newest_events() {
     let sandbox = Sandbox::new("etcd-events");
     let server = EtcdServer::start(&sandbox.dir("etcd"));
     let rt = runtime();
-    let etcd = connect(&rt, &server.endpoint());
+    let etcd = connect_steady(&rt, &server.endpoint());
     let leadership = campaign(&rt, &etcd, "a");
     let (mut store, _) = leader_store(&rt, &etcd, &leadership);
     store.commit(&Batch { seq: 1, changes: vec![], events: (1..=3).map(event).collect() }).unwrap();
@@ -364,8 +377,8 @@ fn etcd_a_batch_larger_than_one_transaction_commits_whole() {
     let sandbox = Sandbox::new("etcd-large");
     let server = EtcdServer::start(&sandbox.dir("etcd"));
     let rt = runtime();
-    let a = connect(&rt, &server.endpoint());
-    let b = connect(&rt, &server.endpoint());
+    let a = connect_steady(&rt, &server.endpoint());
+    let b = connect_steady(&rt, &server.endpoint());
     let raw = raw_client(&rt, &server);
     let leading_a = campaign(&rt, &a, "a");
     let (mut store, _) = leader_store(&rt, &a, &leading_a);
@@ -407,8 +420,8 @@ fn etcd_a_standby_follows_every_change_in_order() {
     let sandbox = Sandbox::new("etcd-watch");
     let server = EtcdServer::start(&sandbox.dir("etcd"));
     let rt = runtime();
-    let a = connect(&rt, &server.endpoint());
-    let standby = connect(&rt, &server.endpoint());
+    let a = connect_steady(&rt, &server.endpoint());
+    let standby = connect_steady(&rt, &server.endpoint());
     let leadership = campaign(&rt, &a, "a");
     let (mut store, _) = leader_store(&rt, &a, &leadership);
     store.commit(&Batch { seq: 1, changes: vec![node("before", false)], events: vec![event(1)] }).unwrap();
@@ -513,7 +526,7 @@ fn etcd_over_tls_with_a_client_certificate() {
     let rt = runtime();
     let tls = EtcdTls { ca: ca.clone(), cert: Some(client_cert), key: Some(client_key) };
     let etcd = rt
-        .block_on(Etcd::connect(EtcdOptions { tls: Some(tls), ..options(&server.endpoint()) }))
+        .block_on(Etcd::connect(steady(EtcdOptions { tls: Some(tls), ..options(&server.endpoint()) })))
         .unwrap_or_else(|err| panic!("{err}\n{}", server.log_tail()));
     let leadership = campaign(&rt, &etcd, "a");
     let (mut store, _) = leader_store(&rt, &etcd, &leadership);

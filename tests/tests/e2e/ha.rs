@@ -148,12 +148,23 @@ fn ha_a_leader_paused_past_its_lease_finds_itself_deposed_and_changes_nothing() 
     // The old leader wakes up believing it leads, with a cluster it has not
     // heard from for seconds: whatever it decides must go nowhere.
     group.pause(leader, false);
+    let new_term = term(&status);
     let agreed = group.wait_leader(LIVENESS);
-    assert_eq!(agreed, new, "the woken console follows the new leader");
+    if agreed != new {
+        // Allowed (etcd answering a renewal too late deposes a leader),
+        // and said, since it weakens what this run showed.
+        let now = group.console(agreed).status();
+        sandbox.step(format!("the leadership moved on meanwhile: {} leads at term {}", group.name(agreed), term(&now)));
+    }
     let old = group.console(leader).status();
     let console = old.console.clone().expect("a console section");
-    assert!(!console.leads(), "the woken console stands by: {console:?}");
-    assert_eq!(console.term, term(&status), "and knows the new term");
+    // It never leads again at the term it was paused with: it follows
+    // whoever leads, and knows a term at least as new as the takeover's.
+    assert!(console.term >= new_term, "the woken console knows the new term {new_term}: {console:?}");
+    assert!(
+        !console.leads() || console.term > new_term,
+        "the woken console stands by, or leads only after a later election: {console:?}"
+    );
     let log = group.console_log(leader);
     assert!(log.contains("stepping down"), "the deposed leader says it steps down\n{log}");
     // A window in which a deposed leader acting on its stale view would

@@ -6,9 +6,9 @@
 //! for the key just ahead of its own to vanish.
 //!
 //! From the moment its lease is granted, a campaigner's keeper task renews
-//! it every third of its TTL and steps down — reports the leadership lost,
-//! and stops renewing — once it has gone half the TTL without a confirmed
-//! renewal, while the lease still runs: no other console can lead before
+//! it every sixth of its TTL and steps down — reports the leadership lost,
+//! and stops renewing — once it has gone two thirds of the TTL without a
+//! confirmed renewal, while the lease still runs ([`Schedule`]): no other console can lead before
 //! the lease expires, so two consoles never lead at once. The writes the
 //! leader makes are conditioned on its election key still having the term
 //! as its create revision ([`Fence`]), which fails once the lease expired or
@@ -296,11 +296,11 @@ impl Etcd {
         }
     }
 
-    /// Resolves when `leadership` is lost: a renewal went unconfirmed for
-    /// half the lease's TTL (it steps down before the lease can expire),
-    /// the lease expired or was revoked, its election key was deleted, or it
-    /// was resigned. The lease is renewed in the background from the
-    /// campaign on (every third of its TTL); this only waits.
+    /// Resolves when `leadership` is lost: no renewal was confirmed for
+    /// two thirds of the lease's TTL (it steps down before the lease can
+    /// expire), the lease expired or was revoked, its election key was
+    /// deleted, or it was resigned. The lease is renewed in the background
+    /// from the campaign on (every sixth of its TTL); this only waits.
     pub async fn hold(&self, leadership: &Leadership) -> LostLeadership {
         let mut lost = leadership.held.lost.clone();
         let outcome = lost.wait_for(Option::is_some).await.ok().and_then(|lost| lost.clone());
@@ -452,6 +452,37 @@ struct Keeper {
     resigned: Arc<AtomicBool>,
 }
 
+/// When a keeper renews its lease and when it gives the leadership up, in
+/// the proportions of Kubernetes' leader election (a 15 s lease, a 10 s
+/// renew deadline, a try every 2 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Schedule {
+    /// From one confirmed renewal (counted from when it was sent) to the
+    /// next request.
+    renew_every: Duration,
+    /// From the last confirmed renewal to stepping down: before the lease
+    /// can expire, with a third of it to spare for a stall between a
+    /// check and an act, or a clock that runs slow. Writes are fenced
+    /// besides, so the margin is for what the console believes and shows,
+    /// not for the store's safety.
+    step_down_after: Duration,
+}
+
+impl Schedule {
+    fn for_ttl(ttl: Duration) -> Self {
+        Self { renew_every: ttl / 6, step_down_after: ttl * 2 / 3 }
+    }
+
+    /// How long etcd may take to answer a renewal sent on time without
+    /// costing the leadership: a second of a 2 s lease. (Half a TTL for the
+    /// check, a renewal every third, left a third of a second: an etcd
+    /// that fsyncs on a busy disk stalls longer, and every stall cost a
+    /// takeover and every agent's reconnection.)
+    fn tolerated_stall(self) -> Duration {
+        self.step_down_after - self.renew_every
+    }
+}
+
 /// What the watch of this console's election key saw.
 enum KeyEvent {
     /// The key was deleted.
@@ -490,10 +521,12 @@ impl Keeper {
 
     /// Renews until stopped (`None`) or lost (`Some(why)`).
     async fn keep(&self, granted: Instant) -> Option<String> {
-        let renew_every = self.ttl / 3;
-        // Before the lease can expire, with half of it to spare for a
-        // clock that runs slow or a stall between the check and the write.
-        let step_down_after = self.ttl / 2;
+        let schedule = Schedule::for_ttl(self.ttl);
+        let Schedule { renew_every, step_down_after } = schedule;
+        // Answers slower than this are worth an operator's attention: half
+        // of what would cost the leadership. Said once per slow spell.
+        let slow_answer = schedule.tolerated_stall() / 2;
+        let mut slow_spell = false;
         let mut confirmed = granted;
         let mut next = granted + renew_every;
         let mut renewal: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
@@ -532,6 +565,16 @@ impl Keeper {
                     return Some(self.unrenewed(Instant::now() - confirmed, failure.as_deref().or(Some("no answer"))));
                 }
                 Ok(Ok(true)) => {
+                    let took = started.elapsed();
+                    if took > slow_answer && !slow_spell {
+                        warn!(
+                            took = format!("{took:.1?}"),
+                            "etcd is slow to confirm the leader's lease renewals; one {:.1?} late costs the \
+                             leadership (is etcd's disk busy?)",
+                            schedule.tolerated_stall()
+                        );
+                    }
+                    slow_spell = took > slow_answer;
                     confirmed = started;
                     next = started + renew_every;
                     failure = None;
@@ -645,5 +688,30 @@ async fn next_key_event(watch: &mut Option<WatchStream>) -> KeyEvent {
             }
         }
         Ok(None) | Err(_) => KeyEvent::Broken,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keeper_steps_down_before_the_lease_can_expire_with_a_third_to_spare() {
+        for ttl in [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(15), Duration::from_secs(60)] {
+            let schedule = Schedule::for_ttl(ttl);
+            assert!(schedule.step_down_after < ttl, "{ttl:?}: {schedule:?}");
+            assert!(ttl - schedule.step_down_after >= ttl / 3, "{ttl:?}: {schedule:?}");
+        }
+    }
+
+    #[test]
+    fn regression_an_etcd_stall_of_a_third_of_a_second_deposed_the_leader() {
+        // With the default 2 s lease the keeper renewed every 667 ms and
+        // stepped down at 1 s: an answer 340 ms late cost the leadership,
+        // as under the test suite's own disk load it did.
+        let schedule = Schedule::for_ttl(Duration::from_secs(2));
+        assert!(schedule.tolerated_stall() >= Duration::from_secs(1), "{schedule:?}");
+        // A renewal that fails outright is tried again before it gives up.
+        assert!(schedule.renew_every * 3 <= schedule.step_down_after, "{schedule:?}");
     }
 }
