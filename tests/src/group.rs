@@ -23,7 +23,7 @@ use crate::poll::{self, Step};
 use crate::process::{Output, Signal};
 use crate::status::{NodeState, Status};
 use crate::tasks::{self, TaskDef};
-use crate::{Agent, Console, EtcdData, EtcdServer, LIVENESS, Sandbox, console};
+use crate::{Agent, Console, EtcdData, EtcdServer, LIVENESS, Sandbox, console, prometheus};
 
 /// How often the consoles are asked who leads.
 const LEADER_POLL: Duration = Duration::from_millis(100);
@@ -99,7 +99,9 @@ impl ConsoleGroup {
         sandbox.step(format!("etcd up on {}", etcd.endpoint()));
         let config = tasks::write_no_limits_config(sandbox.path());
         let console_args =
-            vec!["--config".to_owned(), config.to_string_lossy().into_owned(), "--store".to_owned(), etcd.url()];
+            ["--config", &config.to_string_lossy(), "--store", &etcd.url(), "--metrics-listen", "127.0.0.1:0"]
+                .map(str::to_owned)
+                .to_vec();
         let members = consoles
             .iter()
             .map(|name| Member {
@@ -193,9 +195,27 @@ impl ConsoleGroup {
         let args: Vec<&str> = self.console_args.iter().map(String::as_str).collect();
         let member = &mut self.members[index];
         assert!(member.console.is_none(), "console {} is running already", member.name);
+        // The address file of an earlier run would be read before this
+        // one writes its own.
+        let stale = member.dir.join(prometheus::METRICS_ADDR_FILE);
+        if let Err(err) = std::fs::remove_file(&stale)
+            && err.kind() != std::io::ErrorKind::NotFound
+        {
+            panic!("cannot remove {}: {err}", stale.display());
+        }
         let mut args = args;
         args.extend(["--name", member.name.as_str()]);
         member.console = Some(Console::start_listening(&member.dir, &member.listen.to_string(), &args));
+    }
+
+    /// `GET /metrics` of console `index` (every console of a group serves
+    /// them, on a port of its own).
+    ///
+    /// # Panics
+    /// When the console has not said where, or the scrape fails.
+    #[track_caller]
+    pub fn scrape(&self, index: usize) -> String {
+        prometheus::scrape(prometheus::metrics_addr(&self.members[index].dir))
     }
 
     /// SIGKILL of console `index`: it vanishes without resigning.

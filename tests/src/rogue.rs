@@ -18,12 +18,13 @@
 //! Every client runs on a tokio runtime of its own, so the (synchronous)
 //! tests drive it with plain calls; dropping it closes its connections.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream};
@@ -465,6 +466,38 @@ impl Burst {
         self.holding.now.load(Ordering::Acquire)
     }
 
+    /// Connections holding a half-sent first frame on which the console
+    /// has sent nothing for `silence` (looked at again now). Past the
+    /// console's idle timeout it keeps nothing of them; the client side
+    /// ends only at its own, which QUIC stretches to three probe timeouts
+    /// of a round trip estimated during an overloaded handshake — seconds
+    /// each on a loaded machine.
+    pub fn abandoned(&self, silence: Duration) -> usize {
+        let mut connections = self.holding.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        connections.values_mut().map(Held::silence).filter(|quiet| *quiet >= silence).count()
+    }
+
+    /// The first few connections holding now, for a failure message: how
+    /// long, and what QUIC says of each.
+    pub fn describe_holding(&self) -> String {
+        let mut connections = self.holding.connections.lock().unwrap_or_else(PoisonError::into_inner);
+        connections
+            .values_mut()
+            .take(5)
+            .map(|held| {
+                let silence = held.silence();
+                let stats = held.connection.stats();
+                format!(
+                    "\n  held {:.1?}, the console silent for {silence:.1?}: rtt {:?}, {} datagrams received, {} sent",
+                    held.since.elapsed(),
+                    held.connection.rtt(),
+                    stats.udp_rx.datagrams,
+                    stats.udp_tx.datagrams,
+                )
+            })
+            .collect()
+    }
+
     /// The most connections that held a half-sent first frame at once.
     pub fn peak_holding(&self) -> usize {
         self.holding.peak.load(Ordering::Acquire)
@@ -499,6 +532,33 @@ struct Holding {
     now: AtomicUsize,
     peak: AtomicUsize,
     finished: AtomicUsize,
+    /// The connections holding now, by stable id.
+    connections: Mutex<BTreeMap<usize, Held>>,
+}
+
+/// A connection holding its half-sent first frame.
+#[derive(Debug)]
+struct Held {
+    connection: Connection,
+    /// Since when it holds.
+    since: Instant,
+    /// Datagrams received from the console, at the last look.
+    received: u64,
+    /// When that count last changed (or the first look).
+    heard: Instant,
+}
+
+impl Held {
+    /// Looks at the connection again: how long the console has been silent
+    /// on it.
+    fn silence(&mut self) -> Duration {
+        let received = self.connection.stats().udp_rx.datagrams;
+        if received != self.received {
+            self.received = received;
+            self.heard = Instant::now();
+        }
+        self.heard.elapsed()
+    }
 }
 
 async fn hold_one(
@@ -535,10 +595,18 @@ async fn hold(
         if send.write_all(&header).await.is_ok() && send.write_all(&vec![0u8; limit / 2]).await.is_ok() {
             let now = holding.now.fetch_add(1, Ordering::AcqRel) + 1;
             holding.peak.fetch_max(now, Ordering::AcqRel);
+            let held = Held {
+                connection: connection.clone(),
+                since: Instant::now(),
+                received: connection.stats().udp_rx.datagrams,
+                heard: Instant::now(),
+            };
+            holding.connections.lock().unwrap_or_else(PoisonError::into_inner).insert(connection.stable_id(), held);
             tokio::select! {
                 () = release.cancelled() => {}
                 _ = connection.closed() => {}
             }
+            holding.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&connection.stable_id());
             holding.now.fetch_sub(1, Ordering::AcqRel);
         }
     }

@@ -20,6 +20,7 @@ use ringwatch_tests::fleet::RECONNECT;
 use ringwatch_tests::group::{copies_by_instance, first_duplicate};
 use ringwatch_tests::instances::{Life, describe_copies, wall_clock_now};
 use ringwatch_tests::poll::{self, Step};
+use ringwatch_tests::prometheus::sample;
 use ringwatch_tests::{AgentSpec, ConsoleGroup, LIVENESS, LifeLog, NodeState, Sandbox, Status, TaskDef};
 
 const CONSOLES: [&str; 3] = ["c1", "c2", "c3"];
@@ -167,6 +168,12 @@ fn ha_a_leader_paused_past_its_lease_finds_itself_deposed_and_changes_nothing() 
     );
     let log = group.console_log(leader);
     assert!(log.contains("stepping down"), "the deposed leader says it steps down\n{log}");
+    // And counts it where an operator's alert sees it.
+    let metrics = group.scrape(leader);
+    let step_downs = sample(&metrics, "ringwatch_console_step_downs_total");
+    assert!(step_downs.is_some_and(|n| n >= 1.0), "the woken console counts its step-down: {step_downs:?}");
+    let renewals = sample(&metrics, "ringwatch_etcd_lease_renewal_duration_seconds_count");
+    assert!(renewals.is_some_and(|n| n >= 1.0), "and the renewals it made: {renewals:?}");
     // A window in which a deposed leader acting on its stale view would
     // show: it has had time to judge the nodes it no longer hears from.
     hold_untouched(&life, &before, Duration::from_secs(5), "after the deposed leader woke");

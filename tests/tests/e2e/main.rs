@@ -102,7 +102,12 @@ impl Cluster {
     /// Starts a console in `sandbox/console` and one agent per name (data
     /// dir `sandbox/agent-NAME`), and waits until all are alive.
     fn start(sandbox: &Sandbox, names: &[&str]) -> Self {
-        let mut console = Console::start(&sandbox.dir("console"));
+        Self::start_with(sandbox, names, &[])
+    }
+
+    /// As [`Cluster::start`], with extra `serve` arguments for the console.
+    fn start_with(sandbox: &Sandbox, names: &[&str], console_args: &[&str]) -> Self {
+        let mut console = Console::start_with(&sandbox.dir("console"), console_args);
         sandbox.step(format!("console up on {}", console.addr()));
         let token = console.join_token();
         let agents = names.iter().map(|name| start_agent(sandbox, &console, &token, name, &[])).collect();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use quinn::Incoming;
 use tracing::warn;
 
+use crate::control::owner::Counters;
+
 /// Handshakes (and joins) in progress beyond which new ones are turned
 /// away.
 pub const MAX_PENDING_HANDSHAKES: usize = 512;
@@ -23,8 +25,9 @@ const LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Counts handshakes in progress and rations refusal logs.
 #[derive(Debug)]
 pub struct Admission {
-    /// Handshakes and joins not finished.
-    in_progress: AtomicUsize,
+    /// Handshakes and joins not finished: the console's counters hold it,
+    /// so `/metrics` shows it.
+    counters: Arc<Counters>,
     /// The cap.
     max: usize,
     /// Refusal logs.
@@ -37,14 +40,18 @@ pub struct Slot(Arc<Admission>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.0.in_progress().fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Admission {
-    /// At most `max` handshakes at once.
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self { in_progress: AtomicUsize::new(0), max, log: LogBudget::new(LOG_BURST, LOG_WINDOW) })
+    /// At most `max` handshakes at once, counted in `counters`.
+    pub fn new(max: usize, counters: Arc<Counters>) -> Arc<Self> {
+        Arc::new(Self { counters, max, log: LogBudget::new(LOG_BURST, LOG_WINDOW) })
+    }
+
+    fn in_progress(&self) -> &AtomicUsize {
+        &self.counters.handshakes_in_progress
     }
 
     /// Admits `incoming` if there is room — the slot is held until the
@@ -52,11 +59,11 @@ impl Admission {
     /// (stateless: it costs the console no state), refuses a validated one,
     /// and returns `None`.
     pub fn admit(self: &Arc<Self>, incoming: Incoming) -> Option<(Incoming, Slot)> {
-        let taken = self.in_progress.fetch_add(1, Ordering::AcqRel);
+        let taken = self.in_progress().fetch_add(1, Ordering::AcqRel);
         if taken < self.max {
             return Some((incoming, Slot(self.clone())));
         }
-        self.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.in_progress().fetch_sub(1, Ordering::AcqRel);
         let remote = incoming.remote_address();
         if !incoming.remote_address_validated() && incoming.may_retry() {
             let _ = incoming.retry();
@@ -75,11 +82,6 @@ impl Admission {
             }
             warn!("{line}");
         }
-    }
-
-    /// Handshakes in progress.
-    pub fn in_progress(&self) -> usize {
-        self.in_progress.load(Ordering::Acquire)
     }
 }
 

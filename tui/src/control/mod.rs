@@ -467,7 +467,7 @@ impl ControlPlane {
             outlets: outlets.clone(),
             counters: outlets.counters.clone(),
             pki,
-            admission: Admission::new(MAX_PENDING_HANDSHAKES),
+            admission: Admission::new(MAX_PENDING_HANDSHAKES, outlets.counters.clone()),
             console_beat: config.console_beat,
         });
         tracker.spawn(server::accept_loop(endpoint.clone(), context, tracker.clone(), shutdown.clone()));
@@ -540,7 +540,7 @@ impl ControlPlane {
         options.lease_ttl = group.lease_ttl;
         options.tls = group.ca.clone().map(|ca| EtcdTls { ca, cert: group.cert.clone(), key: group.key.clone() });
         let options = options.validated().map_err(|err| ConsoleError::Group(err.to_string()))?;
-        let etcd = Etcd::connect(options).await?;
+        let etcd = Etcd::connect(options).await?.reporting_to(outlets.counters.tallies.lease.clone());
         let role = watch::Sender::new(Role::Standby {
             leader: None,
             snapshots: outlets.snapshots.subscribe(),

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -69,6 +69,9 @@ pub struct Counters {
     /// Connections turned away (retry or refusal) because too many
     /// handshakes were in progress.
     pub shed: AtomicU64,
+    /// Handshakes (and joins) in progress now: `control::admission` keeps
+    /// it under its cap.
+    pub handshakes_in_progress: AtomicUsize,
     /// What the rest of the control plane counts, for `/metrics`.
     pub tallies: Tallies,
 }

@@ -18,6 +18,7 @@ use ringwatch_shared::protocol::{AdminRequest, AdminResponse};
 use ringwatch_shared::status::NodeState;
 
 use crate::control::backlog::SocketTallies;
+use crate::control::store::LeaseTallies;
 use crate::control::store::redb::ChangeLogTallies;
 
 /// Bucket bounds of the detection latency, in seconds: from a quick
@@ -189,6 +190,8 @@ pub struct Tallies {
     pub change_log: ChangeLogTallies,
     /// The console's UDP socket (`control::backlog`).
     pub socket: SocketTallies,
+    /// The etcd lease of a console in a group (zero on the embedded store).
+    pub lease: LeaseTallies,
 }
 
 impl Default for Tallies {
@@ -203,6 +206,7 @@ impl Default for Tallies {
             admin_requests: Family::default(),
             change_log: ChangeLogTallies::default(),
             socket: SocketTallies::default(),
+            lease: LeaseTallies::default(),
         };
         // Series that exist from the start: a rate over them is 0, not
         // absent, before the first event.

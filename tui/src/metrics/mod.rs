@@ -107,6 +107,8 @@ pub mod names {
     pub const CONNECTIONS_REFUSED: &str = "ringwatch_connections_refused";
     /// Connections turned away while too many handshakes were in progress.
     pub const CONNECTIONS_SHED: &str = "ringwatch_connections_shed";
+    /// Handshakes (and joins) in progress now, under the console's cap.
+    pub const HANDSHAKES_IN_PROGRESS: &str = "ringwatch_handshakes_in_progress";
     /// Datagrams that did not decode.
     pub const MALFORMED_DATAGRAMS: &str = "ringwatch_malformed_datagrams";
     /// Heartbeats missing from the agents' sequences.
@@ -140,6 +142,10 @@ pub mod names {
     /// Times the console fell behind reading its socket and did not
     /// convict connected nodes for the delay.
     pub const FELL_BEHIND: &str = "ringwatch_console_fell_behind";
+    /// How long etcd took to confirm each renewal of the console's lease.
+    pub const LEASE_RENEWAL_DURATION: &str = "ringwatch_etcd_lease_renewal_duration_seconds";
+    /// Leaderships this console lost without resigning.
+    pub const STEP_DOWNS: &str = "ringwatch_console_step_downs";
     /// The console's version (`version`).
     pub const BUILD: &str = "ringwatch_build";
 }
@@ -258,6 +264,17 @@ impl Metrics {
             names::FELL_BEHIND,
             "Times the console fell behind reading its socket and did not convict connected nodes for the delay",
             socket.fell_behind.clone(),
+        );
+        let lease = &tallies.lease;
+        registry.register(
+            names::LEASE_RENEWAL_DURATION,
+            "How long etcd took to confirm each renewal of this console's lease (a console in a group)",
+            lease.renewal_seconds.clone(),
+        );
+        registry.register(
+            names::STEP_DOWNS,
+            "Leaderships this console lost without resigning: a renewal unconfirmed too long, its lease or election key gone",
+            lease.step_downs.clone(),
         );
         registry.register(names::BUILD, "The console's version", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
         registry.register_collector(Box::new(SnapshotCollector { snapshots, counters }));
@@ -571,6 +588,12 @@ impl Collector for SnapshotCollector {
             names::CONNECTIONS_SHED,
             "Connections turned away while too many handshakes were in progress",
             counters.shed.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut encoder,
+            names::HANDSHAKES_IN_PROGRESS,
+            "Handshakes and joins in progress now; at their cap, new connections are turned away",
+            [(Unlabelled::default(), int(counters.handshakes_in_progress.load(Ordering::Relaxed)))],
         )?;
         counter(
             &mut encoder,

@@ -78,6 +78,7 @@ fn metrics(snapshot: ControlSnapshot) -> (Metrics, watch::Sender<Arc<ControlSnap
     let (sender, receiver) = watch::channel(Arc::new(snapshot));
     let counters = Arc::new(Counters::default());
     counters.refused.store(5, Ordering::Relaxed);
+    counters.handshakes_in_progress.store(7, Ordering::Relaxed);
     counters.tallies.heartbeats_lost.inc_by(9);
     counters.tallies.transition(NodeState::Alive, NodeState::Failed, Some(Duration::from_millis(3_200)));
     let mut tally = Tally::default();
@@ -96,6 +97,10 @@ fn metrics(snapshot: ControlSnapshot) -> (Metrics, watch::Sender<Arc<ControlSnap
         Verdict::FellBehind(SocketQueue { queued_bytes: 3 << 20, drops: 40 }),
     );
     socket.observe(SocketQueue { queued_bytes: 4_096, drops: 42 }, Verdict::Judge);
+    let lease = &counters.tallies.lease;
+    lease.renewal_seconds.observe(0.003);
+    lease.renewal_seconds.observe(0.6);
+    lease.step_downs.inc();
     (Metrics::from_parts(receiver, counters), sender)
 }
 
@@ -159,6 +164,7 @@ fn counted_events_are_counters_with_bounded_labels() {
     for sample in [
         "ringwatch_connections_refused_total 5",
         "ringwatch_connections_shed_total 0",
+        "ringwatch_handshakes_in_progress 7",
         "ringwatch_malformed_datagrams_total 0",
         "ringwatch_heartbeats_lost_total 9",
         "ringwatch_node_transitions_total{from=\"alive\",to=\"failed\"} 1",
@@ -182,6 +188,12 @@ fn counted_events_are_counters_with_bounded_labels() {
         "ringwatch_socket_receive_queue_bytes 4096",
         "ringwatch_socket_receive_drops_total 42",
         "ringwatch_console_fell_behind_total 1",
+        "ringwatch_etcd_lease_renewal_duration_seconds_count 2",
+        "ringwatch_etcd_lease_renewal_duration_seconds_bucket{le=\"0.0025\"} 0",
+        "ringwatch_etcd_lease_renewal_duration_seconds_bucket{le=\"0.005\"} 1",
+        "ringwatch_etcd_lease_renewal_duration_seconds_bucket{le=\"0.5\"} 1",
+        "ringwatch_etcd_lease_renewal_duration_seconds_bucket{le=\"0.75\"} 2",
+        "ringwatch_console_step_downs_total 1",
     ] {
         assert!(has(&text, sample), "missing {sample} in\n{text}");
     }

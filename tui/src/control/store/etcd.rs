@@ -45,7 +45,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, KvC
 
 pub use self::election::{Leader, LeaderInfo, Leadership, LostLeadership};
 pub use self::state::{EtcdStore, StoreWatch, Watched};
-use super::StoreError;
+use super::{LeaseTallies, StoreError};
 
 /// Where a group's records live in etcd unless `--etcd-prefix` says
 /// otherwise.
@@ -232,6 +232,8 @@ pub struct Etcd {
     options: Arc<EtcdOptions>,
     /// Endpoints and prefix, for messages.
     store: Arc<str>,
+    /// Where the lease keepers count renewals and step-downs.
+    tallies: LeaseTallies,
 }
 
 impl std::fmt::Debug for Etcd {
@@ -287,7 +289,15 @@ impl Etcd {
             Ok(Err(err)) => return Err(unreachable(reason(&err))),
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
         }
-        Ok(Self { client, options: Arc::new(options), store })
+        Ok(Self { client, options: Arc::new(options), store, tallies: LeaseTallies::default() })
+    }
+
+    /// Counts its leases' renewals and step-downs in `tallies` (the
+    /// console's, for `/metrics`) rather than in tallies of its own.
+    #[must_use]
+    pub fn reporting_to(mut self, tallies: LeaseTallies) -> Self {
+        self.tallies = tallies;
+        self
     }
 
     /// The checked options (the prefix ends with `/`).

@@ -18,12 +18,39 @@ pub mod writer;
 
 use std::path::PathBuf;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use ringwatch_shared::status::ClusterEvent;
 
 use crate::control::records::{Change, Image, RecordError};
 
 /// How many events a store keeps; older ones are dropped.
 pub const EVENT_LOG_LIMIT: u64 = 100_000;
+
+/// Buckets of a lease renewal's round trip, seconds: from an idle etcd on
+/// a fast disk to one slow enough to cost a 2 s lease (a second).
+pub const RENEWAL_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.0];
+
+/// What a console of a group counts of its etcd lease, for `/metrics`
+/// (README.md, "Metrics"): renewals growing slow are etcd in trouble, seen
+/// before the leadership goes; step-downs, the takeovers it cost. Zero for
+/// a console on the embedded store.
+#[derive(Debug, Clone)]
+pub struct LeaseTallies {
+    /// How long etcd took to confirm each renewal of this console's lease
+    /// (leading, or campaigning for the leadership), seconds.
+    pub renewal_seconds: Histogram,
+    /// Leaderships this console lost without resigning: a renewal
+    /// unconfirmed too long, the lease expired or revoked, the election
+    /// key deleted.
+    pub step_downs: Counter,
+}
+
+impl Default for LeaseTallies {
+    fn default() -> Self {
+        Self { renewal_seconds: Histogram::new(RENEWAL_BUCKETS), step_downs: Counter::default() }
+    }
+}
 
 /// One atomic, durable step of the change log.
 #[derive(Debug, Default, Clone, PartialEq)]

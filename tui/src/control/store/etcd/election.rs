@@ -504,6 +504,10 @@ impl Keeper {
         let reason = match outcome {
             Some(reason) => {
                 warn!(term, %reason, "this console steps down");
+                // A campaigner (term 0) losing its lease led nothing.
+                if term != 0 {
+                    self.etcd.tallies.step_downs.inc();
+                }
                 reason
             }
             None => "it resigned, or gave the leadership up".to_string(),
@@ -566,6 +570,7 @@ impl Keeper {
                 }
                 Ok(Ok(true)) => {
                     let took = started.elapsed();
+                    self.etcd.tallies.renewal_seconds.observe(took.as_secs_f64());
                     if took > slow_answer && !slow_spell {
                         warn!(
                             took = format!("{took:.1?}"),
