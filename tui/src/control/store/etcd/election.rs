@@ -8,12 +8,12 @@
 //! From the moment its lease is granted, a campaigner's keeper task renews
 //! it every sixth of its TTL and steps down — reports the leadership lost,
 //! and stops renewing — once it has gone two thirds of the TTL without a
-//! confirmed renewal, while the lease still runs ([`Schedule`]): no other console can lead before
-//! the lease expires, so two consoles never lead at once. The writes the
-//! leader makes are conditioned on its election key still having the term
-//! as its create revision ([`Fence`]), which fails once the lease expired or
-//! was revoked, so a leader that did not notice in time still changes
-//! nothing.
+//! confirmed renewal, while the lease still runs ([`Schedule`]): no other
+//! console can lead before the lease expires, so two consoles never lead at
+//! once. The writes the leader makes are conditioned on its election key
+//! still having the term as its create revision ([`Fence`]), which fails
+//! once the lease expired or was revoked, so a leader that did not notice
+//! in time still changes nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -574,7 +574,7 @@ impl Keeper {
                     if took > slow_answer && !slow_spell {
                         warn!(
                             took = format!("{took:.1?}"),
-                            "etcd is slow to confirm the leader's lease renewals; one {:.1?} late costs the \
+                            "etcd is slow to confirm this console's lease renewals; one {:.1?} late costs the \
                              leadership (is etcd's disk busy?)",
                             schedule.tolerated_stall()
                         );
