@@ -277,9 +277,11 @@ pub struct Exited {
 #[track_caller]
 fn spawn_serve(data_dir: &Path, listen: &str, extra_args: &[&str]) -> Proc {
     fs::create_dir_all(data_dir).unwrap_or_else(|err| panic!("cannot create {}: {err}", data_dir.display()));
-    // A file left by an earlier run in this dir would point at a dead port:
-    // only the one this process writes counts.
+    // Files left by an earlier run in this dir would point at dead ports
+    // (a console killed with -9 leaves them): only those this process
+    // writes count.
     let _ = fs::remove_file(data_dir.join(ADDR_FILE));
+    let _ = fs::remove_file(data_dir.join(crate::prometheus::METRICS_ADDR_FILE));
     let mut command = Command::new(bins::ringwatch());
     command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", listen]).args(extra_args);
     // Every agent of a test runs on this one host: the host's CPU, memory

@@ -195,14 +195,6 @@ impl ConsoleGroup {
         let args: Vec<&str> = self.console_args.iter().map(String::as_str).collect();
         let member = &mut self.members[index];
         assert!(member.console.is_none(), "console {} is running already", member.name);
-        // The address file of an earlier run would be read before this
-        // one writes its own.
-        let stale = member.dir.join(prometheus::METRICS_ADDR_FILE);
-        if let Err(err) = std::fs::remove_file(&stale)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            panic!("cannot remove {}: {err}", stale.display());
-        }
         let mut args = args;
         args.extend(["--name", member.name.as_str()]);
         member.console = Some(Console::start_listening(&member.dir, &member.listen.to_string(), &args));

@@ -463,7 +463,7 @@ impl Burst {
 
     /// Connections holding a half-sent first frame now.
     pub fn holding(&self) -> usize {
-        self.holding.now.load(Ordering::Acquire)
+        self.holding.connections.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Connections holding a half-sent first frame on which the console
@@ -529,7 +529,7 @@ impl Burst {
 /// attempts that are over.
 #[derive(Debug, Default)]
 struct Holding {
-    now: AtomicUsize,
+    /// The most in `connections` at once.
     peak: AtomicUsize,
     finished: AtomicUsize,
     /// The connections holding now, by stable id.
@@ -593,21 +593,22 @@ async fn hold(
         let limit = codec::MAX_FIRST_FRAME_LEN;
         let header = frame_header(u32::try_from(limit).unwrap_or(u32::MAX));
         if send.write_all(&header).await.is_ok() && send.write_all(&vec![0u8; limit / 2]).await.is_ok() {
-            let now = holding.now.fetch_add(1, Ordering::AcqRel) + 1;
-            holding.peak.fetch_max(now, Ordering::AcqRel);
             let held = Held {
                 connection: connection.clone(),
                 since: Instant::now(),
                 received: connection.stats().udp_rx.datagrams,
                 heard: Instant::now(),
             };
-            holding.connections.lock().unwrap_or_else(PoisonError::into_inner).insert(connection.stable_id(), held);
+            {
+                let mut connections = holding.connections.lock().unwrap_or_else(PoisonError::into_inner);
+                connections.insert(connection.stable_id(), held);
+                holding.peak.fetch_max(connections.len(), Ordering::AcqRel);
+            }
             tokio::select! {
                 () = release.cancelled() => {}
                 _ = connection.closed() => {}
             }
             holding.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&connection.stable_id());
-            holding.now.fetch_sub(1, Ordering::AcqRel);
         }
     }
     connection.close(0u32.into(), b"done");

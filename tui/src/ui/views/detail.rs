@@ -84,7 +84,8 @@ fn fact_lines(node: &NodeRow, host: Option<&HostDetail>, width: usize) -> Vec<Li
         ("seen", format!("{} ago", format::ago(node.last_seen_ms)), Style::new()),
         ("lost", node.heartbeats_lost.to_string(), Style::new()),
     ];
-    if let Some(rtt) = node.rtt_ms.filter(|_| !node.address.is_empty()) {
+    // Measured only while it is connected (`NodeStatus::rtt_ms`).
+    if let Some(rtt) = node.rtt_ms {
         facts.push(("rtt", format::rtt(rtt), Style::new()));
     }
     facts.extend([

@@ -571,7 +571,8 @@ impl Keeper {
                 Ok(Ok(true)) => {
                     let took = started.elapsed();
                     self.etcd.tallies.renewal_seconds.observe(took.as_secs_f64());
-                    if took > slow_answer && !slow_spell {
+                    let slow = took > slow_answer;
+                    if slow && !slow_spell {
                         warn!(
                             took = format!("{took:.1?}"),
                             "etcd is slow to confirm this console's lease renewals; one {:.1?} late costs the \
@@ -579,7 +580,7 @@ impl Keeper {
                             schedule.tolerated_stall()
                         );
                     }
-                    slow_spell = took > slow_answer;
+                    slow_spell = slow;
                     confirmed = started;
                     next = started + renew_every;
                     failure = None;
